@@ -1,0 +1,51 @@
+"""sessionrec: session-based ("what next?") recommendation.
+
+>>> import sessionrec as sr
+>>> ds = sr.load("ml-100k")
+>>> data = sr.prepare(ds, "runs/ml-100k", session="1h", split="time", test_days=21, valid_days=21)
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# Names resolved lazily so that `import sessionrec` stays fast and imports no torch.
+_LAZY = {
+    "load": "sessionrec.datasets",
+    "Dataset": "sessionrec.datasets",
+    "ColumnMapping": "sessionrec.datasets",
+    "PrepareConfig": "sessionrec.prepare",
+    "PreparedData": "sessionrec.prepare",
+    "SessionData": "sessionrec.prepare",
+}
+
+# Functions named like their subpackage are bound eagerly: importing the subpackage would
+# otherwise shadow them with the module object.
+from sessionrec import errors  # noqa: E402
+from sessionrec.prepare import prepare  # noqa: E402
+
+__all__ = [
+    "ColumnMapping",
+    "Dataset",
+    "PrepareConfig",
+    "PreparedData",
+    "SessionData",
+    "__version__",
+    "errors",
+    "load",
+    "prepare",
+]
+
+if TYPE_CHECKING:
+    from sessionrec.datasets import ColumnMapping, Dataset, load
+    from sessionrec.prepare import PrepareConfig, PreparedData, SessionData
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'sessionrec' has no attribute {name!r}")

@@ -1,0 +1,38 @@
+"""The ``sessionrec`` command line: thin verbs over the library; errors as one line, exit 2."""
+
+from __future__ import annotations
+
+import sys
+
+from sessionrec.cli._app import app, console, err_console
+from sessionrec.errors import SessionrecError
+
+# Each module registers its verbs on `app` when imported.
+from sessionrec.cli import data as _data  # noqa: F401  isort: skip
+from sessionrec.cli import prepare as _prepare  # noqa: F401  isort: skip
+from sessionrec.cli import demo as _demo  # noqa: F401  isort: skip
+
+__all__ = ["app", "console", "main"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: runs the app; a SessionrecError becomes one line on stderr and exit code 2."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except SessionrecError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # click's usage errors
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Exit):
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(1)
+        raise

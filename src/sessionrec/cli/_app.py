@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+import logging
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    name="sessionrec",
+    help="Session-based recommendation: data, explore, prepare, train, evaluate, recommend.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+@app.callback()
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details."),
+) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")

@@ -1,0 +1,48 @@
+"""`sessionrec data list|fetch|import`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from sessionrec.cli._app import app, console
+from sessionrec.datasets import registry
+
+data_app = typer.Typer(help="Known datasets: list, fetch into the cache, import a local copy.")
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("list")
+def list_() -> None:
+    """Show the known datasets and which are cached."""
+    table = Table(title=f"datasets (cache: {registry.home() / 'datasets'})")
+    for col in ("name", "cached", "description"):
+        table.add_column(col)
+    for name, spec in registry.DATASETS.items():
+        table.add_row(name, "yes" if registry.is_cached(name) else "", spec.description)
+    console.print(table)
+
+
+@data_app.command("fetch")
+def fetch(
+    name: str = typer.Argument(..., help="A dataset name from `sessionrec data list`."),
+) -> None:
+    """Download a dataset's official archive into the cache (sha256-verified, atomic)."""
+    from sessionrec.datasets.fetch import fetch as do_fetch
+
+    path = do_fetch(name)
+    console.print(f"{name}: {path}")
+
+
+@data_app.command("import")
+def import_(
+    name: str = typer.Argument(..., help="A dataset name from `sessionrec data list`."),
+    path: Path = typer.Argument(..., help="An archive (.zip) or folder you already have."),
+) -> None:
+    """Put a local archive or folder of a known dataset into the cache."""
+    from sessionrec.datasets.fetch import import_dataset
+
+    out = import_dataset(name, path)
+    console.print(f"{name}: {out}")

@@ -1,0 +1,107 @@
+"""`sessionrec prepare SOURCE --out DIR`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from sessionrec.cli import _options as o
+from sessionrec.cli._app import app, console
+from sessionrec.errors import ConfigError
+from sessionrec.prepare import PrepareConfig, PreparedData
+from sessionrec.prepare import prepare as do_prepare
+
+
+@app.command()
+def prepare(
+    source: o.Source,
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Output directory (written atomically).")
+    ],
+    session: Annotated[
+        str | None, typer.Option(help="'user': a user's whole history is one session.")
+    ] = None,
+    session_gap: Annotated[
+        str | None, typer.Option(help="New session after this inactivity gap (30m, 1h, ...).")
+    ] = None,
+    session_column: o.SessionColumn = None,
+    user_column: o.UserColumn = None,
+    item_column: o.ItemColumn = None,
+    time_column: o.TimeColumn = None,
+    rating_column: o.RatingColumn = None,
+    event_type_column: o.EventTypeColumn = None,
+    time_unit: o.TimeUnit = None,
+    separator: o.Separator = None,
+    min_rating: Annotated[float | None, typer.Option(help="Keep ratings >= this.")] = None,
+    event_type: Annotated[str | None, typer.Option(help="Keep only this event type.")] = None,
+    drop_repeats: Annotated[
+        bool, typer.Option(help="Drop consecutive repeats of an item in a session.")
+    ] = False,
+    min_session_length: Annotated[int, typer.Option(help="Recursive filter; 0 disables.")] = 2,
+    max_session_length: Annotated[int | None, typer.Option(help="Recursive filter.")] = None,
+    min_item_support: Annotated[int, typer.Option(help="Recursive filter; 0 disables.")] = 5,
+    min_user_events: Annotated[int | None, typer.Option(help="Recursive filter.")] = None,
+    max_user_events: Annotated[
+        int | None, typer.Option(help="Recursive filter: drop users above this (bots).")
+    ] = None,
+    split: Annotated[str, typer.Option(help="time | user-time | leave-one-out | random")] = "time",
+    test_days: Annotated[float, typer.Option(help="time split: test window in days.")] = 1.0,
+    valid_days: Annotated[float, typer.Option(help="time split: valid window in days.")] = 1.0,
+    test_fraction: Annotated[float, typer.Option(help="user-time / random split.")] = 0.1,
+    valid_fraction: Annotated[float, typer.Option(help="user-time / random split.")] = 0.1,
+    seed: Annotated[int, typer.Option(help="random split seed.")] = 0,
+) -> None:
+    """Sessionize, filter (recursively) and split a log into a PreparedData directory."""
+    chosen = [x for x in (session, session_gap, session_column) if x]
+    if len(chosen) > 1:
+        raise ConfigError("give one of --session user, --session-gap, --session-column")
+    if session not in (None, "user"):
+        raise ConfigError(f"--session takes 'user', not {session!r} (see --session-gap)")
+    if session_column:
+        how = "column"
+    elif session == "user":
+        how = "user"
+    else:
+        how = session_gap or "1h"
+    ds = o.load_source(
+        source, session_column, user_column, item_column, time_column, rating_column,
+        event_type_column, time_unit, separator,
+    )  # fmt: skip
+    cfg = PrepareConfig(
+        session=how,
+        min_rating=min_rating,
+        event_type=event_type,
+        drop_repeats=drop_repeats,
+        min_session_length=min_session_length or None,
+        max_session_length=max_session_length,
+        min_item_support=min_item_support or None,
+        min_user_events=min_user_events,
+        max_user_events=max_user_events,
+        split=split,
+        test_days=test_days,
+        valid_days=valid_days,
+        test_fraction=test_fraction,
+        valid_fraction=valid_fraction,
+        seed=seed,
+    )
+    data = do_prepare(ds, out, cfg)
+    assert isinstance(data, PreparedData)
+    print_prepared(data)
+
+
+def print_prepared(data: PreparedData) -> None:
+    table = Table(title=f"prepared: {data.path}")
+    for col in ("part", "events", "sessions", "items"):
+        table.add_column(col, justify="right" if col != "part" else "left")
+    for part, c in data.meta["counts"].items():
+        table.add_row(part, f"{c['events']:,}", f"{c['sessions']:,}", f"{c['items']:,}")
+    console.print(table)
+    console.print(f"{data.n_items:,} items in the vocabulary (train)")
+    for i, r in enumerate(data.meta["dropped"]["support_rounds"], 1):
+        if any(r.values()):
+            console.print(
+                f"filter round {i}: removed " + ", ".join(f"{v:,} by {k}" for k, v in r.items())
+            )

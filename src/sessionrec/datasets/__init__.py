@@ -1,0 +1,56 @@
+"""Loaders that turn raw logs into the Events contract: MovieLens, YOOCHOOSE, any CSV/Parquet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sessionrec.datasets._events import Dataset
+from sessionrec.datasets.movielens import detect_layout, load_movielens
+from sessionrec.datasets.registry import DATASETS, ensure, spec
+from sessionrec.datasets.tabular import ColumnMapping, load_table
+from sessionrec.errors import DataError
+
+__all__ = ["DATASETS", "ColumnMapping", "Dataset", "load", "load_movielens", "load_table"]
+
+
+def load(source: str | Path, mapping: ColumnMapping | None = None) -> Dataset:
+    """Load a dataset by registry name (``ml-100k``) or by path (a folder or a file).
+
+    Args:
+        source: a known dataset name (fetched into the cache when missing) or a path.
+        mapping: column roles for CSV/TSV/Parquet logs; ignored for known layouts.
+    """
+    text = str(source)
+    path = Path(source)
+    if text in DATASETS and not path.exists():
+        folder = ensure(text)
+        return _load_folder(folder, text)
+    if path.is_dir():
+        return _load_folder(path, path.name)
+    if not path.exists():
+        if "/" not in text and "." not in text:
+            spec(text)  # raises UnknownNameError listing the known names
+        raise DataError(path, expected="an existing file or folder", found="no such path")
+    if path.name in ("u.data", "ratings.dat", "ratings.csv") and detect_layout(path.parent):
+        return load_movielens(path.parent)
+    if path.name.startswith("yoochoose-"):
+        from sessionrec.datasets.yoochoose import load_yoochoose
+
+        return load_yoochoose(path.parent if path.name != "yoochoose-clicks.dat" else path)
+    return load_table(path, mapping)
+
+
+def _load_folder(folder: Path, name: str) -> Dataset:
+    if detect_layout(folder):
+        return load_movielens(folder, name)
+    if (folder / "yoochoose-clicks.dat").exists():
+        from sessionrec.datasets.yoochoose import load_yoochoose
+
+        return load_yoochoose(folder)
+    if (folder / "events.parquet").exists():
+        return load_table(folder / "events.parquet")
+    raise DataError(
+        folder,
+        expected="a MovieLens or YOOCHOOSE folder",
+        found=", ".join(sorted(p.name for p in folder.iterdir())[:8]) or "an empty folder",
+    )

@@ -1,0 +1,100 @@
+"""The Events contract (DESIGN.md): one schema every loader produces."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import polars as pl
+
+from sessionrec import _schema as S
+from sessionrec.errors import DataError
+
+
+@dataclass
+class Dataset:
+    """A loaded interaction log: events (lazy), optional item metadata, and where it came from.
+
+    Attributes:
+        name: dataset name (``ml-100k``) or the path it was read from.
+        lazy_events: the Events frame as a polars LazyFrame (read on demand, streaming-friendly).
+        items: item metadata (``item_id``, ``title``, ``year``, ``genres``) or None.
+        files: the source files, for checksums and messages.
+        info: facts about the source (format, which source was used, ...).
+    """
+
+    name: str
+    lazy_events: pl.LazyFrame
+    items: pl.DataFrame | None = None
+    files: list[Path] = field(default_factory=list)
+    info: dict[str, object] = field(default_factory=dict)
+    _events: pl.DataFrame | None = field(default=None, repr=False)
+
+    @property
+    def events(self) -> pl.DataFrame:
+        """The Events frame, collected once."""
+        if self._events is None:
+            self._events = self.lazy_events.collect()
+            if self._events.height == 0:
+                raise DataError(
+                    self.files[0] if self.files else self.name,
+                    expected="at least one event",
+                    found="no rows",
+                )
+        return self._events
+
+    def checksum(self) -> str:
+        """sha256 over the source files' bytes (in order), to record what a result came from."""
+        h = hashlib.sha256()
+        for f in self.files:
+            with open(f, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 22), b""):
+                    h.update(chunk)
+        return h.hexdigest()
+
+    def _repr_markdown_(self) -> str:
+        ev = self.events
+        return f"**{self.name}**: {ev.height:,} events, {ev[S.ITEM].n_unique():,} items" + (
+            f", {ev[S.USER].n_unique():,} users" if ev[S.USER].null_count() < ev.height else ""
+        )
+
+
+def to_events(
+    lf: pl.LazyFrame,
+    *,
+    time: pl.Expr,
+    user: pl.Expr | None = None,
+    session: pl.Expr | None = None,
+    item: pl.Expr | None = None,
+    rating: pl.Expr | None = None,
+    event_type: pl.Expr | None = None,
+) -> pl.LazyFrame:
+    """Map a raw frame onto the Events schema; ``row`` numbers the source rows from 0."""
+    cols = [
+        (user if user is not None else pl.lit(None)).cast(pl.Int64).alias(S.USER),
+        (session if session is not None else pl.lit(None)).cast(pl.Int64).alias(S.SESSION),
+        (item if item is not None else pl.col(S.ITEM)).alias(S.ITEM),
+        time.cast(S.TIME_DTYPE).alias(S.TIME),
+    ]
+    if rating is not None:
+        cols.append(rating.cast(pl.Float32).alias(S.RATING))
+    if event_type is not None:
+        cols.append(event_type.cast(pl.Utf8).alias(S.EVENT_TYPE))
+    return lf.with_row_index(S.ROW).select([*cols, pl.col(S.ROW).cast(pl.Int64)])
+
+
+def epoch_to_time(col: str, unit: Literal["s", "ms", "us"]) -> pl.Expr:
+    """Unix time in ``unit`` (s, ms, us) to a UTC Datetime."""
+    return pl.from_epoch(pl.col(col), time_unit=unit).dt.replace_time_zone("UTC")
+
+
+def iso_to_time(col: str) -> pl.Expr:
+    """ISO-8601 text (``2014-04-07T10:51:09.277Z`` and the like) to a UTC Datetime."""
+    return pl.col(col).str.to_datetime(time_unit="us", time_zone="UTC", strict=True)
+
+
+def title_year(title: pl.Expr) -> pl.Expr:
+    """The year in a MovieLens-style title, ``"Toy Story (1995)"`` → 1995 (null when absent)."""
+    return title.str.extract(r"\((\d{4})\)\s*$", 1).cast(pl.Int32, strict=False)

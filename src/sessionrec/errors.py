@@ -1,0 +1,47 @@
+"""Errors a user can act on: each names the file, the line or column, what was expected and
+what was found. The CLI prints them as one line and exits with code 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class SessionrecError(Exception):
+    """Base class of every error meant for the user rather than for a traceback."""
+
+
+class DataError(SessionrecError):
+    """Bad input data: names where it is and what was wrong."""
+
+    def __init__(
+        self,
+        path: str | Path | None,
+        *,
+        expected: str,
+        found: str,
+        line: int | None = None,
+        column: str | None = None,
+    ) -> None:
+        self.path = None if path is None else str(path)
+        self.line = line
+        self.column = column
+        self.expected = expected
+        self.found = found
+        where = self.path or "<data>"
+        if line is not None:
+            where += f":{line}"
+        if column is not None:
+            where += f": column {column!r}"
+        super().__init__(f"{where}: expected {expected}, found {found}")
+
+
+class ConfigError(SessionrecError):
+    """An invalid parameter, option or name."""
+
+
+class UnknownNameError(ConfigError):
+    """An unknown dataset, model or option name; lists what is known."""
+
+    def __init__(self, kind: str, name: str, known: list[str]) -> None:
+        self.name = name
+        super().__init__(f"unknown {kind} {name!r}; known: {', '.join(sorted(known))}")

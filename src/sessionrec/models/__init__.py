@@ -1,0 +1,52 @@
+"""Models behind one protocol (``sessionrec.models.base.SessionModel``).
+
+The registry maps a ``--model`` name to the module and class that implement it; modules are
+imported only when asked for, so `import sessionrec` stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sessionrec.errors import DataError, UnknownNameError
+from sessionrec.models.base import SessionModel
+
+#: --model name → (module, class). One line per model.
+REGISTRY: dict[str, tuple[str, str]] = {}
+
+
+def model_class(name: str) -> type[SessionModel]:
+    try:
+        module, cls = REGISTRY[name]
+    except KeyError:
+        raise UnknownNameError("model", name, list(REGISTRY)) from None
+    return getattr(importlib.import_module(module), cls)
+
+
+def create(
+    name: str, params: dict[str, Any] | None = None, device: str | torch.device = "cpu"
+) -> SessionModel:
+    """A new, untrained model ``name`` with ``params`` (unknown keys are rejected)."""
+    return model_class(name).from_params(params, device=device)
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> SessionModel:
+    """Load a saved model directory (config.json + weights + items)."""
+    path = Path(path)
+    cfg_path = path / "config.json"
+    if not cfg_path.exists():
+        raise DataError(
+            path,
+            expected="a model directory with config.json (from `sessionrec train`)",
+            found="no config.json" if path.is_dir() else "no such directory",
+        )
+    name = json.loads(cfg_path.read_text())["model"]
+    return model_class(name).load_from(path, device=device)
+
+
+__all__ = ["REGISTRY", "SessionModel", "create", "load_model", "model_class"]

@@ -1,0 +1,216 @@
+"""The preparation pipeline: sessionize → filter (recursive) → split → encode → write."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from sessionrec import _schema as S
+from sessionrec._io import atomic_dir, write_json
+from sessionrec.datasets import Dataset, load
+from sessionrec.errors import ConfigError, DataError
+from sessionrec.prepare import split as sp
+from sessionrec.prepare.data import PARTS, TARGET, PreparedData
+from sessionrec.prepare.filters import SupportFilter, filter_events, filter_recursive
+from sessionrec.prepare.sessionize import parse_duration, sessionize
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    """Every parameter of a preparation; all of it is recorded in meta.json.
+
+    ``session`` is ``"user"``, ``"column"`` (the log's own session ids) or an inactivity gap
+    such as ``"30m"`` / ``"1h"``.
+    """
+
+    session: str = "1h"
+    min_rating: float | None = None
+    event_type: str | None = None
+    drop_repeats: bool = False
+    min_session_length: int | None = 2
+    max_session_length: int | None = None
+    min_item_support: int | None = 5
+    min_user_events: int | None = None
+    max_user_events: int | None = None
+    split: str = "time"
+    test_days: float = 1.0
+    valid_days: float = 1.0
+    test_fraction: float = 0.1
+    valid_fraction: float = 0.1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.split not in sp.SPLITS:
+            raise ConfigError(f"--split must be one of {', '.join(sp.SPLITS)}, not {self.split!r}")
+        if self.session not in ("user", "column"):
+            parse_duration(self.session)
+        for name in ("test_fraction", "valid_fraction"):
+            v = getattr(self, name)
+            if not 0 <= v < 1:
+                raise ConfigError(f"{name} must lie in [0, 1), not {v}")
+        if self.test_days < 0 or self.valid_days < 0:
+            raise ConfigError("test_days and valid_days must be >= 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def prepare(
+    source: str | Path | Dataset,
+    out: str | Path | None = None,
+    config: PrepareConfig | None = None,
+    **params: Any,
+) -> PreparedData | dict[str, pl.DataFrame]:
+    """Sessionize, filter and split a log; write a PreparedData directory to ``out``.
+
+    Args:
+        source: a dataset name, a path, or a loaded :class:`Dataset`.
+        out: the output directory (written atomically). Without it the parts are returned as
+            DataFrames instead.
+        config: a :class:`PrepareConfig`; keyword ``params`` override its fields.
+
+    Returns:
+        The written :class:`PreparedData`, or ``{"train", "valid", "test", "items"}`` frames.
+    """
+    cfg = dataclasses.replace(config or PrepareConfig(), **params)
+    ds = source if isinstance(source, Dataset) else load(source)
+    parts, meta = prepare_frames(ds, cfg)
+    if out is None:
+        return parts
+    return write_prepared(out, parts, meta)
+
+
+def prepare_frames(
+    ds: Dataset, cfg: PrepareConfig
+) -> tuple[dict[str, pl.DataFrame], dict[str, Any]]:
+    """The pipeline in memory: returns the parts (and items) and the meta record."""
+    where = str(ds.files[0]) if ds.files else ds.name
+    dropped: dict[str, Any] = {}
+    lf = ds.lazy_events
+    schema = lf.collect_schema()
+    if cfg.min_rating is not None and S.RATING not in schema:
+        raise DataError(where, column=S.RATING, expected="ratings for --min-rating", found="none")
+    if cfg.event_type is not None and S.EVENT_TYPE not in schema:
+        raise DataError(
+            where, column=S.EVENT_TYPE, expected="event types for --event-type", found="none"
+        )
+    n_raw = ds.events.height
+    lf = sessionize(ds.events.lazy(), cfg.session, where)
+    lf = filter_events(
+        lf, min_rating=cfg.min_rating, event_type=cfg.event_type, drop_repeats=cfg.drop_repeats
+    )
+    events = lf.collect()
+    dropped["event_filters"] = n_raw - events.height
+    rules = SupportFilter(
+        cfg.min_session_length,
+        cfg.max_session_length,
+        cfg.min_item_support,
+        cfg.min_user_events,
+        cfg.max_user_events,
+    )
+    events, rounds = filter_recursive(events, rules)
+    dropped["support_rounds"] = rounds
+    if events.height == 0:
+        raise DataError(
+            where,
+            expected="events left after filtering",
+            found=f"none of {n_raw:,} events pass (filters {rules.to_dict()})",
+        )
+    if cfg.split == "time":
+        label = sp.label_time(events, cfg.test_days, cfg.valid_days)
+    elif cfg.split == "random":
+        label = sp.label_random(events, cfg.test_fraction, cfg.valid_fraction, cfg.seed)
+    elif cfg.split == "user-time":
+        label = sp.label_user_time(events, cfg.test_fraction, cfg.valid_fraction)
+    else:
+        label = sp.label_leave_one_out(events, valid=cfg.valid_fraction > 0)
+    parts = sp.assemble(events, label)
+    train = parts["train"]
+    if train.height == 0:
+        raise DataError(where, expected="a non-empty training part", found="no training events")
+    items = _item_table(train, ds.items)
+    known = items.select(S.ITEM)
+    for name in ("valid", "test"):
+        part = parts[name]
+        kept = part.join(known, on=S.ITEM, how="semi", maintain_order="left")
+        short = kept.filter(pl.len().over(S.SESSION) < 2)
+        kept = kept.filter(pl.len().over(S.SESSION) >= 2)
+        dropped[name] = {
+            "unknown_item_events": part.height - kept.height - short.height,
+            "short_sessions": short[S.SESSION].n_unique(),
+            "short_session_events": short.height,
+        }
+        parts[name] = kept
+        # Test also accepts items seen in valid; valid items are a subset of train's here.
+    encoded = {name: _encode(parts[name], items) for name in PARTS}
+    counts = {
+        name: {
+            "events": int(df[TARGET].sum()),
+            "rows": df.height,
+            "sessions": df[S.SESSION].n_unique(),
+            "items": df[S.ITEM_IDX].n_unique(),
+        }
+        for name, df in encoded.items()
+    }
+    meta = {
+        "format": "sessionrec.prepared/1",
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "source": {
+            "name": ds.name,
+            "files": [str(f) for f in ds.files],
+            "sha256": ds.checksum(),
+            **ds.info,
+        },
+        "params": cfg.to_dict(),
+        "raw_events": n_raw,
+        "dropped": dropped,
+        "counts": counts,
+        "n_items": items.height,
+        "has_ratings": S.RATING in events.columns,
+        "has_users": bool(events[S.USER].null_count() < events.height),
+        "package_version": _version(),
+    }
+    return {**encoded, "items": items}, meta
+
+
+def _item_table(train: pl.DataFrame, meta: pl.DataFrame | None) -> pl.DataFrame:
+    counts = train.group_by(S.ITEM).agg(pl.len().cast(pl.Int64).alias("count")).sort(S.ITEM)
+    items = counts.with_row_index(S.ITEM_IDX).with_columns(pl.col(S.ITEM_IDX).cast(pl.Int64))
+    if meta is not None:
+        items = items.join(meta, on=S.ITEM, how="left", maintain_order="left")
+    return items
+
+
+def _encode(part: pl.DataFrame, items: pl.DataFrame) -> pl.DataFrame:
+    cols = [S.SESSION, S.ITEM_IDX, S.ITEM, S.TIME, TARGET]
+    cols += [c for c in (S.USER, S.RATING, S.EVENT_TYPE) if c in part.columns]
+    return (
+        part.join(items.select(S.ITEM, S.ITEM_IDX), on=S.ITEM, how="left", maintain_order="left")
+        .sort([S.SESSION, *S.TIME_ORDER])
+        .select(cols)
+    )
+
+
+def write_prepared(
+    out: str | Path, parts: dict[str, pl.DataFrame], meta: dict[str, Any]
+) -> PreparedData:
+    """Write the PreparedData directory atomically (a crash leaves no complete-looking dir)."""
+    with atomic_dir(out) as tmp:
+        for name, df in parts.items():
+            df.write_parquet(Path(tmp) / f"{name}.parquet")
+        write_json(Path(tmp) / "meta.json", meta)
+    return PreparedData(out)
+
+
+def _version() -> str:
+    from sessionrec import __version__
+
+    return __version__

@@ -1,0 +1,126 @@
+"""Splits of a sessionized log into train / valid / test.
+
+Every split labels each event with a part (0 train, 1 valid, 2 test). When a part begins in the
+middle of a session (per-user temporal hold-out, leave-one-out), the session's earlier events are
+copied into that part as *context* rows (``target = False``): a model sees them as history but
+no prediction is scored for them, so every event is still a target exactly once.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import polars as pl
+
+from sessionrec import _schema as S
+
+TARGET = "target"
+PART = "_part"
+SPLITS = ("time", "user-time", "leave-one-out", "random")
+
+
+def _session_end(events: pl.DataFrame) -> pl.DataFrame:
+    return events.group_by(S.SESSION).agg(pl.col(S.TIME).max().alias("_end"))
+
+
+def label_time(events: pl.DataFrame, test_days: float, valid_days: float) -> pl.Series:
+    """Whole sessions by the time of their last event, as GRU4Rec's preprocessing does.
+
+    A session is test when its last event lies within ``test_days`` of the log's last event;
+    valid is then cut the same way from what remains (within ``valid_days`` of the
+    remainder's last event).
+    """
+    ends = _session_end(events)
+    t_max = ends["_end"].max()
+    is_test = pl.col("_end") >= pl.lit(t_max) - timedelta(days=test_days)
+    rest_max = ends.filter(~is_test)["_end"].max()
+    if rest_max is None:
+        rest_max, valid_days = t_max, 0
+    labels = ends.select(
+        S.SESSION,
+        pl.when(is_test)
+        .then(2)
+        .when(
+            pl.lit(valid_days > 0)
+            & (pl.col("_end") >= pl.lit(rest_max) - timedelta(days=valid_days))
+        )
+        .then(1)
+        .otherwise(0)
+        .cast(pl.Int8)
+        .alias(PART),
+    )
+    return events.select(S.SESSION).join(labels, on=S.SESSION, how="left", maintain_order="left")[
+        PART
+    ]
+
+
+def label_random(
+    events: pl.DataFrame, test_fraction: float, valid_fraction: float, seed: int
+) -> pl.Series:
+    """Whole sessions drawn at random (seeded) into test and valid."""
+    import numpy as np
+
+    sessions = events[S.SESSION].unique().sort()
+    u = np.random.default_rng(seed).random(sessions.len())
+    part = np.where(u < test_fraction, 2, np.where(u < test_fraction + valid_fraction, 1, 0))
+    labels = pl.DataFrame({S.SESSION: sessions, PART: pl.Series(part, dtype=pl.Int8)})
+    return events.select(S.SESSION).join(labels, on=S.SESSION, how="left", maintain_order="left")[
+        PART
+    ]
+
+
+def label_user_time(events: pl.DataFrame, test_fraction: float, valid_fraction: float) -> pl.Series:
+    """Per-user temporal hold-out: each user's last ``test_fraction`` of events is test, the
+    ``valid_fraction`` before it valid (rounded up, at least one each when the user has 3+)."""
+    key = S.USER if events[S.USER].null_count() < events.height else S.SESSION
+    order = events.with_row_index("_i").sort([key, *S.TIME_ORDER])
+    n = pl.len().over(key)
+    pos_from_end = n - 1 - pl.int_range(pl.len()).over(key)
+    n_test = (n.cast(pl.Float64) * test_fraction).ceil().cast(pl.Int64)
+    n_valid = (n.cast(pl.Float64) * valid_fraction).ceil().cast(pl.Int64)
+    labelled = order.select(
+        "_i",
+        pl.when(pos_from_end < n_test)
+        .then(2)
+        .when(pos_from_end < n_test + n_valid)
+        .then(1)
+        .otherwise(0)
+        .cast(pl.Int8)
+        .alias(PART),
+    ).sort("_i")
+    return labelled[PART]
+
+
+def label_leave_one_out(events: pl.DataFrame, valid: bool = True) -> pl.Series:
+    """Each session's last event is test and (with ``valid``) the one before it valid."""
+    pos_from_end = pl.len().over(S.SESSION) - 1 - pl.int_range(pl.len()).over(S.SESSION)
+    return events.select(
+        pl.when(pos_from_end == 0)
+        .then(2)
+        .when(pl.lit(valid) & (pos_from_end == 1))
+        .then(1)
+        .otherwise(0)
+        .cast(pl.Int8)
+        .alias(PART)
+    )[PART]
+
+
+def assemble(events: pl.DataFrame, part: pl.Series) -> dict[str, pl.DataFrame]:
+    """Cut labelled events (sorted by session, time, row) into parts, adding context rows.
+
+    For a valid or test part that starts inside a session, the session's earlier events (of
+    lower parts) are included with ``target = False``.
+    """
+    ev = events.with_columns(part.alias(PART), pl.int_range(pl.len()).over(S.SESSION).alias("_pos"))
+    out = {"train": ev.filter(pl.col(PART) == 0).with_columns(pl.lit(True).alias(TARGET))}
+    for code, name in ((1, "valid"), (2, "test")):
+        first = (
+            ev.filter(pl.col(PART) == code)
+            .group_by(S.SESSION)
+            .agg(pl.col("_pos").min().alias("_first"))
+        )
+        rows = ev.join(first, on=S.SESSION, how="inner", maintain_order="left").filter(
+            (pl.col(PART) == code) | ((pl.col("_pos") < pl.col("_first")) & (pl.col(PART) < code))
+        )
+        out[name] = rows.with_columns((pl.col(PART) == code).alias(TARGET)).drop("_first")
+    return {k: v.drop(PART, "_pos") for k, v in out.items()}

@@ -1,0 +1,108 @@
+"""Recommend the next items for a live session, by title or id, with titles in the answer."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import polars as pl
+import torch
+
+from sessionrec import _schema as S
+from sessionrec.errors import SessionrecError
+
+if TYPE_CHECKING:
+    from sessionrec.models.base import SessionModel
+
+
+class ItemLookupError(SessionrecError):
+    """An unknown or ambiguous item title/id; the message lists the closest matches."""
+
+
+def resolve_items(items: pl.DataFrame, session: Sequence[int | str]) -> list[int]:
+    """Map ids or titles to item indices.
+
+    An entry matches, in order: an item id (as written), an exact title, a title without its
+    year (``"Toy Story"``), a case-insensitive title. Several matches raise ambiguity; none
+    raises with the closest titles.
+    """
+    ids = items[S.ITEM].cast(pl.Utf8).to_list()
+    idx = items[S.ITEM_IDX].to_list()
+    titles = items[S.TITLE].to_list() if S.TITLE in items.columns else [None] * len(ids)
+    by_id = {str(i): j for i, j in zip(ids, idx, strict=True)}
+    out = []
+    for entry in session:
+        key = str(entry).strip()
+        if key in by_id and not (isinstance(entry, str) and _title_matches(titles, key)):
+            out.append(by_id[key])
+            continue
+        hits = _title_matches(titles, key)
+        if len(hits) == 1:
+            out.append(idx[hits[0]])
+            continue
+        if len(hits) > 1:
+            names = "; ".join(f"{titles[h]} (id {ids[h]})" for h in hits[:8])
+            raise ItemLookupError(f"{key!r} is ambiguous: {names}. Give the full title or the id.")
+        if key in by_id:
+            out.append(by_id[key])
+            continue
+        known = [t for t in titles if t]
+        close = difflib.get_close_matches(key, known, n=5, cutoff=0.5)
+        if not close:
+            low = key.lower()
+            close = [t for t in known if low in t.lower()][:5]
+        hint = f"; closest: {'; '.join(close)}" if close else ""
+        raise ItemLookupError(
+            f"unknown item {key!r} (not an id or title in the model's catalogue){hint}"
+        )
+    return out
+
+
+def _title_matches(titles: list[str | None], key: str) -> list[int]:
+    exact = [i for i, t in enumerate(titles) if t == key]
+    if exact:
+        return exact
+    low = key.lower()
+    no_year = [i for i, t in enumerate(titles) if t and t.rsplit(" (", 1)[0].strip().lower() == low]
+    if no_year:
+        return no_year
+    return [i for i, t in enumerate(titles) if t and t.lower() == low]
+
+
+def top_k_frame(
+    scores: torch.Tensor, k: int, items: pl.DataFrame | None, exclude: Sequence[int] = ()
+) -> pl.DataFrame:
+    """Top-``k`` of one (n_items,) score vector as a frame with rank, ids, titles and score."""
+    s = scores.detach().float().clone()
+    if exclude:
+        s[torch.tensor(list(exclude), device=s.device)] = -torch.inf
+    k = min(k, int(torch.isfinite(s).sum()))
+    top = torch.topk(s, k)
+    frame = pl.DataFrame(
+        {
+            "rank": pl.Series(range(1, k + 1), dtype=pl.Int64),
+            S.ITEM_IDX: pl.Series(top.indices.cpu().numpy(), dtype=pl.Int64),
+            "score": pl.Series(top.values.cpu().numpy(), dtype=pl.Float64),
+        }
+    )
+    if items is None:
+        return frame
+    meta = [c for c in (S.ITEM, S.TITLE, S.YEAR, S.GENRES) if c in items.columns]
+    frame = frame.join(
+        items.select(S.ITEM_IDX, *meta), on=S.ITEM_IDX, how="left", maintain_order="left"
+    )
+    return frame.select("rank", *meta, "score", S.ITEM_IDX)
+
+
+def recommend(
+    model: SessionModel, session: Sequence[int | str], k: int = 10, *, exclude_seen: bool = True
+) -> pl.DataFrame:
+    """Top-``k`` next items after ``session`` (ids or titles) from a trained model."""
+    if model.items is None:
+        raise SessionrecError("the model has no item table; train it through sessionrec.train")
+    idx = resolve_items(model.items, session)
+    if not idx:
+        raise SessionrecError("the session is empty: give at least one item")
+    scores = model.score_sessions([idx])[0]
+    return top_k_frame(scores, k, model.items, exclude=idx if exclude_seen else ())
