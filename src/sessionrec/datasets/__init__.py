@@ -5,12 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 
 from sessionrec.datasets._events import Dataset
+from sessionrec.datasets.fetch import read_source
 from sessionrec.datasets.movielens import detect_layout, load_movielens
 from sessionrec.datasets.registry import DATASETS, ensure, spec
 from sessionrec.datasets.tabular import ColumnMapping, load_table
+from sessionrec.datasets.yoochoose import load_yoochoose
 from sessionrec.errors import DataError
 
-__all__ = ["DATASETS", "ColumnMapping", "Dataset", "load", "load_movielens", "load_table"]
+__all__ = [
+    "DATASETS",
+    "ColumnMapping",
+    "Dataset",
+    "load",
+    "load_movielens",
+    "load_table",
+    "load_yoochoose",
+]
 
 
 def load(source: str | Path, mapping: ColumnMapping | None = None) -> Dataset:
@@ -34,18 +44,22 @@ def load(source: str | Path, mapping: ColumnMapping | None = None) -> Dataset:
     if path.name in ("u.data", "ratings.dat", "ratings.csv") and detect_layout(path.parent):
         return load_movielens(path.parent)
     if path.name.startswith("yoochoose-"):
-        from sessionrec.datasets.yoochoose import load_yoochoose
-
         return load_yoochoose(path.parent if path.name != "yoochoose-clicks.dat" else path)
     return load_table(path, mapping)
 
 
 def _load_folder(folder: Path, name: str) -> Dataset:
+    ds = _load_layout(folder, name)
+    source = read_source(folder)  # written by fetch/import into cached folders
+    if source.get("source_used"):
+        ds.info["source_used"] = source["source_used"]
+    return ds
+
+
+def _load_layout(folder: Path, name: str) -> Dataset:
     if detect_layout(folder):
         return load_movielens(folder, name)
     if (folder / "yoochoose-clicks.dat").exists():
-        from sessionrec.datasets.yoochoose import load_yoochoose
-
         return load_yoochoose(folder)
     if (folder / "events.parquet").exists():
         return load_table(folder / "events.parquet")

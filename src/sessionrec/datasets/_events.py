@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -23,6 +24,8 @@ class Dataset:
         items: item metadata (``item_id``, ``title``, ``year``, ``genres``) or None.
         files: the source files, for checksums and messages.
         info: facts about the source (format, which source was used, ...).
+        diagnose: builds the DataError that explains a failed read (bad line and column); lazy
+            reads fail only when collected, so the loader hands over how to explain them.
     """
 
     name: str
@@ -30,13 +33,19 @@ class Dataset:
     items: pl.DataFrame | None = None
     files: list[Path] = field(default_factory=list)
     info: dict[str, object] = field(default_factory=dict)
+    diagnose: Callable[[], DataError] | None = field(default=None, repr=False)
     _events: pl.DataFrame | None = field(default=None, repr=False)
 
     @property
     def events(self) -> pl.DataFrame:
         """The Events frame, collected once."""
         if self._events is None:
-            self._events = self.lazy_events.collect()
+            try:
+                self._events = self.lazy_events.collect()
+            except pl.exceptions.PolarsError as exc:
+                if self.diagnose is None:
+                    raise
+                raise self.diagnose() from exc
             if self._events.height == 0:
                 raise DataError(
                     self.files[0] if self.files else self.name,

@@ -23,6 +23,8 @@ _DTYPE_NAMES = {
 
 
 def describe_dtype(dtype: pl.DataType | type[pl.DataType]) -> str:
+    if isinstance(dtype, pl.Datetime):
+        return "an ISO-8601 time (like 2014-04-07T10:51:09.277Z)"
     for known, name in _DTYPE_NAMES.items():
         if dtype == known:
             return name
@@ -113,7 +115,7 @@ def collect_checked(
     """Collect ``lf``; on a parse failure, find the first bad line and raise a DataError."""
     try:
         return lf.collect()
-    except (pl.exceptions.ComputeError, pl.exceptions.InvalidOperationError) as exc:
+    except pl.exceptions.PolarsError as exc:
         raise diagnose(path, separator, names, dtypes, has_header, encoding) from exc
 
 
@@ -145,7 +147,13 @@ def diagnose(
     offset = 2 if has_header else 1
     for col, dtype in dtypes.items():
         raw = text[col]
-        parsed = raw.str.strip_chars().cast(dtype, strict=False)
+        if isinstance(dtype, pl.Datetime):
+            # ISO-8601 text; the format is inferred from the first value, as the loaders do.
+            parsed = raw.str.strip_chars().str.to_datetime(
+                time_unit="us", time_zone="UTC", strict=False
+            )
+        else:
+            parsed = raw.str.strip_chars().cast(dtype, strict=False)
         bad = (parsed.is_null() & raw.is_not_null()) | raw.is_null()
         if bad.any():
             i = int(bad.arg_max())  # type: ignore[arg-type]

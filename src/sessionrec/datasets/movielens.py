@@ -7,13 +7,15 @@
 
 from __future__ import annotations
 
+import functools
+import io
 from pathlib import Path
 
 import polars as pl
 
 from sessionrec import _schema as S
 from sessionrec.datasets._events import Dataset, epoch_to_time, title_year, to_events
-from sessionrec.datasets._read import check_file, collect_checked, read_delimited
+from sessionrec.datasets._read import check_file, collect_checked, diagnose, read_delimited
 from sessionrec.errors import DataError
 
 GENRES_100K = [
@@ -118,35 +120,49 @@ def _items_100k(path: Path) -> pl.DataFrame:
     ).list.drop_nulls()
     return raw.select(
         pl.col("item_id").cast(pl.Int64).alias(S.ITEM),
-        pl.col("title").alias(S.TITLE),
+        # A few 100K titles end in a space ("Two Friends (1986) "); strip so lookups by title work.
+        pl.col("title").str.strip_chars().alias(S.TITLE),
         pl.coalesce(
-            title_year(pl.col("title")),
+            title_year(pl.col("title").str.strip_chars()),
             pl.col("release").str.extract(r"(\d{4})$", 1).cast(pl.Int32, strict=False),
         ).alias(S.YEAR),
         flags.alias(S.GENRES),
     )
 
 
+# "1::1193::5::978300760" split on ':' gives the fields at 0, 2, 4, 6.
+_DAT_NAMES = ["user", "_a", "item", "_b", "rating", "_c", "time"]
+
+
 def _dat_ratings(path: Path) -> pl.LazyFrame:
-    # "1::1193::5::978300760" split on ':' gives the fields at 0, 2, 4, 6.
-    names = ["user", "_a", "item", "_b", "rating", "_c", "time"]
-    return _checked_lazy(path, separator=":", names=names)
+    return _checked_lazy(path, separator=":", names=_DAT_NAMES)
 
 
 def _load_dat(folder: Path, name: str) -> Dataset:
     path = folder / "ratings.dat"
     lf = _dat_ratings(path)
     items = _movies_dat(folder / "movies.dat") if (folder / "movies.dat").exists() else None
-    return Dataset(name, _ratings(lf), items, files=[path], info={"layout": "ml-dat"})
+    explain = functools.partial(
+        diagnose, path, ":", _DAT_NAMES, _RATING_DTYPES, has_header=False, encoding="utf8"
+    )
+    return Dataset(
+        name, _ratings(lf), items, files=[path], info={"layout": "ml-dat"}, diagnose=explain
+    )
 
 
 def _movies_dat(path: Path) -> pl.DataFrame:
+    check_file(path)
+    data = path.read_bytes()
+    try:
+        # ML-10M's movies.dat is UTF-8, ML-1M's is latin-1; both are small.
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = data.decode("latin-1")
     lines = pl.read_csv(
-        path,
+        io.BytesIO(text.encode("utf-8")),
         separator="\x1f",
         has_header=False,
         new_columns=["line"],
-        encoding="latin-1",
         quote_char=None,
         schema={"line": pl.Utf8},
     )
@@ -172,7 +188,7 @@ def _movie_table(raw: pl.DataFrame, path: Path, header_lines: int) -> pl.DataFra
         )
     return raw.select(
         ids.alias(S.ITEM),
-        pl.col("title").alias(S.TITLE),
+        pl.col("title").str.strip_chars().alias(S.TITLE),
         title_year(pl.col("title")).alias(S.YEAR),
         pl.when(pl.col("genres") == "(no genres listed)")
         .then(pl.lit([], dtype=pl.List(pl.Utf8)))
@@ -199,4 +215,5 @@ def _load_csv(folder: Path, name: str) -> Dataset:
     items = _movie_table(
         raw.rename({"movieId": "item"}).select("item", "title", "genres"), mpath, header_lines=1
     )
-    return Dataset(name, ev, items, files=[path], info={"layout": "ml-csv"})
+    explain = functools.partial(diagnose, path, ",", None, dtypes, has_header=True, encoding="utf8")
+    return Dataset(name, ev, items, files=[path], info={"layout": "ml-csv"}, diagnose=explain)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
+from sessionrec import _schema as S
 from sessionrec.datasets._events import Dataset, epoch_to_time, iso_to_time, to_events
-from sessionrec.datasets._read import check_file, collect_checked
+from sessionrec.datasets._read import check_file, collect_checked, diagnose
 from sessionrec.errors import ConfigError, DataError
 
 _GUESSES = {
@@ -131,15 +133,25 @@ def load_table(path: str | Path, mapping: ColumnMapping | None = None) -> Datase
         event_type=col("event_type", pl.Utf8),
         time=time,
     )
-    dtypes: dict[str, type[pl.DataType]] = {}
+    dtypes: dict[str, pl.DataType | type[pl.DataType]] = {}
     for role, dt in (("user", pl.Int64), ("session", pl.Int64), ("rating", pl.Float32)):
         if roles[role]:
             dtypes[roles[role]] = dt  # type: ignore[index]
+    icol = roles["item"]
+    assert icol is not None
+    if schema[icol].is_integer():
+        dtypes[icol] = pl.Int64
     if unit != "iso":
         dtypes[tcol] = pl.Int64
+    elif schema[tcol] == pl.Utf8:
+        dtypes[tcol] = S.TIME_DTYPE
+    explain = None
     if not is_parquet:
         collect_checked(
             ev.head(2000), path, separator=sep, names=None, dtypes=dtypes, has_header=True
+        )
+        explain = functools.partial(
+            diagnose, path, sep, None, dtypes, has_header=True, encoding="utf8"
         )
     return Dataset(
         str(path),
@@ -147,6 +159,7 @@ def load_table(path: str | Path, mapping: ColumnMapping | None = None) -> Datase
         None,
         files=[path],
         info={"format": "parquet" if is_parquet else "csv", "columns": roles, "time_unit": unit},
+        diagnose=explain,
     )
 
 

@@ -1,0 +1,112 @@
+"""YOOCHOOSE (RecSys Challenge 2015; Ben-Shimon et al., 2015): e-commerce click sessions.
+
+- ``yoochoose-clicks.dat``: session id, ISO-8601 time ending in Z, item id, category
+  (``S`` for a special offer, a number, or a brand id; kept as text); no header.
+- ``yoochoose-buys.dat``: session id, time, item id, price, quantity; no header.
+
+The full clicks file has 33M rows: it is scanned lazily with a typed schema and never held as
+text, so the Events frame is the only copy that ever lives in memory.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import polars as pl
+
+from sessionrec import _schema as S
+from sessionrec.datasets._events import Dataset, to_events
+from sessionrec.datasets._read import collect_checked, diagnose, read_delimited
+from sessionrec.errors import DataError
+
+CLICKS = "yoochoose-clicks.dat"
+BUYS = "yoochoose-buys.dat"
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S%.fZ"
+
+_CLICK_NAMES = ["session", "time", "item", "category"]
+_BUY_NAMES = ["session", "time", "item", "price", "quantity"]
+# What the columns read as; `time` stays text and is parsed by an expression (see _events).
+_READ_DTYPES: dict[str, pl.DataType | type[pl.DataType]] = {
+    "session": pl.Int64,
+    "time": pl.Utf8,
+    "item": pl.Int64,
+}
+# What the columns must parse as, for the line-precise diagnosis of a failed read.
+_CHECK_DTYPES: dict[str, pl.DataType | type[pl.DataType]] = {
+    "session": pl.Int64,
+    "time": S.TIME_DTYPE,
+    "item": pl.Int64,
+}
+
+
+def load_yoochoose(path: str | Path, *, buys: bool = True) -> Dataset:
+    """Load YOOCHOOSE clicks (and buys, when ``path`` is a folder that holds them).
+
+    Args:
+        path: ``yoochoose-clicks.dat`` itself, or a folder holding it (and optionally
+            ``yoochoose-buys.dat``).
+        buys: read ``yoochoose-buys.dat`` too when the folder has it (``event_type`` "buy").
+
+    Returns:
+        A :class:`Dataset` whose events have ``session_id`` from the file, a null ``user_id``,
+        integer ``item_id`` and ``event_type`` "click" / "buy"; clicks come first in ``row``
+        order, then buys.
+    """
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    clicks = path / CLICKS if path.is_dir() else path
+    if path.is_dir() and not clicks.exists():
+        raise DataError(
+            path,
+            expected=f"a YOOCHOOSE folder with {CLICKS}",
+            found=", ".join(sorted(p.name for p in path.iterdir())[:8]) or "an empty folder",
+        )
+    files = [clicks]
+    frames = [_scan(clicks, _CLICK_NAMES, "click")]
+    buys_path = folder / BUYS
+    if buys and path.is_dir() and buys_path.exists():
+        files.append(buys_path)
+        frames.append(_scan(buys_path, _BUY_NAMES, "buy"))
+    raw = pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
+    ev = to_events(
+        raw,
+        session=pl.col("session"),
+        item=pl.col("item"),
+        time=pl.col("time").str.to_datetime(
+            format=_TIME_FORMAT, time_unit="us", time_zone="UTC", strict=True
+        ),
+        event_type=pl.col("event_type"),
+    )
+    return Dataset(
+        "yoochoose",
+        ev,
+        None,
+        files=files,
+        info={"layout": "yoochoose", "files": [f.name for f in files]},
+        diagnose=functools.partial(_diagnose_all, files),
+    )
+
+
+def _scan(path: Path, names: list[str], event_type: str) -> pl.LazyFrame:
+    lf = read_delimited(path, separator=",", names=names, dtypes=_READ_DTYPES)
+    # Parse the head now so a wrong file fails at load time, not deep inside a pipeline.
+    head = lf.head(1000).with_columns(
+        pl.col("time").str.to_datetime(
+            format=_TIME_FORMAT, time_unit="us", time_zone="UTC", strict=True
+        )
+    )
+    collect_checked(head, path, separator=",", names=names, dtypes=_CHECK_DTYPES)
+    return lf.with_columns(pl.lit(event_type).alias("event_type"))
+
+
+def _diagnose_all(files: list[Path]) -> DataError:
+    """The first bad value over all files (the read failed in one of them)."""
+    err: DataError | None = None
+    for f in files:
+        names = _CLICK_NAMES if f.name != BUYS else _BUY_NAMES
+        err = diagnose(f, ",", names, _CHECK_DTYPES, has_header=False, encoding="utf8")
+        if err.line is not None:
+            return err
+    assert err is not None
+    return err
