@@ -5,7 +5,12 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+# ../shared/data beside the checkout (main) or further up (helpers' worktrees under wt/).
+SHARED = next(
+    (p / "shared" / "data" for p in Path(__file__).resolve().parents[1:4]
+     if (p / "shared" / "data").is_dir()),
+    Path(__file__).resolve().parents[2] / "shared" / "data",
+)  # fmt: skip
 ML100K = SHARED / "ml-100k"
 
 

@@ -86,12 +86,14 @@ def to_events(
         (session if session is not None else pl.lit(None)).cast(pl.Int64).alias(S.SESSION),
         (item if item is not None else pl.col(S.ITEM)).alias(S.ITEM),
         time.cast(S.TIME_DTYPE).alias(S.TIME),
+        pl.col(S.ROW).cast(pl.Int64),
     ]
     if rating is not None:
         cols.append(rating.cast(pl.Float32).alias(S.RATING))
     if event_type is not None:
         cols.append(event_type.cast(pl.Utf8).alias(S.EVENT_TYPE))
-    return lf.with_row_index(S.ROW).select([*cols, pl.col(S.ROW).cast(pl.Int64)])
+    # Column order as in _schema.EVENT_COLUMNS, then the optional ones.
+    return lf.with_row_index(S.ROW).select(cols)
 
 
 def epoch_to_time(col: str, unit: Literal["s", "ms", "us"]) -> pl.Expr:

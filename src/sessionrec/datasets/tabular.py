@@ -5,11 +5,12 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import polars as pl
 
 from sessionrec import _schema as S
-from sessionrec.datasets._events import Dataset, epoch_to_time, iso_to_time, to_events
+from sessionrec.datasets._events import Dataset, iso_to_time, to_events
 from sessionrec.datasets._read import check_file, collect_checked, diagnose
 from sessionrec.errors import ConfigError, DataError
 
@@ -116,7 +117,11 @@ def load_table(path: str | Path, mapping: ColumnMapping | None = None) -> Datase
             iso_to_time(tcol) if schema[tcol] == pl.Utf8 else pl.col(tcol).cast(pl.Datetime("us"))
         )
     else:
-        time = epoch_to_time(tcol, unit)  # type: ignore[arg-type]  # checked above
+        # Strict: a text column of epochs fails on its first non-number (diagnosed by line).
+        epoch_unit: Literal["s", "ms", "us"] = unit  # type: ignore[assignment]  # checked above
+        time = pl.from_epoch(
+            pl.col(tcol).cast(pl.Int64, strict=True), time_unit=epoch_unit
+        ).dt.replace_time_zone("UTC")
 
     def col(role: str, dtype: type[pl.DataType] | None = None) -> pl.Expr | None:
         name = roles[role]
@@ -164,12 +169,22 @@ def load_table(path: str | Path, mapping: ColumnMapping | None = None) -> Datase
 
 
 def _detect_unit(lf: pl.LazyFrame, col: str, dtype: pl.DataType) -> str:
-    """s, ms or us from the magnitude of numeric times; iso for text and datetimes."""
-    if dtype == pl.Utf8 or isinstance(dtype, pl.Datetime | pl.Date):
+    """s, ms or us from the magnitude of numeric times; iso for text and datetimes.
+
+    Text that is mostly numbers (a stray bad value made the column text) counts as numeric, so
+    the bad value is reported as "expected an integer" on its line rather than every line
+    failing as a date.
+    """
+    if isinstance(dtype, pl.Datetime | pl.Date):
         return "iso"
-    if not dtype.is_numeric():
+    head = lf.select(pl.col(col).head(1000)).collect().to_series()
+    if dtype == pl.Utf8:
+        head = head.str.strip_chars().cast(pl.Float64, strict=False)
+        if head.null_count() * 2 >= len(head):
+            return "iso"
+    elif not dtype.is_numeric():
         return "iso"
-    top = lf.select(pl.col(col).head(1000).abs().max()).collect().item()
-    if top is None or top < 1e11:
+    top = head.abs().max()
+    if top is None or float(top) < 1e11:  # type: ignore[arg-type]
         return "s"
-    return "ms" if top < 1e14 else "us"
+    return "ms" if float(top) < 1e14 else "us"  # type: ignore[arg-type]
