@@ -180,7 +180,7 @@ def _detect_unit(lf: pl.LazyFrame, col: str, dtype: pl.DataType) -> str:
     head = lf.select(pl.col(col).head(1000)).collect().to_series()
     if dtype == pl.Utf8:
         head = head.str.strip_chars().cast(pl.Float64, strict=False)
-        if head.null_count() * 2 >= len(head):
+        if head.null_count() * 2 > len(head):
             return "iso"
     elif not dtype.is_numeric():
         return "iso"
