@@ -339,8 +339,8 @@ def _reason(exc: BaseException) -> str:
 def _fetch_recbole(wheel: Path | None, official_error: str) -> Path:
     wheel = wheel or download_recbole_wheel(home() / "downloads")
     source = {
-        "source_used": f"PyPI wheel {RECBOLE} (official URL unreachable; {RECBOLE_DIR}"
-        "ml-100k.inter/.item, sha256-verified, converted)",
+        "source_used": f"PyPI wheel {RECBOLE} (official URL unreachable; ml-100k.inter/.item "
+        "sha256-verified, converted)",
         "kind": "recbole-wheel",
         "package": RECBOLE,
         "wheel": str(wheel),
