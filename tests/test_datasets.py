@@ -143,6 +143,20 @@ def test_yoochoose_clicks_file_and_folder(tmp_path: Path) -> None:
     assert load_yoochoose(tmp_path, buys=False).events.height == 3
 
 
+def test_yoochoose_times_fast_and_general_shapes(tmp_path: Path) -> None:
+    (tmp_path / "yoochoose-clicks.dat").write_text(
+        "1,2014-04-07T10:51:09.277Z,1,0\n1,2014-04-07T10:51:10Z,2,0\n"
+        "1,2014-04-07T10:51:11.5Z,3,0\n1,2014-12-31T23:59:59.999Z,4,0\n"
+    )
+    got = load_yoochoose(tmp_path).events[S.TIME].to_list()
+    assert got == [
+        datetime(2014, 4, 7, 10, 51, 9, 277000, tzinfo=UTC),
+        datetime(2014, 4, 7, 10, 51, 10, tzinfo=UTC),
+        datetime(2014, 4, 7, 10, 51, 11, 500000, tzinfo=UTC),
+        datetime(2014, 12, 31, 23, 59, 59, 999000, tzinfo=UTC),
+    ]
+
+
 def test_yoochoose_bad_time_names_line(tmp_path: Path) -> None:
     (tmp_path / "yoochoose-clicks.dat").write_text(CLICKS + "3,07/04/2014 10:51,5,0\n")
     with pytest.raises(DataError) as e:

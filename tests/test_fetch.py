@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import http.server
+import threading
 import urllib.error
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
@@ -218,3 +222,48 @@ def test_wheel_conversion_matches_official_ml100k(tmp_path: Path, ml100k: Path) 
     assert ours.items.select(cols).equals(official.items.select(cols))
     assert ours.items.height == 1682
     assert official.items.filter(pl.col(S.ITEM) == 1635)[S.TITLE].item() == "Two Friends (1986)"
+
+
+@pytest.fixture
+def http_dir(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A local HTTP server over a fresh folder: (base URL, folder)."""
+    root = tmp_path / "www"
+    root.mkdir()
+    handler = functools.partial(QuietHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", root
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_fetch_over_http(http_dir: tuple[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    base, root = http_dir
+    z = make_zip(root / "ml-1m.zip", ML1M_FILES)
+    url = f"{base}/ml-1m.zip"
+    monkeypatch.setitem(
+        registry.DATASETS,
+        "ml-1m",
+        registry.DatasetSpec("ml-1m", url, sha(z.read_bytes()), "movielens", "tiny", "ml-1m"),
+    )
+    out = F.fetch("ml-1m")
+    assert (out / "ratings.dat").read_bytes() == ML1M_FILES["ml-1m/ratings.dat"]
+    assert F.read_source(out)["url"] == url
+    assert list((registry.home() / "downloads").iterdir()) == []  # archive removed once extracted
+    # A 404 is an unreachable source: the message says what failed and how to import by hand.
+    monkeypatch.setitem(
+        registry.DATASETS,
+        "ml-1m",
+        registry.DatasetSpec("ml-1m", f"{base}/gone.zip", None, "movielens", "tiny", "ml-1m"),
+    )
+    with pytest.raises(sr.errors.SessionrecError, match=r"404.*data import ml-1m"):
+        F.fetch("ml-1m", force=True)
+    assert (out / ".complete").exists()  # the cached copy survives a failed re-fetch

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from sessionrec.cli._app import app, console
 from sessionrec.datasets import registry
+from sessionrec.datasets.fetch import read_source
 
 data_app = typer.Typer(help="Known datasets: list, fetch into the cache, import a local copy.")
 app.add_typer(data_app, name="data")
@@ -21,7 +22,11 @@ def list_() -> None:
     for col in ("name", "cached", "description"):
         table.add_column(col)
     for name, spec in registry.DATASETS.items():
-        table.add_row(name, "yes" if registry.is_cached(name) else "", spec.description)
+        cached = ""
+        if registry.is_cached(name):
+            kind = read_source(registry.cache_dir(name)).get("kind", "")
+            cached = f"yes ({kind})" if kind else "yes"
+        table.add_row(name, cached, spec.description)
     console.print(table)
 
 
@@ -34,6 +39,9 @@ def fetch(
 
     path = do_fetch(name)
     console.print(f"{name}: {path}")
+    used = read_source(path).get("source_used")
+    if used:
+        console.print(f"source used: {used}")
 
 
 @data_app.command("import")

@@ -137,7 +137,9 @@ def fetch(
         )
     source = {"source_used": f"official archive {sp.url}", "kind": "url", "url": sp.url,
               "sha256": digest}  # fmt: skip
-    return _install_archive(name, archive, source)
+    out = _install_archive(name, archive, source)
+    archive.unlink()  # the extracted copy is what counts; the archive would only double the disk
+    return out
 
 
 def import_dataset(name: str, path: str | Path) -> Path:
@@ -185,8 +187,9 @@ def _install_archive(name: str, archive: Path, source: dict[str, Any]) -> Path:
         raise DataError(
             archive,
             expected="a zip archive (or a folder)",
-            found=f"{'a corrupt or truncated file' if archive.suffix == '.zip' else 'not a zip'}"
-            f" ({exc})",
+            found=f"a corrupt or truncated zip ({exc})"
+            if archive.suffix.lower() == ".zip"
+            else f"a {archive.suffix or 'plain'} file (extract it, then import the folder)",
         ) from None
     with zf, _install(name) as tmp:
         bad = _testzip(zf, archive)

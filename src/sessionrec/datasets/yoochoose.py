@@ -40,6 +40,35 @@ _CHECK_DTYPES: dict[str, pl.DataType | type[pl.DataType]] = {
 }
 
 
+def iso_z_to_time(col: str) -> pl.Expr:
+    """``2014-04-07T10:51:09.277Z`` text to a UTC Datetime, fast for YOOCHOOSE's fixed layout.
+
+    polars' general datetime parser costs about 1.7 us a value here (a minute for 33M clicks);
+    the fixed 24-character layout is cut into integer fields instead (about 3x faster), and any
+    other shape (no milliseconds, ...) goes through the general parser, strictly.
+    """
+    c = pl.col(col)
+
+    def field(start: int, length: int) -> pl.Expr:
+        return c.str.slice(start, length).cast(pl.Int64, strict=True)
+
+    days = c.str.slice(0, 10).str.to_date("%Y-%m-%d", strict=True).cast(pl.Int64)
+    us = (
+        days * 86_400_000_000
+        + field(11, 2) * 3_600_000_000
+        + field(14, 2) * 60_000_000
+        + field(17, 2) * 1_000_000
+        + field(20, 3) * 1_000
+    )
+    fixed = us.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+    general = c.str.to_datetime(format=_TIME_FORMAT, time_unit="us", time_zone="UTC", strict=True)
+    return (
+        pl.when((c.str.len_bytes() == 24) & c.str.ends_with("Z") & (c.str.slice(10, 1) == "T"))
+        .then(fixed)
+        .otherwise(general)
+    )
+
+
 def load_yoochoose(path: str | Path, *, buys: bool = True) -> Dataset:
     """Load YOOCHOOSE clicks (and buys, when ``path`` is a folder that holds them).
 
@@ -73,9 +102,7 @@ def load_yoochoose(path: str | Path, *, buys: bool = True) -> Dataset:
         raw,
         session=pl.col("session"),
         item=pl.col("item"),
-        time=pl.col("time").str.to_datetime(
-            format=_TIME_FORMAT, time_unit="us", time_zone="UTC", strict=True
-        ),
+        time=iso_z_to_time("time"),
         event_type=pl.col("event_type"),
     )
     return Dataset(
@@ -91,11 +118,7 @@ def load_yoochoose(path: str | Path, *, buys: bool = True) -> Dataset:
 def _scan(path: Path, names: list[str], event_type: str) -> pl.LazyFrame:
     lf = read_delimited(path, separator=",", names=names, dtypes=_READ_DTYPES)
     # Parse the head now so a wrong file fails at load time, not deep inside a pipeline.
-    head = lf.head(1000).with_columns(
-        pl.col("time").str.to_datetime(
-            format=_TIME_FORMAT, time_unit="us", time_zone="UTC", strict=True
-        )
-    )
+    head = lf.head(1000).with_columns(iso_z_to_time("time"))
     collect_checked(head, path, separator=",", names=names, dtypes=_CHECK_DTYPES)
     return lf.with_columns(pl.lit(event_type).alias("event_type"))
 
