@@ -176,3 +176,28 @@ def test_archive_without_the_dataset(cwd: Path, capsys: pytest.CaptureFixture[st
 def test_usage_error_is_not_a_traceback(cwd: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, err = run(["prepare", "log.csv", "--separator"], capsys)
     assert code == 2 and "requires an argument" in err
+
+
+def test_wrong_separator_dat(cwd: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (cwd / "ml").mkdir()
+    (cwd / "ml" / "ratings.dat").write_text("1\t10\t5\t978300760\n")
+    code, err = run(prepare(cwd, "ml"), capsys)
+    assert_one_line_error(code, err, "ratings.dat:1:", "4 fields separated by '::'")
+    nothing_written(cwd)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "where"),
+    [
+        ("ml/u.data", "196\t242\t3\t881250949\n186\t302\t3\n", "u.data:2: column 'time'"),
+        ("log.csv", HEADER + "1,a,1600000000\n1,,1600000001\n", "log.csv:3: column 'item_id'"),
+    ],
+)
+def test_short_line_or_empty_value(
+    cwd: Path, capsys: pytest.CaptureFixture[str], name: str, content: str, where: str
+) -> None:
+    (cwd / name).parent.mkdir(exist_ok=True)
+    (cwd / name).write_text(content)
+    code, err = run(prepare(cwd, name.split("/")[0]), capsys)
+    assert_one_line_error(code, err, where, "an empty value")
+    nothing_written(cwd)

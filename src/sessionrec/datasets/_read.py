@@ -49,6 +49,7 @@ def read_delimited(
     has_header: bool = False,
     encoding: str = "utf8",
     lazy: bool = True,
+    expected_fields: str | None = None,
 ) -> pl.LazyFrame:
     """Read the columns named in ``dtypes`` from a delimited file, with those dtypes.
 
@@ -63,7 +64,7 @@ def read_delimited(
         raise DataError(
             path,
             line=1,
-            expected=f"{len(names)} fields separated by {separator!r}",
+            expected=expected_fields or f"{len(names)} fields separated by {separator!r}",
             found=f"{n_cols} field(s) in {_first_line(path, encoding)!r}",
         )
     file_names = header_names if has_header else (names or [])

@@ -73,12 +73,22 @@ def _ratings(raw: pl.LazyFrame) -> pl.LazyFrame:
 
 
 def _checked_lazy(
-    path: Path, *, separator: str, names: list[str] | None, has_header: bool = False
+    path: Path,
+    *,
+    separator: str,
+    names: list[str] | None,
+    has_header: bool = False,
+    expected_fields: str | None = None,
 ) -> pl.LazyFrame:
     """Read typed; parse errors surface at collect time, so probe the first rows eagerly too."""
     dtypes = _RATING_DTYPES if names is None or "user" in names else {}
     lf = read_delimited(
-        path, separator=separator, names=names, dtypes=dtypes, has_header=has_header
+        path,
+        separator=separator,
+        names=names,
+        dtypes=dtypes,
+        has_header=has_header,
+        expected_fields=expected_fields,
     )
     # A cheap probe of the head turns a wrong separator into a clear error before any work.
     collect_checked(
@@ -92,13 +102,17 @@ def _load_100k(folder: Path, name: str) -> Dataset:
     names = ["user", "item", "rating", "time"]
     lf = _checked_lazy(path, separator="\t", names=names)
     ev = _ratings(lf)
+    # Small enough to read now: errors surface at load time with their line.
     events = collect_checked(ev, path, separator="\t", names=names, dtypes=_RATING_DTYPES)
     items = None
     item_path = folder / "u.item"
     if item_path.exists():
         items = _items_100k(item_path)
+    explain = functools.partial(
+        diagnose, path, "\t", names, _RATING_DTYPES, has_header=False, encoding="utf8"
+    )
     return Dataset(
-        name, events.lazy(), items, files=[path], info={"layout": "ml-100k"}, _events=events
+        name, events.lazy(), items, files=[path], info={"layout": "ml-100k"}, diagnose=explain
     )
 
 
@@ -135,7 +149,12 @@ _DAT_NAMES = ["user", "_a", "item", "_b", "rating", "_c", "time"]
 
 
 def _dat_ratings(path: Path) -> pl.LazyFrame:
-    return _checked_lazy(path, separator=":", names=_DAT_NAMES)
+    return _checked_lazy(
+        path,
+        separator=":",
+        names=_DAT_NAMES,
+        expected_fields="4 fields separated by '::' (user::item::rating::time)",
+    )
 
 
 def _load_dat(folder: Path, name: str) -> Dataset:

@@ -144,8 +144,8 @@ def load_table(path: str | Path, mapping: ColumnMapping | None = None) -> Datase
             dtypes[roles[role]] = dt  # type: ignore[index]
     icol = roles["item"]
     assert icol is not None
-    if schema[icol].is_integer():
-        dtypes[icol] = pl.Int64
+    # Ids stay as the source has them; listed so that an empty id is reported by line.
+    dtypes[icol] = pl.Int64 if schema[icol].is_integer() else pl.Utf8
     if unit != "iso":
         dtypes[tcol] = pl.Int64
     elif schema[tcol] == pl.Utf8:
