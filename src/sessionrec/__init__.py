@@ -2,6 +2,7 @@
 
 >>> import sessionrec as sr
 >>> ds = sr.load("ml-100k")
+>>> sr.explore(ds).save("runs/ml-100k-explore")
 >>> data = sr.prepare(ds, "runs/ml-100k", session="1h", split="time", test_days=21, valid_days=21)
 """
 
@@ -24,16 +25,19 @@ _LAZY = {
 # Functions named like their subpackage are bound eagerly: importing the subpackage would
 # otherwise shadow them with the module object.
 from sessionrec import errors  # noqa: E402
+from sessionrec.explore import Exploration, explore  # noqa: E402
 from sessionrec.prepare import prepare  # noqa: E402
 
 __all__ = [
     "ColumnMapping",
     "Dataset",
+    "Exploration",
     "PrepareConfig",
     "PreparedData",
     "SessionData",
     "__version__",
     "errors",
+    "explore",
     "load",
     "prepare",
 ]

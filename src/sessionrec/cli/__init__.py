@@ -9,6 +9,7 @@ from sessionrec.errors import SessionrecError
 
 # Each module registers its verbs on `app` when imported.
 from sessionrec.cli import data as _data  # noqa: F401  isort: skip
+from sessionrec.cli import explore as _explore  # noqa: F401  isort: skip
 from sessionrec.cli import prepare as _prepare  # noqa: F401  isort: skip
 from sessionrec.cli import demo as _demo  # noqa: F401  isort: skip
 

@@ -16,8 +16,10 @@ def demo(
     source: Annotated[str, typer.Option(help="Dataset name or path.")] = "ml-100k",
 ) -> None:
     """Fetch MovieLens-100K, explore it, prepare sessions, and print the key numbers."""
+    from sessionrec.cli.explore import print_exploration
     from sessionrec.cli.prepare import print_prepared
     from sessionrec.datasets import load
+    from sessionrec.explore import explore
     from sessionrec.prepare import PrepareConfig, PreparedData, prepare
 
     console.rule("1. data")
@@ -25,7 +27,12 @@ def demo(
     console.print(f"{ds.name}: {ds.events.height:,} events from {', '.join(map(str, ds.files))}")
     if ds.info.get("source_used"):
         console.print(f"source used: {ds.info['source_used']}")
-    console.rule("2. prepare")
+    console.rule("2. explore")
+    ex = explore(ds)
+    ex.save(out / "explore")
+    print_exploration(ex)
+    console.print(f"report: {out / 'explore' / 'report.html'}")
+    console.rule("3. prepare")
     cfg = PrepareConfig(session="1h", split="time", test_days=21, valid_days=21)
     data = prepare(ds, out / "prepared", cfg)
     assert isinstance(data, PreparedData)

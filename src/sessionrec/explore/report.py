@@ -1,0 +1,373 @@
+"""The exploration report: one list of blocks rendered as Markdown or as self-contained HTML,
+so that both always say the same thing; ``summary.json`` holds the same numbers."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import polars as pl
+
+from sessionrec import _schema as S
+from sessionrec._io import atomic_path
+from sessionrec.explore.stats import GAP_QUANTILES, QUANTILES
+
+if TYPE_CHECKING:
+    from sessionrec.explore.exploration import Exploration
+
+_WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+@dataclass(frozen=True)
+class Heading:
+    text: str
+    level: int = 2
+
+
+@dataclass(frozen=True)
+class Para:
+    text: str
+
+
+@dataclass(frozen=True)
+class Table:
+    headers: list[str]
+    rows: list[list[str]]
+    align_left: int = 1  # how many leading columns are text (left-aligned)
+
+
+@dataclass(frozen=True)
+class Image:
+    name: str
+    alt: str
+
+
+Block = Heading | Para | Table | Image
+
+
+def n(x: float | int | None) -> str:
+    """A count or measure for people: 12,345 / 3.5 / 0.25; '-' for None."""
+    if x is None:
+        return "-"
+    if isinstance(x, int) or float(x).is_integer():
+        return f"{int(x):,}"
+    return f"{x:,.3g}" if abs(x) < 1000 else f"{x:,.0f}"
+
+
+def pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1%}"
+
+
+def duration(seconds: float | None) -> str:
+    """Seconds in the largest unit that keeps the number readable: 0 s, 42 s, 7.5 min, 3.2 h."""
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds:.3g} s"
+
+
+def actor_label(column: str | None) -> str:
+    """``user_id`` → user, ``session_id`` → session (what one history belongs to)."""
+    return {S.USER: "user", S.SESSION: "session"}.get(column or "", "history")
+
+
+def blocks(ex: Exploration) -> list[Block]:
+    """The report's content, top to bottom."""
+    s, t = ex.summary, ex.tables
+    c, sess = s["counts"], s["sessions"]
+    actor = actor_label(s["actor"])
+    out: list[Block] = [Heading(f"Exploration of {ex.name}", 1)]
+    who = f" by {n(c['users'])} users" if c["users"] is not None else ""
+    out.append(
+        Para(
+            f"{n(c['events'])} events{who} on {n(c['items'])} items, from {c['first']} to "
+            f"{c['last']} ({c['days']:.1f} days). Times are UTC."
+        )
+    )
+    how = (
+        "the log's own session ids"
+        if sess["by"] == "column"
+        else f"cut per {actor} after more than {sess['gap']} of inactivity"
+        + (" (given)" if sess.get("given") else " (the suggested gap)")
+    )
+    out.append(Para(f"Sessions: {how}."))
+    out.append(
+        Table(
+            ["", "value"],
+            [
+                ["events", n(c["events"])],
+                ["users", n(c["users"])],
+                ["sessions", n(c["sessions"])],
+                ["items", n(c["items"])],
+                ["first event", c["first"]],
+                ["last event", c["last"]],
+                ["span (days)", f"{c['days']:.1f}"],
+                [
+                    "consecutive repeats of an item",
+                    pct(s["repeats"]["consecutive_repeat_share"]),
+                ],
+            ],
+        )
+    )
+
+    out.append(Heading("Lengths"))
+    keys = ["min", *[f"p{q * 100:g}" for q in QUANTILES], "mean", "max"]
+    rows = []
+    for label, key in (
+        ("events per user", "user_length"),
+        ("events per session", "session_length"),
+    ):
+        if s[key]:
+            rows.append([label, *[n(s[key].get(k)) for k in keys]])
+    out.append(Table(["", *keys], rows))
+    out.append(Para(f"Sessions: {how}; suggested gap: {sess['suggested_gap']}."))
+    out.append(Image("lengths", "histograms of events per user and per session, log-log"))
+
+    g = s["gaps"]
+    out.append(Heading("Gaps between events"))
+    if g["count"]:
+        out.append(
+            Para(
+                f"{n(g['count'])} gaps between consecutive events of the same {actor}, in stable "
+                f"time order (timestamp, then source row). {pct(g['zero_share'])} are 0 s "
+                f"(identical timestamps); {pct(g['under_1s_share'])} are under 1 s."
+            )
+        )
+        qkeys = [f"p{q * 100:g}_s" for q in GAP_QUANTILES]
+        out.append(
+            Table(
+                [k.removesuffix("_s") for k in qkeys] + ["mean", "max"],
+                [[duration(g[k]) for k in [*qkeys, "mean_s", "max_s"]]],
+                align_left=0,
+            )
+        )
+    else:
+        out.append(Para(f"No {actor} has more than one event: there are no gaps."))
+    out.append(
+        Para(
+            "Sessions that each candidate inactivity gap would cut (per "
+            f"{actor}); 'cut per doubling' is the share of those sessions that a twice as long "
+            "gap would merge:"
+        )
+    )
+    cand = t["candidate_gaps"]
+    out.append(
+        Table(
+            ["gap", "sessions", "median length", "mean length", "cut per doubling"],
+            [
+                [
+                    r["gap"],
+                    n(r["sessions"]),
+                    n(r["median_length"]),
+                    n(r["mean_length"]),
+                    pct(r["cut_per_doubling"]),
+                ]
+                for r in cand.iter_rows(named=True)
+            ],
+        )
+    )
+    out.append(
+        Para(f"Suggested gap: {sess['suggested_gap']}, by the rule: {sess['suggestion_rule']}.")
+    )
+    out.append(Image("gaps", "gap histogram with the candidate gaps; sessions per candidate gap"))
+
+    a = s["activity"]
+    out.append(Heading("Activity over time"))
+    out.append(
+        Para(
+            f"Busiest {a['unit']}: {a['busiest_period']}; busiest hour: {a['busiest_hour_utc']}:00 "
+            f"UTC; busiest weekday: {_WEEKDAYS[a['busiest_weekday'] - 1]}."
+        )
+    )
+    out.append(Image("activity", f"events per {a['unit']}, per hour of day and per weekday"))
+
+    p = s["popularity"]
+    out.append(Heading("Item popularity"))
+    out.append(
+        Para(
+            f"The top 1 % of items ({n(p['top1pct_items'])}) receive {pct(p['top1pct_share'])} "
+            f"of the events, the top 10 % ({n(p['top10pct_items'])}) {pct(p['top10pct_share'])}. "
+            f"{n(p['single_event_items'])} items ({pct(p['single_event_items_share'])}) have a "
+            f"single event; the median item has {n(p['median_item_events'])}."
+        )
+    )
+    top = t["top_items"]
+    has_title = S.TITLE in top.columns
+    out.append(
+        Table(
+            ["rank", "item", *(["title"] if has_title else []), "events", "share"],
+            [
+                [
+                    str(i),
+                    str(r[S.ITEM]),
+                    *([str(r[S.TITLE] or "")] if has_title else []),
+                    n(r["events"]),
+                    pct(r["share"]),
+                ]
+                for i, r in enumerate(top.iter_rows(named=True), 1)
+            ],
+            align_left=3 if has_title else 2,
+        )
+    )
+    out.append(Image("popularity", "item rank-frequency, log-log, and the top items"))
+
+    b = s["bursts"]
+    out.append(Heading("Bursty and heavy users"))
+    for window in ("second", "minute"):
+        w = b[window]
+        out.append(
+            Para(
+                f"Bursts within one {window}: {n(w['actors'])} {actor}s ({pct(w['actors_share'])}) "
+                f"have at least {w['threshold']} events in the same calendar {window}; "
+                f"{pct(w['events_share'])} of all events lie in such bursts; the most in one "
+                f"{window} is {n(w['max_in_window'])}."
+            )
+        )
+    if "bursty" in t and t["bursty"].height:
+        out += _frame_table(t["bursty"], f"The most bursty {actor}s:")
+    h = s["heavy_users"]
+    if h["users"] is not None:
+        out.append(
+            Para(
+                f"Heavy users ({h['rule']}, {n(h['days_in_log'])}): {n(h['users'])} "
+                f"({pct(h['users_share'])} of users) with {pct(h['events_share'])} of the events."
+            )
+        )
+        if "heavy_users" in t and t["heavy_users"].height:
+            out += _frame_table(t["heavy_users"], "The heaviest users:")
+
+    if "ratings" in t:
+        r = t["ratings"]
+        out.append(Heading("Ratings"))
+        out.append(
+            Table(
+                ["rating", "events", "share"],
+                [[f"{v:g}", n(e), pct(sh)] for v, e, sh in r.iter_rows()],
+                align_left=0,
+            )
+        )
+        out.append(Para(f"Mean rating: {s['ratings']['mean']:.3f}."))
+        out.append(Image("ratings", "events per rating value"))
+    return out
+
+
+def _frame_table(df: pl.DataFrame, caption: str) -> list[Block]:
+    headers = [_HEADERS.get(str(c), str(c).replace("_", " ")) for c in df.columns]
+    rows = [[n(v) if isinstance(v, int | float) else str(v) for v in row] for row in df.iter_rows()]
+    return [Para(caption), Table(headers, rows)]
+
+
+_HEADERS = {
+    "burst_second_events": "events in 1-s bursts",
+    "burst_minute_events": "events in 1-min bursts",
+    "max_in_second": "most in 1 s",
+    "max_in_minute": "most in 1 min",
+    "per_day": "events per day",
+}
+
+
+def render_markdown(ex: Exploration, images: str = "inline") -> str:
+    """Markdown; ``images`` ``"files"`` links ``NAME.png``, ``"inline"`` embeds data URIs."""
+    lines: list[str] = []
+    for b in blocks(ex):
+        if isinstance(b, Heading):
+            lines += ["#" * b.level + " " + b.text, ""]
+        elif isinstance(b, Para):
+            lines += [b.text, ""]
+        elif isinstance(b, Table):
+            lines.append("| " + " | ".join(b.headers) + " |")
+            lines.append(
+                "| "
+                + " | ".join("---" if i < b.align_left else "---:" for i in range(len(b.headers)))
+                + " |"
+            )
+            lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in b.rows]
+            lines.append("")
+        elif isinstance(b, Image):
+            if b.name not in ex.figures:
+                continue
+            src = f"{b.name}.png" if images == "files" else _data_uri(ex.figures[b.name])
+            lines += [f"![{b.alt}]({src})", ""]
+    return "\n".join(lines)
+
+
+_CSS = """
+.sr-explore { font-family: system-ui, -apple-system, sans-serif; max-width: 1150px;
+  margin: 0 auto; color: #222; line-height: 1.45; }
+.sr-explore h1 { font-size: 1.6em; } .sr-explore h2 { font-size: 1.25em; margin-top: 1.6em;
+  border-bottom: 1px solid #ddd; }
+.sr-explore table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.92em; }
+.sr-explore th, .sr-explore td { border: 1px solid #ddd; padding: 3px 9px; }
+.sr-explore th { background: #f3f3f3; } .sr-explore td.num { text-align: right;
+  font-variant-numeric: tabular-nums; }
+.sr-explore img { max-width: 100%; display: block; margin: 0.5em 0; }
+"""
+
+
+def render_html(ex: Exploration, full_page: bool = True) -> str:
+    """One self-contained HTML document (or a ``<div>`` for a notebook), images as base64."""
+    parts = (
+        ['<div class="sr-explore">']
+        if full_page
+        else [f"<style>{_CSS}</style>", '<div class="sr-explore">']
+    )
+    for b in blocks(ex):
+        if isinstance(b, Heading):
+            parts.append(f"<h{b.level}>{html.escape(b.text)}</h{b.level}>")
+        elif isinstance(b, Para):
+            parts.append(f"<p>{html.escape(b.text)}</p>")
+        elif isinstance(b, Table):
+            head = "".join(f"<th>{html.escape(h)}</th>" for h in b.headers)
+            body = "".join(
+                "<tr>"
+                + "".join(
+                    f"<td{'' if i < b.align_left else ' class=num'}>{html.escape(c)}</td>"
+                    for i, c in enumerate(r)
+                )
+                + "</tr>"
+                for r in b.rows
+            )
+            parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        elif isinstance(b, Image) and b.name in ex.figures:
+            parts.append(
+                f'<img alt="{html.escape(b.alt)}" title="{html.escape(b.alt)}" '
+                f'src="{_data_uri(ex.figures[b.name])}">'
+            )
+    parts.append("</div>")
+    body = "\n".join(parts)
+    if not full_page:
+        return body
+    title = html.escape(f"Exploration of {ex.name}")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{title}</title>\n<style>{_CSS}</style></head>\n<body>\n{body}\n</body></html>\n"
+    )
+
+
+def _data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def save(ex: Exploration, out_dir: Path) -> Path:
+    """Plots first, then ``summary.json``, then the two reports; each file atomically."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, png in ex.figures.items():
+        with atomic_path(out_dir / f"{name}.png") as tmp:
+            tmp.write_bytes(png)
+            tmp.chmod(0o644)  # a report is for reading: not the 0600 of a temp file
+    texts = {
+        "summary.json": json.dumps(ex.to_dict(), indent=2, default=str) + "\n",
+        "report.md": render_markdown(ex, images="files"),
+        "report.html": render_html(ex),
+    }
+    for fname, text in texts.items():
+        with atomic_path(out_dir / fname) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+            tmp.chmod(0o644)
+    return out_dir
