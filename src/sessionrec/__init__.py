@@ -19,6 +19,8 @@ _LAZY = {
     "PrepareConfig": "sessionrec.prepare",
     "PreparedData": "sessionrec.prepare",
     "SessionData": "sessionrec.prepare",
+    "evaluate": "sessionrec.evaluation",
+    "EvalResult": "sessionrec.evaluation",
 }
 
 # Functions named like their subpackage are bound eagerly: importing the subpackage would
@@ -29,17 +31,20 @@ from sessionrec.prepare import prepare  # noqa: E402
 __all__ = [
     "ColumnMapping",
     "Dataset",
+    "EvalResult",
     "PrepareConfig",
     "PreparedData",
     "SessionData",
     "__version__",
     "errors",
+    "evaluate",
     "load",
     "prepare",
 ]
 
 if TYPE_CHECKING:
     from sessionrec.datasets import ColumnMapping, Dataset, load
+    from sessionrec.evaluation import EvalResult, evaluate
     from sessionrec.prepare import PrepareConfig, PreparedData, SessionData
 
 

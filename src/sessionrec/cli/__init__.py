@@ -11,6 +11,7 @@ from sessionrec.errors import SessionrecError
 from sessionrec.cli import data as _data  # noqa: F401  isort: skip
 from sessionrec.cli import prepare as _prepare  # noqa: F401  isort: skip
 from sessionrec.cli import demo as _demo  # noqa: F401  isort: skip
+from sessionrec.cli import evaluate as _evaluate  # noqa: F401  isort: skip
 
 __all__ = ["app", "console", "main"]
 
@@ -26,7 +27,10 @@ def main(argv: list[str] | None = None) -> None:
         err_console.print("interrupted")
         sys.exit(130)
     except Exception as exc:  # click's usage errors
-        import click
+        try:
+            import click
+        except ImportError:  # typer >= 0.2x vendors click as typer._click
+            from typer import _click as click
 
         if isinstance(exc, click.exceptions.ClickException):
             exc.show()
