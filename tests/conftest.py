@@ -4,13 +4,21 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+import torch
 
-# ../shared/data beside the checkout (main) or further up (helpers' worktrees under wt/).
+# One intra-op thread per test worker: the suite runs as `-n 2` on a shared 2-core machine,
+# where extra OpenMP threads only wait for a core (many-fold slowdowns of small tensor ops).
+torch.set_num_threads(1)
+
+# ../shared/data beside the checkout; a worktree one level deeper finds it further up.
 SHARED = next(
-    (p / "shared" / "data" for p in Path(__file__).resolve().parents[1:4]
-     if (p / "shared" / "data").is_dir()),
+    (
+        p / "shared" / "data"
+        for p in Path(__file__).resolve().parents[2:4]
+        if (p / "shared" / "data").is_dir()
+    ),
     Path(__file__).resolve().parents[2] / "shared" / "data",
-)  # fmt: skip
+)
 ML100K = SHARED / "ml-100k"
 
 

@@ -20,6 +20,8 @@ _LAZY = {
     "PrepareConfig": "sessionrec.prepare",
     "PreparedData": "sessionrec.prepare",
     "SessionData": "sessionrec.prepare",
+    "evaluate": "sessionrec.evaluation",
+    "EvalResult": "sessionrec.evaluation",
 }
 
 # Functions named like their subpackage are bound eagerly: importing the subpackage would
@@ -31,12 +33,14 @@ from sessionrec.prepare import prepare  # noqa: E402
 __all__ = [
     "ColumnMapping",
     "Dataset",
+    "EvalResult",
     "Exploration",
     "PrepareConfig",
     "PreparedData",
     "SessionData",
     "__version__",
     "errors",
+    "evaluate",
     "explore",
     "load",
     "prepare",
@@ -44,6 +48,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from sessionrec.datasets import ColumnMapping, Dataset, load
+    from sessionrec.evaluation import EvalResult, evaluate
     from sessionrec.prepare import PrepareConfig, PreparedData, SessionData
 
 

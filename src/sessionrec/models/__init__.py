@@ -17,7 +17,10 @@ from sessionrec.errors import DataError, UnknownNameError
 from sessionrec.models.base import SessionModel
 
 #: --model name → (module, class). One line per model.
-REGISTRY: dict[str, tuple[str, str]] = {}
+REGISTRY: dict[str, tuple[str, str]] = {
+    "pop": ("sessionrec.models.pop", "Pop"),
+    "spop": ("sessionrec.models.pop", "SPop"),
+}
 
 
 def model_class(name: str) -> type[SessionModel]:

@@ -1,0 +1,248 @@
+"""`sessionrec evaluate MODEL_DIR DATA_DIR` and `sessionrec recommend MODEL_DIR --session ...`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, ClassVar
+
+import typer
+from rich.table import Table
+from typer.core import TyperCommand
+
+from sessionrec.cli._app import app, console
+from sessionrec.errors import DataError, UnknownNameError
+
+
+def expand_greedy(args: list[str], greedy: dict[str, Callable[[str], bool]]) -> list[str]:
+    """Rewrite ``--opt a b c`` as ``--opt a --opt b --opt c`` for the options in ``greedy``.
+
+    Click options take one value each; this lets a list option take several after one flag,
+    as in ``--cutoffs 5 10 20`` or ``--session "Toy Story (1995)" "Heat (1995)"``. Values are
+    taken while ``greedy[opt](token)`` accepts them and the token is not ``--``; repeating
+    the flag (``--cutoffs 5 --cutoffs 10``) works as well.
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        a = args[i]
+        flag, eq, first = a.partition("=")
+        if flag not in greedy:
+            out.append(a)
+            i += 1
+            if a == "--":
+                out.extend(args[i:])
+                break
+            continue
+        accepts = greedy[flag]
+        values = [first] if eq else []
+        i += 1
+        while i < len(args) and args[i] != "--" and accepts(args[i]):
+            values.append(args[i])
+            i += 1
+        if not values:
+            out.append(a)  # let click report the missing value
+        for v in values:
+            out += [flag, v]
+    return out
+
+
+def _is_int(token: str) -> bool:
+    return token.isdigit()
+
+
+def _is_value(token: str) -> bool:
+    return not token.startswith("-") or token == "-"
+
+
+class _GreedyCommand(TyperCommand):
+    greedy: ClassVar[dict[str, Callable[[str], bool]]] = {}
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, expand_greedy(list(args), self.greedy))
+
+
+class _EvaluateCommand(_GreedyCommand):
+    greedy: ClassVar[dict[str, Callable[[str], bool]]] = {"--cutoffs": _is_int}
+
+
+class _RecommendCommand(_GreedyCommand):
+    greedy: ClassVar[dict[str, Callable[[str], bool]]] = {"--session": _is_value, "-s": _is_value}
+
+
+SPLITS = ("train", "valid", "test", "train+valid")
+
+
+@app.command(cls=_EvaluateCommand)
+def evaluate(
+    model_dir: Annotated[Path, typer.Argument(help="A saved model directory.")],
+    data_dir: Annotated[Path, typer.Argument(help="The PreparedData directory it was trained on.")],
+    split: Annotated[str, typer.Option(help="train | valid | test | train+valid")] = "test",
+    cutoffs: Annotated[
+        list[int] | None, typer.Option(help="The k of the metrics: --cutoffs 5 10 20 (default).")
+    ] = None,
+    ties: Annotated[str, typer.Option(help="conservative | optimistic | average")] = (
+        "conservative"
+    ),
+    exclude_seen: Annotated[
+        bool, typer.Option(help="Remove the session's items from the ranking.")
+    ] = False,
+    protocol: Annotated[str, typer.Option(help="every | last | sampled")] = "every",
+    negatives: Annotated[int, typer.Option(help="Sampled negatives (--protocol sampled).")] = 100,
+    negative_sampling: Annotated[
+        str, typer.Option(help="uniform | popularity (--protocol sampled).")
+    ] = "uniform",
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Also write the results as JSON here.")
+    ] = None,
+    device: Annotated[str, typer.Option(help="cpu | cuda | auto")] = "auto",
+    batch_size: Annotated[int, typer.Option(help="Sessions evaluated side by side.")] = 256,
+    seed: Annotated[int, typer.Option(help="Seed of the negative sampler.")] = 0,
+    threads: Annotated[
+        int | None, typer.Option(help="CPU threads for torch (1 is fastest on a busy machine).")
+    ] = None,
+) -> None:
+    """Next-item accuracy of a model: every position, full ranking, ties stated."""
+    import torch
+
+    from sessionrec._io import write_json
+    from sessionrec.evaluation import evaluate as do_evaluate
+    from sessionrec.models import load_model
+    from sessionrec.prepare import PreparedData
+
+    cutoffs = cutoffs or [5, 10, 20]
+    if split not in SPLITS:
+        raise UnknownNameError("split", split, list(SPLITS))
+    if threads:
+        torch.set_num_threads(threads)
+    model = load_model(model_dir, device=device)
+    data = PreparedData(data_dir)
+    _check_vocabulary(model, data, model_dir)
+    part = data.part(split)
+    items = data.items
+    popularity = (
+        items.sort("item_idx")["count"].to_numpy()
+        if "count" in items.columns
+        else data.train.item_counts()
+    )
+    res = do_evaluate(
+        model,
+        part,
+        cutoffs=cutoffs,
+        ties=ties,
+        exclude_seen=exclude_seen,
+        protocol=protocol,
+        negatives=negatives,
+        negative_sampling=negative_sampling,
+        batch_size=batch_size,
+        seed=seed,
+        popularity=popularity,
+        progress=True,
+    )
+    res.protocol["popularity_source"] = "train counts"
+    title = (
+        f"{model.name} on {split} of {data_dir} · protocol {protocol}"
+        + (f" ({negatives} {negative_sampling} negatives)" if protocol == "sampled" else "")
+        + f" · ties {ties} · {'excluding' if exclude_seen else 'including'} seen items"
+    )
+    table = Table(title=title)
+    for col in ("k", "Recall", "MRR", "NDCG", "coverage", "popularity"):
+        table.add_column(col, justify="right")
+    m = res.metrics
+    for k in res.protocol["cutoffs"]:
+        table.add_row(
+            str(k),
+            f"{m[f'recall@{k}']:.4f}",
+            f"{m[f'mrr@{k}']:.4f}",
+            f"{m[f'ndcg@{k}']:.4f}",
+            f"{m[f'coverage@{k}']:.4f}",
+            f"{m[f'popularity@{k}']:.4f}",
+        )
+    console.print(table)
+    what = {
+        "every": "every target event after a session's first event",
+        "last": "the last event of each session",
+        "sampled": "every target event after a session's first event, among sampled negatives",
+    }[protocol]
+    console.print(
+        f"predictions: {res.predictions:,} ({what}) over {part.n_sessions:,} sessions "
+        f"in {res.seconds:.2f} s"
+    )
+    if protocol == "sampled":
+        console.print(
+            "[yellow]sampled metrics rank the target among a few negatives only: they are "
+            "higher than, and not comparable with, full-ranking metrics[/]"
+        )
+    if json_path is not None:
+        out = {**res.to_dict(), "model": str(model_dir), "data": str(data_dir), "split": split}
+        write_json(json_path, out)
+        console.print(f"results: {json_path}")
+
+
+def _check_vocabulary(model: Any, data: Any, model_dir: Path) -> None:
+    """Scores index items by position: a model from another vocabulary would be silently wrong."""
+    if model.n_items != data.n_items:
+        raise DataError(
+            model_dir,
+            expected=f"a model over the {data.n_items:,} items of {data.path}",
+            found=f"a model over {model.n_items:,} items",
+        )
+    if model.items is not None and "item_id" in model.items.columns:
+        ours = model.items.sort("item_idx")["item_id"].cast(str).to_list()
+        theirs = data.items.sort("item_idx")["item_id"].cast(str).to_list()
+        if ours != theirs:
+            raise DataError(
+                model_dir,
+                expected=f"the item vocabulary of {data.path}",
+                found="a model trained on other items (same count, different ids)",
+            )
+
+
+@app.command(cls=_RecommendCommand)
+def recommend(
+    model_dir: Annotated[Path, typer.Argument(help="A saved model directory.")],
+    session: Annotated[
+        list[str],
+        typer.Option(
+            "--session",
+            "-s",
+            help='The session so far, titles or ids: --session "Toy Story (1995)" "Heat (1995)"',
+        ),
+    ],
+    k: Annotated[int, typer.Option("-k", "--k", help="How many items to recommend.")] = 10,
+    include_seen: Annotated[bool, typer.Option(help="Allow items already in the session.")] = False,
+    device: Annotated[str, typer.Option(help="cpu | cuda | auto")] = "cpu",
+) -> None:
+    """The next items for a session given by titles or ids, with titles in the answer."""
+    from sessionrec.models import load_model
+    from sessionrec.recommend import resolve_items
+
+    model = load_model(model_dir, device=device)
+    frame = model.recommend(session, k, exclude_seen=not include_seen)
+    if model.items is not None and "title" in model.items.columns:
+        idx = resolve_items(model.items, session)
+        titles = dict(
+            zip(model.items["item_idx"].to_list(), model.items["title"].to_list(), strict=True)
+        )
+        console.print("session: " + " → ".join(str(titles.get(i, i)) for i in idx))
+    table = Table(title=f"{model.name}: top {frame.height}")
+    cols = [
+        c for c in ("rank", "title", "year", "genres", "score", "item_id") if c in frame.columns
+    ]
+    for c in cols:
+        table.add_column(
+            c, justify="right" if c in ("rank", "year", "score", "item_id") else "left"
+        )
+    for row in frame.iter_rows(named=True):
+        table.add_row(*(_cell(c, row[c]) for c in cols))
+    console.print(table)
+
+
+def _cell(col: str, value: Any) -> str:
+    if value is None:
+        return ""
+    if col == "genres":
+        return ", ".join(value)
+    if col == "score":
+        return f"{value:.4g}"
+    return str(value)

@@ -1,0 +1,406 @@
+"""One evaluator for every model: session-parallel streaming, full ranking, every position.
+
+``evaluate`` runs ``batch_size`` sessions side by side through a model's streaming protocol
+(``start / step / score / reset``). At each step every active slot is fed its current event;
+where the slot's next event is a target, the model's scores rank that next item. When a slot's
+session has no more predictions, the slot is ``reset`` and takes the next session, and the loop
+runs until the last session is done, so every prediction counts (the count is checked against
+``SessionData.n_predictions``; an evaluator that stops when fewer than B sessions remain, or
+never resets a slot, fails that check).
+
+Protocols:
+    every: each target event after a session's first event is predicted from its prefix
+        (a session of n target events gives n-1 predictions). Context rows
+        (``SessionData.target == False``) are fed as history but never predicted.
+    last: only the last event of each session (when it is a target).
+    sampled: as ``every``, but the target is ranked among ``negatives`` sampled items instead
+        of the whole catalogue: uniformly or in proportion to ``popularity``, without
+        replacement, never the target nor an item already in the session. Sampled metrics
+        overstate accuracy and do not compare with full-ranking ones; the result says so in
+        ``protocol["sampled"]``.
+
+Coverage@k and popularity@k describe the top-k lists the model would serve at the predicted
+positions (with ``exclude_seen``, the session's items removed), under every protocol.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from sessionrec.errors import ConfigError, DataError, UnknownNameError
+from sessionrec.evaluation import metrics as M
+
+if TYPE_CHECKING:
+    from sessionrec.models.base import SessionModel
+    from sessionrec.prepare.data import SessionData
+
+log = logging.getLogger(__name__)
+
+PROTOCOLS = ("every", "last", "sampled")
+NEGATIVE_SAMPLING = ("uniform", "popularity")
+
+
+@dataclass
+class EvalResult:
+    """What ``evaluate`` measured.
+
+    Attributes:
+        predictions: the number of predictions ranked.
+        metrics: ``recall@K``, ``mrr@K``, ``ndcg@K``, ``coverage@K``, ``popularity@K`` per cutoff.
+        protocol: how it was measured (name, ties, exclude_seen, cutoffs, sampled, ...).
+        seconds: wall time of the evaluation.
+        ranks: (P,) float64 rank of each prediction's target, in event order.
+        positions: (P,) int64 index into ``data.items`` of each prediction's target event.
+    """
+
+    predictions: int
+    metrics: dict[str, float]
+    protocol: dict[str, Any]
+    seconds: float
+    ranks: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
+    positions: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.int64))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: ``predictions``, the metric keys, ``protocol`` and ``seconds``."""
+        return {
+            "predictions": self.predictions,
+            **self.metrics,
+            "protocol": dict(self.protocol),
+            "seconds": round(self.seconds, 4),
+        }
+
+
+def prediction_mask(data: SessionData, protocol: str = "every") -> np.ndarray:
+    """(E,) bool: the events that are predicted under ``protocol`` (``sampled`` as ``every``)."""
+    first = np.zeros(data.n_events, dtype=bool)
+    first[data.offsets[:-1]] = True
+    if protocol == "last":
+        last = np.zeros(data.n_events, dtype=bool)
+        long = data.lengths >= 2
+        last[data.offsets[1:][long] - 1] = True
+        return data.target & last
+    return data.target & ~first
+
+
+def evaluate(
+    model: SessionModel,
+    data: SessionData,
+    *,
+    cutoffs: Sequence[int] = (5, 10, 20),
+    ties: str = "conservative",
+    exclude_seen: bool = False,
+    protocol: str = "every",
+    negatives: int = 100,
+    negative_sampling: str = "uniform",
+    batch_size: int = 256,
+    seed: int = 0,
+    popularity: np.ndarray | None = None,
+    progress: bool = False,
+) -> EvalResult:
+    """Next-item accuracy of ``model`` on ``data`` through the streaming protocol.
+
+    Args:
+        model: a fitted model (any ``SessionModel``); scores are computed on ``model.device``.
+        data: the sessions to evaluate (item indices of the model's vocabulary).
+        cutoffs: the k of Recall@k, MRR@k, NDCG@k, coverage@k, popularity@k.
+        ties: ``conservative`` (items scored equal to the target rank above it), ``optimistic``
+            or ``average`` (see ``sessionrec.evaluation.metrics``).
+        exclude_seen: remove the items already in the session from the ranking (apt for
+            MovieLens, where a movie is rated once). The target itself stays rankable.
+        protocol: ``every`` | ``last`` | ``sampled`` (module docstring).
+        negatives: number of sampled negatives per prediction (``sampled`` only).
+        negative_sampling: ``uniform`` | ``popularity`` (``sampled`` only).
+        batch_size: sessions run side by side.
+        seed: seeds the negative sampler.
+        popularity: (n_items,) training counts, for popularity@k and popularity sampling;
+            by default the ``count`` column of ``model.items``, else the counts in ``data``
+            (recorded in ``protocol["popularity_source"]``).
+        progress: show a progress bar (rich) on stderr.
+
+    Returns:
+        An ``EvalResult``.
+    """
+    t0 = time.perf_counter()
+    cutoffs = _check_args(cutoffs, ties, protocol, negatives, negative_sampling, batch_size)
+    if data.n_items != model.n_items:
+        raise DataError(
+            None,
+            expected=f"sessions over the model's {model.n_items:,} items",
+            found=f"data with {data.n_items:,} items (another vocabulary?)",
+        )
+    counts, pop_source = _popularity(model, data, popularity)
+    is_pred = prediction_mask(data, protocol)
+    expected = int(is_pred.sum())
+    if protocol != "last" and expected != data.n_predictions:
+        raise AssertionError(f"{expected} != data.n_predictions {data.n_predictions}")
+
+    with torch.no_grad():
+        run = _Run(
+            model,
+            data,
+            is_pred,
+            cutoffs=cutoffs,
+            ties=ties,
+            exclude_seen=exclude_seen,
+            sampled=protocol == "sampled",
+            negatives=negatives,
+            sampling_weights=counts if negative_sampling == "popularity" else None,
+            seed=seed,
+            popularity=M.normalized_popularity(counts),
+        )
+        ranks, positions, cov, pop = run.loop(batch_size, expected, progress)
+    # An evaluator that stops early or skips a slot is the classic bug this guards against.
+    if len(ranks) != expected:
+        raise AssertionError(f"made {len(ranks)} predictions, expected {expected}")
+    log.info("%s predictions (%s protocol)", f"{len(ranks):,}", protocol)
+
+    n = len(ranks)
+    out: dict[str, float] = {}
+    for k in cutoffs:
+        out[f"recall@{k}"] = M.recall(ranks, k)
+        out[f"mrr@{k}"] = M.mrr(ranks, k)
+        out[f"ndcg@{k}"] = M.ndcg(ranks, k)
+    for j, k in enumerate(cutoffs):
+        out[f"coverage@{k}"] = float(cov[j]) / data.n_items if data.n_items and n else 0.0
+        out[f"popularity@{k}"] = float(pop[j]) / n if n else 0.0
+    proto: dict[str, Any] = {
+        "name": protocol,
+        "ties": ties,
+        "exclude_seen": exclude_seen,
+        "cutoffs": list(cutoffs),
+        "sampled": protocol == "sampled",
+        "full_ranking": protocol != "sampled",
+        "n_items": data.n_items,
+        "sessions": data.n_sessions,
+        "popularity_source": pop_source,
+        "model": getattr(model, "name", type(model).__name__),
+        "batch_size": batch_size,
+        "device": str(model.device),
+    }
+    if protocol == "sampled":
+        proto.update(negatives=negatives, negative_sampling=negative_sampling, seed=seed)
+    return EvalResult(
+        predictions=n,
+        metrics=out,
+        protocol=proto,
+        seconds=time.perf_counter() - t0,
+        ranks=ranks,
+        positions=positions,
+    )
+
+
+def _check_args(
+    cutoffs: Sequence[int],
+    ties: str,
+    protocol: str,
+    negatives: int,
+    negative_sampling: str,
+    batch_size: int,
+) -> tuple[int, ...]:
+    M.check_ties(ties)
+    if protocol not in PROTOCOLS:
+        raise UnknownNameError("protocol", protocol, list(PROTOCOLS))
+    if negative_sampling not in NEGATIVE_SAMPLING:
+        raise UnknownNameError("negative sampling", negative_sampling, list(NEGATIVE_SAMPLING))
+    ks = tuple(int(k) for k in cutoffs)
+    if not ks or any(k < 1 for k in ks):
+        raise ConfigError(f"cutoffs must be positive integers, got {list(cutoffs)}")
+    if len(set(ks)) != len(ks):
+        raise ConfigError(f"cutoffs repeat a value: {list(cutoffs)}")
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    if protocol == "sampled" and negatives < 1:
+        raise ConfigError(f"negatives must be >= 1, got {negatives}")
+    return ks
+
+
+def _popularity(
+    model: SessionModel, data: SessionData, popularity: np.ndarray | None
+) -> tuple[np.ndarray, str]:
+    if popularity is not None:
+        counts = np.asarray(popularity, dtype=np.float64).reshape(-1)
+        if counts.shape != (data.n_items,) or (counts < 0).any():
+            raise ConfigError(
+                f"popularity must be ({data.n_items},) non-negative counts, "
+                f"got shape {counts.shape}"
+            )
+        return counts, "given"
+    items = getattr(model, "items", None)
+    if items is not None and "count" in items.columns and items.height == data.n_items:
+        by_idx = items.sort("item_idx")["count"].to_numpy() if "item_idx" in items.columns else None
+        if by_idx is not None:
+            return np.asarray(by_idx, dtype=np.float64), "model items count"
+    return data.item_counts().astype(np.float64), "evaluated data"
+
+
+class _Run:
+    """The session-parallel loop and its accumulators (one evaluation)."""
+
+    def __init__(
+        self,
+        model: SessionModel,
+        data: SessionData,
+        is_pred: np.ndarray,
+        *,
+        cutoffs: tuple[int, ...],
+        ties: str,
+        exclude_seen: bool,
+        sampled: bool,
+        negatives: int,
+        sampling_weights: np.ndarray | None,
+        seed: int,
+        popularity: np.ndarray,
+    ) -> None:
+        self.model = model
+        self.data = data
+        self.is_pred = is_pred
+        self.cutoffs = cutoffs
+        self.ties = ties
+        self.exclude_seen = exclude_seen
+        self.sampled = sampled
+        self.negatives = negatives
+        self.dev = model.device
+        n = data.n_items
+        self.kmax = min(max(cutoffs), n)
+        self.pop = torch.as_tensor(popularity, dtype=torch.float64, device=self.dev)
+        self.covered = torch.zeros(len(cutoffs), n, dtype=torch.bool, device=self.dev)
+        self.pop_sum = torch.zeros(len(cutoffs), dtype=torch.float64, device=self.dev)
+        if sampled:
+            w = np.ones(n) if sampling_weights is None else sampling_weights
+            self.weights = torch.as_tensor(w, dtype=torch.float32, device=self.dev)
+            self.gen = torch.Generator(device=self.dev)
+            self.gen.manual_seed(seed)
+
+    def loop(
+        self, batch_size: int, expected: int, progress: bool
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        data, model, dev = self.data, self.model, self.dev
+        items, offsets = data.items, data.offsets
+        # Feed each session only up to its last predicted event; sessions without any
+        # prediction are skipped entirely.
+        pred_pos = np.flatnonzero(self.is_pred)
+        sess_of = np.searchsorted(offsets, pred_pos, side="right") - 1
+        run_len = np.zeros(data.n_sessions, dtype=np.int64)
+        np.maximum.at(run_len, sess_of, pred_pos - offsets[sess_of] + 1)
+        queue = np.flatnonzero(run_len >= 2)
+        rank_chunks: list[torch.Tensor] = []
+        pos_chunks: list[np.ndarray] = []
+        if len(queue) == 0:
+            z = np.zeros(len(self.cutoffs))
+            return np.zeros(0), np.zeros(0, np.int64), z, z
+
+        B = min(batch_size, len(queue))
+        state = model.start(B)
+        slot_sess = queue[:B].copy()
+        next_q = B
+        slot_pos = np.zeros(B, dtype=np.int64)
+        active = np.ones(B, dtype=bool)
+        arange_b = np.arange(B)
+        track_seen = self.exclude_seen or self.sampled
+        seen = torch.zeros(B, data.n_items, dtype=torch.bool, device=dev) if track_seen else None
+
+        bar = _progress(progress, expected)
+        try:
+            while active.any():
+                ev = offsets[slot_sess] + slot_pos  # (B,) current event of each slot
+                cur = np.where(active, items[np.minimum(ev, data.n_events - 1)], 0)
+                cur_t = torch.from_numpy(cur).to(dev)
+                state = model.step(state, cur_t)
+                if seen is not None:
+                    rows_a = torch.from_numpy(arange_b[active]).to(dev)
+                    seen[rows_a, cur_t[rows_a]] = True
+                nxt = ev + 1
+                pred = active & self.is_pred[np.minimum(nxt, data.n_events - 1)]
+                if pred.any():
+                    rows = np.flatnonzero(pred)
+                    rows_t = torch.from_numpy(rows).to(dev)
+                    scores = model.score(state)[rows_t]  # (P, n_items)
+                    tgt = torch.from_numpy(items[nxt[rows]]).to(dev)
+                    s_seen = seen[rows_t] if seen is not None else None
+                    rank_chunks.append(self._rank(scores, tgt, s_seen))
+                    pos_chunks.append(nxt[rows])
+                    self._lists(scores, s_seen if self.exclude_seen else None)
+                    if bar is not None:
+                        bar[0].advance(bar[1], len(rows))
+                slot_pos[active] += 1
+                ended = active & (slot_pos + 1 >= run_len[slot_sess])
+                if ended.any():
+                    slots = np.flatnonzero(ended)
+                    take = min(len(slots), len(queue) - next_q)
+                    refill, idle = slots[:take], slots[take:]
+                    slot_sess[refill] = queue[next_q : next_q + take]
+                    next_q += take
+                    slot_pos[slots] = 0
+                    active[idle] = False
+                    mask = torch.from_numpy(ended).to(dev)
+                    state = model.reset(state, mask)
+                    if seen is not None:
+                        seen[mask] = False
+        finally:
+            if bar is not None:
+                bar[0].stop()
+
+        ranks = torch.cat(rank_chunks).cpu().numpy() if rank_chunks else np.zeros(0)
+        positions = np.concatenate(pos_chunks) if pos_chunks else np.zeros(0, np.int64)
+        order = np.argsort(positions, kind="stable")
+        cov = self.covered.sum(1).cpu().numpy()
+        return ranks[order], positions[order], cov, self.pop_sum.cpu().numpy()
+
+    def _rank(
+        self, scores: torch.Tensor, tgt: torch.Tensor, seen: torch.Tensor | None
+    ) -> torch.Tensor:
+        if not self.sampled:
+            return M.ranks(scores, tgt, self.ties, exclude=seen if self.exclude_seen else None)
+        # Sampling without replacement in proportion to the weights, all rows at once:
+        # the items with the smallest Exp(1)/w come first (the exponential race, equivalent
+        # to Gumbel-top-k). The target and the session's items are never negatives.
+        e = torch.empty(scores.shape, device=self.dev).exponential_(generator=self.gen)
+        keys = e / self.weights  # w = 0 → inf: never drawn
+        if seen is not None:
+            keys = keys.masked_fill(seen, torch.inf)
+        keys.scatter_(1, tgt.view(-1, 1), torch.inf)
+        n_neg = min(self.negatives, scores.shape[1])
+        k_val, neg = torch.topk(keys, n_neg, dim=1, largest=False)
+        valid = torch.isfinite(k_val)
+        target_scores = scores.gather(1, tgt.view(-1, 1)).view(-1)
+        return M.sampled_ranks(target_scores, scores.gather(1, neg), self.ties, valid)
+
+    def _lists(self, scores: torch.Tensor, seen: torch.Tensor | None) -> None:
+        """Accumulate coverage and popularity of the top-k lists that would be served."""
+        served = scores.masked_fill(seen, -torch.inf) if seen is not None else scores
+        top_v, top_i = torch.topk(served, self.kmax, dim=1)
+        finite = torch.isfinite(top_v)
+        for j, k in enumerate(self.cutoffs):
+            kk = min(k, self.kmax)
+            ti, fi = top_i[:, :kk], finite[:, :kk]
+            self.covered[j, ti[fi]] = True
+            per_row = (self.pop[ti] * fi).sum(1) / fi.sum(1).clamp(min=1)
+            self.pop_sum[j] += per_row.sum()
+
+
+def _progress(show: bool, total: int) -> tuple[Any, Any] | None:
+    if not show:
+        return None
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    console = Console(stderr=True)
+    bar = Progress(
+        "evaluate",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )
+    task = bar.add_task("evaluate", total=total)
+    bar.start()
+    return bar, task

@@ -1,0 +1,202 @@
+"""Ranks from scores with an explicit tie mode, and metrics as pure functions of ranks.
+
+A rank is computed once from a ``(B, n_items)`` score matrix (DESIGN.md, Evaluation):
+
+- ``conservative`` (default): rank = 1 + number of *other* items scored ``>=`` the target,
+  so a model that gives every item the same score ranks the target last, not first;
+- ``optimistic``: rank = 1 + number of items scored strictly higher;
+- ``average``: the mean of the two (the expected rank under a random order of the ties).
+
+Excluded items (``exclude``, e.g. the items already in the session) never count as above the
+target, whatever their score. The target itself is never excluded: if it already occurred in
+the session it stays rankable, otherwise a repeated item would be an impossible prediction that
+no model could get right, and the caller would silently lose it from the denominator.
+
+NaN scores never rank above a target, and a NaN target score counts as ``-inf`` (below every
+other item under the conservative mode), so a broken model cannot score a hit.
+
+Metrics take the ranks (any shape, float or int; empty allowed) and return a Python float:
+Recall@k (= HitRate@k with one target per prediction), MRR@k and NDCG@k. With no predictions
+every metric is 0.0.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import torch
+
+TieMode = Literal["conservative", "optimistic", "average"]
+TIES: tuple[str, ...] = ("conservative", "optimistic", "average")
+
+
+def check_ties(ties: str) -> None:
+    if ties not in TIES:
+        from sessionrec.errors import UnknownNameError
+
+        raise UnknownNameError("tie mode", ties, list(TIES))
+
+
+def ranks(
+    scores: torch.Tensor,
+    targets: torch.Tensor,
+    ties: str = "conservative",
+    exclude: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """1-based rank of each row's target among all items.
+
+    Args:
+        scores: (B, n_items) float scores, higher is better.
+        targets: (B,) long item index of each row's target.
+        ties: ``conservative`` | ``optimistic`` | ``average`` (see the module docstring).
+        exclude: optional (B, n_items) bool; True items never count as ranked above the
+            target. The target's own entry is ignored.
+
+    Returns:
+        (B,) float64 ranks on ``scores.device``; integers unless ``ties="average"``.
+    """
+    check_ties(ties)
+    if scores.ndim != 2 or targets.shape != scores.shape[:1]:
+        raise ValueError(
+            f"scores must be (B, n_items) and targets (B,), got {tuple(scores.shape)} "
+            f"and {tuple(targets.shape)}"
+        )
+    if scores.shape[0] == 0:
+        return torch.zeros(0, dtype=torch.float64, device=scores.device)
+    targets = targets.to(scores.device).long().view(-1, 1)
+    # (B, 1) the target's score. Only this small column is cleaned of NaN: a NaN elsewhere
+    # compares False with everything, so it never counts as above the target anyway.
+    t = _nan_low(scores.gather(1, targets))
+    keep = None
+    if exclude is not None:
+        keep = ~exclude.to(scores.device)
+        # The target is always rankable, even when it was seen (module docstring).
+        keep = keep.scatter(1, targets, True)
+    out = torch.zeros(scores.shape[0], dtype=torch.float64, device=scores.device)
+    if ties in ("conservative", "average"):
+        geq = scores >= t
+        if keep is not None:
+            geq &= keep
+        # geq counts the target itself once (1 + the other items scored >= the target),
+        # unless the target's own score is NaN: then it is added back explicitly.
+        own = geq.gather(1, targets).view(-1)
+        out += geq.sum(1, dtype=torch.int64).to(torch.float64) + (~own).to(torch.float64)
+    if ties in ("optimistic", "average"):
+        gt = scores > t
+        if keep is not None:
+            gt &= keep
+        out += 1.0 + gt.sum(1, dtype=torch.int64).to(torch.float64)
+    if ties == "average":
+        out /= 2.0
+    return out
+
+
+def _nan_low(x: torch.Tensor) -> torch.Tensor:
+    """NaN → -inf, other values (±inf included) unchanged."""
+    return torch.where(torch.isnan(x), torch.full_like(x, -torch.inf), x)
+
+
+def sampled_ranks(
+    target_scores: torch.Tensor,
+    negative_scores: torch.Tensor,
+    ties: str = "conservative",
+    valid: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """1-based rank of each target among its sampled negatives.
+
+    Args:
+        target_scores: (B,) the target's score.
+        negative_scores: (B, N) the scores of N sampled negatives per row.
+        ties: the tie mode, as for ``ranks``.
+        valid: optional (B, N) bool; False negatives (padding) are ignored.
+
+    Returns:
+        (B,) float64 ranks in 1..N+1.
+    """
+    check_ties(ties)
+    t = _nan_low(target_scores).view(-1, 1)
+    neg = negative_scores  # NaN compares False: never above the target
+    gt = neg > t
+    geq = neg >= t
+    if valid is not None:
+        gt &= valid
+        geq &= valid
+    above = {
+        "conservative": geq.sum(1).to(torch.float64),
+        "optimistic": gt.sum(1).to(torch.float64),
+        "average": (geq.sum(1) + gt.sum(1)).to(torch.float64) / 2.0,
+    }[ties]
+    return 1.0 + above
+
+
+def _as_array(r: np.ndarray | torch.Tensor | list[float]) -> np.ndarray:
+    if isinstance(r, torch.Tensor):
+        r = r.detach().cpu().numpy()
+    return np.asarray(r, dtype=np.float64).reshape(-1)
+
+
+def recall(r: np.ndarray | torch.Tensor | list[float], k: int) -> float:
+    """Recall@k = HitRate@k: the share of predictions whose target ranks within the top k."""
+    a = _as_array(r)
+    return float((a <= k).mean()) if a.size else 0.0
+
+
+def mrr(r: np.ndarray | torch.Tensor | list[float], k: int) -> float:
+    """MRR@k: the mean of 1/rank, counting 0 for ranks beyond k."""
+    a = _as_array(r)
+    return float(np.where(a <= k, 1.0 / a, 0.0).mean()) if a.size else 0.0
+
+
+def ndcg(r: np.ndarray | torch.Tensor | list[float], k: int) -> float:
+    """NDCG@k with one relevant item: the mean of 1/log2(rank+1), 0 for ranks beyond k."""
+    a = _as_array(r)
+    return float(np.where(a <= k, 1.0 / np.log2(a + 1.0), 0.0).mean()) if a.size else 0.0
+
+
+def coverage(top_items: np.ndarray | torch.Tensor, n_items: int) -> float:
+    """Item coverage: the share of the catalogue that appears in any recommendation list.
+
+    Args:
+        top_items: (P, k) item indices of P top-k lists (entries < 0 are padding).
+        n_items: catalogue size.
+    """
+    a = top_items.detach().cpu().numpy() if isinstance(top_items, torch.Tensor) else top_items
+    a = np.asarray(a).reshape(-1)
+    a = a[a >= 0]
+    return float(np.unique(a).size / n_items) if n_items and a.size else 0.0
+
+
+def mean_popularity(top_items: np.ndarray | torch.Tensor, popularity: np.ndarray) -> float:
+    """Mean popularity of the recommended items.
+
+    Args:
+        top_items: (P, k) item indices of P top-k lists (entries < 0 are padding).
+        popularity: (n_items,) each item's popularity, e.g. its training count divided by the
+            largest count (the evaluator's normalisation, in [0, 1]).
+    """
+    a = top_items.detach().cpu().numpy() if isinstance(top_items, torch.Tensor) else top_items
+    a = np.asarray(a).reshape(-1)
+    a = a[a >= 0]
+    return float(np.asarray(popularity, dtype=np.float64)[a].mean()) if a.size else 0.0
+
+
+def normalized_popularity(counts: np.ndarray) -> np.ndarray:
+    """(n_items,) float64 counts divided by the largest count (all zeros stay zero)."""
+    c = np.asarray(counts, dtype=np.float64)
+    top = c.max() if c.size else 0.0
+    return c / top if top > 0 else np.zeros_like(c)
+
+
+__all__ = [
+    "TIES",
+    "TieMode",
+    "coverage",
+    "mean_popularity",
+    "mrr",
+    "ndcg",
+    "normalized_popularity",
+    "ranks",
+    "recall",
+    "sampled_ranks",
+]

@@ -1,0 +1,152 @@
+"""Ranks and metrics: hand-computed cases, edge cases, and properties against plain Python."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from _helpers import py_rank
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sessionrec.errors import ConfigError
+from sessionrec.evaluation import metrics as M
+from sessionrec.recommend import top_k_frame
+
+
+def test_ranks_hand_computed() -> None:
+    scores = torch.tensor([[0.1, 0.5, 0.5, 0.9, 0.5], [3.0, 2.0, 1.0, 0.0, -1.0]])
+    targets = torch.tensor([2, 0])
+    # row 0: one item strictly higher (0.9), two others tie with the target (items 1 and 4).
+    assert M.ranks(scores, targets, "conservative").tolist() == [4.0, 1.0]
+    assert M.ranks(scores, targets, "optimistic").tolist() == [2.0, 1.0]
+    assert M.ranks(scores, targets, "average").tolist() == [3.0, 1.0]
+    assert M.ranks(scores, targets).tolist() == [4.0, 1.0]  # conservative is the default
+
+
+def test_all_equal_scores_rank_last_conservatively() -> None:
+    scores = torch.zeros(1, 10)
+    assert M.ranks(scores, torch.tensor([3]), "conservative").item() == 10
+    assert M.ranks(scores, torch.tensor([3]), "optimistic").item() == 1
+    assert M.ranks(scores, torch.tensor([3]), "average").item() == 5.5
+
+
+def test_excluded_items_never_count_and_the_target_stays_rankable() -> None:
+    scores = torch.tensor([[5.0, 4.0, 3.0, 2.0]])
+    exclude = torch.tensor([[True, False, True, True]])
+    # item 0 scores above the target (3) but is excluded; the target itself is marked seen
+    # but stays rankable: only item 1 is above it.
+    assert M.ranks(scores, torch.tensor([3]), exclude=exclude).item() == 2
+    # masked with -inf by a caller: a -inf target does not tie with excluded -inf items.
+    masked = torch.tensor([[-torch.inf, 1.0, -torch.inf, -torch.inf]])
+    assert M.ranks(masked, torch.tensor([3]), exclude=exclude).item() == 2
+
+
+def test_nan_scores_never_win() -> None:
+    scores = torch.tensor([[float("nan"), 1.0, 2.0], [float("nan"), 1.0, 2.0]])
+    assert M.ranks(scores, torch.tensor([1, 0])).tolist() == [2.0, 3.0]
+
+
+def test_ranks_empty_and_bad_input() -> None:
+    assert M.ranks(torch.zeros(0, 5), torch.zeros(0, dtype=torch.long)).numel() == 0
+    with pytest.raises(ValueError):
+        M.ranks(torch.zeros(3, 5), torch.zeros(2, dtype=torch.long))
+    with pytest.raises(ConfigError):
+        M.ranks(torch.zeros(1, 5), torch.zeros(1, dtype=torch.long), "pessimistic")
+
+
+def test_metrics_hand_computed() -> None:
+    r = [1, 2, 4, 25]
+    assert M.recall(r, 1) == 0.25
+    assert M.recall(r, 4) == 0.75
+    assert M.recall(r, 20) == 0.75
+    assert M.mrr(r, 20) == pytest.approx((1 + 1 / 2 + 1 / 4) / 4)
+    assert M.mrr(r, 1) == 0.25
+    assert M.ndcg(r, 20) == pytest.approx((1 + 1 / math.log2(3) + 1 / math.log2(5)) / 4)
+    assert M.ndcg(r, 30) == pytest.approx(
+        (1 + 1 / math.log2(3) + 1 / math.log2(5) + 1 / math.log2(26)) / 4
+    )
+    # average ties give half ranks; a rank of 2.5 is within k=3 but not k=2
+    assert M.recall([2.5], 2) == 0.0 and M.recall([2.5], 3) == 1.0
+    assert M.mrr(torch.tensor([2.0, 4.0]), 5) == pytest.approx(0.375)
+
+
+def test_metrics_of_nothing_are_zero() -> None:
+    for f in (M.recall, M.mrr, M.ndcg):
+        assert f([], 20) == 0.0
+        assert f(np.zeros(0), 1) == 0.0
+    assert M.coverage(np.zeros((0, 5), dtype=np.int64), 10) == 0.0
+    assert M.mean_popularity(np.zeros((0, 5), dtype=np.int64), np.ones(10)) == 0.0
+    assert M.normalized_popularity(np.zeros(3)).tolist() == [0.0, 0.0, 0.0]
+
+
+def test_coverage_and_popularity_hand_computed() -> None:
+    lists = np.array([[0, 1], [1, 2], [2, -1]])  # -1: padding
+    assert M.coverage(lists, 8) == 3 / 8
+    pop = M.normalized_popularity(np.array([10, 5, 0, 0, 0, 0, 0, 0]))
+    assert pop[:3].tolist() == [1.0, 0.5, 0.0]
+    assert M.mean_popularity(lists, pop) == pytest.approx((1 + 0.5 + 0.5 + 0 + 0) / 5)
+
+
+def test_sampled_ranks_hand_computed() -> None:
+    t = torch.tensor([1.0, 1.0])
+    neg = torch.tensor([[2.0, 1.0, 0.0], [0.0, 0.0, 5.0]])
+    valid = torch.tensor([[True, True, True], [True, True, False]])
+    assert M.sampled_ranks(t, neg, "conservative", valid).tolist() == [3.0, 1.0]
+    assert M.sampled_ranks(t, neg, "optimistic", valid).tolist() == [2.0, 1.0]
+    assert M.sampled_ranks(t, neg, "average").tolist() == [2.5, 2.0]
+
+
+@st.composite
+def score_cases(draw: st.DrawFn) -> tuple[list[list[float]], list[int], list[list[bool]]]:
+    n = draw(st.integers(1, 9))
+    b = draw(st.integers(1, 6))
+    # few distinct values, so ties are common; NaN and inf included
+    value = st.sampled_from([0.0, 1.0, 2.0, -1.5, math.inf, -math.inf, math.nan])
+    scores = draw(st.lists(st.lists(value, min_size=n, max_size=n), min_size=b, max_size=b))
+    targets = draw(st.lists(st.integers(0, n - 1), min_size=b, max_size=b))
+    exclude = draw(
+        st.lists(st.lists(st.booleans(), min_size=n, max_size=n), min_size=b, max_size=b)
+    )
+    return scores, targets, exclude
+
+
+@settings(max_examples=150, deadline=None)
+@given(score_cases(), st.sampled_from(M.TIES), st.booleans())
+def test_vectorised_ranks_equal_the_definition(
+    case: tuple[list[list[float]], list[int], list[list[bool]]], ties: str, use_exclude: bool
+) -> None:
+    scores, targets, exclude = case
+    got = M.ranks(
+        torch.tensor(scores),
+        torch.tensor(targets),
+        ties,
+        exclude=torch.tensor(exclude) if use_exclude else None,
+    ).tolist()
+    want = [
+        py_rank(s, t, ties, {j for j, x in enumerate(e) if x} if use_exclude else set())
+        for s, t, e in zip(scores, targets, exclude, strict=True)
+    ]
+    assert got == want
+    n = len(scores[0])
+    assert all(1 <= r <= n for r in got)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.integers(-3, 3), min_size=1, max_size=30),
+    st.integers(1, 40),
+    st.lists(st.integers(0, 29), max_size=5),
+)
+def test_top_k_sorted_unique_and_bounded(values: list[int], k: int, exclude: list[int]) -> None:
+    scores = torch.tensor(values, dtype=torch.float32)
+    exclude = [e for e in exclude if e < len(values)]
+    frame = top_k_frame(scores, k, None, exclude=exclude)
+    idx = frame["item_idx"].to_list()
+    sc = frame["score"].to_list()
+    assert len(idx) == len(set(idx)) == min(k, len(values) - len(set(exclude)))
+    assert sc == sorted(sc, reverse=True)
+    assert not set(idx) & set(exclude)
+    assert frame["rank"].to_list() == list(range(1, len(idx) + 1))
