@@ -127,3 +127,17 @@ def test_prepare_leaves_no_partial_output_on_error(tmp_path: Path) -> None:
         sr.prepare(log, out, min_item_support=5)
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir()] == ["log.csv"]
+
+
+def test_atomic_writes_get_ordinary_permissions(tmp_path: Path) -> None:
+    import os
+
+    from sessionrec._io import atomic_dir, write_json
+
+    write_json(tmp_path / "a.json", {"x": 1})
+    with atomic_dir(tmp_path / "d") as d:
+        (d / "f").write_text("x")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o666 & ~mask
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o777 & ~mask
