@@ -5,7 +5,15 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+# ../shared/data beside the checkout, or beside the worktrees' folder (/work/wt/<name>).
+SHARED = next(
+    (
+        p / "shared" / "data"
+        for p in Path(__file__).resolve().parents[2:4]
+        if (p / "shared" / "data").is_dir()
+    ),
+    Path(__file__).resolve().parents[2] / "shared" / "data",
+)
 ML100K = SHARED / "ml-100k"
 
 
