@@ -68,24 +68,39 @@ def filter_recursive(
         if lo or hi
     ]
     # codes[key]: (n,) dense codes of the key column for the rows still alive, in row order.
-    codes = {key: dense_codes(events[key]) for _, key, _, _ in steps}
+    # int32 throughout: a YOOCHOOSE-sized log keeps its working arrays at 4 bytes per event.
+    index = np.int32 if events.height < 2**31 else np.int64
+    codes = {key: dense_codes(events[key]).astype(index) for _, key, _, _ in steps}
     n_codes = {key: int(c.max()) + 1 if len(c) else 0 for key, c in codes.items()}
-    alive = np.arange(events.height)  # (n,) row numbers still kept
+    alive = np.arange(events.height, dtype=index)  # (n,) row numbers still kept
+    # A rule removes whole groups of its own key, leaving the other groups' sizes as they
+    # were, so it needs checking again only after *another* rule removed events.
+    removed_at = dict.fromkeys(range(len(steps)), -1)  # step → last check that removed events
+    checked_at = dict.fromkeys(range(len(steps)), -2)  # step → last check
+    check = 0
     rounds: list[dict[str, int]] = []
     for _ in range(max_rounds):
         removed: dict[str, int] = {}
         before_round = len(alive)
-        for name, key, lo, hi in steps:
+        for step, (name, key, lo, hi) in enumerate(steps):
+            check += 1
+            others = [at for s, at in removed_at.items() if s != step]
+            if max(others, default=-1) < checked_at[step]:
+                removed[name] = 0
+                continue
+            checked_at[step] = check
             c = codes[key]
-            size = np.bincount(c, minlength=n_codes[key])[c]
-            keep = (size >= lo) if lo else (size <= hi)
+            size = np.bincount(c, minlength=n_codes[key]).astype(index)[c]
+            keep = (size >= lo) if lo else (size <= (hi or 0))
             removed[name] = len(alive) - int(np.count_nonzero(keep))
             if removed[name]:
+                removed_at[step] = check
                 alive = alive[keep]
                 codes = {k: v[keep] for k, v in codes.items()}
         rounds.append(removed)
         if len(alive) == before_round:
             break
+    del codes
     if len(alive) < events.height:
         kept = np.zeros(events.height, dtype=bool)
         kept[alive] = True

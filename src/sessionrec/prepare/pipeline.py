@@ -103,27 +103,7 @@ def prepare_frames(
     where = str(ds.files[0]) if ds.files else ds.name
     checksum = _in_background(ds.checksum)
     dropped: dict[str, Any] = {}
-    lf = ds.lazy_events
-    schema = lf.collect_schema()
-    if cfg.min_rating is not None and S.RATING not in schema:
-        raise DataError(where, column=S.RATING, expected="ratings for --min-rating", found="none")
-    if cfg.event_type is not None and S.EVENT_TYPE not in schema:
-        raise DataError(
-            where, column=S.EVENT_TYPE, expected="event types for --event-type", found="none"
-        )
-    # event_type only serves the filter; it is not part of the prepared parts.
-    columns = [*S.EVENT_COLUMNS, *(c for c in (S.RATING,) if c in schema)]
-    if cfg.event_type is not None:
-        columns.append(S.EVENT_TYPE)
-    events = lf.select(columns).collect()
-    n_raw = events.height
-    if n_raw == 0:
-        raise DataError(where, expected="at least one event", found="no rows")
-    if cfg.session == "column" and events[S.USER].null_count() == n_raw:
-        events = events.drop(S.USER)  # a log of sessions without users (YOOCHOOSE)
-    selected = filter_events(events.lazy(), min_rating=cfg.min_rating, event_type=cfg.event_type)
-    sessions = sessionize(selected.drop(S.EVENT_TYPE, strict=False).collect(), cfg.session, where)
-    events = filter_events(sessions, drop_repeats=cfg.drop_repeats).collect()
+    events, n_raw = _read_sessions(ds, cfg, where)
     dropped["event_filters"] = n_raw - events.height
     rules = SupportFilter(
         cfg.min_session_length,
@@ -154,10 +134,9 @@ def prepare_frames(
         label = sp.label_leave_one_out(events, valid=cfg.valid_fraction > 0)
     parts = sp.assemble(events, label)
     del events, label  # the parts hold what is kept; free the full log before encoding
-    train = parts["train"]
-    if train.height == 0:
+    if parts["train"].height == 0:
         raise DataError(where, expected="a non-empty training part", found="no training events")
-    items = _item_table(train, ds.items)
+    items = _item_table(parts["train"], ds.items)
     known = items.select(S.ITEM)
     for name in ("valid", "test"):
         part = parts[name]
@@ -202,6 +181,34 @@ def prepare_frames(
         "package_version": _version(),
     }
     return {**encoded, "items": items}, meta
+
+
+def _read_sessions(ds: Dataset, cfg: PrepareConfig, where: str) -> tuple[pl.DataFrame, int]:
+    """Read the events once, with only the columns needed, filtered per event and sessionized.
+
+    Returns the events (sorted by session, time, row) and the number of raw events.
+    """
+    lf = ds.lazy_events
+    schema = lf.collect_schema()
+    if cfg.min_rating is not None and S.RATING not in schema:
+        raise DataError(where, column=S.RATING, expected="ratings for --min-rating", found="none")
+    if cfg.event_type is not None and S.EVENT_TYPE not in schema:
+        raise DataError(
+            where, column=S.EVENT_TYPE, expected="event types for --event-type", found="none"
+        )
+    # event_type only serves the filter; it is not part of the prepared parts.
+    columns = [*S.EVENT_COLUMNS, *(c for c in (S.RATING,) if c in schema)]
+    if cfg.event_type is not None:
+        columns.append(S.EVENT_TYPE)
+    raw = lf.select(columns).collect()
+    n_raw = raw.height
+    if n_raw == 0:
+        raise DataError(where, expected="at least one event", found="no rows")
+    if cfg.session == "column" and raw[S.USER].null_count() == n_raw:
+        raw = raw.drop(S.USER)  # a log of sessions without users (YOOCHOOSE)
+    kept = filter_events(raw.lazy(), min_rating=cfg.min_rating, event_type=cfg.event_type)
+    sessions = sessionize(kept.drop(S.EVENT_TYPE, strict=False).collect(), cfg.session, where)
+    return filter_events(sessions, drop_repeats=cfg.drop_repeats).collect(), n_raw
 
 
 def _item_table(train: pl.DataFrame, meta: pl.DataFrame | None) -> pl.DataFrame:
@@ -261,7 +268,9 @@ def write_prepared(
     """Write the PreparedData directory atomically (a crash leaves no complete-looking dir)."""
     with atomic_dir(out) as tmp:
         for name, df in parts.items():
-            df.write_parquet(Path(tmp) / f"{name}.parquet")
+            # zstd at level 1: about twice as fast to write as the default level, files ~15 %
+            # larger, reading as fast.
+            df.write_parquet(Path(tmp) / f"{name}.parquet", compression_level=1)
         write_json(Path(tmp) / "meta.json", meta)
     return PreparedData(out)
 
