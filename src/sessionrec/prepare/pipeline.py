@@ -158,7 +158,8 @@ def prepare_frames(
             "events": int(df[TARGET].sum()),
             "rows": df.height,
             "sessions": _n_sessions(df),
-            "items": df[S.ITEM_IDX].n_unique(),
+            # The item table is made from train, so train has every item.
+            "items": items.height if name == "train" else df[S.ITEM_IDX].n_unique(),
         }
         for name, df in encoded.items()
     }
