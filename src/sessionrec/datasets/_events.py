@@ -38,33 +38,40 @@ class Dataset:
 
     @property
     def events(self) -> pl.DataFrame:
-        """The Events frame, collected once.
+        """The Events frame, collected once (see :meth:`collect`)."""
+        if self._events is None:
+            self._events = self.collect()
+        return self._events
+
+    def collect(self, columns: list[str] | None = None) -> pl.DataFrame:
+        """Read the events (only ``columns`` when given), checked.
 
         Raises:
             DataError: a value that does not parse, a short line (a missing item or time), or
                 no rows at all, naming the file, line and column where the loader knows them.
         """
-        if self._events is None:
-            where = self.files[0] if self.files else self.name
-            try:
-                ev = self.lazy_events.collect()
-            except pl.exceptions.PolarsError as exc:
-                if self.diagnose is None:
-                    raise
-                raise self.diagnose() from exc
-            if ev.height == 0:
-                raise DataError(where, expected="at least one event", found="no rows")
-            # A short line reads as nulls rather than failing; every event needs item and time.
-            # (null_count is kept with the columns, so this check is free.)
-            for col in (S.ITEM, S.TIME):
-                if ev[col].null_count():
-                    if self.diagnose is not None:
-                        raise self.diagnose()
-                    row = int(ev[col].is_null().arg_max())  # type: ignore[arg-type]
-                    raise DataError(where, column=col, expected=f"a {col} on every row",
-                                    found=f"an empty value in data row {row + 1}")  # fmt: skip
-            self._events = ev
-        return self._events
+        if self._events is not None:
+            return self._events if columns is None else self._events.select(columns)
+        where = self.files[0] if self.files else self.name
+        lf = self.lazy_events if columns is None else self.lazy_events.select(columns)
+        try:
+            ev = lf.collect()
+        except pl.exceptions.PolarsError as exc:
+            if self.diagnose is None:
+                raise
+            raise self.diagnose() from exc
+        if ev.height == 0:
+            raise DataError(where, expected="at least one event", found="no rows")
+        # A short line reads as nulls rather than failing; every event needs item and time.
+        # (null_count is kept with the columns, so this check is free.)
+        for col in (S.ITEM, S.TIME):
+            if col in ev.columns and ev[col].null_count():
+                if self.diagnose is not None:
+                    raise self.diagnose()
+                row = int(ev[col].is_null().arg_max())  # type: ignore[arg-type]
+                raise DataError(where, column=col, expected=f"a {col} on every row",
+                                found=f"an empty value in data row {row + 1}")  # fmt: skip
+        return ev
 
     def checksum(self) -> str:
         """sha256 over the source files' bytes (in order), to record what a result came from."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import polars as pl
 
 from sessionrec import _schema as S
@@ -48,32 +49,75 @@ def filter_recursive(
 ) -> tuple[pl.DataFrame, list[dict[str, int]]]:
     """Apply the support rules in rounds until a round removes nothing.
 
+    Within a round the rules apply one after the other (item support, session length, user
+    activity), each counting on what the previous one left. The rounds run on compact integer
+    codes of the key columns (numpy bincounts, no hashing, no copies of the wide frame); the
+    events are gathered once at the end.
+
     Returns the filtered events and, per round, how many events each rule removed.
     """
+    steps: list[tuple[str, str, int | None, int | None]] = [
+        (name, key, lo, hi)
+        for name, key, lo, hi in (
+            ("min_item_support", S.ITEM, rules.min_item_support, None),
+            ("min_session_length", S.SESSION, rules.min_session_length, None),
+            ("max_session_length", S.SESSION, None, rules.max_session_length),
+            ("min_user_events", S.USER, rules.min_user_events, None),
+            ("max_user_events", S.USER, None, rules.max_user_events),
+        )
+        if lo or hi
+    ]
+    # codes[key]: (n,) dense codes of the key column for the rows still alive, in row order.
+    # int32 throughout: a YOOCHOOSE-sized log keeps its working arrays at 4 bytes per event.
+    index = np.int32 if events.height < 2**31 else np.int64
+    codes = {key: dense_codes(events[key]).astype(index) for _, key, _, _ in steps}
+    n_codes = {key: int(c.max()) + 1 if len(c) else 0 for key, c in codes.items()}
+    alive = np.arange(events.height, dtype=index)  # (n,) row numbers still kept
+    # A rule removes whole groups of its own key, leaving the other groups' sizes as they
+    # were, so it needs checking again only after *another* rule removed events.
+    removed_at = dict.fromkeys(range(len(steps)), -1)  # step → last check that removed events
+    checked_at = dict.fromkeys(range(len(steps)), -2)  # step → last check
+    check = 0
     rounds: list[dict[str, int]] = []
     for _ in range(max_rounds):
         removed: dict[str, int] = {}
-        before_round = events.height
-        steps: list[tuple[str, pl.Expr]] = []
-        if rules.min_item_support:
-            steps.append(("min_item_support", pl.len().over(S.ITEM) >= rules.min_item_support))
-        if rules.min_session_length:
-            steps.append(
-                ("min_session_length", pl.len().over(S.SESSION) >= rules.min_session_length)
-            )
-        if rules.max_session_length:
-            steps.append(
-                ("max_session_length", pl.len().over(S.SESSION) <= rules.max_session_length)
-            )
-        if rules.min_user_events:
-            steps.append(("min_user_events", pl.len().over(S.USER) >= rules.min_user_events))
-        if rules.max_user_events:
-            steps.append(("max_user_events", pl.len().over(S.USER) <= rules.max_user_events))
-        for name, keep in steps:
-            n = events.height
-            events = events.filter(keep)
-            removed[name] = n - events.height
+        before_round = len(alive)
+        for step, (name, key, lo, hi) in enumerate(steps):
+            check += 1
+            others = [at for s, at in removed_at.items() if s != step]
+            if max(others, default=-1) < checked_at[step]:
+                removed[name] = 0
+                continue
+            checked_at[step] = check
+            c = codes[key]
+            size = np.bincount(c, minlength=n_codes[key]).astype(index)[c]
+            keep = (size >= lo) if lo else (size <= (hi or 0))
+            removed[name] = len(alive) - int(np.count_nonzero(keep))
+            if removed[name]:
+                removed_at[step] = check
+                alive = alive[keep]
+                codes = {k: v[keep] for k, v in codes.items()}
         rounds.append(removed)
-        if events.height == before_round:
+        if len(alive) == before_round:
             break
+    del codes
+    if len(alive) < events.height:
+        kept = np.zeros(events.height, dtype=bool)
+        kept[alive] = True
+        events = events.filter(pl.Series(kept))
     return events, rounds
+
+
+def dense_codes(column: pl.Series) -> np.ndarray:
+    """(n,) codes 0..k-1 of a column's k distinct values (nulls included), in any order.
+
+    A sorted column (sessions after sessionizing) is coded by its runs in one pass; otherwise
+    the distinct values are hashed.
+    """
+    if column.null_count() == 0 and column.is_sorted():
+        return column.rle_id().to_numpy()
+    uniques = column.unique().to_frame().with_row_index("_code")
+    coded = column.to_frame().join(
+        uniques, on=column.name, how="left", nulls_equal=True, maintain_order="left"
+    )
+    return coded["_code"].to_numpy()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -91,23 +93,17 @@ def prepare(
 def prepare_frames(
     ds: Dataset, cfg: PrepareConfig
 ) -> tuple[dict[str, pl.DataFrame], dict[str, Any]]:
-    """The pipeline in memory: returns the parts (and items) and the meta record."""
+    """The pipeline in memory: returns the parts (and items) and the meta record.
+
+    The source is read once, with only the columns the configuration needs; then sessionize
+    (skipping the sort when the log is already in session/time order), the recursive filter
+    on integer codes, the split and the encoding each make one pass. The source checksum is
+    computed in a background thread meanwhile (hashing releases the GIL).
+    """
     where = str(ds.files[0]) if ds.files else ds.name
+    checksum = _in_background(ds.checksum)
     dropped: dict[str, Any] = {}
-    lf = ds.lazy_events
-    schema = lf.collect_schema()
-    if cfg.min_rating is not None and S.RATING not in schema:
-        raise DataError(where, column=S.RATING, expected="ratings for --min-rating", found="none")
-    if cfg.event_type is not None and S.EVENT_TYPE not in schema:
-        raise DataError(
-            where, column=S.EVENT_TYPE, expected="event types for --event-type", found="none"
-        )
-    n_raw = ds.events.height
-    lf = sessionize(ds.events.lazy(), cfg.session, where)
-    lf = filter_events(
-        lf, min_rating=cfg.min_rating, event_type=cfg.event_type, drop_repeats=cfg.drop_repeats
-    )
-    events = lf.collect()
+    events, n_raw = _read_sessions(ds, cfg, where)
     dropped["event_filters"] = n_raw - events.height
     rules = SupportFilter(
         cfg.min_session_length,
@@ -116,6 +112,8 @@ def prepare_frames(
         cfg.min_user_events,
         cfg.max_user_events,
     )
+    if S.USER not in events.columns and (rules.min_user_events or rules.max_user_events):
+        raise DataError(where, column=S.USER, expected="users for the user caps", found="none")
     events, rounds = filter_recursive(events, rules)
     dropped["support_rounds"] = rounds
     if events.height == 0:
@@ -124,6 +122,8 @@ def prepare_frames(
             expected="events left after filtering",
             found=f"none of {n_raw:,} events pass (filters {rules.to_dict()})",
         )
+    has_users = S.USER in events.columns and events[S.USER].null_count() < events.height
+    has_ratings = S.RATING in events.columns
     if cfg.split == "time":
         label = sp.label_time(events, cfg.test_days, cfg.valid_days)
     elif cfg.split == "random":
@@ -133,10 +133,10 @@ def prepare_frames(
     else:
         label = sp.label_leave_one_out(events, valid=cfg.valid_fraction > 0)
     parts = sp.assemble(events, label)
-    train = parts["train"]
-    if train.height == 0:
+    del events, label  # the parts hold what is kept; free the full log before encoding
+    if parts["train"].height == 0:
         raise DataError(where, expected="a non-empty training part", found="no training events")
-    items = _item_table(train, ds.items)
+    items = _item_table(parts["train"], ds.items)
     known = items.select(S.ITEM)
     for name in ("valid", "test"):
         part = parts[name]
@@ -150,13 +150,16 @@ def prepare_frames(
         }
         parts[name] = kept
         # Test also accepts items seen in valid; valid items are a subset of train's here.
-    encoded = {name: _encode(parts[name], items) for name in PARTS}
+    encoded = {}
+    for name in PARTS:  # one part at a time, dropping the unencoded one as it goes
+        encoded[name] = _encode(parts.pop(name), items, has_users)
     counts = {
         name: {
             "events": int(df[TARGET].sum()),
             "rows": df.height,
-            "sessions": df[S.SESSION].n_unique(),
-            "items": df[S.ITEM_IDX].n_unique(),
+            "sessions": _n_sessions(df),
+            # The item table is made from train, so train has every item.
+            "items": items.height if name == "train" else df[S.ITEM_IDX].n_unique(),
         }
         for name, df in encoded.items()
     }
@@ -166,7 +169,7 @@ def prepare_frames(
         "source": {
             "name": ds.name,
             "files": [str(f) for f in ds.files],
-            "sha256": ds.checksum(),
+            "sha256": checksum.result(),
             **ds.info,
         },
         "params": cfg.to_dict(),
@@ -174,11 +177,37 @@ def prepare_frames(
         "dropped": dropped,
         "counts": counts,
         "n_items": items.height,
-        "has_ratings": S.RATING in events.columns,
-        "has_users": bool(events[S.USER].null_count() < events.height),
+        "has_ratings": has_ratings,
+        "has_users": has_users,
         "package_version": _version(),
     }
     return {**encoded, "items": items}, meta
+
+
+def _read_sessions(ds: Dataset, cfg: PrepareConfig, where: str) -> tuple[pl.DataFrame, int]:
+    """Read the events once, with only the columns needed, filtered per event and sessionized.
+
+    Returns the events (sorted by session, time, row) and the number of raw events.
+    """
+    lf = ds.lazy_events
+    schema = lf.collect_schema()
+    if cfg.min_rating is not None and S.RATING not in schema:
+        raise DataError(where, column=S.RATING, expected="ratings for --min-rating", found="none")
+    if cfg.event_type is not None and S.EVENT_TYPE not in schema:
+        raise DataError(
+            where, column=S.EVENT_TYPE, expected="event types for --event-type", found="none"
+        )
+    # event_type only serves the filter; it is not part of the prepared parts.
+    columns = [*S.EVENT_COLUMNS, *(c for c in (S.RATING,) if c in schema)]
+    if cfg.event_type is not None:
+        columns.append(S.EVENT_TYPE)
+    raw = ds.collect(columns)
+    n_raw = raw.height
+    if cfg.session == "column" and raw[S.USER].null_count() == n_raw:
+        raw = raw.drop(S.USER)  # a log of sessions without users (YOOCHOOSE)
+    kept = filter_events(raw.lazy(), min_rating=cfg.min_rating, event_type=cfg.event_type)
+    sessions = sessionize(kept.drop(S.EVENT_TYPE, strict=False).collect(), cfg.session, where)
+    return filter_events(sessions, drop_repeats=cfg.drop_repeats).collect(), n_raw
 
 
 def _item_table(train: pl.DataFrame, meta: pl.DataFrame | None) -> pl.DataFrame:
@@ -189,14 +218,47 @@ def _item_table(train: pl.DataFrame, meta: pl.DataFrame | None) -> pl.DataFrame:
     return items
 
 
-def _encode(part: pl.DataFrame, items: pl.DataFrame) -> pl.DataFrame:
+def _encode(part: pl.DataFrame, items: pl.DataFrame, has_users: bool) -> pl.DataFrame:
+    """Item indices for a part; the parts are already in session, time, row order."""
     cols = [S.SESSION, S.ITEM_IDX, S.ITEM, S.TIME, TARGET]
-    cols += [c for c in (S.USER, S.RATING, S.EVENT_TYPE) if c in part.columns]
-    return (
-        part.join(items.select(S.ITEM, S.ITEM_IDX), on=S.ITEM, how="left", maintain_order="left")
-        .sort([S.SESSION, *S.TIME_ORDER])
-        .select(cols)
-    )
+    cols += [c for c in (S.USER, S.RATING) if c in part.columns and (c != S.USER or has_users)]
+    index = items.select(S.ITEM, S.ITEM_IDX)
+    return part.join(index, on=S.ITEM, how="left", maintain_order="left").select(cols)
+
+
+def _n_sessions(part: pl.DataFrame) -> int:
+    """Distinct sessions of a part (grouped by session: count the runs, no hashing)."""
+    sessions = part[S.SESSION]
+    if part.height and sessions.is_sorted():
+        return int(sessions.rle_id()[-1]) + 1
+    return sessions.n_unique()
+
+
+class _Future:
+    """The result of a function run in a daemon thread (it never delays interpreter exit)."""
+
+    def __init__(self, fn: Callable[[], str]) -> None:
+        self._result: str | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(fn,), daemon=True)
+        self._thread.start()
+
+    def _run(self, fn: Callable[[], str]) -> None:
+        try:
+            self._result = fn()
+        except BaseException as exc:  # re-raised in the caller's thread by result()
+            self._error = exc
+
+    def result(self) -> str:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result
+
+
+def _in_background(fn: Callable[[], str]) -> _Future:
+    return _Future(fn)
 
 
 def write_prepared(
@@ -205,7 +267,9 @@ def write_prepared(
     """Write the PreparedData directory atomically (a crash leaves no complete-looking dir)."""
     with atomic_dir(out) as tmp:
         for name, df in parts.items():
-            df.write_parquet(Path(tmp) / f"{name}.parquet")
+            # zstd at level 1: about twice as fast to write as the default level, files ~15 %
+            # larger, reading as fast.
+            df.write_parquet(Path(tmp) / f"{name}.parquet", compression_level=1)
         write_json(Path(tmp) / "meta.json", meta)
     return PreparedData(out)
 

@@ -28,17 +28,35 @@ def parse_duration(text: str | int | float | timedelta) -> timedelta:
     return timedelta(seconds=sum(float(n) * _UNITS[u] for n, u in parts))
 
 
-def sort_events(events: pl.LazyFrame, by: str) -> pl.LazyFrame:
-    """Stable time order within ``by``: ties in time keep source-row order."""
-    return events.sort([by, *S.TIME_ORDER])
+def sort_events(events: pl.DataFrame | pl.LazyFrame, by: str) -> pl.LazyFrame:
+    """Stable time order within ``by``: ties in time keep source-row order.
+
+    An in-memory frame that is already in that order (YOOCHOOSE's log comes grouped by session
+    in time order) is not sorted again; either way ``by`` is flagged sorted for later steps.
+    """
+    if isinstance(events, pl.DataFrame) and in_order(events, by):
+        return events.lazy().with_columns(pl.col(by).set_sorted())
+    return events.lazy().sort([by, *S.TIME_ORDER])
 
 
-def sessionize_by_user(events: pl.LazyFrame) -> pl.LazyFrame:
+def in_order(events: pl.DataFrame, by: str) -> bool:
+    """Whether rows are sorted by ``by``, then time, then source row (one pass, no sort)."""
+    if events.height == 0 or events[by].null_count():
+        return events.height == 0
+    key, time, row = pl.col(by), pl.col(S.TIME), pl.col(S.ROW)
+    later = (key > key.shift(1)) | (
+        (key == key.shift(1))
+        & ((time > time.shift(1)) | ((time == time.shift(1)) & (row > row.shift(1))))
+    )
+    return bool(events.select(later.slice(1).all()).item())
+
+
+def sessionize_by_user(events: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
     """Each user's whole history becomes one session (session_id = user_id)."""
-    return sort_events(events, S.USER).with_columns(pl.col(S.USER).alias(S.SESSION))
+    return sort_events(events, S.USER).with_columns(pl.col(S.USER).alias(S.SESSION).set_sorted())
 
 
-def sessionize_by_gap(events: pl.LazyFrame, gap: str | timedelta) -> pl.LazyFrame:
+def sessionize_by_gap(events: pl.DataFrame | pl.LazyFrame, gap: str | timedelta) -> pl.LazyFrame:
     """A new session starts for a user after more than ``gap`` of inactivity.
 
     Session ids are 0, 1, ... in (user, time) order.
@@ -48,16 +66,22 @@ def sessionize_by_gap(events: pl.LazyFrame, gap: str | timedelta) -> pl.LazyFram
     new = (pl.col(S.USER) != pl.col(S.USER).shift(1)) | (
         (pl.col(S.TIME) - pl.col(S.TIME).shift(1)) > gap_td
     )
-    return ev.with_columns((new.fill_null(True).cast(pl.Int64).cum_sum() - 1).alias(S.SESSION))
+    session = new.fill_null(True).cast(pl.Int64).cum_sum() - 1
+    return ev.with_columns(session.set_sorted().alias(S.SESSION))
 
 
-def sessionize_by_column(events: pl.LazyFrame) -> pl.LazyFrame:
+def sessionize_by_column(events: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
     """Keep the log's own session ids (e.g. YOOCHOOSE), ordered by session then time."""
     return sort_events(events, S.SESSION)
 
 
-def sessionize(events: pl.LazyFrame, session: str, source: str = "<events>") -> pl.LazyFrame:
-    """Dispatch on a session definition: ``"user"``, ``"column"`` or a gap such as ``"30m"``."""
+def sessionize(
+    events: pl.DataFrame | pl.LazyFrame, session: str, source: str = "<events>"
+) -> pl.LazyFrame:
+    """Dispatch on a session definition: ``"user"``, ``"column"`` or a gap such as ``"30m"``.
+
+    The result is sorted by session, time and source row, with ``session_id`` flagged sorted.
+    """
     schema = events.collect_schema()
     if session == "user":
         _need_values(events, S.USER, source, "a user column for --session user")
@@ -71,7 +95,10 @@ def sessionize(events: pl.LazyFrame, session: str, source: str = "<events>") -> 
     return sessionize_by_gap(events, session)
 
 
-def _need_values(events: pl.LazyFrame, col: str, source: str, what: str) -> None:
-    nulls = events.select(pl.col(col).is_null().all()).collect().item()
+def _need_values(events: pl.DataFrame | pl.LazyFrame, col: str, source: str, what: str) -> None:
+    if isinstance(events, pl.DataFrame):
+        nulls = col not in events.columns or events[col].null_count() == events.height
+    else:
+        nulls = events.select(pl.col(col).is_null().all()).collect().item()
     if nulls:
         raise DataError(source, column=col, expected=what, found="no values")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import numpy as np
 import polars as pl
 
 from sessionrec import _schema as S
@@ -19,8 +20,39 @@ PART = "_part"
 SPLITS = ("time", "user-time", "leave-one-out", "random")
 
 
+def _grouped(events: pl.DataFrame) -> bool:
+    """Whether each session's events are contiguous (sessionize leaves session_id sorted)."""
+    return events[S.SESSION].null_count() == 0 and events[S.SESSION].is_sorted()
+
+
 def _session_end(events: pl.DataFrame) -> pl.DataFrame:
+    """One row per session: session_id, _end (time of its last event) and, for grouped
+    events, _len (its number of events), in event order."""
+    if _grouped(events):
+        # Runs of a sorted column: reduce each run in order, no hashing of session ids.
+        runs = events[S.SESSION].rle().struct.unnest()
+        lengths = runs["len"].cast(pl.Int64).to_numpy()
+        starts = np.r_[0, np.cumsum(lengths)[:-1]]
+        time = events[S.TIME]
+        end = np.maximum.reduceat(time.to_physical().to_numpy(), starts)
+        return pl.DataFrame(
+            {
+                S.SESSION: runs["value"],
+                "_end": pl.Series(end).cast(time.dtype),
+                "_len": runs["len"],
+            }
+        )
     return events.group_by(S.SESSION).agg(pl.col(S.TIME).max().alias("_end"))
+
+
+def _broadcast(events: pl.DataFrame, sessions: pl.DataFrame) -> pl.Series:
+    """The per-session label (_part of ``sessions``) of every event, in event order."""
+    if "_len" in sessions.columns:
+        return sessions.select(pl.col(PART).repeat_by("_len").explode())[PART]
+    joined = events.select(S.SESSION).join(
+        sessions, on=S.SESSION, how="left", maintain_order="left"
+    )
+    return joined[PART]
 
 
 def label_time(events: pl.DataFrame, test_days: float, valid_days: float) -> pl.Series:
@@ -36,8 +68,7 @@ def label_time(events: pl.DataFrame, test_days: float, valid_days: float) -> pl.
     rest_max = ends.filter(~is_test)["_end"].max()
     if rest_max is None:
         rest_max, valid_days = t_max, 0
-    labels = ends.select(
-        S.SESSION,
+    labels = ends.with_columns(
         pl.when(is_test)
         .then(2)
         .when(
@@ -49,30 +80,25 @@ def label_time(events: pl.DataFrame, test_days: float, valid_days: float) -> pl.
         .cast(pl.Int8)
         .alias(PART),
     )
-    return events.select(S.SESSION).join(labels, on=S.SESSION, how="left", maintain_order="left")[
-        PART
-    ]
+    return _broadcast(events, labels)
 
 
 def label_random(
     events: pl.DataFrame, test_fraction: float, valid_fraction: float, seed: int
 ) -> pl.Series:
     """Whole sessions drawn at random (seeded) into test and valid."""
-    import numpy as np
-
     sessions = events[S.SESSION].unique().sort()
     u = np.random.default_rng(seed).random(sessions.len())
     part = np.where(u < test_fraction, 2, np.where(u < test_fraction + valid_fraction, 1, 0))
     labels = pl.DataFrame({S.SESSION: sessions, PART: pl.Series(part, dtype=pl.Int8)})
-    return events.select(S.SESSION).join(labels, on=S.SESSION, how="left", maintain_order="left")[
-        PART
-    ]
+    return _broadcast(events, labels)
 
 
 def label_user_time(events: pl.DataFrame, test_fraction: float, valid_fraction: float) -> pl.Series:
     """Per-user temporal hold-out: each user's last ``test_fraction`` of events is test, the
     ``valid_fraction`` before it valid (rounded up, at least one each when the user has 3+)."""
-    key = S.USER if events[S.USER].null_count() < events.height else S.SESSION
+    has_users = S.USER in events.columns and events[S.USER].null_count() < events.height
+    key = S.USER if has_users else S.SESSION
     order = events.with_row_index("_i").sort([key, *S.TIME_ORDER])
     n = pl.len().over(key)
     pos_from_end = n - 1 - pl.int_range(pl.len()).over(key)
@@ -105,12 +131,25 @@ def label_leave_one_out(events: pl.DataFrame, valid: bool = True) -> pl.Series:
     )[PART]
 
 
+def _mixed(sessions: pl.Series, part: pl.Series) -> bool:
+    """Whether a session (grouped) has events in more than one part."""
+    change = (sessions == sessions.shift(1)) & (part != part.shift(1))
+    return bool(change.any())
+
+
 def assemble(events: pl.DataFrame, part: pl.Series) -> dict[str, pl.DataFrame]:
     """Cut labelled events (sorted by session, time, row) into parts, adding context rows.
 
     For a valid or test part that starts inside a session, the session's earlier events (of
     lower parts) are included with ``target = False``.
     """
+    if _grouped(events) and not _mixed(events[S.SESSION], part):
+        # Whole sessions in each part (time and random splits): no context rows to add.
+        ev = events.with_columns(part.alias(PART), pl.lit(True).alias(TARGET))
+        return {
+            name: ev.filter(pl.col(PART) == code).drop(PART)
+            for code, name in ((0, "train"), (1, "valid"), (2, "test"))
+        }
     ev = events.with_columns(part.alias(PART), pl.int_range(pl.len()).over(S.SESSION).alias("_pos"))
     out = {"train": ev.filter(pl.col(PART) == 0).with_columns(pl.lit(True).alias(TARGET))}
     for code, name in ((1, "valid"), (2, "test")):
