@@ -267,3 +267,19 @@ def test_fetch_over_http(http_dir: tuple[str, Path], monkeypatch: pytest.MonkeyP
     with pytest.raises(sr.errors.SessionrecError, match=r"404.*data import ml-1m"):
         F.fetch("ml-1m", force=True)
     assert (out / ".complete").exists()  # the cached copy survives a failed re-fetch
+
+
+def test_corrupt_cached_wheel_is_reported_and_dropped() -> None:
+    downloads = registry.home() / "downloads"
+    downloads.mkdir(parents=True)
+    bad = downloads / "recbole-1.2.1-py3-none-any.whl"  # found there, so pip is not run
+    bad.write_bytes(b"PK\x03\x04 truncated")
+
+    def offline(url: str, dest: Path, timeout: float) -> None:
+        raise urllib.error.URLError("offline")
+
+    with pytest.raises(DataError) as e:
+        F.fetch("ml-100k", downloader=offline)
+    assert bad.name in str(e.value)
+    assert not bad.exists()  # the next fetch downloads it afresh
+    assert not registry.cache_dir("ml-100k").exists()

@@ -128,45 +128,60 @@ def diagnose(
     has_header: bool,
     encoding: str,
 ) -> DataError:
-    """Re-read ``path`` as text and describe the first value that does not parse."""
+    """Re-read ``path`` as text and describe the first value that does not parse.
+
+    The re-read is a lazy scan that stops at the first bad line, so explaining an error in a
+    25M-row file does not hold the file as text in memory.
+    """
     header_names = _header(path, separator, has_header, encoding)
     file_names = header_names if has_header else list(names or [])
     file_names += [f"_extra{i}" for i in range(len(header_names) - len(file_names))]
+    text = pl.scan_csv(
+        path,
+        separator=separator,
+        has_header=has_header,
+        schema=dict.fromkeys(file_names, pl.Utf8),
+        quote_char=None if not has_header else '"',
+        encoding="utf8-lossy",
+        truncate_ragged_lines=False,
+    ).with_row_index("_line", offset=2 if has_header else 1)
+    bad = {col: _is_bad(pl.col(col), dtype) for col, dtype in dtypes.items()}
     try:
-        text = pl.read_csv(
-            path,
-            separator=separator,
-            has_header=has_header,
-            schema=dict.fromkeys(file_names, pl.Utf8),
-            quote_char=None if not has_header else '"',
-            encoding="utf8-lossy",
-            truncate_ragged_lines=False,
+        # Flags first, then filter: a datetime format inferred from the bad row alone could
+        # accept it.
+        first = (
+            text.with_columns(e.alias(f"_bad_{c}") for c, e in bad.items())
+            .filter(pl.any_horizontal(f"_bad_{c}" for c in bad))
+            .head(1)
+            .collect()
         )
-    except pl.exceptions.ComputeError as exc:
-        msg = str(exc).splitlines()[0]
+    except pl.exceptions.PolarsError as exc:
+        msg = str(exc).strip().splitlines()[0]
         return DataError(path, expected=f"{len(file_names)} fields per line", found=msg)
-    offset = 2 if has_header else 1
-    for col, dtype in dtypes.items():
-        raw = text[col]
-        if isinstance(dtype, pl.Datetime):
-            # ISO-8601 text; the format is inferred from the first value, as the loaders do.
-            parsed = raw.str.strip_chars().str.to_datetime(
-                time_unit="us", time_zone="UTC", strict=False
-            )
-        else:
-            parsed = raw.str.strip_chars().cast(dtype, strict=False)
-        bad = (parsed.is_null() & raw.is_not_null()) | raw.is_null()
-        if bad.any():
-            i = int(bad.arg_max())  # type: ignore[arg-type]
-            value = raw[i]
-            return DataError(
-                path,
-                line=i + offset,
-                column=col,
-                expected=describe_dtype(dtype),
-                found="an empty value" if value is None else repr(value),
-            )
-    return DataError(path, expected="a well-formed file", found="a value that does not parse")
+    if first.height == 0:
+        return DataError(path, expected="a well-formed file", found="a value that does not parse")
+    row = first.row(0, named=True)
+    col = next(c for c in dtypes if row[f"_bad_{c}"])
+    value = row[col]
+    return DataError(
+        path,
+        line=int(row["_line"]),
+        column=col,
+        expected=describe_dtype(dtypes[col]),
+        found="an empty value" if value is None else repr(value),
+    )
+
+
+def _is_bad(raw: pl.Expr, dtype: pl.DataType | type[pl.DataType]) -> pl.Expr:
+    """True where the text ``raw`` is empty or does not parse as ``dtype``."""
+    if isinstance(dtype, pl.Datetime):
+        # ISO-8601 text; the format is inferred from the values, as the loaders do.
+        parsed = raw.str.strip_chars().str.to_datetime(
+            time_unit="us", time_zone="UTC", strict=False
+        )
+    else:
+        parsed = raw.str.strip_chars().cast(dtype, strict=False)
+    return raw.is_null() | parsed.is_null()
 
 
 def _first_line(path: Path, encoding: str) -> str:

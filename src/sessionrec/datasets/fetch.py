@@ -339,8 +339,8 @@ def _reason(exc: BaseException) -> str:
 # --- ml-100k from the recbole wheel ----------------------------------------------------------
 
 
-def _fetch_recbole(wheel: Path | None, official_error: str) -> Path:
-    wheel = wheel or download_recbole_wheel(home() / "downloads")
+def _fetch_recbole(given: Path | None, official_error: str) -> Path:
+    wheel = given or download_recbole_wheel(home() / "downloads")
     source = {
         "source_used": f"PyPI wheel {RECBOLE} (official URL unreachable; ml-100k.inter/.item "
         "sha256-verified, converted)",
@@ -350,9 +350,14 @@ def _fetch_recbole(wheel: Path | None, official_error: str) -> Path:
         "sha256": dict(RECBOLE_SHA256),
         "official_error": official_error,
     }
-    with _install("ml-100k") as tmp:
-        convert_recbole_ml100k(wheel, tmp)
-        _finish("ml-100k", tmp, wheel, source)
+    try:
+        with _install("ml-100k") as tmp:
+            convert_recbole_ml100k(wheel, tmp)
+            _finish("ml-100k", tmp, wheel, source)
+    except DataError:
+        if given is None:
+            wheel.unlink(missing_ok=True)  # a bad download must not be reused next time
+        raise
     return cache_dir("ml-100k")
 
 
