@@ -180,6 +180,24 @@ def test_recommend_names_items(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_fit_callback_records_and_early_stop(name: str) -> None:
+    """Epoch-trained models report each epoch and stop when the callback says so."""
+    records: list[dict[str, Any]] = []
+
+    def stop_at_once(record: dict[str, Any]) -> bool:
+        records.append(dict(record))
+        return True
+
+    model = build(name).fit(TRAIN, cyclic(10, seed=5), callback=stop_at_once)
+    assert model.n_items == N_ITEMS
+    # models without epochs never call it; the others call it once, then stop
+    assert len(records) <= 1
+    for r in records:
+        assert {"epoch", "train_loss", "seconds", "events_per_second"} <= set(r)
+        assert np.isfinite(r["train_loss"])
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_planted_cycle_is_learned(name: str) -> None:
     cls = model_class(name)
     train, test = cyclic(80, seed=11), cyclic(20, seed=12)

@@ -269,9 +269,10 @@ class _Run:
         self.dev = model.device
         n = data.n_items
         self.kmax = min(max(cutoffs), n)
-        self.pop = torch.as_tensor(popularity, dtype=torch.float64, device=self.dev)
+        fdt = M.rank_dtype(self.dev)
+        self.pop = torch.as_tensor(popularity, dtype=fdt, device=self.dev)
         self.covered = torch.zeros(len(cutoffs), n, dtype=torch.bool, device=self.dev)
-        self.pop_sum = torch.zeros(len(cutoffs), dtype=torch.float64, device=self.dev)
+        self.pop_sum = torch.zeros(len(cutoffs), dtype=fdt, device=self.dev)
         if sampled:
             w = np.ones(n) if sampling_weights is None else sampling_weights
             self.weights = torch.as_tensor(w, dtype=torch.float32, device=self.dev)
@@ -347,11 +348,11 @@ class _Run:
             if bar is not None:
                 bar[0].stop()
 
-        ranks = torch.cat(rank_chunks).cpu().numpy() if rank_chunks else np.zeros(0)
+        ranks = torch.cat(rank_chunks).cpu().double().numpy() if rank_chunks else np.zeros(0)
         positions = np.concatenate(pos_chunks) if pos_chunks else np.zeros(0, np.int64)
         order = np.argsort(positions, kind="stable")
         cov = self.covered.sum(1).cpu().numpy()
-        return ranks[order], positions[order], cov, self.pop_sum.cpu().numpy()
+        return ranks[order], positions[order], cov, self.pop_sum.cpu().double().numpy()
 
     def _rank(
         self, scores: torch.Tensor, tgt: torch.Tensor, seen: torch.Tensor | None

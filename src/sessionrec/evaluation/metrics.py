@@ -54,7 +54,8 @@ def ranks(
             target. The target's own entry is ignored.
 
     Returns:
-        (B,) float64 ranks on ``scores.device``; integers unless ``ties="average"``.
+        (B,) float64 ranks on ``scores.device`` (float32 on MPS, which has no float64);
+        integers unless ``ties="average"``.
     """
     check_ties(ties)
     if scores.ndim != 2 or targets.shape != scores.shape[:1]:
@@ -62,8 +63,9 @@ def ranks(
             f"scores must be (B, n_items) and targets (B,), got {tuple(scores.shape)} "
             f"and {tuple(targets.shape)}"
         )
+    fdt = rank_dtype(scores.device)
     if scores.shape[0] == 0:
-        return torch.zeros(0, dtype=torch.float64, device=scores.device)
+        return torch.zeros(0, dtype=fdt, device=scores.device)
     targets = targets.to(scores.device).long().view(-1, 1)
     # (B, 1) the target's score. Only this small column is cleaned of NaN: a NaN elsewhere
     # compares False with everything, so it never counts as above the target anyway.
@@ -73,7 +75,7 @@ def ranks(
         keep = ~exclude.to(scores.device)
         # The target is always rankable, even when it was seen (module docstring).
         keep = keep.scatter(1, targets, True)
-    out = torch.zeros(scores.shape[0], dtype=torch.float64, device=scores.device)
+    out = torch.zeros(scores.shape[0], dtype=fdt, device=scores.device)
     if ties in ("conservative", "average"):
         geq = scores >= t
         if keep is not None:
@@ -81,15 +83,20 @@ def ranks(
         # geq counts the target itself once (1 + the other items scored >= the target),
         # unless the target's own score is NaN: then it is added back explicitly.
         own = geq.gather(1, targets).view(-1)
-        out += geq.sum(1, dtype=torch.int64).to(torch.float64) + (~own).to(torch.float64)
+        out += geq.sum(1, dtype=torch.int64).to(fdt) + (~own).to(fdt)
     if ties in ("optimistic", "average"):
         gt = scores > t
         if keep is not None:
             gt &= keep
-        out += 1.0 + gt.sum(1, dtype=torch.int64).to(torch.float64)
+        out += 1.0 + gt.sum(1, dtype=torch.int64).to(fdt)
     if ties == "average":
         out /= 2.0
     return out
+
+
+def rank_dtype(device: torch.device) -> torch.dtype:
+    """float64, except on Apple's MPS, which has no float64 (exact for ranks below 2**23)."""
+    return torch.float32 if device.type == "mps" else torch.float64
 
 
 def _nan_low(x: torch.Tensor) -> torch.Tensor:
@@ -122,10 +129,11 @@ def sampled_ranks(
     if valid is not None:
         gt &= valid
         geq &= valid
+    fdt = rank_dtype(neg.device)
     above = {
-        "conservative": geq.sum(1).to(torch.float64),
-        "optimistic": gt.sum(1).to(torch.float64),
-        "average": (geq.sum(1) + gt.sum(1)).to(torch.float64) / 2.0,
+        "conservative": geq.sum(1).to(fdt),
+        "optimistic": gt.sum(1).to(fdt),
+        "average": (geq.sum(1) + gt.sum(1)).to(fdt) / 2.0,
     }[ties]
     return 1.0 + above
 

@@ -71,6 +71,11 @@ class SessionModel(ABC):
     Config: ClassVar[type]
     #: Tasks the model supports: "next-item", "top-n" (for a user), "rating".
     tasks: ClassVar[frozenset[str]] = frozenset({"next-item"})
+    #: False for models that by design cannot learn which item follows which (pop, spop):
+    #: the shared contract tests (tests/test_model_contract.py) then skip the planted cyclic
+    #: A→B→C→A test. A model may also define ``test_params`` (a dict of small parameters
+    #: for those tests, e.g. few epochs).
+    learns_order: ClassVar[bool] = True
 
     def __init__(self, config: Any = None, *, device: str | torch.device = "cpu") -> None:
         self.config = config if config is not None else self.Config()
