@@ -10,6 +10,7 @@ import pytest
 import sessionrec as sr
 from sessionrec import _schema as S
 from sessionrec.cli import main
+from sessionrec.errors import ConfigError, DataError
 from sessionrec.explore import Exploration, explore
 from sessionrec.explore import stats as st
 
@@ -274,6 +275,14 @@ def test_cli_explore_bad_gap_is_one_line_exit_2(tmp_path: Path) -> None:
         main(["explore", str(csv), "--out", str(tmp_path / "o"), "--session-gap", "soon"])
     assert exc.value.code == 2
     assert not (tmp_path / "o").exists()
+
+
+def test_empty_log_and_a_file_as_out_dir_are_user_errors(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="at least one event"):
+        explore(events(SMALL).clear())
+    (tmp_path / "taken").write_text("")
+    with pytest.raises(ConfigError, match="expected a directory"):
+        explore(events(SMALL)).save(tmp_path / "taken")
 
 
 @pytest.mark.e2e

@@ -14,6 +14,7 @@ import polars as pl
 
 from sessionrec import _schema as S
 from sessionrec._io import atomic_path
+from sessionrec.errors import ConfigError
 from sessionrec.explore.stats import GAP_QUANTILES, QUANTILES
 
 if TYPE_CHECKING:
@@ -356,6 +357,8 @@ def _data_uri(png: bytes) -> str:
 
 def save(ex: Exploration, out_dir: Path) -> Path:
     """Plots first, then ``summary.json``, then the two reports; each file atomically."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {out_dir}: expected a directory, found a file")
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, png in ex.figures.items():
         with atomic_path(out_dir / f"{name}.png") as tmp:
