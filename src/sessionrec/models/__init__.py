@@ -17,7 +17,10 @@ from sessionrec.errors import DataError, UnknownNameError
 from sessionrec.models.base import SessionModel
 
 #: --model name → (module, class). One line per model.
-REGISTRY: dict[str, tuple[str, str]] = {}
+REGISTRY: dict[str, tuple[str, str]] = {
+    "bpr": ("sessionrec.models.bpr", "BPR"),
+    "als": ("sessionrec.models.als", "ALS"),
+}
 
 
 def model_class(name: str) -> type[SessionModel]:
