@@ -20,6 +20,8 @@ from sessionrec.models.base import SessionModel
 REGISTRY: dict[str, tuple[str, str]] = {
     "pop": ("sessionrec.models.pop", "Pop"),
     "spop": ("sessionrec.models.pop", "SPop"),
+    "bpr": ("sessionrec.models.bpr", "BPR"),
+    "als": ("sessionrec.models.als", "ALS"),
 }
 
 

@@ -1,0 +1,90 @@
+"""Shared infrastructure of item-factor models (BPR, ALS): a session's query is the mean of its
+items' factors, as the GRU4Rec paper's BPR-MF baseline scores sessions (Hidasi et al., 2016).
+
+Streaming state per slot: the running sum of the session's item factors and its length, so a
+step is one gather and one add.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from sessionrec.errors import ConfigError
+from sessionrec.models.base import SessionModel
+from sessionrec.prepare.data import SessionData
+
+
+def interaction_matrix(data: SessionData, rows: str) -> sp.csr_matrix:
+    """(R, n_items) csr counts: R sessions (``rows="session"``) or users (``rows="user"``)."""
+    if rows == "user":
+        if data.users is None:
+            raise ConfigError("rows='user' needs user ids in the prepared data")
+        _, row_of_session = np.unique(data.users, return_inverse=True)
+    elif rows == "session":
+        row_of_session = np.arange(data.n_sessions)
+    else:
+        raise ConfigError(f"rows must be 'session' or 'user', not {rows!r}")
+    row = np.repeat(row_of_session, data.lengths)
+    m = sp.csr_matrix(
+        (np.ones(data.n_events, dtype=np.float32), (row, data.items)),
+        shape=(int(row_of_session.max()) + 1 if len(row) else 0, data.n_items),
+    )
+    m.sum_duplicates()
+    return m
+
+
+class FactorSessionModel(SessionModel):
+    """Scores ``mean(q_j for j in session) · q_i + b_i`` for every item i."""
+
+    # The mean of a session's item factors forgets order: A→B and B→A look alike.
+    learns_order = False
+
+    def __init__(self, config: Any = None, **kw: Any) -> None:
+        super().__init__(config, **kw)
+        self.item_factors = torch.zeros(0, 0)  # (n_items, F)
+        self.item_bias = torch.zeros(0)  # (n_items,)
+
+    def _set_factors(self, factors: np.ndarray, bias: np.ndarray | None) -> None:
+        self.item_factors = torch.as_tensor(np.ascontiguousarray(factors), dtype=torch.float32).to(
+            self.device
+        )
+        b = np.zeros(len(factors), dtype=np.float32) if bias is None else bias
+        self.item_bias = torch.as_tensor(np.ascontiguousarray(b), dtype=torch.float32).to(
+            self.device
+        )
+
+    def start(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        f = self.item_factors.shape[1]
+        return (
+            torch.zeros(batch_size, f, device=self.device),
+            torch.zeros(batch_size, device=self.device),
+        )
+
+    def reset(
+        self, state: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        total, count = state
+        keep = (~mask).to(self.device)
+        return total * keep[:, None], count * keep
+
+    def step(
+        self, state: tuple[torch.Tensor, torch.Tensor], items: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        total, count = state
+        return total + self.item_factors[items.to(self.device)], count + 1
+
+    def score(self, state: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        total, count = state
+        query = total / count.clamp(min=1)[:, None]  # (B, F)
+        return query @ self.item_factors.T + self.item_bias  # (B, n_items)
+
+    def state_arrays(self) -> dict[str, torch.Tensor]:
+        return {"item_factors": self.item_factors, "item_bias": self.item_bias}
+
+    def load_state_arrays(self, arrays: dict[str, torch.Tensor]) -> None:
+        self.item_factors = arrays["item_factors"].to(self.device)
+        self.item_bias = arrays["item_bias"].to(self.device)
