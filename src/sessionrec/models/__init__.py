@@ -17,7 +17,13 @@ from sessionrec.errors import DataError, UnknownNameError
 from sessionrec.models.base import SessionModel
 
 #: --model name → (module, class). One line per model.
-REGISTRY: dict[str, tuple[str, str]] = {}
+REGISTRY: dict[str, tuple[str, str]] = {
+    "markov": ("sessionrec.models.markov", "Markov"),
+    "sr": ("sessionrec.models.sr", "SR"),
+    "itemknn": ("sessionrec.models.itemknn", "ItemKNN"),
+    "sknn": ("sessionrec.models.sknn", "SKNN"),
+    "vsknn": ("sessionrec.models.vsknn", "VSKNN"),
+}
 
 
 def model_class(name: str) -> type[SessionModel]:
