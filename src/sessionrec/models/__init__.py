@@ -22,6 +22,11 @@ REGISTRY: dict[str, tuple[str, str]] = {
     "spop": ("sessionrec.models.pop", "SPop"),
     "bpr": ("sessionrec.models.bpr", "BPR"),
     "als": ("sessionrec.models.als", "ALS"),
+    "markov": ("sessionrec.models.markov", "Markov"),
+    "sr": ("sessionrec.models.sr", "SR"),
+    "itemknn": ("sessionrec.models.itemknn", "ItemKNN"),
+    "sknn": ("sessionrec.models.sknn", "SKNN"),
+    "vsknn": ("sessionrec.models.vsknn", "VSKNN"),
 }
 
 

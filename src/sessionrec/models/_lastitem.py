@@ -1,0 +1,78 @@
+"""Streaming machinery for models that score from the session's last item alone.
+
+Markov, sequential rules and item-kNN all learn an (n_items, n_items) sparse matrix ``M`` and
+score a session as the row of its last item: ``score = M[last] + ε · popularity rank``. Only
+how ``M`` is learned differs, and that lives in each model's file.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import Any, Self
+
+import numpy as np
+import torch
+
+from sessionrec.models._sparse import CSR, popularity_tiebreak
+from sessionrec.models.base import EpochCallback, SessionModel
+from sessionrec.prepare.data import SessionData
+
+
+class LastItemModel(SessionModel):
+    """Base of last-item models. State: (B,) int64 last item per slot, −1 for an empty session.
+
+    Subclasses' configs have a ``tie_epsilon`` field and implement ``_learn``.
+    """
+
+    def __init__(self, config: Any = None, *, device: str | torch.device = "cpu") -> None:
+        super().__init__(config, device=device)
+        self.matrix: CSR | None = None
+        self.tiebreak: torch.Tensor | None = None
+
+    @abstractmethod
+    def _learn(self, train: SessionData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """CSR components (indptr, indices, data) of the (n_items, n_items) score matrix."""
+
+    def fit(
+        self,
+        train: SessionData,
+        valid: SessionData | None = None,
+        *,
+        callback: EpochCallback | None = None,
+    ) -> Self:
+        """Count on ``train`` (one pass, no epochs: ``valid`` and ``callback`` are unused)."""
+        self.n_items = train.n_items
+        indptr, indices, data = self._learn(train)
+        self.matrix = CSR.from_numpy(indptr, indices, data, self.n_items, self.device)
+        self.tiebreak = torch.as_tensor(
+            popularity_tiebreak(train.item_counts()), dtype=torch.float32, device=self.device
+        )
+        return self
+
+    # -- streaming --------------------------------------------------------------------------
+    def start(self, batch_size: int) -> torch.Tensor:
+        return torch.full((batch_size,), -1, dtype=torch.long, device=self.device)
+
+    def reset(self, state: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return state.masked_fill(mask.to(state.device), -1)
+
+    def step(self, state: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return items.to(self.device, torch.long).clone()
+
+    def score(self, state: torch.Tensor) -> torch.Tensor:
+        """(B, n_items): the last item's row of the matrix plus the popularity tie-break."""
+        if self.matrix is None or self.tiebreak is None:
+            raise RuntimeError(f"{self.name}: call fit() or load_from() before scoring")
+        out = self.matrix.gather_rows(state)
+        return out.add_(self.tiebreak, alpha=float(self.config.tie_epsilon))
+
+    # -- persistence ------------------------------------------------------------------------
+    def state_arrays(self) -> dict[str, torch.Tensor]:
+        if self.matrix is None or self.tiebreak is None:
+            raise RuntimeError(f"{self.name}: nothing to save before fit()")
+        return {**self.matrix.arrays("matrix"), "tiebreak": self.tiebreak}
+
+    def load_state_arrays(self, arrays: dict[str, torch.Tensor]) -> None:
+        self.matrix = CSR.from_arrays(arrays, "matrix", self.device)
+        self.tiebreak = arrays["tiebreak"].to(self.device, torch.float32)
+        self.n_items = self.matrix.n_cols

@@ -1,0 +1,279 @@
+"""Session-based kNN (SKNN; Ludewig & Jannach, "Evaluation of session-based recommendation
+algorithms", UMUAI 2018; Jannach & Ludewig, RecSys 2017).
+
+The current session is a binary item vector ``q``. Its similarity to each training session
+``x`` is the cosine ``q·x / (‖q‖ ‖x‖)``; the ``k`` most similar training sessions are its
+neighbours, and an item scores the summed similarity of the neighbours that contain it:
+``score(i) = Σ_{n ∈ N_k(q)} sim(q, n) · 1[i ∈ n]``. With ``sample_size`` only the most recent
+sessions sharing an item with ``q`` are candidates (the paper's speed-up). Items no neighbour
+holds are ordered by popularity through a tiny ``tie_epsilon``.
+
+Batched and vectorised: the (B, S) similarities come from one gather over an item → sessions
+index, neighbours from a stable sort per row (ties → the more recent session), and scores from
+one gather over the sessions → items matrix; no loop per item or per session.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import torch
+
+from sessionrec.errors import ConfigError
+from sessionrec.models._sparse import CSR, csr_from_coo, expand_rows, popularity_tiebreak
+from sessionrec.models.base import EpochCallback, SessionModel
+from sessionrec.prepare.data import SessionData
+
+SIMILARITIES = ("cosine", "dot")
+#: floats of the (B, S) similarity block computed at once (memory bound)
+_SIM_BLOCK = 1 << 24
+
+
+@dataclass(frozen=True)
+class SKNNConfig:
+    """Parameters of session-based kNN.
+
+    Attributes:
+        k: neighbours (most similar training sessions) per current session; 100 was the best
+            of 50/100/200/500 on the valid part of ML-100K (BENCHMARKS.md).
+        sample_size: consider only the ``sample_size`` most recent training sessions that share
+            an item with the current one (0 = every training session).
+        similarity: ``cosine`` (q·x / (‖q‖‖x‖)) or ``dot`` (q·x / number of distinct items in
+            the current session, session-rec's "vec").
+        tie_epsilon: weight of the popularity tie-break (popularity rank scaled into (0, 1)).
+    """
+
+    k: int = 100
+    sample_size: int = 0
+    similarity: str = "cosine"
+    tie_epsilon: float = 1e-6
+
+    def __post_init__(self) -> None:
+        if self.k < 1 or self.sample_size < 0:
+            raise ConfigError("sknn: k ≥ 1 and sample_size ≥ 0 are required")
+        if self.similarity not in SIMILARITIES:
+            raise ConfigError(f"similarity must be one of {SIMILARITIES}, not {self.similarity!r}")
+
+
+@dataclass(frozen=True)
+class KNNState:
+    """Streaming state: the items of each slot's session so far.
+
+    Attributes:
+        items: (B, L) int64, −1 past each session's end; L grows as needed.
+        lengths: (B,) int64 events per slot.
+    """
+
+    items: torch.Tensor
+    lengths: torch.Tensor
+
+
+class SKNN(SessionModel):
+    """Session-based kNN over binary session vectors."""
+
+    name: ClassVar[str] = "sknn"
+    Config: ClassVar[type] = SKNNConfig
+
+    def __init__(self, config: Any = None, *, device: str | torch.device = "cpu") -> None:
+        super().__init__(config, device=device)
+        #: (S, n_items) binary training sessions, most recent session first
+        self.sessions: CSR | None = None
+        #: (n_items, S) its transpose: the sessions of each item
+        self.item_sessions: CSR | None = None
+        self.tiebreak: torch.Tensor | None = None
+        #: (n_items,) per-item multiplier of the scores (VSKNN's IDF), or None
+        self.item_weights: torch.Tensor | None = None
+
+    # -- training ---------------------------------------------------------------------------
+    def fit(
+        self,
+        train: SessionData,
+        valid: SessionData | None = None,
+        *,
+        callback: EpochCallback | None = None,
+    ) -> Self:
+        """Index the training sessions (one pass, no epochs: ``valid``/``callback`` unused)."""
+        self.n_items = n = train.n_items
+        n_sess = train.n_sessions
+        # sessions ordered most recent (latest event) first, so that index order = recency
+        ends = train.offsets[1:] - 1
+        last_time = train.timestamps[ends] if n_sess else np.zeros(0, dtype=np.int64)
+        order = np.lexsort((np.arange(n_sess), -last_time))
+        new_index = np.empty(n_sess, dtype=np.int64)
+        new_index[order] = np.arange(n_sess)
+        sess = new_index[np.repeat(np.arange(n_sess), train.lengths)]
+        indptr, indices, data = csr_from_coo(sess, train.items, None, (n_sess, n), binary=True)
+        self._set_sessions(CSR.from_numpy(indptr, indices, data, n, self.device))
+        self.tiebreak = torch.as_tensor(
+            popularity_tiebreak(train.item_counts()), dtype=torch.float32, device=self.device
+        )
+        self.item_weights = self._learn_item_weights(indptr, indices, n_sess)
+        return self
+
+    def _learn_item_weights(
+        self, indptr: np.ndarray, indices: np.ndarray, n_sessions: int
+    ) -> torch.Tensor | None:
+        return None
+
+    def _set_sessions(self, sessions: CSR) -> None:
+        self.sessions = sessions
+        self.item_sessions = _transpose(sessions)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
+            self._sessions_t = sessions.torch_csr()
+            self._item_sessions_t = self.item_sessions.torch_csr()
+        self._session_norm = sessions.row_sums().sqrt().clamp_min(1e-12)
+
+    # -- streaming --------------------------------------------------------------------------
+    def start(self, batch_size: int) -> KNNState:
+        return KNNState(
+            torch.full((batch_size, 8), -1, dtype=torch.long, device=self.device),
+            torch.zeros(batch_size, dtype=torch.long, device=self.device),
+        )
+
+    def reset(self, state: KNNState, mask: torch.Tensor) -> KNNState:
+        mask = mask.to(self.device)
+        return KNNState(
+            state.items.masked_fill(mask.unsqueeze(1), -1), state.lengths.masked_fill(mask, 0)
+        )
+
+    def step(self, state: KNNState, items: torch.Tensor) -> KNNState:
+        buf = state.items
+        if buf.shape[0] and int(state.lengths.max()) >= buf.shape[1]:
+            buf = torch.cat([buf, torch.full_like(buf, -1)], dim=1)
+        else:
+            buf = buf.clone()
+        rows = torch.arange(buf.shape[0], device=self.device)
+        buf[rows, state.lengths] = items.to(self.device, torch.long)
+        return KNNState(buf, state.lengths + 1)
+
+    def score(self, state: KNNState) -> torch.Tensor:
+        """(B, n_items) summed neighbour similarities plus the popularity tie-break."""
+        if self.sessions is None or self.tiebreak is None:
+            raise RuntimeError(f"{self.name}: call fit() or load_from() before scoring")
+        n_batch = state.items.shape[0]
+        out = torch.empty(n_batch, self.n_items, device=self.device)
+        block = max(1, _SIM_BLOCK // max(1, self.sessions.n_rows))
+        for lo in range(0, n_batch, block):
+            hi = min(n_batch, lo + block)
+            out[lo:hi] = self._score_block(state.items[lo:hi], state.lengths[lo:hi])
+        return out
+
+    # -- the model --------------------------------------------------------------------------
+    def _position_weights(self, dist: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(B, L) weight of each event of the current session; ``dist`` 0 = the last event."""
+        return torch.ones(dist.shape, device=self.device)
+
+    def _has_decay(self) -> bool:
+        return False
+
+    def _neighbour_decay(self, dist_of_shared: torch.Tensor) -> torch.Tensor:
+        """(N,) multiplier of each neighbour from the distance of its most recent shared item."""
+        return torch.ones(dist_of_shared.shape, device=self.device)
+
+    def _score_block(self, items: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        assert self.sessions is not None and self.item_sessions is not None
+        assert self.tiebreak is not None
+        cfg = self.config
+        n_b, width = items.shape
+        pos = torch.arange(width, device=self.device).unsqueeze(0)
+        present = pos < lengths.unsqueeze(1)
+        safe = items.clamp_min(0)
+        # a repeated item counts once, at its latest (highest-weighted) position
+        last_pos = torch.full((n_b, self.n_items), -1, dtype=torch.long, device=self.device)
+        last_pos.scatter_reduce_(1, safe, torch.where(present, pos, -1).expand_as(safe), "amax")
+        latest = present & (last_pos.gather(1, safe) == pos)
+        dist = (lengths.unsqueeze(1) - 1 - pos).clamp_min(0)
+        weights = self._position_weights(dist, lengths) * latest
+        # q (b, n_items) dense; (b, S) q·x as the sparse (S, n_items) sessions times qᵀ
+        q = torch.zeros(n_b, self.n_items, device=self.device)
+        q.scatter_add_(1, safe, weights)
+        sims = _spmm(self._sessions_t, q)
+        if cfg.similarity == "cosine":
+            q_norm = weights.square().sum(1).sqrt().clamp_min(1e-12)
+            sims = sims / self._session_norm.unsqueeze(0) / q_norm.unsqueeze(1)
+        else:
+            sims = sims / latest.sum(1).clamp_min(1).unsqueeze(1)
+        n_sess = n_sess_all = sims.shape[1]
+        cand: torch.Tensor | None = None
+        if 0 < cfg.sample_size < n_sess:
+            # the most recent sessions sharing an item (lower index = more recent)
+            recency = torch.arange(n_sess, 0, -1, device=self.device).unsqueeze(0)
+            cand = torch.topk(torch.where(sims > 0, recency, 0), cfg.sample_size, dim=1).indices
+            sims = sims.gather(1, cand)
+        # stable: among equal similarities the more recent session wins, whatever the batch
+        vals, idx = torch.sort(sims, dim=1, descending=True, stable=True)
+        vals, idx = vals[:, : cfg.k], idx[:, : cfg.k]
+        if cand is not None:
+            idx = cand.gather(1, idx)
+        idx = torch.where(vals > 0, idx, -1)
+        nb_weights = vals
+        dist_all = torch.where(last_pos >= 0, lengths.unsqueeze(1) - 1 - last_pos, -1)
+        decay = self._decay_for(idx, dist_all)
+        if decay is not None:
+            nb_weights = nb_weights * decay
+        # neighbour weights as a dense (b, S) matrix, then (b, n_items) through items → sessions
+        nb = torch.zeros(n_b, n_sess_all, device=self.device)
+        nb.scatter_add_(1, idx.clamp_min(0), torch.where(idx >= 0, nb_weights, 0))
+        scores = _spmm(self._item_sessions_t, nb)
+        if self.item_weights is not None:
+            scores = scores * self.item_weights.unsqueeze(0)
+        return scores.add_(self.tiebreak, alpha=float(cfg.tie_epsilon))
+
+    def _decay_for(self, idx: torch.Tensor, dist_all: torch.Tensor) -> torch.Tensor | None:
+        """(b, k) neighbour decay from the most recent item each neighbour shares, or None.
+
+        Args:
+            idx: (b, k) neighbour sessions, −1 for none.
+            dist_all: (b, n_items) distance from the end of each item's latest occurrence in
+                the current session, −1 if absent.
+        """
+        if not self._has_decay():
+            return None
+        assert self.sessions is not None
+        valid = idx >= 0
+        flat_nb = idx[valid]
+        b_of = torch.arange(idx.shape[0], device=self.device).unsqueeze(1).expand_as(idx)[valid]
+        entries, owner = expand_rows(self.sessions.indptr, flat_nb)
+        d = dist_all[b_of[owner], self.sessions.indices[entries]]
+        big = torch.iinfo(torch.long).max
+        dmin = torch.full((flat_nb.numel(),), big, dtype=torch.long, device=self.device)
+        dmin.scatter_reduce_(0, owner, torch.where(d >= 0, d, big), "amin")
+        dmin = torch.where(dmin == big, 0, dmin)  # cannot happen for a neighbour; be safe
+        out = torch.zeros(idx.shape, device=self.device)
+        out[valid] = self._neighbour_decay(dmin)
+        return out
+
+    # -- persistence ------------------------------------------------------------------------
+    def state_arrays(self) -> dict[str, torch.Tensor]:
+        if self.sessions is None or self.tiebreak is None:
+            raise RuntimeError(f"{self.name}: nothing to save before fit()")
+        arrays = {**self.sessions.arrays("sessions"), "tiebreak": self.tiebreak}
+        if self.item_weights is not None:
+            arrays["item_weights"] = self.item_weights
+        return arrays
+
+    def load_state_arrays(self, arrays: dict[str, torch.Tensor]) -> None:
+        self._set_sessions(CSR.from_arrays(arrays, "sessions", self.device))
+        self.n_items = self.sessions.n_cols if self.sessions is not None else 0
+        self.tiebreak = arrays["tiebreak"].to(self.device, torch.float32)
+        w = arrays.get("item_weights")
+        self.item_weights = None if w is None else w.to(self.device, torch.float32)
+
+
+def _spmm(m: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
+    """(b, R) = (m (R, C) sparse CSR @ denseᵀ (C, b))ᵀ."""
+    return torch.sparse.mm(m, dense.t().contiguous()).t().contiguous()
+
+
+def _transpose(m: CSR) -> CSR:
+    """The (n_cols, n_rows) transpose, rows sorted (a stable sort by column)."""
+    rows = torch.repeat_interleave(torch.arange(m.n_rows, device=m.indptr.device), m.indptr.diff())
+    order = torch.sort(m.indices, stable=True).indices
+    counts = torch.bincount(m.indices, minlength=m.n_cols)
+    indptr = torch.zeros(m.n_cols + 1, dtype=torch.long, device=m.indptr.device)
+    indptr[1:] = torch.cumsum(counts, 0)
+    return CSR(indptr, rows[order], m.data[order], m.n_rows)

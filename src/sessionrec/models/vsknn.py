@@ -1,0 +1,104 @@
+"""Vector multiplication session-based kNN (V-SKNN; Ludewig & Jannach, "Evaluation of
+session-based recommendation algorithms", UMUAI 2018).
+
+SKNN (see ``sknn.py``) with three refinements from the paper:
+
+* the current session is a real-valued vector in which recent events weigh more
+  (``weighting``; distance ``d`` from the end, 0 for the last event, session length ``L``):
+  ``harmonic`` 1/(d + 1) (default), ``linear`` (L − d)/L (the paper's linear decay, session-rec's
+  "div"), ``quadratic`` ((L − d)/L)², ``same`` 1 (= SKNN);
+* a neighbour's contribution decays with how far back the most recent item it shares with the
+  current session lies (``weighting_score``: ``same`` 1, ``harmonic`` 1/(d + 1),
+  ``quadratic`` 1/(d + 1)²);
+* an item's score can be raised by its inverse document frequency over training sessions:
+  ``score(i) · (1 + idf_weighting · log(S / S_i))`` (0 = off).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from sessionrec.errors import ConfigError
+from sessionrec.models.sknn import SIMILARITIES, SKNN
+
+WEIGHTINGS = ("harmonic", "linear", "quadratic", "same")
+SCORE_WEIGHTINGS = ("same", "harmonic", "quadratic")
+
+
+@dataclass(frozen=True)
+class VSKNNConfig:
+    """Parameters of V-SKNN (defaults tuned on the valid part of ML-100K, BENCHMARKS.md).
+
+    Attributes:
+        k: neighbours (most similar training sessions) per current session.
+        sample_size: consider only the ``sample_size`` most recent training sessions that share
+            an item with the current one (0 = every training session).
+        similarity: ``cosine`` or ``dot`` (weighted overlap / distinct items in the session).
+        weighting: recency weight of the current session's events (see the module doc).
+        weighting_score: neighbour decay by its most recent shared item (module doc).
+        idf_weighting: strength of the IDF boost of rare items (0 = off).
+        tie_epsilon: weight of the popularity tie-break (popularity rank scaled into (0, 1)).
+    """
+
+    k: int = 100
+    sample_size: int = 0
+    similarity: str = "cosine"
+    weighting: str = "harmonic"
+    weighting_score: str = "same"
+    idf_weighting: float = 0.0
+    tie_epsilon: float = 1e-6
+
+    def __post_init__(self) -> None:
+        if self.k < 1 or self.sample_size < 0 or self.idf_weighting < 0:
+            raise ConfigError("vsknn: k ≥ 1, sample_size ≥ 0 and idf_weighting ≥ 0 are required")
+        for name, value, known in (
+            ("similarity", self.similarity, SIMILARITIES),
+            ("weighting", self.weighting, WEIGHTINGS),
+            ("weighting_score", self.weighting_score, SCORE_WEIGHTINGS),
+        ):
+            if value not in known:
+                raise ConfigError(f"vsknn: {name} must be one of {known}, not {value!r}")
+
+
+class VSKNN(SKNN):
+    """Session-based kNN with recency-weighted sessions, neighbour decay and IDF."""
+
+    name: ClassVar[str] = "vsknn"
+    Config: ClassVar[type] = VSKNNConfig
+
+    def _position_weights(self, dist: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        d = dist.float()
+        length = lengths.unsqueeze(1).float().clamp_min(1)
+        w = {
+            "harmonic": lambda: 1.0 / (d + 1),
+            "linear": lambda: (length - d) / length,
+            "quadratic": lambda: ((length - d) / length) ** 2,
+            "same": lambda: torch.ones_like(d),
+        }[self.config.weighting]()
+        return w.clamp_min(0)
+
+    def _has_decay(self) -> bool:
+        return bool(self.config.weighting_score != "same")
+
+    def _neighbour_decay(self, dist_of_shared: torch.Tensor) -> torch.Tensor:
+        d = dist_of_shared.float()
+        if self.config.weighting_score == "harmonic":
+            return 1.0 / (d + 1)
+        if self.config.weighting_score == "quadratic":
+            return 1.0 / (d + 1) ** 2
+        return torch.ones_like(d)
+
+    def _learn_item_weights(
+        self, indptr: np.ndarray, indices: np.ndarray, n_sessions: int
+    ) -> torch.Tensor | None:
+        if self.config.idf_weighting <= 0:
+            return None
+        df = np.bincount(indices, minlength=self.n_items).clip(min=1)
+        idf = np.log(max(n_sessions, 1) / df)
+        return torch.as_tensor(
+            1.0 + self.config.idf_weighting * idf, dtype=torch.float32, device=self.device
+        )
