@@ -52,6 +52,8 @@ class ItemKNN(LastItemModel):
 
     name: ClassVar[str] = "itemknn"
     Config: ClassVar[type] = ItemKNNConfig
+    #: co-occurrence is symmetric: which item follows which is not learned
+    learns_order: ClassVar[bool] = False
 
     def _learn(self, train: SessionData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         cfg: ItemKNNConfig = self.config

@@ -76,6 +76,9 @@ class SKNN(SessionModel):
 
     name: ClassVar[str] = "sknn"
     Config: ClassVar[type] = SKNNConfig
+    #: neighbours vote for all their items, whatever their order: a 3-cycle's next item is not
+    #: told from the previous ones (V-SKNN weighs the current session by recency, still not order)
+    learns_order: ClassVar[bool] = False
 
     def __init__(self, config: Any = None, *, device: str | torch.device = "cpu") -> None:
         super().__init__(config, device=device)
