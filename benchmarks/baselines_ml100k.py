@@ -54,7 +54,7 @@ GRID: dict[str, list[dict[str, Any]]] = {
     # then the best of each, together
     + [
         {"k": k, "weighting_score": "harmonic", "idf_weighting": x}
-        for k in (30, 50)
+        for k in (30, 50, 100)
         for x in (1.0, 2.0)
     ],
 }

@@ -115,22 +115,25 @@ def test_sknn_equal_similarity_prefers_recent_session() -> None:
     assert s[2] > 0 and s[1] == 0
 
 
+PLAIN = {"weighting_score": "same", "idf_weighting": 0.0}  # V-SKNN with no decay, no IDF
+
+
 def test_vsknn_recency_weights_decay_and_idf_by_hand() -> None:
     q_norm = math.sqrt(0.5**2 + 1)  # [0, 1]: item 0 weighs 1/2, item 1 weighs 1
     sim_a = 1.5 / (q_norm * math.sqrt(3))
     sim_b = 0.5 / (q_norm * math.sqrt(2))
-    s = scores("vsknn", {"k": 5}, KNN_TRAIN, 6, [0, 1])
+    s = scores("vsknn", {**PLAIN, "k": 5}, KNN_TRAIN, 6, [0, 1])
     assert s.tolist() == pytest.approx([sim_a + sim_b, sim_a, sim_a, sim_b, 0, 0], rel=1e-5)
     # B's latest shared item (0) lies one step back: weight halves
-    s = scores("vsknn", {"k": 5, "weighting_score": "harmonic"}, KNN_TRAIN, 6, [0, 1])
+    s = scores("vsknn", {**PLAIN, "k": 5, "weighting_score": "harmonic"}, KNN_TRAIN, 6, [0, 1])
     assert s.tolist() == pytest.approx([sim_a + sim_b / 2, sim_a, sim_a, sim_b / 2, 0, 0], rel=1e-5)
-    s = scores("vsknn", {"k": 5, "idf_weighting": 1.0}, KNN_TRAIN, 6, [0, 1])
+    s = scores("vsknn", {**PLAIN, "k": 5, "idf_weighting": 1.0}, KNN_TRAIN, 6, [0, 1])
     idf = [math.log(3 / 2), math.log(3), math.log(3), math.log(3)]
     expected = [sim_a + sim_b, sim_a, sim_a, sim_b]
     assert s[:4].tolist() == pytest.approx(
         [e * (1 + i) for e, i in zip(expected, idf, strict=True)], rel=1e-5
     )
-    s = scores("vsknn", {"k": 5, "weighting": "linear"}, KNN_TRAIN, 6, [0, 1])
+    s = scores("vsknn", {**PLAIN, "k": 5, "weighting": "linear"}, KNN_TRAIN, 6, [0, 1])
     q_norm = math.sqrt(0.5**2 + 1)  # linear: (L − d)/L = 1/2, 1 for L = 2
     assert s[3].item() == pytest.approx(0.5 / (q_norm * math.sqrt(2)), rel=1e-5)
 

@@ -8,10 +8,12 @@ SKNN (see ``sknn.py``) with three refinements from the paper:
   ``harmonic`` 1/(d + 1) (default), ``linear`` (L − d)/L (the paper's linear decay, session-rec's
   "div"), ``quadratic`` ((L − d)/L)², ``same`` 1 (= SKNN);
 * a neighbour's contribution decays with how far back the most recent item it shares with the
-  current session lies (``weighting_score``: ``same`` 1, ``harmonic`` 1/(d + 1),
+  current session lies (``weighting_score``: ``same`` 1, ``harmonic`` 1/(d + 1) (default),
   ``quadratic`` 1/(d + 1)²);
 * an item's score can be raised by its inverse document frequency over training sessions:
-  ``score(i) · (1 + idf_weighting · log(S / S_i))`` (0 = off).
+  ``score(i) · (1 + idf_weighting · log(S / S_i))`` (default 1; 0 = off).
+
+Defaults (k 100, harmonic / harmonic, IDF 1) were the best on the valid part of ML-100K.
 """
 
 from __future__ import annotations
@@ -48,8 +50,8 @@ class VSKNNConfig:
     sample_size: int = 0
     similarity: str = "cosine"
     weighting: str = "harmonic"
-    weighting_score: str = "same"
-    idf_weighting: float = 0.0
+    weighting_score: str = "harmonic"
+    idf_weighting: float = 1.0
     tie_epsilon: float = 1e-6
 
     def __post_init__(self) -> None:
