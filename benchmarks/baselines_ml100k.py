@@ -15,6 +15,7 @@ local evaluator written before it landed: same ranks, conservative ties).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -79,7 +80,12 @@ def run_model(
     t0 = time.perf_counter()
     model.fit(train)
     fit_s = time.perf_counter() - t0
-    row: dict[str, Any] = {"model": name, "params": params, "fit_seconds": fit_s}
+    row: dict[str, Any] = {
+        "model": name,
+        "params": params,
+        "config": dataclasses.asdict(model.config),
+        "fit_seconds": fit_s,
+    }
     for excl in (True, False):
         t0 = time.perf_counter()
         res = evaluate(model, evals, exclude_seen=excl)
