@@ -19,6 +19,7 @@ _LAZY = {
     "PrepareConfig": "sessionrec.prepare",
     "PreparedData": "sessionrec.prepare",
     "SessionData": "sessionrec.prepare",
+    "train": "sessionrec.training",
 }
 
 # Functions named like their subpackage are bound eagerly: importing the subpackage would
@@ -36,11 +37,13 @@ __all__ = [
     "errors",
     "load",
     "prepare",
+    "train",
 ]
 
 if TYPE_CHECKING:
     from sessionrec.datasets import ColumnMapping, Dataset, load
     from sessionrec.prepare import PrepareConfig, PreparedData, SessionData
+    from sessionrec.training import train
 
 
 def __getattr__(name: str) -> Any:

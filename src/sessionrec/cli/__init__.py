@@ -11,6 +11,7 @@ from sessionrec.errors import SessionrecError
 from sessionrec.cli import data as _data  # noqa: F401  isort: skip
 from sessionrec.cli import prepare as _prepare  # noqa: F401  isort: skip
 from sessionrec.cli import demo as _demo  # noqa: F401  isort: skip
+from sessionrec.cli import train as _train  # noqa: F401  isort: skip
 
 __all__ = ["app", "console", "main"]
 

@@ -17,7 +17,9 @@ from sessionrec.errors import DataError, UnknownNameError
 from sessionrec.models.base import SessionModel
 
 #: --model name → (module, class). One line per model.
-REGISTRY: dict[str, tuple[str, str]] = {}
+REGISTRY: dict[str, tuple[str, str]] = {
+    "gru4rec": ("sessionrec.models.gru4rec", "GRU4Rec"),
+}
 
 
 def model_class(name: str) -> type[SessionModel]:
