@@ -51,6 +51,8 @@ class ItemKNN(LastItemModel):
     """Item-to-item regularised cosine similarity over session occurrence."""
 
     name: ClassVar[str] = "itemknn"
+    # Co-occurrence is symmetric: A→B and B→A give the same similarity.
+    learns_order = False
     Config: ClassVar[type] = ItemKNNConfig
 
     def _learn(self, train: SessionData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

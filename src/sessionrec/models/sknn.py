@@ -75,6 +75,8 @@ class SKNN(SessionModel):
     """Session-based kNN over binary session vectors."""
 
     name: ClassVar[str] = "sknn"
+    # Neighbours vote for all their items, wherever those stand in the session.
+    learns_order = False
     Config: ClassVar[type] = SKNNConfig
 
     def __init__(self, config: Any = None, *, device: str | torch.device = "cpu") -> None:
