@@ -102,7 +102,7 @@ def prepare_frames(
     computed in a background thread meanwhile (hashing releases the GIL).
     """
     where = str(ds.files[0]) if ds.files else ds.name
-    checksum = _in_background(ds.checksum)
+    checksum = _Background(ds.checksum)
     dropped: dict[str, Any] = {}
     events, n_raw = _read_sessions(ds, cfg, where)
     dropped["event_filters"] = n_raw - events.height
@@ -264,8 +264,9 @@ def _n_sessions(part: pl.DataFrame) -> int:
     return sessions.n_unique()
 
 
-class _Future:
-    """The result of a function run in a daemon thread (it never delays interpreter exit)."""
+class _Background:
+    """A function run in a daemon thread (it never delays interpreter exit); ``result()``
+    waits for it and re-raises its exception, if any."""
 
     def __init__(self, fn: Callable[[], str]) -> None:
         self._result: str | None = None
@@ -285,10 +286,6 @@ class _Future:
             raise self._error
         assert self._result is not None
         return self._result
-
-
-def _in_background(fn: Callable[[], str]) -> _Future:
-    return _Future(fn)
 
 
 def write_prepared(
