@@ -54,6 +54,8 @@ class ItemKNN(LastItemModel):
     # Co-occurrence is symmetric: A→B and B→A give the same similarity.
     learns_order = False
     Config: ClassVar[type] = ItemKNNConfig
+    #: co-occurrence is symmetric: which item follows which is not learned
+    learns_order: ClassVar[bool] = False
 
     def _learn(self, train: SessionData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         cfg: ItemKNNConfig = self.config

@@ -78,6 +78,9 @@ class SKNN(SessionModel):
     # Neighbours vote for all their items, wherever those stand in the session.
     learns_order = False
     Config: ClassVar[type] = SKNNConfig
+    #: neighbours vote for all their items, whatever their order: a 3-cycle's next item is not
+    #: told from the previous ones (V-SKNN weighs the current session by recency, still not order)
+    learns_order: ClassVar[bool] = False
 
     def __init__(self, config: Any = None, *, device: str | torch.device = "cpu") -> None:
         super().__init__(config, device=device)
