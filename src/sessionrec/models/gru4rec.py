@@ -42,7 +42,7 @@ from sessionrec.errors import ConfigError
 from sessionrec.models.base import EpochCallback, SessionModel
 from sessionrec.prepare.data import SessionData
 from sessionrec.training.batching import session_parallel_schedule
-from sessionrec.training.losses import LOSSES, ranking_loss
+from sessionrec.training.losses import LOSSES, bpr_max_elu, ranking_loss
 from sessionrec.training.optim import Adam, RowOptimizer, make_optimizer
 from sessionrec.training.sampling import NegativeSampler
 
@@ -446,12 +446,15 @@ class GRU4Rec(SessionModel):
             x = gather("embed.weight" if self._input_mode == "embedding" else "onehot.weight", inp)
         new, out = self._forward(inp, hidden, gen, train=True, x=x)
         scores = torch.addmm(out_b, out, out_w.t())
-        if cfg.elu_param > 0:
-            scores = F.elu(scores, alpha=cfg.elu_param)
-        log_q = None
-        if cfg.loss == "cross-entropy" and cfg.logq > 0:
-            log_q = cfg.logq * (log_pop if full else log_pop.index_select(0, out_idx))
-        loss = ranking_loss(cfg.loss, scores, pos, bpreg=cfg.bpreg, log_q=log_q)
+        if cfg.loss == "bpr-max":  # the ELU is fused into the loss
+            loss = bpr_max_elu(scores, pos, cfg.bpreg, cfg.elu_param)
+        else:
+            if cfg.elu_param > 0:
+                scores = F.elu(scores, alpha=cfg.elu_param)
+            log_q = None
+            if cfg.loss == "cross-entropy" and cfg.logq > 0:
+                log_q = cfg.logq * (log_pop if full else log_pop.index_select(0, out_idx))
+            loss = ranking_loss(cfg.loss, scores, pos, bpreg=cfg.bpreg, log_q=log_q)
         dense = [k for k, v in p.items() if v.requires_grad]
         grads = torch.autograd.grad(loss, [leaf for _, _, leaf in rows] + [p[k] for k in dense])
         with torch.no_grad():
