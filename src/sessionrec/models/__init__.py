@@ -20,6 +20,7 @@ from sessionrec.models.base import SessionModel
 REGISTRY: dict[str, tuple[str, str]] = {
     "bpr": ("sessionrec.models.bpr", "BPR"),
     "als": ("sessionrec.models.als", "ALS"),
+    "two-tower": ("sessionrec.models.two_tower", "TwoTower"),
 }
 
 
