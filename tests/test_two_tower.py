@@ -82,3 +82,28 @@ def test_extra_negatives_and_no_logq_train() -> None:
         "two-tower", {"dim": 4, "epochs": 1, "batch_size": 8, "extra_negatives": 3, "logq": False}
     ).fit(data)
     assert torch.isfinite(m.score_sessions([[0]])).all()
+
+
+def test_sequence_examples_by_hand() -> None:
+    from datetime import UTC, datetime
+
+    import polars as pl
+
+    from sessionrec.prepare.examples import sequence_examples
+
+    # User 1 rates a b c d (c with 1 star, dropped by min_rating=2); user 2 has two ratings only.
+    t = [datetime(2020, 1, d, tzinfo=UTC) for d in range(1, 7)]
+    ev = pl.DataFrame(
+        {
+            "user_id": [1, 1, 1, 1, 2, 2],
+            "item_id": [10, 11, 12, 13, 10, 11],
+            "timestamp": t,
+            "rating": [5.0, 4.0, 1.0, 3.0, 5.0, 5.0],
+        }
+    )
+    ex = sequence_examples(ev, max_context=1, train_fraction=0.5, seed=0)
+    both = [ex.train, ex.test]
+    assert sum(d.n_sessions for d in both) == 2  # labels 11 (after 10) and 13 (after 11)
+    got = sorted(tuple(d.session(s).tolist()) for d in both for s in range(d.n_sessions))
+    assert got == [(0, 1), (1, 2)]  # item_idx: 10→0, 11→1, 13→2; context of one item
+    assert all(d.target.tolist() == [False, True] for d in both)
