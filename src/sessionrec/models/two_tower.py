@@ -86,7 +86,12 @@ class TwoTower(SessionModel):
     Config = TwoTowerConfig
     config: TwoTowerConfig
     tasks = frozenset({"next-item", "top-n"})
-    test_params: ClassVar[dict[str, Any]] = {"dim": 8, "epochs": 2, "batch_size": 16}
+    test_params: ClassVar[dict[str, Any]] = {
+        "dim": 16,
+        "epochs": 12,
+        "batch_size": 32,
+        "lr": 0.01,
+    }
 
     def __init__(self, config: Any = None, **kw: Any) -> None:
         super().__init__(config, **kw)
