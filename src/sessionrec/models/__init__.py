@@ -28,6 +28,7 @@ REGISTRY: dict[str, tuple[str, str]] = {
     "sknn": ("sessionrec.models.sknn", "SKNN"),
     "vsknn": ("sessionrec.models.vsknn", "VSKNN"),
     "gru4rec": ("sessionrec.models.gru4rec", "GRU4Rec"),
+    "two-tower": ("sessionrec.models.two_tower", "TwoTower"),
 }
 
 

@@ -51,8 +51,6 @@ class ItemKNN(LastItemModel):
     """Item-to-item regularised cosine similarity over session occurrence."""
 
     name: ClassVar[str] = "itemknn"
-    # Co-occurrence is symmetric: A→B and B→A give the same similarity.
-    learns_order = False
     Config: ClassVar[type] = ItemKNNConfig
     #: co-occurrence is symmetric: which item follows which is not learned
     learns_order: ClassVar[bool] = False

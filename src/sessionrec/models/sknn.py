@@ -75,8 +75,6 @@ class SKNN(SessionModel):
     """Session-based kNN over binary session vectors."""
 
     name: ClassVar[str] = "sknn"
-    # Neighbours vote for all their items, wherever those stand in the session.
-    learns_order = False
     Config: ClassVar[type] = SKNNConfig
     #: neighbours vote for all their items, whatever their order: a 3-cycle's next item is not
     #: told from the previous ones (V-SKNN weighs the current session by recency, still not order)
