@@ -133,10 +133,10 @@ def main() -> None:
     results: dict[str, dict[str, float]] = {}
     for label, (name, params) in candidates.items():
         started = time.perf_counter()
-        if name == "pop":
+        if name == "pop" and "pop" not in REGISTRY:
             scores = np.tile(popularity, (len(history), 1))
         else:
-            model = create(name, {**params, "rows": "session"}).fit(train)
+            model = create(name, params).fit(train)
             with torch.no_grad():
                 scores = model.score_sessions([h.tolist() for h in history]).cpu().numpy()
         full, sampled = ranks(scores, history, targets, popularity, args.negatives, args.seed)

@@ -153,3 +153,28 @@ def test_prepare_yoochoose_by_its_session_column(tmp_path: Path) -> None:
         assert S.USER not in frame.columns and S.EVENT_TYPE not in frame.columns
         assert frame.equals(frame.sort([S.SESSION, S.TIME], maintain_order=True))
     assert data.frame("test")[S.ITEM].to_list() == [214536502, 214536500, 214536506]
+
+
+@pytest.mark.parametrize("split", ["time", "user-time", "leave-one-out", "random"])
+def test_every_split_gives_sorted_parts_and_item_indices_from_train(
+    tmp_path: Path, split: str
+) -> None:
+    rows = [(u, (u * 7 + k * 3) % 9, 1000 * u + 600 * k + (k % 2)) for u in range(1, 13)
+            for k in range(6)]  # fmt: skip
+    log = tmp_path / "log.csv"
+    pl.DataFrame(rows, schema=["user_id", "item_id", "timestamp"], orient="row").write_csv(log)
+    out = sr.prepare(
+        log, None, session="user", min_item_support=2, split=split,
+        test_days=0.05, valid_days=0.05, test_fraction=0.25, valid_fraction=0.25,
+    )  # fmt: skip
+    assert isinstance(out, dict)
+    items = out["items"]
+    assert items[S.ITEM_IDX].to_list() == list(range(items.height))
+    assert items[S.ITEM].is_sorted()
+    for part in ("train", "valid", "test"):
+        frame = out[part]
+        assert frame.equals(frame.sort([S.SESSION, S.TIME], maintain_order=True))
+        joined = frame.join(items, on=S.ITEM_IDX, how="left")
+        assert joined[S.ITEM].to_list() == joined[f"{S.ITEM}_right"].to_list()
+    train_items = set(out["train"][S.ITEM].to_list())
+    assert set(items[S.ITEM].to_list()) == train_items

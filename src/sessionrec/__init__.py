@@ -22,6 +22,7 @@ _LAZY = {
     "SessionData": "sessionrec.prepare",
     "evaluate": "sessionrec.evaluation",
     "EvalResult": "sessionrec.evaluation",
+    "train": "sessionrec.training",
 }
 
 # Functions named like their subpackage are bound eagerly: importing the subpackage would
@@ -44,12 +45,14 @@ __all__ = [
     "explore",
     "load",
     "prepare",
+    "train",
 ]
 
 if TYPE_CHECKING:
     from sessionrec.datasets import ColumnMapping, Dataset, load
     from sessionrec.evaluation import EvalResult, evaluate
     from sessionrec.prepare import PrepareConfig, PreparedData, SessionData
+    from sessionrec.training import train
 
 
 def __getattr__(name: str) -> Any:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -14,8 +14,18 @@ from sessionrec.cli._app import app, console
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Where results go.")] = Path("demo-out"),
     source: Annotated[str, typer.Option(help="Dataset name or path.")] = "ml-100k",
+    models: Annotated[
+        list[str] | None,
+        typer.Option("--model", "-m", help="Models to compare (repeatable); default: all."),
+    ] = None,
+    session: Annotated[
+        list[str] | None,
+        typer.Option(help="Example session (titles or ids, repeatable) to recommend for."),
+    ] = None,
+    device: Annotated[str, typer.Option(help="cpu | cuda | auto.")] = "auto",
 ) -> None:
-    """Fetch MovieLens-100K, explore it, prepare sessions, and print the key numbers."""
+    """Fetch MovieLens-100K, explore it, prepare sessions, train GRU4Rec and the baselines,
+    compare them on the test part, and recommend the next movies for an example session."""
     from sessionrec.cli.explore import print_exploration
     from sessionrec.cli.prepare import print_prepared
     from sessionrec.datasets import load
@@ -37,3 +47,133 @@ def demo(
     data = prepare(ds, out / "prepared", cfg)
     assert isinstance(data, PreparedData)
     print_prepared(data)
+    console.rule("4. train and evaluate (fit on train+valid, test: every position, full ranking)")
+    results = compare(data, out / "models", models or list(DEMO_MODELS), device=device)
+    write_results(results, out)
+    print_comparison(results)
+    console.print(f"results: {out / 'results.md'}, {out / 'results.json'}")
+    console.rule("5. recommend")
+    best = "gru4rec" if "gru4rec" in results else next(iter(results))
+    example = session or list(EXAMPLE_SESSION)
+    from sessionrec.models import load_model
+
+    model = load_model(out / "models" / best, device=device)
+    console.print(f"{best}, after: " + " → ".join(example))
+    from sessionrec.cli.evaluate import print_recommendations
+
+    print_recommendations(model.recommend(example, k=10), f"{best}: top 10")
+    console.print(
+        f"try: sessionrec recommend {out / 'models' / best} --session "
+        + " ".join(f'"{t}"' for t in example)
+        + " -k 10"
+    )
+
+
+#: The models the demo compares and their settings on ML-100K (chosen on the valid part; see
+#: BENCHMARKS.md). GRU4Rec uses the CIKM 2018 BPR-max setting with a shared embedding.
+DEMO_MODELS: dict[str, dict[str, Any]] = {
+    "pop": {},
+    "spop": {},
+    "markov": {},
+    "sr": {},
+    "itemknn": {},
+    "sknn": {},
+    "vsknn": {},
+    "bpr": {},
+    "gru4rec": {
+        "loss": "bpr-max",
+        "constrained_embedding": True,
+        "layers": [224],
+        "batch_size": 80,
+        "n_sample": 2048,
+        "sample_alpha": 0.4,
+        "bpreg": 1.95,
+        "elu_param": 0.5,
+        "dropout_p_embed": 0.5,
+        "dropout_p_hidden": 0.05,
+        "learning_rate": 0.05,
+        "momentum": 0.4,
+        "n_epochs": 5,
+    },
+}
+EXAMPLE_SESSION = ("Toy Story (1995)", "Star Wars (1977)", "Fargo (1996)")
+CUTOFFS = (10, 20)
+
+
+def compare(
+    data: Any, root: Path, names: list[str], *, device: str = "auto", seed: int = 0
+) -> dict[str, dict[str, Any]]:
+    """Train each model on train+valid, evaluate on test with and without seen items.
+
+    Returns, per model, the fit and evaluation seconds and both metric sets.
+    """
+    import time
+
+    from sessionrec.errors import UnknownNameError
+    from sessionrec.evaluation import evaluate
+    from sessionrec.training import train
+
+    unknown = [n for n in names if n not in DEMO_MODELS]
+    if unknown:
+        raise UnknownNameError("demo model", unknown[0], list(DEMO_MODELS))
+    test = data.part("test")
+    results: dict[str, dict[str, Any]] = {}
+    for name in names:
+        console.print(f"[bold]{name}[/]")
+        t0 = time.perf_counter()
+        model = train(
+            name, data, root / name, params=DEMO_MODELS[name], fit_on="train+valid",
+            seed=seed, device=device,
+        )  # fmt: skip
+        fit_s = time.perf_counter() - t0
+        row: dict[str, Any] = {"fit_seconds": fit_s}
+        for key, exclude in (("all", False), ("exclude_seen", True)):
+            res = evaluate(model, test, cutoffs=CUTOFFS, exclude_seen=exclude)
+            row[key] = res.to_dict()
+            row["predictions"] = res.predictions
+            row.setdefault("eval_seconds", 0.0)
+            row["eval_seconds"] += res.seconds
+        results[name] = row
+    return results
+
+
+def print_comparison(results: dict[str, dict[str, Any]]) -> None:
+    from rich.table import Table
+
+    any_row = next(iter(results.values()))
+    table = Table(
+        title=f"ML-100K test: {any_row['predictions']:,} predictions, full ranking, "
+        "conservative ties (left: seen items excluded; right: all items)"
+    )
+    table.add_column("model")
+    for k in CUTOFFS:
+        table.add_column(f"Recall@{k}", justify="right")
+        table.add_column(f"MRR@{k}", justify="right")
+    for k in CUTOFFS:
+        table.add_column(f"R@{k} all", justify="right")
+        table.add_column(f"MRR@{k} all", justify="right")
+    table.add_column("fit s", justify="right")
+    ranked = sorted(results.items(), key=lambda kv: -kv[1]["exclude_seen"]["recall@20"])
+    for name, r in ranked:
+        cells = [f"{r['exclude_seen'][f'{m}@{k}']:.3f}" for k in CUTOFFS for m in ("recall", "mrr")]
+        cells += [f"{r['all'][f'{m}@{k}']:.3f}" for k in CUTOFFS for m in ("recall", "mrr")]
+        table.add_row(name, *cells, f"{r['fit_seconds']:.1f}")
+    console.print(table)
+
+
+def write_results(results: dict[str, dict[str, Any]], out: Path) -> None:
+    from sessionrec._io import atomic_path, write_json
+
+    write_json(out / "results.json", results)
+    lines = [
+        "| model | Recall@20 (excl. seen) | MRR@20 (excl. seen) | Recall@20 | MRR@20 | fit s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, r in sorted(results.items(), key=lambda kv: -kv[1]["exclude_seen"]["recall@20"]):
+        e, a = r["exclude_seen"], r["all"]
+        lines.append(
+            f"| {name} | {e['recall@20']:.3f} | {e['mrr@20']:.3f} | {a['recall@20']:.3f} "
+            f"| {a['mrr@20']:.3f} | {r['fit_seconds']:.1f} |"
+        )
+    with atomic_path(out / "results.md") as tmp:
+        tmp.write_text("\n".join(lines) + "\n")

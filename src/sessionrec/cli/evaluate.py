@@ -239,7 +239,12 @@ def recommend(
             zip(model.items["item_idx"].to_list(), model.items["title"].to_list(), strict=True)
         )
         console.print("session: " + " → ".join(str(titles.get(i, i)) for i in idx))
-    table = Table(title=f"{model.name}: top {frame.height}")
+    print_recommendations(frame, f"{model.name}: top {frame.height}")
+
+
+def print_recommendations(frame: Any, title: str) -> None:
+    """A recommend() frame as a table: rank, title, year, genres, score, item id."""
+    table = Table(title=title)
     cols = [
         c for c in ("rank", "title", "year", "genres", "score", "item_id") if c in frame.columns
     ]

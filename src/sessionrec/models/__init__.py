@@ -27,6 +27,8 @@ REGISTRY: dict[str, tuple[str, str]] = {
     "itemknn": ("sessionrec.models.itemknn", "ItemKNN"),
     "sknn": ("sessionrec.models.sknn", "SKNN"),
     "vsknn": ("sessionrec.models.vsknn", "VSKNN"),
+    "gru4rec": ("sessionrec.models.gru4rec", "GRU4Rec"),
+    "two-tower": ("sessionrec.models.two_tower", "TwoTower"),
 }
 
 

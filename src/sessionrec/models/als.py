@@ -37,6 +37,8 @@ class ALS(FactorSessionModel):
     Config = ALSConfig
     config: ALSConfig
     tasks = frozenset({"next-item", "top-n"})
+    #: The mean of a session's item factors forgets order: A→B→C cycles are not identified.
+    learns_order: ClassVar[bool] = False
     test_params: ClassVar[dict[str, Any]] = {"factors": 8, "epochs": 2}
 
     def fit(

@@ -39,6 +39,8 @@ class BPR(FactorSessionModel):
     Config = BPRConfig
     config: BPRConfig
     tasks = frozenset({"next-item", "top-n"})
+    #: The mean of a session's item factors forgets order: A→B→C cycles are not identified.
+    learns_order: ClassVar[bool] = False
     test_params: ClassVar[dict[str, Any]] = {"factors": 8, "epochs": 3}
 
     def fit(

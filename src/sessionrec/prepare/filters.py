@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -45,7 +46,11 @@ class SupportFilter:
 
 
 def filter_recursive(
-    events: pl.DataFrame, rules: SupportFilter, max_rounds: int = 100
+    events: pl.DataFrame,
+    rules: SupportFilter,
+    max_rounds: int = 100,
+    *,
+    codes: Mapping[str, np.ndarray] | None = None,
 ) -> tuple[pl.DataFrame, list[dict[str, int]]]:
     """Apply the support rules in rounds until a round removes nothing.
 
@@ -53,6 +58,10 @@ def filter_recursive(
     activity), each counting on what the previous one left. The rounds run on compact integer
     codes of the key columns (numpy bincounts, no hashing, no copies of the wide frame); the
     events are gathered once at the end.
+
+    Args:
+        codes: dense codes (0..k-1) of key columns when the caller has them already, each
+            (n,) aligned with the rows; other keys are coded here.
 
     Returns the filtered events and, per round, how many events each rule removed.
     """
@@ -67,11 +76,15 @@ def filter_recursive(
         )
         if lo or hi
     ]
-    # codes[key]: (n,) dense codes of the key column for the rows still alive, in row order.
+    # alive_codes[key]: (n,) codes of the key column for the rows still alive, in row order.
     # int32 throughout: a YOOCHOOSE-sized log keeps its working arrays at 4 bytes per event.
     index = np.int32 if events.height < 2**31 else np.int64
-    codes = {key: dense_codes(events[key]).astype(index) for _, key, _, _ in steps}
-    n_codes = {key: int(c.max()) + 1 if len(c) else 0 for key, c in codes.items()}
+    given = codes or {}
+    alive_codes = {
+        key: (given[key] if key in given else dense_codes(events[key])).astype(index)
+        for _, key, _, _ in steps
+    }
+    n_codes = {key: int(c.max()) + 1 if len(c) else 0 for key, c in alive_codes.items()}
     alive = np.arange(events.height, dtype=index)  # (n,) row numbers still kept
     # A rule removes whole groups of its own key, leaving the other groups' sizes as they
     # were, so it needs checking again only after *another* rule removed events.
@@ -89,18 +102,18 @@ def filter_recursive(
                 removed[name] = 0
                 continue
             checked_at[step] = check
-            c = codes[key]
+            c = alive_codes[key]
             size = np.bincount(c, minlength=n_codes[key]).astype(index)[c]
             keep = (size >= lo) if lo else (size <= (hi or 0))
             removed[name] = len(alive) - int(np.count_nonzero(keep))
             if removed[name]:
                 removed_at[step] = check
                 alive = alive[keep]
-                codes = {k: v[keep] for k, v in codes.items()}
+                alive_codes = {k: v[keep] for k, v in alive_codes.items()}
         rounds.append(removed)
         if len(alive) == before_round:
             break
-    del codes
+    del alive_codes
     if len(alive) < events.height:
         kept = np.zeros(events.height, dtype=bool)
         kept[alive] = True

@@ -1,0 +1,475 @@
+"""GRU4Rec: session-based recommendation with recurrent neural networks.
+
+Hidasi, Karatzoglou, Baltrunas & Tikk, "Session-based recommendations with recurrent neural
+networks", ICLR 2016; Hidasi & Karatzoglou, "Recurrent neural networks with top-k gains for
+session-based recommendations", CIKM 2018.
+
+A GRU reads a session one item at a time; its last layer's hidden state ``h`` (B, H) scores
+every item as ``h @ W.T + b`` where ``W`` (n_items, H) holds the output item vectors. Written
+from the papers:
+
+* session-parallel mini-batches (``sessionrec.training.batching``), truncated to one step: the
+  hidden state is carried between steps without back-propagation through time;
+* inputs as one-hot vectors (an item's row of the first GRU layer's input weights), through a
+  separate embedding (``embedding`` > 0), or through the output item vectors themselves
+  (``constrained_embedding``, the "shared" embedding of the CIKM 2018 code);
+* during training only the mini-batch targets and ``n_sample`` shared negatives drawn in
+  proportion to ``popularity ** sample_alpha`` are scored: ``h @ W[targets ∪ samples].T + b``;
+  the other sessions' targets act as negatives too (``sessionrec.training.sampling``);
+* losses cross-entropy (optionally logQ-corrected), BPR-max with score regularisation and
+  TOP1-max over ELU-activated scores (``sessionrec.training.losses``);
+* Adagrad with Nesterov momentum, updating only the item rows a step touches
+  (``sessionrec.training.optim``); weights uniform in ±sqrt(6 / (fan_in + fan_out)).
+
+``n_sample = -1`` scores the whole catalogue at every step (a full softmax over all items,
+without sampling): the configuration the seeds used.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sessionrec.errors import ConfigError
+from sessionrec.models.base import EpochCallback, SessionModel
+from sessionrec.prepare.data import SessionData
+from sessionrec.training.batching import session_parallel_schedule
+from sessionrec.training.losses import LOSSES, bpr_max_elu, ranking_loss
+from sessionrec.training.optim import Adam, RowOptimizer, make_optimizer
+from sessionrec.training.sampling import NegativeSampler
+
+log = logging.getLogger(__name__)
+
+#: Called every few hundred steps with (pairs done, pairs in the epoch, running mean loss).
+ProgressHook = Callable[[int, int, float], None]
+
+
+@dataclass(frozen=True)
+class GRU4RecConfig:
+    """Hyperparameters, named as in the papers and the official code.
+
+    Attributes:
+        loss: ``cross-entropy`` | ``bpr-max`` | ``top1-max``.
+        constrained_embedding: the input embedding is the output item matrix (shared).
+        embedding: size of a separate input embedding; 0 = one-hot input (ignored when
+            ``constrained_embedding``).
+        elu_param: alpha of an ELU on the training scores; 0 = linear scores.
+        layers: GRU layer sizes; an int means one layer.
+        n_epochs: passes over the training data.
+        batch_size: B, the number of session-parallel slots.
+        dropout_p_embed: dropout on the input embedding.
+        dropout_p_hidden: dropout on the hidden state fed to the next layer / the output.
+        learning_rate: step size.
+        momentum: Nesterov momentum of the Adagrad optimiser (0 = plain Adagrad).
+        n_sample: shared negative samples per mini-batch (0 = in-batch negatives only,
+            -1 = score every item: a full softmax, no sampling).
+        sample_alpha: negatives are drawn in proportion to ``popularity ** sample_alpha``.
+        bpreg: weight of BPR-max's score regularisation.
+        logq: weight of the logQ correction of cross-entropy (0 = none).
+        optimizer: ``adagrad`` (with Nesterov momentum) | ``adam``.
+        seed: seeds the weights, the dropout masks and the samples.
+        sample_store_size: negatives drawn per refill of the sample buffer.
+    """
+
+    loss: str = "cross-entropy"
+    constrained_embedding: bool = True
+    embedding: int = 0
+    elu_param: float = 0.0
+    layers: tuple[int, ...] = (100,)
+    n_epochs: int = 10
+    batch_size: int = 64
+    dropout_p_embed: float = 0.0
+    dropout_p_hidden: float = 0.0
+    learning_rate: float = 0.05
+    momentum: float = 0.0
+    n_sample: int = 2048
+    sample_alpha: float = 0.5
+    bpreg: float = 1.0
+    logq: float = 0.0
+    optimizer: str = "adagrad"
+    seed: int = 0
+    sample_store_size: int = 4_000_000
+
+    def __post_init__(self) -> None:
+        layers = self.layers
+        if isinstance(layers, int):
+            layers = (layers,)
+        object.__setattr__(self, "layers", tuple(int(x) for x in layers))
+        if not self.layers or min(self.layers) < 1:
+            raise ConfigError(f"layers must be positive sizes, not {self.layers!r}")
+        if self.loss not in LOSSES:
+            raise ConfigError(f"unknown loss {self.loss!r}; known: {', '.join(LOSSES)}")
+        if self.optimizer not in ("adagrad", "adam"):
+            raise ConfigError(f"unknown optimizer {self.optimizer!r}; known: adagrad, adam")
+        for name in ("dropout_p_embed", "dropout_p_hidden"):
+            p = getattr(self, name)
+            if not 0 <= p < 1:
+                raise ConfigError(f"{name} must be in [0, 1), not {p!r}")
+        if self.batch_size < 1 or self.n_epochs < 0 or self.n_sample < -1:
+            raise ConfigError("batch_size must be >= 1, n_epochs >= 0, n_sample >= -1")
+        if self.embedding < 0 or self.elu_param < 0 or self.learning_rate <= 0:
+            raise ConfigError("embedding and elu_param must be >= 0, learning_rate > 0")
+
+
+def _uniform(
+    shape: tuple[int, ...], fan_in: int, fan_out: int, gen: torch.Generator
+) -> torch.Tensor:
+    bound = math.sqrt(6.0 / (fan_in + fan_out))
+    return torch.empty(shape).uniform_(-bound, bound, generator=gen)
+
+
+def _gates(rows: int, fan_in: int, hidden: int, gen: torch.Generator) -> torch.Tensor:
+    """(rows, 3H) weights of the three gates, each block initialised with its own fans."""
+    return torch.cat([_uniform((rows, hidden), fan_in, hidden, gen) for _ in range(3)], dim=1)
+
+
+def _gru(gi: torch.Tensor, h: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor) -> torch.Tensor:
+    """One GRU step from the input projection ``gi`` (B, 3H) and the state ``h`` (B, H).
+
+    Gate order r, z, n; ``n = tanh(gi_n + r * (h W_hn + b_hn))``, ``h' = (1 - z) n + z h``.
+    """
+    gh = torch.addmm(b_hh, h, w_hh)
+    hidden = h.shape[1]
+    rz = torch.sigmoid(gi[:, : 2 * hidden] + gh[:, : 2 * hidden])
+    r, z = rz[:, :hidden], rz[:, hidden:]
+    n = torch.tanh(torch.addcmul(gi[:, 2 * hidden :], r, gh[:, 2 * hidden :]))
+    return torch.lerp(n, h, z)
+
+
+class GRU4Rec(SessionModel):
+    """GRU4Rec (see the module docstring). State: a tuple of (B, H_l) hidden states."""
+
+    name: ClassVar[str] = "gru4rec"
+    Config: ClassVar[type] = GRU4RecConfig
+    #: Tiny settings for the shared contract tests.
+    test_params: ClassVar[dict[str, Any]] = {
+        "layers": [16],
+        "n_epochs": 2,
+        "batch_size": 8,
+        "n_sample": 16,
+        "loss": "bpr-max",
+        "elu_param": 0.5,
+        "momentum": 0.3,
+    }
+
+    def __init__(self, config: Any = None, *, device: str | torch.device = "cpu") -> None:
+        super().__init__(config, device=device)
+        self.config: GRU4RecConfig
+        self.params: dict[str, torch.Tensor] = {}
+        self.epochs_done = 0
+        self.progress_hook: ProgressHook | None = None
+        self._opt: RowOptimizer | None = None
+
+    # -- parameters -------------------------------------------------------------------------
+    @property
+    def _input_mode(self) -> str:
+        cfg = self.config
+        if cfg.constrained_embedding:
+            return "shared"
+        return "embedding" if cfg.embedding > 0 else "onehot"
+
+    def _row_names(self) -> list[str]:
+        """Item tables updated by rows (the rest, the GRU weights, are updated densely)."""
+        names = ["item.weight", "item.bias"] if self.config.n_sample >= 0 else []
+        if self._input_mode == "embedding":
+            names.append("embed.weight")
+        elif self._input_mode == "onehot":
+            names.append("onehot.weight")
+        return names
+
+    def _init_params(self, n_items: int) -> None:
+        cfg = self.config
+        gen = torch.Generator().manual_seed(cfg.seed)
+        layers = cfg.layers
+        p: dict[str, torch.Tensor] = {
+            "item.weight": _uniform((n_items, layers[-1]), n_items, layers[-1], gen),
+            "item.bias": torch.zeros(n_items),
+        }
+        if self._input_mode == "shared":
+            in_dim = layers[-1]
+        elif self._input_mode == "embedding":
+            p["embed.weight"] = _uniform((n_items, cfg.embedding), n_items, cfg.embedding, gen)
+            in_dim = cfg.embedding
+        else:
+            p["onehot.weight"] = _gates(n_items, n_items, layers[0], gen)
+            in_dim = 0
+        for i, hidden in enumerate(layers):
+            if in_dim:
+                p[f"gru{i}.w_ih"] = _gates(in_dim, in_dim, hidden, gen)
+            p[f"gru{i}.b_ih"] = torch.zeros(3 * hidden)
+            p[f"gru{i}.w_hh"] = _gates(hidden, hidden, hidden, gen)
+            p[f"gru{i}.b_hh"] = torch.zeros(3 * hidden)
+            in_dim = hidden
+        self.n_items = n_items
+        self._set_params(p)
+
+    def _set_params(self, arrays: dict[str, torch.Tensor]) -> None:
+        rows = set(self._row_names())
+        self.params = {}
+        for k, v in arrays.items():
+            t = v.detach().to(self.device, torch.float32).clone()
+            self.params[k] = t.requires_grad_(k not in rows)
+        self._opt = None
+
+    def state_arrays(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach() for k, v in self.params.items()}
+
+    def load_state_arrays(self, arrays: dict[str, torch.Tensor]) -> None:
+        self._set_params(arrays)
+        self.n_items = int(arrays["item.weight"].shape[0])
+
+    # -- checkpoints (weights + optimiser state + epoch) ------------------------------------
+    def training_state(self) -> dict[str, torch.Tensor]:
+        """Everything needed to continue training after the last finished epoch.
+
+        The random streams of epoch e are seeded from (seed, e), so the epoch number is the
+        whole RNG state: a resumed run gives the same numbers as an uninterrupted one.
+        """
+        out = {f"param/{k}": v.detach() for k, v in self.params.items()}
+        if self._opt is not None:
+            out.update({f"opt/{k}": v for k, v in self._opt.state_dict().items()})
+        out["epochs_done"] = torch.tensor([self.epochs_done], dtype=torch.int64)
+        return out
+
+    def load_training_state(self, arrays: dict[str, torch.Tensor]) -> None:
+        params = {k[6:]: v for k, v in arrays.items() if k.startswith("param/")}
+        self.load_state_arrays(params)
+        opt = {k[4:]: v for k, v in arrays.items() if k.startswith("opt/")}
+        if opt:
+            self._opt = self._make_optimizer()
+            self._opt.load_state_dict({k: v.to(self.device) for k, v in opt.items()})
+        self.epochs_done = int(arrays["epochs_done"][0])
+
+    def _make_optimizer(self) -> RowOptimizer:
+        cfg = self.config
+        return make_optimizer(cfg.optimizer, self.params, cfg.learning_rate, cfg.momentum)
+
+    # -- streaming protocol -----------------------------------------------------------------
+    def start(self, batch_size: int) -> tuple[torch.Tensor, ...]:
+        return tuple(torch.zeros(batch_size, h, device=self.device) for h in self.config.layers)
+
+    def reset(
+        self, state: tuple[torch.Tensor, ...], mask: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
+        keep = (~mask.to(self.device, torch.bool)).unsqueeze(1).to(torch.float32)
+        return tuple(h * keep for h in state)
+
+    @torch.no_grad()
+    def step(
+        self, state: tuple[torch.Tensor, ...], items: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
+        items = items.to(self.device, torch.long)
+        return tuple(self._forward(items, list(state), None, train=False)[0])
+
+    @torch.no_grad()
+    def score(self, state: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        p = self.params
+        # Raw scores: the ELU of training is monotone, so it would not change a ranking, but
+        # it saturates and would turn distinct low scores into ties.
+        return torch.addmm(p["item.bias"], state[-1], p["item.weight"].t())
+
+    def _forward(
+        self,
+        items: torch.Tensor,
+        hidden: list[torch.Tensor],
+        gen: torch.Generator | None,
+        *,
+        train: bool,
+        x: torch.Tensor | None = None,
+    ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """GRU layers for one step. Returns the new states and the last layer's output
+        (dropped out when training). ``x`` is the input embedding when already gathered."""
+        cfg = self.config
+        p = self.params
+        mode = self._input_mode
+        if x is None:
+            name = {"shared": "item.weight", "embedding": "embed.weight", "onehot": "onehot.weight"}
+            x = p[name[mode]].index_select(0, items)
+        if train and cfg.dropout_p_embed > 0:
+            if mode == "onehot":  # dropping a one-hot input drops the whole item
+                x = x * _mask((x.shape[0], 1), cfg.dropout_p_embed, gen, x.device)
+            else:
+                x = x * _mask(x.shape, cfg.dropout_p_embed, gen, x.device)
+        new: list[torch.Tensor] = []
+        for i, h in enumerate(hidden):
+            if i == 0 and mode == "onehot":
+                gi = x + p["gru0.b_ih"]
+            else:
+                gi = torch.addmm(p[f"gru{i}.b_ih"], x, p[f"gru{i}.w_ih"])
+            h = _gru(gi, h, p[f"gru{i}.w_hh"], p[f"gru{i}.b_hh"])
+            new.append(h)
+            x = h
+            if train and cfg.dropout_p_hidden > 0:
+                x = x * _mask(x.shape, cfg.dropout_p_hidden, gen, x.device)
+        return new, x
+
+    # -- training ---------------------------------------------------------------------------
+    def fit(
+        self,
+        train: SessionData,
+        valid: SessionData | None = None,
+        *,
+        callback: EpochCallback | None = None,
+    ) -> Self:
+        cfg = self.config
+        if not self.params or self.n_items != train.n_items:
+            self._init_params(train.n_items)
+            self.epochs_done = 0
+        if self._opt is None:
+            self._opt = self._make_optimizer()
+        dev = self.device
+        sched = session_parallel_schedule(train.offsets, train.start_times(), cfg.batch_size)
+        items = np.r_[train.items, 0]  # index -1 (idle slot) reads the dummy item 0
+        inputs = torch.from_numpy(items[sched.inputs]).to(dev)
+        targets = torch.from_numpy(items[sched.targets]).to(dev)
+        rt, rb = np.nonzero(sched.reset)
+        reset_slots = torch.from_numpy(rb).to(dev)
+        reset_off = np.searchsorted(rt, np.arange(sched.n_steps + 1)).tolist()
+        active = sched.active
+        counts = train.item_counts()
+        log_pop = torch.from_numpy(np.log(np.maximum(counts, 1) / max(counts.sum(), 1))).to(
+            dev, torch.float32
+        )
+        n_pairs = sched.n_pairs
+        for epoch in range(self.epochs_done, cfg.n_epochs):
+            t0 = time.perf_counter()
+            seed = (cfg.seed * 1_000_003 + epoch) % 2**63
+            gen = torch.Generator(device=dev).manual_seed(seed)
+            sampler = (
+                NegativeSampler(
+                    counts,
+                    cfg.sample_alpha,
+                    cfg.n_sample,
+                    seed=seed,
+                    buffer_size=min(cfg.sample_store_size, sched.n_steps * cfg.n_sample),
+                    device=dev,
+                )
+                if cfg.n_sample > 0
+                else None
+            )
+            hidden = list(self.start(cfg.batch_size))
+            loss_sum = torch.zeros((), device=dev)
+            done = 0
+            report_every = 200
+            for t in range(sched.n_steps):
+                a, b = reset_off[t], reset_off[t + 1]
+                if b > a:
+                    slots = reset_slots[a:b]
+                    for h in hidden:
+                        h.index_fill_(0, slots, 0.0)
+                if t < sched.n_full:
+                    act = None
+                    inp, tgt, hs = inputs[t], targets[t], hidden
+                else:
+                    act = torch.from_numpy(np.flatnonzero(active[t])).to(dev)
+                    inp, tgt = inputs[t, act], targets[t, act]
+                    hs = [h.index_select(0, act) for h in hidden]
+                samples = sampler.next() if sampler is not None else None
+                loss, new = self._train_step(inp, tgt, samples, hs, gen, log_pop)
+                if act is None:
+                    hidden = new
+                else:
+                    for h, n in zip(hidden, new, strict=True):
+                        h.index_copy_(0, act, n)
+                loss_sum += loss * len(tgt)
+                done += len(tgt)
+                if self.progress_hook is not None and (
+                    t % report_every == 0 or t == sched.n_steps - 1
+                ):
+                    self.progress_hook(done, n_pairs, float(loss_sum) / max(done, 1))
+            seconds = time.perf_counter() - t0
+            self.epochs_done = epoch + 1
+            record: dict[str, Any] = {
+                "epoch": epoch + 1,
+                "train_loss": float(loss_sum) / max(n_pairs, 1),
+                "seconds": seconds,
+                "events_per_second": n_pairs / max(seconds, 1e-9),
+            }
+            log.info(
+                "epoch %d: loss %.4f, %.0f events/s",
+                epoch + 1,
+                record["train_loss"],
+                record["events_per_second"],
+            )
+            if callback is not None and callback(record):
+                break
+        return self
+
+    def _train_step(
+        self,
+        inp: torch.Tensor,
+        tgt: torch.Tensor,
+        samples: torch.Tensor | None,
+        hidden: list[torch.Tensor],
+        gen: torch.Generator,
+        log_pop: torch.Tensor,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """One mini-batch: forward, loss, backward, update. Returns (loss, new states)."""
+        cfg = self.config
+        p = self.params
+        opt = self._opt
+        assert opt is not None
+        if isinstance(opt, Adam):
+            opt.begin_step()
+        n = inp.shape[0]
+        full = cfg.n_sample < 0
+        rows: list[tuple[str, torch.Tensor, torch.Tensor]] = []  # (param, indices, leaf)
+
+        def gather(name: str, idx: torch.Tensor) -> torch.Tensor:
+            leaf = p[name].index_select(0, idx).requires_grad_()
+            rows.append((name, idx, leaf))
+            return leaf
+
+        if full:
+            out_w, out_b = p["item.weight"], p["item.bias"]
+            pos = tgt
+            x = None
+        else:
+            out_idx = tgt if samples is None else torch.cat([tgt, samples])
+            pos = torch.arange(n, device=inp.device)
+            if self._input_mode == "shared":
+                both = gather("item.weight", torch.cat([inp, out_idx]))
+                x, out_w = both[:n], both[n:]
+            else:
+                x = None
+                out_w = gather("item.weight", out_idx)
+            out_b = gather("item.bias", out_idx)
+        if x is None and self._input_mode != "shared":
+            x = gather("embed.weight" if self._input_mode == "embedding" else "onehot.weight", inp)
+        new, out = self._forward(inp, hidden, gen, train=True, x=x)
+        scores = torch.addmm(out_b, out, out_w.t())
+        if cfg.loss == "bpr-max":  # the ELU is fused into the loss
+            loss = bpr_max_elu(scores, pos, cfg.bpreg, cfg.elu_param)
+        else:
+            if cfg.elu_param > 0:
+                scores = F.elu(scores, alpha=cfg.elu_param)
+            log_q = None
+            if cfg.loss == "cross-entropy" and cfg.logq > 0:
+                log_q = cfg.logq * (log_pop if full else log_pop.index_select(0, out_idx))
+            loss = ranking_loss(cfg.loss, scores, pos, bpreg=cfg.bpreg, log_q=log_q)
+        dense = [k for k, v in p.items() if v.requires_grad]
+        grads = torch.autograd.grad(loss, [leaf for _, _, leaf in rows] + [p[k] for k in dense])
+        with torch.no_grad():
+            for (name, idx, _), g in zip(rows, grads[: len(rows)], strict=True):
+                uniq, inv = torch.unique(idx, return_inverse=True)
+                summed = g.new_zeros((uniq.shape[0], *g.shape[1:])).index_add_(0, inv, g)
+                opt.step_rows(name, uniq, summed)
+            opt.step_dense(dense, list(grads[len(rows) :]))
+        return loss.detach(), [h.detach() for h in new]
+
+
+def _mask(shape: Any, p: float, gen: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    """Inverted-dropout mask: 0 with probability p, else 1 / (1 - p)."""
+    keep = torch.empty(shape, device=device).bernoulli_(1 - p, generator=gen)
+    return keep.div_(1 - p)
+
+
+__all__ = ["GRU4Rec", "GRU4RecConfig"]

@@ -1,0 +1,200 @@
+"""Two-tower retrieval with a GRU query tower (the TensorFlow Recommenders sequential-retrieval
+tutorial; Yi et al., "Sampling-bias-corrected neural modeling", RecSys 2019, for logQ).
+
+Query tower: item embedding + GRU over the last ``context_length`` items of the session (left
+padded with a learned padding item), its last hidden state projected to ``dim``. Candidate
+tower: an item embedding. Training: every target event with at least one earlier item is an
+example (context → next item); in-batch softmax over the batch's labels, each logit corrected
+by ``−log(expected count of that candidate in the batch)`` (logQ), accidental hits (the same
+item labelling another row) masked, optionally ``extra_negatives`` uniformly sampled items
+shared by the batch. Scoring: the query against every item embedding, exact (``B × n_items``).
+
+Streaming state: the last ``context_length`` items per slot; ``score`` runs the query tower on
+that window, the same function training used, so streaming equals ``score_sessions`` exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import torch
+from torch import nn
+
+from sessionrec.models.base import EpochCallback, SessionModel
+from sessionrec.prepare.data import SessionData
+
+
+@dataclass(frozen=True)
+class TwoTowerConfig:
+    context_length: int = 10
+    dim: int = 64
+    epochs: int = 10
+    batch_size: int = 256
+    lr: float = 0.002
+    weight_decay: float = 0.0
+    logq: bool = True
+    extra_negatives: int = 0
+    temperature: float = 0.1
+    seed: int = 0
+
+
+class _Towers(nn.Module):
+    def __init__(self, n_items: int, cfg: TwoTowerConfig) -> None:
+        super().__init__()
+        # Index n_items is padding in the query tower (windows shorter than context_length).
+        self.query_embedding = nn.Embedding(n_items + 1, cfg.dim)
+        self.gru = nn.GRU(cfg.dim, cfg.dim, batch_first=True)
+        self.query_out = nn.Linear(cfg.dim, cfg.dim)
+        self.candidate_embedding = nn.Embedding(n_items, cfg.dim)
+
+    def query(self, window: torch.Tensor) -> torch.Tensor:
+        """(B, L) item indices, left padded with n_items → (B, dim) L2-normalised queries."""
+        out, _ = self.gru(self.query_embedding(window))
+        return nn.functional.normalize(self.query_out(out[:, -1]), dim=-1)
+
+    def candidates(self, items: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, dim) L2-normalised candidate embeddings (all items when ``items`` is None)."""
+        e = self.candidate_embedding.weight if items is None else self.candidate_embedding(items)
+        return nn.functional.normalize(e, dim=-1)
+
+
+def training_examples(data: SessionData, context_length: int) -> tuple[np.ndarray, np.ndarray]:
+    """(N, L) left-padded context windows and (N,) labels: every target event after a first one.
+
+    Vectorised: window column j holds the item ``L - j`` positions before the label, or the
+    padding index ``n_items`` where that reaches before the session's start.
+    """
+    pos = np.arange(data.n_events)
+    session_start = np.repeat(data.offsets[:-1], data.lengths)
+    is_label = data.target & (pos > session_start)
+    labels_at = pos[is_label]
+    back = np.arange(context_length, 0, -1)  # L, L-1, ..., 1 positions back
+    idx = labels_at[:, None] - back[None, :]  # (N, L)
+    valid = idx >= session_start[is_label][:, None]
+    windows = np.where(valid, data.items[np.maximum(idx, 0)], data.n_items)
+    return windows.astype(np.int64), data.items[labels_at].astype(np.int64)
+
+
+class TwoTower(SessionModel):
+    """GRU query tower × item-embedding candidate tower, in-batch softmax with logQ."""
+
+    name = "two-tower"
+    Config = TwoTowerConfig
+    config: TwoTowerConfig
+    tasks = frozenset({"next-item", "top-n"})
+    test_params: ClassVar[dict[str, Any]] = {
+        "dim": 16,
+        "epochs": 12,
+        "batch_size": 32,
+        "lr": 0.01,
+    }
+
+    def __init__(self, config: Any = None, **kw: Any) -> None:
+        super().__init__(config, **kw)
+        self.net: _Towers | None = None
+
+    def _build(self) -> _Towers:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.config.seed)  # nn init draws from the global generator
+            return _Towers(self.n_items, self.config).to(self.device)
+
+    def fit(
+        self,
+        train: SessionData,
+        valid: SessionData | None = None,
+        *,
+        callback: EpochCallback | None = None,
+    ) -> Self:
+        c = self.config
+        self.n_items = train.n_items
+        self.net = net = self._build()
+        windows_np, labels_np = training_examples(train, c.context_length)
+        windows = torch.from_numpy(windows_np).to(self.device)
+        labels = torch.from_numpy(labels_np).to(self.device)
+        # logQ: the probability that an item is a batch's label (its share of the labels).
+        freq = np.bincount(labels_np, minlength=self.n_items).astype(np.float64)
+        log_q = torch.from_numpy(np.log(np.maximum(freq, 1.0) / max(len(labels_np), 1))).float()
+        log_q = log_q.to(self.device)
+        gen = torch.Generator().manual_seed(c.seed)
+        opt = torch.optim.Adam(net.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+        for epoch in range(1, c.epochs + 1):
+            started = time.perf_counter()
+            net.train()
+            order = torch.randperm(len(labels), generator=gen).to(self.device)
+            total, batches = 0.0, 0
+            for a in range(0, len(order), c.batch_size):
+                rows = order[a : a + c.batch_size]
+                y = labels[rows]  # (B,)
+                q = net.query(windows[rows])  # (B, D)
+                cand = y
+                if c.extra_negatives:
+                    extra = torch.randint(self.n_items, (c.extra_negatives,), generator=gen).to(
+                        self.device
+                    )
+                    cand = torch.cat([y, extra])
+                logits = q @ net.candidates(cand).T / c.temperature  # (B, B + M)
+                if c.logq:
+                    expected = torch.cat(
+                        [
+                            log_q[y] + math.log(len(y)),
+                            torch.full(
+                                (len(cand) - len(y),),
+                                math.log(max(c.extra_negatives, 1) / self.n_items),
+                                device=self.device,
+                            ),
+                        ]
+                    )
+                    logits = logits - expected[None, :]
+                # Mask accidental hits: another column holding this row's label item.
+                hit = cand[None, :] == y[:, None]
+                hit[:, : len(y)].fill_diagonal_(False)
+                logits = logits.masked_fill(hit, float("-inf"))
+                target = torch.arange(len(y), device=self.device)
+                loss = nn.functional.cross_entropy(logits, target)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                total += float(loss.detach())
+                batches += 1
+            seconds = time.perf_counter() - started
+            rec: dict[str, Any] = {
+                "epoch": epoch,
+                "train_loss": total / max(batches, 1),
+                "seconds": seconds,
+                "events_per_second": len(labels) / max(seconds, 1e-9),
+            }
+            if callback is not None and callback(rec):
+                break
+        net.eval()
+        return self
+
+    # -- streaming ---------------------------------------------------------------------------
+    def start(self, batch_size: int) -> torch.Tensor:
+        return torch.full(
+            (batch_size, self.config.context_length), self.n_items, device=self.device
+        )
+
+    def reset(self, state: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return state.masked_fill(mask.to(self.device)[:, None], self.n_items)
+
+    def step(self, state: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return torch.cat([state[:, 1:], items.to(self.device)[:, None]], dim=1)
+
+    @torch.no_grad()
+    def score(self, state: torch.Tensor) -> torch.Tensor:
+        assert self.net is not None, "fit or load the model first"
+        self.net.eval()
+        return self.net.query(state) @ self.net.candidates().T  # (B, n_items)
+
+    def state_arrays(self) -> dict[str, torch.Tensor]:
+        assert self.net is not None, "fit the model first"
+        return dict(self.net.state_dict())
+
+    def load_state_arrays(self, arrays: dict[str, torch.Tensor]) -> None:
+        self.net = self._build()
+        self.net.load_state_dict(arrays)
+        self.net.eval()

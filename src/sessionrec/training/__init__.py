@@ -1,0 +1,19 @@
+"""Training infrastructure shared by models: session-parallel batches, negative sampling,
+losses, optimisers, and the runner behind `sessionrec train`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__all__ = ["train"]
+
+if TYPE_CHECKING:
+    from sessionrec.training.runner import train
+
+
+def __getattr__(name: str) -> Any:
+    if name == "train":
+        from sessionrec.training.runner import train
+
+        return train
+    raise AttributeError(f"module 'sessionrec.training' has no attribute {name!r}")

@@ -1,0 +1,166 @@
+"""Small optimisers with row-sparse updates for item tables.
+
+GRU4Rec touches only the rows of the items in a mini-batch (its targets, its inputs and the
+shared samples). Updating just those rows, instead of materialising a dense gradient over the
+whole catalogue, is what keeps a step cheap when the catalogue is large.
+
+``AdagradNesterov`` is Adagrad whose scaled step drives Nesterov momentum, the optimiser of the
+CIKM 2018 GRU4Rec::
+
+    acc  <- acc + g**2
+    g'   <- g / sqrt(acc + eps)
+    v    <- momentum * v - lr * g'
+    p    <- p + momentum * v - lr * g'        (Nesterov look-ahead)
+
+With momentum 0 it is plain Adagrad. Rows not in a mini-batch keep their accumulator and
+velocity untouched ("lazy" updates).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+class RowOptimizer:
+    """Base: a set of named tensors updated in place, densely or by rows."""
+
+    def __init__(self, params: dict[str, torch.Tensor], lr: float) -> None:
+        self.params = params
+        self.lr = float(lr)
+        self.state: dict[str, dict[str, torch.Tensor]] = {}
+        self.steps = 0
+
+    def step_dense(self, names: list[str], grads: list[torch.Tensor]) -> None:
+        raise NotImplementedError
+
+    def step_rows(self, name: str, rows: torch.Tensor, grad: torch.Tensor) -> None:
+        """Update ``params[name][rows]`` with ``grad`` (len(rows), ...); rows are unique."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        out = {f"{n}/{k}": v for n, st in self.state.items() for k, v in st.items()}
+        out["__steps__"] = torch.tensor([self.steps], dtype=torch.int64)
+        return out
+
+    def load_state_dict(self, arrays: dict[str, torch.Tensor]) -> None:
+        for key, value in arrays.items():
+            if key == "__steps__":
+                self.steps = int(value[0])
+                continue
+            name, kind = key.rsplit("/", 1)
+            self.state[name][kind].copy_(value)
+
+
+class AdagradNesterov(RowOptimizer):
+    """Adagrad with Nesterov momentum (see the module docstring)."""
+
+    def __init__(
+        self,
+        params: dict[str, torch.Tensor],
+        lr: float,
+        momentum: float = 0.0,
+        eps: float = 1e-6,
+    ) -> None:
+        super().__init__(params, lr)
+        self.momentum = float(momentum)
+        self.eps = float(eps)
+        for name, p in params.items():
+            st = {"acc": torch.zeros_like(p)}
+            if self.momentum > 0:
+                st["vel"] = torch.zeros_like(p)
+            self.state[name] = st
+
+    def step_dense(self, names: list[str], grads: list[torch.Tensor]) -> None:
+        if not names:
+            return
+        params = [self.params[n] for n in names]
+        acc = [self.state[n]["acc"] for n in names]
+        torch._foreach_addcmul_(acc, grads, grads)
+        denom = torch._foreach_add(acc, self.eps)
+        torch._foreach_sqrt_(denom)
+        scaled = torch._foreach_div(grads, denom)
+        if self.momentum > 0:
+            vel = [self.state[n]["vel"] for n in names]
+            torch._foreach_mul_(vel, self.momentum)
+            torch._foreach_add_(vel, scaled, alpha=-self.lr)
+            torch._foreach_add_(params, vel, alpha=self.momentum)
+        torch._foreach_add_(params, scaled, alpha=-self.lr)
+
+    def step_rows(self, name: str, rows: torch.Tensor, grad: torch.Tensor) -> None:
+        p = self.params[name]
+        st = self.state[name]
+        acc = st["acc"].index_select(0, rows).addcmul_(grad, grad)
+        st["acc"].index_copy_(0, rows, acc)
+        scaled = grad / acc.add_(self.eps).sqrt_()
+        if self.momentum > 0:
+            vel = st["vel"].index_select(0, rows).mul_(self.momentum).add_(scaled, alpha=-self.lr)
+            st["vel"].index_copy_(0, rows, vel)
+            p.index_add_(0, rows, vel.mul_(self.momentum).add_(scaled, alpha=-self.lr))
+        else:
+            p.index_add_(0, rows, scaled, alpha=-self.lr)
+
+
+class Adam(RowOptimizer):
+    """Adam (Kingma & Ba, 2015); row updates are lazy like ``torch.optim.SparseAdam``."""
+
+    def __init__(
+        self,
+        params: dict[str, torch.Tensor],
+        lr: float,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+    ) -> None:
+        super().__init__(params, lr)
+        self.betas = betas
+        self.eps = eps
+        for name, p in params.items():
+            self.state[name] = {"m": torch.zeros_like(p), "v": torch.zeros_like(p)}
+
+    def begin_step(self) -> None:
+        """Advance the step counter used by the bias corrections (once per mini-batch)."""
+        self.steps += 1
+
+    def _step_size(self) -> tuple[float, float]:
+        b1, b2 = self.betas
+        t = max(self.steps, 1)
+        return self.lr / (1 - b1**t), math.sqrt(1 - b2**t)
+
+    def step_dense(self, names: list[str], grads: list[torch.Tensor]) -> None:
+        if not names:
+            return
+        b1, b2 = self.betas
+        size, corr2 = self._step_size()
+        params = [self.params[n] for n in names]
+        m = [self.state[n]["m"] for n in names]
+        v = [self.state[n]["v"] for n in names]
+        torch._foreach_lerp_(m, grads, 1 - b1)
+        torch._foreach_mul_(v, b2)
+        torch._foreach_addcmul_(v, grads, grads, value=1 - b2)
+        denom = torch._foreach_sqrt(v)
+        torch._foreach_div_(denom, corr2)
+        torch._foreach_add_(denom, self.eps)
+        torch._foreach_addcdiv_(params, m, denom, value=-size)
+
+    def step_rows(self, name: str, rows: torch.Tensor, grad: torch.Tensor) -> None:
+        b1, b2 = self.betas
+        size, corr2 = self._step_size()
+        st = self.state[name]
+        m = st["m"].index_select(0, rows).lerp_(grad, 1 - b1)
+        v = st["v"].index_select(0, rows).mul_(b2).addcmul_(grad, grad, value=1 - b2)
+        st["m"].index_copy_(0, rows, m)
+        st["v"].index_copy_(0, rows, v)
+        self.params[name].index_add_(
+            0, rows, m / (v.sqrt_().div_(corr2).add_(self.eps)), alpha=-size
+        )
+
+
+def make_optimizer(
+    name: str, params: dict[str, torch.Tensor], lr: float, momentum: float
+) -> RowOptimizer:
+    if name == "adagrad":
+        return AdagradNesterov(params, lr, momentum)
+    if name == "adam":
+        return Adam(params, lr)
+    raise ValueError(f"unknown optimizer {name!r}; known: adagrad, adam")

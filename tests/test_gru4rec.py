@@ -1,0 +1,130 @@
+"""GRU4Rec: learns a planted pattern, is deterministic, saves and streams faithfully."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sessionrec.errors import ConfigError
+from sessionrec.models import create, load_model
+from sessionrec.models.gru4rec import GRU4Rec, GRU4RecConfig
+from sessionrec.prepare.data import SessionData
+
+torch.set_num_threads(1)  # tiny tensors: threads only add synchronisation
+
+N_ITEMS = 12
+
+
+def sessions_to_data(sessions: list[list[int]], n_items: int = N_ITEMS) -> SessionData:
+    lengths = [len(s) for s in sessions]
+    items = np.array([i for s in sessions for i in s], dtype=np.int64)
+    offsets = np.r_[0, np.cumsum(lengths)].astype(np.int64)
+    n = len(items)
+    return SessionData(
+        items=items,
+        offsets=offsets,
+        session_ids=np.arange(len(sessions), dtype=np.int64),
+        timestamps=np.arange(n, dtype=np.int64) * 1_000_000,
+        target=np.ones(n, dtype=bool),
+        n_items=n_items,
+    )
+
+
+def cyclic(n_sessions: int, seed: int) -> list[list[int]]:
+    """Sessions walking one of four 3-item cycles A→B→C→A."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n_sessions):
+        g, start, length = rng.integers(0, 4), rng.integers(0, 3), rng.integers(3, 11)
+        out.append([int(g * 3 + (start + t) % 3) for t in range(length)])
+    return out
+
+
+def recall_at_1(model: GRU4Rec, sessions: list[list[int]]) -> float:
+    prefixes = [s[:i] for s in sessions for i in range(1, len(s))]
+    nexts = torch.tensor([s[i] for s in sessions for i in range(1, len(s))])
+    scores = model.score_sessions(prefixes)
+    return float((scores.argmax(1) == nexts).float().mean())
+
+
+BASE = {"layers": [32], "batch_size": 8, "n_epochs": 6, "learning_rate": 0.1, "seed": 1}
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"loss": "cross-entropy", "n_sample": 8},
+        {"loss": "bpr-max", "n_sample": 16, "elu_param": 0.5, "momentum": 0.3, "bpreg": 0.5},
+        {"loss": "top1-max", "n_sample": 16, "constrained_embedding": False, "embedding": 16},
+        {"loss": "cross-entropy", "n_sample": -1, "constrained_embedding": False},  # one-hot
+        {"loss": "cross-entropy", "n_sample": 0, "logq": 1.0, "layers": [24, 24]},
+        {"loss": "cross-entropy", "n_sample": -1, "optimizer": "adam", "learning_rate": 0.01},
+    ],
+)
+def test_learns_a_planted_cycle(extra: dict[str, object]) -> None:
+    model = GRU4Rec.from_params({**BASE, **extra}).fit(sessions_to_data(cyclic(80, seed=11)))
+    assert recall_at_1(model, cyclic(20, seed=12)) >= 0.95
+
+
+def test_train_loss_falls_and_callback_can_stop() -> None:
+    records: list[dict] = []
+    model = GRU4Rec.from_params({**BASE, "n_sample": 8, "n_epochs": 5})
+    model.fit(
+        sessions_to_data(cyclic(80, 11)), callback=lambda r: records.append(r) or len(records) == 3
+    )
+    assert [r["epoch"] for r in records] == [1, 2, 3] and model.epochs_done == 3
+    assert records[-1]["train_loss"] < records[0]["train_loss"]
+    assert all(r["events_per_second"] > 0 for r in records)
+
+
+def test_same_seed_same_numbers_other_seed_differs() -> None:
+    data = sessions_to_data(cyclic(40, 3))
+    params = {**BASE, "n_epochs": 2, "n_sample": 8, "dropout_p_embed": 0.3, "dropout_p_hidden": 0.2}
+    a = GRU4Rec.from_params(params).fit(data)
+    b = GRU4Rec.from_params(params).fit(data)
+    c = GRU4Rec.from_params({**params, "seed": 2}).fit(data)
+    for k, v in a.state_arrays().items():
+        assert torch.equal(v, b.state_arrays()[k]), k
+    assert not torch.equal(a.state_arrays()["item.weight"], c.state_arrays()["item.weight"])
+
+
+def test_save_load_gives_identical_scores(tmp_path: Path) -> None:
+    model = create("gru4rec", {**BASE, "n_epochs": 1, "layers": [8, 8]}).fit(
+        sessions_to_data(cyclic(30, 5))
+    )
+    model.save(tmp_path / "m")
+    loaded = load_model(tmp_path / "m")
+    assert isinstance(loaded, GRU4Rec) and loaded.config == model.config
+    prefixes = [[0, 1], [5], [9, 10, 11, 9]]
+    assert torch.equal(loaded.score_sessions(prefixes), model.score_sessions(prefixes))
+
+
+def test_streaming_reset_zeroes_the_state() -> None:
+    model = GRU4Rec.from_params({**BASE, "n_epochs": 1}).fit(sessions_to_data(cyclic(20, 5)))
+    state = model.step(model.start(2), torch.tensor([0, 4]))
+    state = model.reset(state, torch.tensor([False, True]))
+    assert torch.count_nonzero(state[0][1]) == 0 and torch.count_nonzero(state[0][0]) > 0
+    state = model.step(state, torch.tensor([1, 7]))
+    torch.testing.assert_close(model.score(state), model.score_sessions([[0, 1], [7]]))
+
+
+def test_config_names_and_checks() -> None:
+    cfg = GRU4RecConfig(layers=224)  # type: ignore[arg-type]
+    assert cfg.layers == (224,)
+    for bad in ({"loss": "bpr"}, {"dropout_p_hidden": 1.0}, {"optimizer": "sgd"}, {"layers": []}):
+        with pytest.raises(ConfigError):
+            GRU4Rec.from_params(bad)
+    with pytest.raises(ConfigError):
+        GRU4Rec.from_params({"hidden_size": 10})
+
+
+def test_init_is_uniform_within_glorot_bound() -> None:
+    model = GRU4Rec.from_params({"layers": [20], "constrained_embedding": False, "embedding": 10})
+    model._init_params(50)
+    w = model.params["gru0.w_hh"]
+    bound = (6 / 40) ** 0.5
+    assert w.abs().max() <= bound and w.abs().max() > 0.9 * bound
+    assert model.params["embed.weight"].abs().max() <= (6 / 60) ** 0.5

@@ -1,0 +1,140 @@
+"""The training runner and `sessionrec train`: files written, checkpoints, resume, early
+stopping with the best epoch restored, --param parsing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import sessionrec as sr
+from sessionrec.cli import main
+from sessionrec.cli.train import parse_params
+from sessionrec.errors import ConfigError
+from sessionrec.models import load_model
+from sessionrec.training import runner
+
+torch.set_num_threads(1)  # tiny tensors: threads only add synchronisation
+
+PARAMS = {"layers": [16], "batch_size": 4, "n_sample": 8, "n_epochs": 3, "learning_rate": 0.1}
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> sr.PreparedData:
+    """A tiny log of users walking 3-item cycles over 30 days, prepared with a time split."""
+    rng = np.random.default_rng(0)
+    rows = []
+    t = 1_600_000_000
+    for s in range(150):
+        g, start = rng.integers(0, 4), rng.integers(0, 3)
+        for k in range(int(rng.integers(3, 8))):
+            rows.append((int(s % 40), int(100 + g * 3 + (start + k) % 3), t + 60 * k))
+        t += 17_000
+    path = tmp_path_factory.mktemp("log") / "log.csv"
+    with path.open("w") as f:
+        f.write("user_id,item_id,timestamp\n")
+        f.writelines(f"{u},{i},{ts}\n" for u, i, ts in rows)
+    out = tmp_path_factory.mktemp("prep") / "data"
+    data = sr.prepare(str(path), out, session="1h", split="time", test_days=5, valid_days=5)
+    assert isinstance(data, sr.PreparedData)
+    return data
+
+
+def history(out: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+
+
+def test_train_writes_the_model_directory(prepared: sr.PreparedData, tmp_path: Path) -> None:
+    out = tmp_path / "model"
+    model = sr.train("gru4rec", prepared, out, params=PARAMS, seed=3, progress=False)
+    for name in ("config.json", "weights.safetensors", "items.parquet", "history.jsonl",
+                 "data_meta.json", "learning_curve.png", "checkpoint/state.safetensors"):  # fmt: skip
+        assert (out / name).exists(), name
+    hist = history(out)
+    assert [r["epoch"] for r in hist] == [1, 2, 3]
+    assert {"train_loss", "seconds", "events_per_second"} <= set(hist[0])
+    assert json.loads((out / "data_meta.json").read_text())["n_items"] == prepared.n_items
+    assert (out / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
+    loaded = load_model(out)
+    assert loaded.config.seed == 3  # type: ignore[attr-defined]
+    assert torch.equal(loaded.score_sessions([[0, 1]]), model.score_sessions([[0, 1]]))
+    ckpt = load_file(str(out / "checkpoint" / "state.safetensors"))
+    assert int(ckpt["epochs_done"][0]) == 3 and any(k.startswith("opt/") for k in ckpt)
+
+
+def test_resume_continues_from_the_checkpoint(prepared: sr.PreparedData, tmp_path: Path) -> None:
+    full = sr.train(
+        "gru4rec", prepared, tmp_path / "a", params=PARAMS, fit_on="train+valid", progress=False
+    )
+    part = {**PARAMS, "n_epochs": 2}
+    sr.train("gru4rec", prepared, tmp_path / "b", params=part, fit_on="train+valid", progress=False)
+    # the "interrupted" run stopped after epoch 2; resuming with n_epochs 3 runs epoch 3 only
+    state = json.loads((tmp_path / "b" / "checkpoint" / "progress.json").read_text())
+    state["config"]["n_epochs"] = 3
+    (tmp_path / "b" / "checkpoint" / "progress.json").write_text(json.dumps(state))
+    resumed = sr.train(
+        "gru4rec", prepared, tmp_path / "b", fit_on="train+valid", resume=True, progress=False
+    )
+    assert [r["epoch"] for r in history(tmp_path / "b")] == [1, 2, 3]
+    for k, v in full.state_arrays().items():
+        assert torch.equal(v, resumed.state_arrays()[k]), k
+
+
+def test_early_stopping_restores_the_best_epoch(
+    prepared: sr.PreparedData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    values = iter([0.1, 0.3, 0.2, 0.25, 0.9])
+    snapshots: list[torch.Tensor] = []
+
+    def fake_evaluator() -> Any:
+        def run(model: Any, data: Any) -> dict[str, float]:
+            snapshots.append(model.state_arrays()["item.weight"].clone())
+            v = next(values)
+            return {"recall@20": v, "mrr@20": v / 2}
+
+        return run
+
+    monkeypatch.setattr(runner, "_evaluator", fake_evaluator)
+    out = tmp_path / "m"
+    model = sr.train(
+        "gru4rec", prepared, out, params={**PARAMS, "n_epochs": 5}, patience=2, progress=False
+    )
+    hist = history(out)
+    assert [r["epoch"] for r in hist] == [1, 2, 3, 4]  # no improvement in epochs 3 and 4
+    assert hist[1]["valid_mrr@20"] == pytest.approx(0.15)
+    assert torch.equal(model.state_arrays()["item.weight"], snapshots[1])
+    assert torch.equal(load_model(out).state_arrays()["item.weight"], snapshots[1])
+    assert json.loads((out / "training.json").read_text())["best_epoch"] == 2
+
+
+def test_parse_params() -> None:
+    got = parse_params(["layers=224", "layers2=[224, 224]", "constrained_embedding=true",
+                        "loss=bpr-max", "learning_rate=0.05", "flag=False"])  # fmt: skip
+    assert got == {"layers": 224, "layers2": [224, 224], "constrained_embedding": True,
+                   "loss": "bpr-max", "learning_rate": 0.05, "flag": False}  # fmt: skip
+    with pytest.raises(ConfigError):
+        parse_params(["layers"])
+
+
+def test_cli_train(
+    prepared: sr.PreparedData, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "cli"
+    main(["train", str(prepared.path), "--model", "gru4rec", "--out", str(out),
+          "--param", "layers=16", "--param", "n_epochs=2", "--param", "batch_size=4",
+          "--param", "constrained_embedding=false", "--param", "loss=top1-max",
+          "--fit-on", "train+valid", "--seed", "5", "--device", "cpu"])  # fmt: skip
+    cfg = json.loads((out / "config.json").read_text())["config"]
+    assert cfg["layers"] == [16] and cfg["loss"] == "top1-max" and cfg["seed"] == 5
+    assert cfg["constrained_embedding"] is False
+    assert len(history(out)) == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["train", str(prepared.path), "--model", "gru4rec", "--out", str(out),
+              "--param", "no_such=1"])  # fmt: skip
+    assert exc.value.code == 2
+    assert "no_such" in capsys.readouterr().err
