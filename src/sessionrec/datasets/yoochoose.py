@@ -20,6 +20,7 @@ import io
 import itertools
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -27,6 +28,9 @@ from sessionrec import _schema as S
 from sessionrec.datasets._events import Dataset, to_events
 from sessionrec.datasets._read import collect_checked, diagnose, read_delimited
 from sessionrec.errors import DataError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
@@ -174,17 +178,44 @@ def _read_arrow(source: Path | io.BytesIO, names: list[str]) -> pl.DataFrame:
     import pyarrow.csv as pacsv
 
     types = {"session": pa.int64(), "time": pa.timestamp("us", tz="UTC"), "item": pa.int64()}
-    table = pacsv.read_csv(
-        source,
-        read_options=pacsv.ReadOptions(column_names=names, block_size=16 << 20),
-        # No quoting, as the polars path: YOOCHOOSE fields are never quoted.
-        parse_options=pacsv.ParseOptions(quote_char=False),
-        convert_options=pacsv.ConvertOptions(column_types=types, include_columns=list(types)),
-    )
+    # The reader takes its parse buffers from Arrow's default pool whatever memory_pool says,
+    # so the pool is swapped for the read (and put back: the swap is the only way to reach them).
+    pool, default = _arrow_pool(), pa.default_memory_pool()
+    pa.set_memory_pool(pool)
+    try:
+        table = pacsv.read_csv(
+            source,
+            read_options=pacsv.ReadOptions(column_names=names, block_size=16 << 20),
+            # No quoting, as the polars path: YOOCHOOSE fields are never quoted.
+            parse_options=pacsv.ParseOptions(quote_char=False),
+            convert_options=pacsv.ConvertOptions(column_types=types, include_columns=list(types)),
+            memory_pool=pool,
+        )
+    finally:
+        pa.set_memory_pool(default)
     # No rechunk: Arrow's blocks become polars chunks as they are, without a second copy.
     df = pl.from_arrow(table, rechunk=False)
     assert isinstance(df, pl.DataFrame)
     return df
+
+
+@functools.cache
+def _arrow_pool() -> pa.MemoryPool:
+    """jemalloc returning freed pages at once, where pyarrow has it; else Arrow's default.
+
+    Arrow's default allocator (mimalloc) keeps the reader's freed parse buffers, more than the
+    table's size (about 0.15 GB for 5M clicks, 1 GB for 33M), resident for the rest of the
+    process, on top of every later peak. (Sets the decay of Arrow's jemalloc arenas, which
+    nothing else here uses.)
+    """
+    import pyarrow as pa
+
+    try:
+        pool = pa.jemalloc_memory_pool()
+        pa.jemalloc_set_decay_ms(0)
+    except NotImplementedError:
+        return pa.default_memory_pool()
+    return pool
 
 
 def _arrow_errors() -> tuple[type[Exception], ...]:
