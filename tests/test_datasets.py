@@ -233,3 +233,41 @@ def test_tabular_parquet(tmp_path: Path) -> None:
     assert ev[S.ITEM].to_list() == [3, 4, 3]
     assert ev[S.TIME][1] == datetime(2020, 9, 13, 12, 26, 41, tzinfo=UTC)
     assert ev[S.ROW].to_list() == [0, 1, 2]
+
+
+def _many_clicks(n: int) -> str:
+    return "".join(
+        f"{i // 3},2014-04-07T10:{i // 60 % 60:02d}:{i % 60:02d}.277Z,{i},0\n" for i in range(n)
+    )
+
+
+def test_yoochoose_fast_read_falls_back_and_names_lines_beyond_the_probe(tmp_path: Path) -> None:
+    """Arrow reads typed; what it rejects after the probed head goes to the polars path."""
+    cols = [S.SESSION, S.ITEM, S.TIME, S.ROW]
+    (tmp_path / "yoochoose-clicks.dat").write_text(_many_clicks(1500))
+    ds = load_yoochoose(tmp_path)
+    assert ds.collect(cols).columns == cols  # pruned: no event_type
+    assert ds.collect(cols).equals(ds.events.select(cols))
+    # Nanoseconds: Arrow (us) refuses them, polars' general parser reads them.
+    (tmp_path / "yoochoose-clicks.dat").write_text(
+        _many_clicks(1500) + "9,2014-04-07T10:51:09.123456789Z,5,0\n"
+    )
+    ev = load_yoochoose(tmp_path).collect(cols)
+    assert ev[S.TIME][-1] == datetime(2014, 4, 7, 10, 51, 9, 123456, tzinfo=UTC)
+    assert ev.height == 1501
+    for bad, column in (("9,07/04/2014 10:51,5,0", "time"), ("9,2014-04-07T10:51:09.123Z", "item")):
+        (tmp_path / "yoochoose-clicks.dat").write_text(_many_clicks(1500) + bad + "\n")
+        with pytest.raises(DataError) as e:
+            load_yoochoose(tmp_path).collect(cols)
+        assert (e.value.line, e.value.column) == (1501, column)
+
+
+def test_yoochoose_times_with_an_offset_are_converted_to_utc(tmp_path: Path) -> None:
+    (tmp_path / "yoochoose-clicks.dat").write_text(
+        "1,2014-04-07T10:51:09.277+01:00,1,0\n" + _many_clicks(1500)
+    )
+    (tmp_path / "yoochoose-buys.dat").write_text("1,2014-04-07 10:56:00-02:00,1,12462,1\n")
+    ev = load_yoochoose(tmp_path).events
+    assert ev[S.TIME][0] == datetime(2014, 4, 7, 9, 51, 9, 277000, tzinfo=UTC)
+    assert ev[S.TIME][-1] == datetime(2014, 4, 7, 12, 56, tzinfo=UTC)
+    assert ev[S.EVENT_TYPE][-1] == "buy" and ev.height == 1502
