@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
@@ -105,7 +103,6 @@ def evaluate(
     ] = None,
 ) -> None:
     """Next-item accuracy of a model: every position, full ranking, ties stated."""
-    _passive_openmp()
     import torch
 
     from sessionrec._io import write_json
@@ -180,17 +177,6 @@ def evaluate(
         out = {**res.to_dict(), "model": str(model_dir), "data": str(data_dir), "split": split}
         write_json(json_path, out)
         console.print(f"results: {json_path}")
-
-
-def _passive_openmp() -> None:
-    """Let idle OpenMP threads sleep rather than spin (unless OMP_WAIT_POLICY is set).
-
-    Evaluation runs many small tensor ops; on a busy machine, spinning threads wait for a core
-    at every op (over ten times slower on the shared 2-core box, BENCHMARKS.md). OpenMP reads
-    the variable when torch loads, so it only applies when torch is not imported yet.
-    """
-    if "torch" not in sys.modules:
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def _check_vocabulary(model: Any, data: Any, model_dir: Path) -> None:
