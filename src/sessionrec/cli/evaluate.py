@@ -113,6 +113,9 @@ def evaluate(
     cutoffs = cutoffs or [5, 10, 20]
     if split not in SPLITS:
         raise UnknownNameError("split", split, list(SPLITS))
+    if _is_rating_model(model_dir):
+        _evaluate_rating(model_dir, data_dir, split, json_path, device)
+        return
     if threads:
         torch.set_num_threads(threads)
     model = load_model(model_dir, device=device)
@@ -179,6 +182,48 @@ def evaluate(
         console.print(f"results: {json_path}")
 
 
+def _is_rating_model(model_dir: Path) -> bool:
+    """Whether config.json names a model of ``sessionrec.rating.RATING_MODELS``."""
+    import json
+
+    from sessionrec.rating import RATING_MODELS
+
+    cfg = model_dir / "config.json"
+    return cfg.exists() and json.loads(cfg.read_text()).get("model") in RATING_MODELS
+
+
+def _evaluate_rating(
+    model_dir: Path, data_dir: Path, split: str, json_path: Path | None, device: str
+) -> None:
+    """RMSE, MAE and FCP of a rating model on the target ratings of ``split``."""
+    from sessionrec._io import write_json
+    from sessionrec.prepare import PreparedData
+    from sessionrec.rating import load_rating_model
+    from sessionrec.rating.prepared import prepared_ratings
+
+    model = load_rating_model(model_dir, device=device)
+    part = prepared_ratings(PreparedData(data_dir), split)
+    pred = model.predict_ids(part.user_ids[part.users], part.item_ids[part.items])
+    from sessionrec.rating import rating_metrics
+
+    m = rating_metrics(part.users, part.ratings, pred)
+    table = Table(title=f"{model.name} on {split} of {data_dir} · rating prediction")
+    for col in ("ratings", "RMSE", "MAE", "FCP"):
+        table.add_column(col, justify="right")
+    table.add_row(f"{len(part):,}", f"{m['rmse']:.4f}", f"{m['mae']:.4f}", f"{m['fcp']:.4f}")
+    console.print(table)
+    if json_path is not None:
+        out = {
+            "ratings": len(part),
+            **m,
+            "model": str(model_dir),
+            "data": str(data_dir),
+            "split": split,
+        }
+        write_json(json_path, out)
+        console.print(f"results: {json_path}")
+
+
 def _check_vocabulary(model: Any, data: Any, model_dir: Path) -> None:
     """Scores index items by position: a model from another vocabulary would be silently wrong."""
     if model.n_items != data.n_items:
@@ -202,30 +247,99 @@ def _check_vocabulary(model: Any, data: Any, model_dir: Path) -> None:
 def recommend(
     model_dir: Annotated[Path, typer.Argument(help="A saved model directory.")],
     session: Annotated[
-        list[str],
+        list[str] | None,
         typer.Option(
             "--session",
             "-s",
             help='The session so far, titles or ids: --session "Toy Story (1995)" "Heat (1995)"',
         ),
-    ],
+    ] = None,
+    user: Annotated[
+        str | None,
+        typer.Option(
+            "--user",
+            "-u",
+            help="A user id: rating models rank unrated items by predicted rating; next-item "
+            "models take the user's training items as the session.",
+        ),
+    ] = None,
     k: Annotated[int, typer.Option("-k", "--k", help="How many items to recommend.")] = 10,
     include_seen: Annotated[bool, typer.Option(help="Allow items already in the session.")] = False,
     device: Annotated[str, typer.Option(help="cpu | cuda | auto")] = "cpu",
 ) -> None:
-    """The next items for a session given by titles or ids, with titles in the answer."""
+    """The next items for a session (titles or ids) or for a user, with titles in the answer."""
+    from sessionrec.errors import ConfigError
     from sessionrec.models import load_model
     from sessionrec.recommend import resolve_items
 
+    if (session is None) == (user is None):
+        raise ConfigError("recommend takes either --session ... or --user USER_ID")
+    if _is_rating_model(model_dir):
+        if user is None:
+            raise ConfigError("a rating model recommends for a --user, not for a --session")
+        _recommend_rating(model_dir, user, k, include_seen, device)
+        return
+    if user is not None:
+        session = [str(i) for i in _user_history(model_dir, user)]
+    assert session is not None
     model = load_model(model_dir, device=device)
     frame = model.recommend(session, k, exclude_seen=not include_seen)
-    if model.items is not None and "title" in model.items.columns:
+    if user is None and model.items is not None and "title" in model.items.columns:
         idx = resolve_items(model.items, session)
         titles = dict(
             zip(model.items["item_idx"].to_list(), model.items["title"].to_list(), strict=True)
         )
         console.print("session: " + " → ".join(str(titles.get(i, i)) for i in idx))
     print_recommendations(frame, f"{model.name}: top {frame.height}")
+
+
+def _user_id(raw: str, ids: Any) -> Any:
+    """``raw`` converted to the dtype of the ids it is looked up in (int ids stay ints)."""
+    try:
+        return type(ids[0].item() if hasattr(ids[0], "item") else ids[0])(raw)
+    except (ValueError, IndexError):
+        return raw
+
+
+def _recommend_rating(model_dir: Path, user: str, k: int, include_seen: bool, device: str) -> None:
+    from sessionrec.rating import load_rating_model
+
+    model = load_rating_model(model_dir, device=device)
+    frame = model.recommend(_user_id(user, model.user_ids), k, exclude_seen=not include_seen)
+    frame = frame.rename({"predicted": "score"})
+    rated = "" if include_seen else "unrated "
+    print_recommendations(frame, f"{model.name}: top {frame.height} {rated}items for user {user}")
+
+
+def _user_history(model_dir: Path, user: str) -> list[int | str]:
+    """The user's items in the data the model was fitted on, in time order.
+
+    A user-as-session model (bpr, als: the mean of the items' factors) then scores the user's
+    whole training history as one session.
+    """
+    import polars as pl
+
+    from sessionrec._io import read_json
+    from sessionrec.prepare import PreparedData
+
+    meta_path = model_dir / "data_meta.json"
+    if not meta_path.exists():
+        raise DataError(
+            model_dir, expected="data_meta.json (from `sessionrec train`)", found="none"
+        )
+    meta = read_json(meta_path)
+    data = PreparedData(meta["path"])
+    parts = ["train", "valid"] if meta.get("fit_on") == "train+valid" else ["train"]
+    frame = pl.concat([data.frame(p) for p in parts], how="diagonal_relaxed")
+    if "user_id" not in frame.columns:
+        raise DataError(data.path, column="user_id", expected="user ids", found="none")
+    uid = _user_id(user, frame["user_id"].unique().to_numpy())
+    rows = frame.filter(pl.col("user_id") == uid).sort("timestamp")
+    if rows.height == 0:
+        raise DataError(data.path, column="user_id", expected="a user seen in training", found=user)
+    history: list[int | str] = rows["item_id"].unique(maintain_order=True).to_list()
+    console.print(f"user {user}: {len(history)} training items as the session")
+    return history
 
 
 def print_recommendations(frame: Any, title: str) -> None:

@@ -57,9 +57,13 @@ def train(
 ) -> None:
     """Train a model on a prepared dataset; writes the model dir with history and curve."""
     from sessionrec.prepare import PreparedData
+    from sessionrec.rating import RATING_MODELS
     from sessionrec.training import train as run
 
     data = PreparedData(data_dir)
+    if model in RATING_MODELS:
+        _train_rating(model, data, out, parse_params(param), fit_on, device)
+        return
     m = run(
         model,
         data,
@@ -80,3 +84,40 @@ def train(
         f"{last.get('events_per_second', 0):,.0f} events/s → {out}",
         highlight=False,
     )
+
+
+def _train_rating(
+    name: str, data: Any, out: Path, params: dict[str, Any], fit_on: str, device: str
+) -> None:
+    """Fit a rating model on a PreparedData's ratings; per-epoch RMSE on valid when it has some."""
+    from sessionrec._io import write_json
+    from sessionrec.rating import create_rating_model
+    from sessionrec.rating.prepared import prepared_ratings
+
+    model = create_rating_model(name, params, device=device)
+    train_r = prepared_ratings(data, fit_on)
+    valid_r = prepared_ratings(data, "valid") if fit_on == "train" else None
+    if valid_r is not None and len(valid_r) == 0:
+        valid_r = None
+    history: list[dict[str, Any]] = []
+
+    def on_epoch(record: dict[str, Any]) -> None:
+        history.append(dict(record))
+        extra = f"  valid rmse {record['valid_rmse']:.4f}" if "valid_rmse" in record else ""
+        console.print(
+            f"epoch {record['epoch']}: train loss {record['train_loss']:.4f}{extra}  "
+            f"({record['seconds']:.1f} s)",
+            highlight=False,
+        )
+
+    console.print(
+        f"{name} on {fit_on} of {data.path}: {len(train_r):,} ratings, "
+        f"{train_r.n_users:,} users, {train_r.n_items:,} items",
+        highlight=False,
+    )
+    model.items = data.items.drop("item_idx", strict=False)
+    model.fit(train_r, valid_r, callback=on_epoch)
+    model.save(out)
+    (out / "history.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
+    write_json(out / "data_meta.json", {"path": str(data.path), "fit_on": fit_on})
+    console.print(f"trained {name}: {len(history)} epoch(s) → {out}", highlight=False)
