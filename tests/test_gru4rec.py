@@ -128,3 +128,26 @@ def test_init_is_uniform_within_glorot_bound() -> None:
     bound = (6 / 40) ** 0.5
     assert w.abs().max() <= bound and w.abs().max() > 0.9 * bound
     assert model.params["embed.weight"].abs().max() <= (6 / 60) ** 0.5
+
+
+def test_each_pair_weighs_one_over_batch_size_when_slots_are_idle() -> None:
+    """A step with k of B slots active must give the gradient of the loss summed over the k
+    rows divided by B, not of their mean: otherwise the last steps of an epoch, where a few
+    long sessions fill a handful of slots, take full-size steps (the ML-100K accuracy bug).
+    A first Adagrad step leaves g**2 in the accumulator, so it shows the gradient's scale."""
+
+    def first_step_accumulator(batch_size: int) -> torch.Tensor:
+        model = GRU4Rec.from_params({**BASE, "n_sample": 4, "batch_size": batch_size})
+        model._init_params(N_ITEMS)
+        model._opt = model._make_optimizer()
+        inp, tgt = torch.tensor([1, 2]), torch.tensor([2, 3])
+        hidden = list(model.start(2))
+        log_pop = torch.zeros(N_ITEMS)
+        gen = torch.Generator().manual_seed(0)
+        model._train_step(inp, tgt, torch.tensor([5, 6, 7, 8]), hidden, gen, log_pop)
+        return model._opt.state["gru0.w_ih"]["acc"]
+
+    full = first_step_accumulator(2)  # both slots active: the mean over the rows
+    idle = first_step_accumulator(8)  # the same two rows with 6 of 8 slots idle
+    assert float(full.abs().max()) > 0
+    torch.testing.assert_close(idle, full * (2 / 8) ** 2)
