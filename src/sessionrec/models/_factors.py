@@ -7,6 +7,8 @@ step is one gather and one add.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -14,7 +16,7 @@ import scipy.sparse as sp
 import torch
 
 from sessionrec.errors import ConfigError
-from sessionrec.models.base import SessionModel
+from sessionrec.models.base import EpochCallback, SessionModel
 from sessionrec.prepare.data import SessionData
 
 
@@ -47,6 +49,38 @@ class FactorSessionModel(SessionModel):
         super().__init__(config, **kw)
         self.item_factors = torch.zeros(0, 0)  # (n_items, F)
         self.item_bias = torch.zeros(0)  # (n_items,)
+
+    def _fit_epochs(
+        self,
+        model: Any,
+        matrix: Any,
+        epochs: int,
+        record: Callable[..., None],
+        progress: dict[str, float],
+        take_factors: Callable[[np.ndarray], None],
+        callback: EpochCallback | None,
+    ) -> None:
+        """Run an ``implicit`` model one iteration per epoch, reporting each to ``callback``.
+
+        ``record`` is implicit's per-iteration callback, which stores ``train_loss`` in
+        ``progress``; ``take_factors`` installs the fitted item factors (F or F+1 columns).
+        """
+        from threadpoolctl import threadpool_limits
+
+        for epoch in range(1, epochs + 1):
+            started = time.perf_counter()
+            with threadpool_limits(1, "blas"):
+                model.fit(matrix, show_progress=False, callback=record)
+            take_factors(np.asarray(model.item_factors))
+            seconds = time.perf_counter() - started
+            rec: dict[str, Any] = {
+                "epoch": epoch,
+                "train_loss": progress.get("train_loss", float("nan")),
+                "seconds": seconds,
+                "events_per_second": matrix.nnz / max(seconds, 1e-9),
+            }
+            if callback is not None and callback(rec):
+                break
 
     def _set_factors(self, factors: np.ndarray, bias: np.ndarray | None) -> None:
         self.item_factors = torch.as_tensor(np.ascontiguousarray(factors), dtype=torch.float32).to(

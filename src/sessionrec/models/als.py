@@ -8,7 +8,6 @@ sees every epoch and may stop training.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
@@ -37,8 +36,6 @@ class ALS(FactorSessionModel):
     Config = ALSConfig
     config: ALSConfig
     tasks = frozenset({"next-item", "top-n"})
-    #: The mean of a session's item factors forgets order: A→B→C cycles are not identified.
-    learns_order: ClassVar[bool] = False
     test_params: ClassVar[dict[str, Any]] = {"factors": 8, "epochs": 2}
 
     def fit(
@@ -71,18 +68,13 @@ class ALS(FactorSessionModel):
         def record(_iteration: int, _elapsed: float, loss: float) -> None:
             progress["train_loss"] = float(loss)
 
-        for epoch in range(1, c.epochs + 1):
-            started = time.perf_counter()
-            with threadpool_limits(1, "blas"):
-                model.fit(matrix, show_progress=False, callback=record)
-            self._set_factors(np.asarray(model.item_factors), None)
-            seconds = time.perf_counter() - started
-            rec: dict[str, Any] = {
-                "epoch": epoch,
-                "train_loss": progress.get("train_loss", float("nan")),
-                "seconds": seconds,
-                "events_per_second": matrix.nnz / max(seconds, 1e-9),
-            }
-            if callback is not None and callback(rec):
-                break
+        self._fit_epochs(
+            model,
+            matrix,
+            c.epochs,
+            record,
+            progress,
+            lambda q: self._set_factors(q, None),
+            callback,
+        )
         return self

@@ -9,7 +9,6 @@ bit-reproducible: with more threads implicit's lock-free (Hogwild) updates depen
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
@@ -39,8 +38,6 @@ class BPR(FactorSessionModel):
     Config = BPRConfig
     config: BPRConfig
     tasks = frozenset({"next-item", "top-n"})
-    #: The mean of a session's item factors forgets order: A→B→C cycles are not identified.
-    learns_order: ClassVar[bool] = False
     test_params: ClassVar[dict[str, Any]] = {"factors": 8, "epochs": 3}
 
     def fit(
@@ -74,20 +71,14 @@ class BPR(FactorSessionModel):
         def record(_epoch: int, _elapsed: float, correct: int, skipped: int) -> None:
             progress["train_loss"] = 1.0 - correct / max(matrix.nnz - skipped, 1)
 
-        for epoch in range(1, c.epochs + 1):
-            started = time.perf_counter()
-            with threadpool_limits(1, "blas"):
-                model.fit(matrix, show_progress=False, callback=record)
-            # implicit appends the item bias as the last factor column (the user side holds 1).
-            q = np.asarray(model.item_factors)
-            self._set_factors(q[:, :-1], q[:, -1])
-            seconds = time.perf_counter() - started
-            rec: dict[str, Any] = {
-                "epoch": epoch,
-                "train_loss": progress.get("train_loss", float("nan")),
-                "seconds": seconds,
-                "events_per_second": matrix.nnz / max(seconds, 1e-9),
-            }
-            if callback is not None and callback(rec):
-                break
+        # implicit appends the item bias as the last factor column (the user side holds 1).
+        self._fit_epochs(
+            model,
+            matrix,
+            c.epochs,
+            record,
+            progress,
+            lambda q: self._set_factors(q[:, :-1], q[:, -1]),
+            callback,
+        )
         return self
