@@ -91,6 +91,39 @@ def test_epoch_progress_printed(
     assert "epoch 1:" in out and "epoch 2:" in out and "valid rmse" in out
     lines = (tmp_path / "m" / "history.jsonl").read_text().splitlines()
     assert [json.loads(x)["epoch"] for x in lines] == [1, 2]
+    assert all("valid_rmse" in json.loads(x) for x in lines)
+    assert (tmp_path / "m" / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_python_train_fits_rating_models_on_a_random_event_split(tmp_path: Path) -> None:
+    """``sr.train`` dispatches rating models; the 70/30 split holds out single ratings."""
+    rng = np.random.default_rng(1)
+    rows = [(u, int(i), int(rng.integers(1, 6)), 1000 * u + k)
+            for u in range(20) for k, i in enumerate(rng.permutation(15)[:10])]  # fmt: skip
+    log = tmp_path / "log.csv"
+    pl.DataFrame(
+        rows, schema=["user_id", "item_id", "rating", "timestamp"], orient="row"
+    ).write_csv(log)
+    prep = sr.prepare(
+        log, tmp_path / "p", session="user", split="random-event", test_fraction=0.3,
+        valid_fraction=0.1, min_item_support=0, min_session_length=0, seed=5,
+    )  # fmt: skip
+    assert isinstance(prep, sr.PreparedData)
+    counts = prep.meta["counts"]
+    dropped = prep.meta["dropped"]["test"]
+    held = (
+        counts["test"]["events"] + dropped["unknown_item_events"] + dropped["short_session_events"]
+    )
+    assert held == 60 and counts["valid"]["events"] + counts["train"]["events"] <= 140
+    model = sr.train("svd", prep, tmp_path / "m", params={"epochs": 3}, seed=4, progress=False)
+    from sessionrec.rating import RatingModel
+    from sessionrec.rating.prepared import prepared_ratings
+
+    assert isinstance(model, RatingModel) and model.config.seed == 4
+    assert len(model.train_ratings) == counts["train"]["events"]
+    history = [json.loads(x) for x in (tmp_path / "m" / "history.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history] == [1, 2, 3] and "valid_rmse" in history[0]
+    assert len(prepared_ratings(prep, "test")) == counts["test"]["events"]
 
 
 def test_recommend_bpr_for_user(
@@ -132,11 +165,12 @@ def test_rating_train_needs_ratings(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert code == 2 and "rating" in out
 
 
+@pytest.mark.parametrize("split", ["user-time", "random-event"])
 def test_ml100k_svd_end_to_end(
-    ml100k: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ml100k: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], split: str
 ) -> None:
     prep = tmp_path / "prep"
-    sr.prepare(ml100k, prep, session="user", split="user-time", test_fraction=0.2,
+    sr.prepare(ml100k, prep, session="user", split=split, test_fraction=0.2,
                valid_fraction=0, min_item_support=0, min_session_length=0)  # fmt: skip
     code, out = run(["train", str(prep), "--model", "svd", "--out", str(tmp_path / "m")], capsys)
     assert code == 0, out

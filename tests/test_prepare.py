@@ -79,7 +79,7 @@ def test_time_split_applies_the_same_cut_twice() -> None:
     st.lists(
         st.tuples(st.integers(1, 5), st.integers(1, 6), st.integers(0, 50)), min_size=1, max_size=60
     ),
-    st.sampled_from(["time", "random", "user-time", "leave-one-out"]),
+    st.sampled_from(["time", "random", "user-time", "leave-one-out", "random-event"]),
 )
 def test_every_event_is_a_target_exactly_once(rows: list[tuple[int, int, int]], split: str) -> None:
     ev = events([(u, i, t * 3600.0) for u, i, t in rows])
@@ -90,16 +90,40 @@ def test_every_event_is_a_target_exactly_once(rows: list[tuple[int, int, int]], 
         label = sp.label_random(ev, 0.3, 0.2, seed=1)
     elif split == "user-time":
         label = sp.label_user_time(ev, 0.3, 0.2)
+    elif split == "random-event":
+        label = sp.label_random_event(ev, 0.3, 0.2, seed=1)
     else:
         label = sp.label_leave_one_out(ev)
     parts = sp.assemble(ev, label)
     targets = pl.concat([p.filter(pl.col(sp.TARGET)) for p in parts.values()])
     assert sorted(targets[S.ROW].to_list()) == sorted(ev[S.ROW].to_list())
-    # context rows precede every target row of their session
     for p in parts.values():
-        for _, g in p.group_by(S.SESSION):
+        for _, g in p.group_by(S.SESSION, maintain_order=True):
             t = g[sp.TARGET].to_list()
-            assert t == sorted(t)
+            assert t[-1]  # no context row after a session's last target
+            if split != "random-event":  # a suffix split: context rows precede every target
+                assert t == sorted(t)
+
+
+def test_random_event_split_holds_out_exact_shares_with_full_history() -> None:
+    rows = [(u, (u * 5 + k) % 11, 1000.0 * u + 10 * k) for u in range(1, 9) for k in range(10)]
+    ev = events(rows).with_columns(pl.col(S.USER).alias(S.SESSION))
+    label = sp.label_random_event(ev, 0.3, 0.1, seed=3)
+    assert (label == 2).sum() == 24 and (label == 1).sum() == 8  # round(80 * share)
+    assert label.to_list() != sp.label_random_event(ev, 0.3, 0.1, seed=4).to_list()
+    parts = sp.assemble(ev, label)
+    for code, name in ((1, "valid"), (2, "test")):
+        for sid, g in parts[name].group_by(S.SESSION):
+            session = ev.filter(pl.col(S.SESSION) == sid[0])
+            held = [i for i, c in enumerate(label.filter(ev[S.SESSION] == sid[0])) if c == code]
+            # the part holds the session up to its last held-out event, less higher parts
+            upto = session.with_columns(label.filter(ev[S.SESSION] == sid[0]).alias("c"))
+            upto = upto.head(held[-1] + 1).filter(pl.col("c") <= code)
+            assert g[S.ROW].to_list() == upto[S.ROW].to_list()
+            assert (
+                g.filter(pl.col(sp.TARGET))[S.ROW].to_list()
+                == session[S.ROW].gather(held).to_list()
+            )
 
 
 @pytest.mark.e2e

@@ -155,7 +155,7 @@ def test_prepare_yoochoose_by_its_session_column(tmp_path: Path) -> None:
     assert data.frame("test")[S.ITEM].to_list() == [214536502, 214536500, 214536506]
 
 
-@pytest.mark.parametrize("split", ["time", "user-time", "leave-one-out", "random"])
+@pytest.mark.parametrize("split", ["time", "user-time", "leave-one-out", "random", "random-event"])
 def test_every_split_gives_sorted_parts_and_item_indices_from_train(
     tmp_path: Path, split: str
 ) -> None:

@@ -174,3 +174,20 @@ def test_crossval_function_and_cli(tmp_path: Path) -> None:
     saved = json.loads(out.read_text())
     assert len(saved["folds"]) == 2 and {"rmse", "mae", "fcp"} <= set(saved["mean"])
     assert saved["params"] == {"epochs": 2, "factors": 3}
+
+
+def test_crossval_single_split_protocols(tmp_path: Path) -> None:
+    data = _synthetic()
+    rnd = crossval(data, "baseline", protocol="random", test_fraction=0.3, seed=2)
+    assert rnd["protocol"] == "random 0.3" and len(rnd["folds"]) == 1
+    assert rnd["folds"][0]["n_test"] == round(0.3 * len(data))
+    expect_train, expect_test = random_split(data, 0.3, seed=2)
+    assert rnd["folds"][0]["rmse"] == pytest.approx(
+        create_rating_model("baseline").fit(expect_train).evaluate(expect_test)["rmse"]
+    )
+    tim = crossval(data, "baseline", protocol="time", test_fraction=0.2)
+    assert tim["folds"][0]["n_test"] == round(0.2 * len(data)) and rnd["std"]["rmse"] == 0
+    with pytest.raises(ConfigError, match="protocol"):
+        crossval(data, "baseline", protocol="loo")
+    with pytest.raises(ConfigError, match="test_fraction"):
+        crossval(data, "baseline", protocol="random", test_fraction=1.0)

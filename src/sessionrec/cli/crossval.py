@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,29 +10,25 @@ from rich.table import Table
 
 from sessionrec.cli import _options as o
 from sessionrec.cli._app import app, console
-from sessionrec.errors import ConfigError
-
-
-def parse_params(pairs: list[str] | None) -> dict[str, Any]:
-    """``["k=v", ...]`` → dict; values parsed as JSON when they parse, else kept as strings."""
-    out: dict[str, Any] = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--param expects key=value, not {pair!r}")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
+from sessionrec.cli.train import parse_params
 
 
 @app.command()
 def crossval(
     source: o.Source,
     model: Annotated[str, typer.Option(help="baseline | svd | autorec")] = "svd",
-    folds: Annotated[int, typer.Option(min=2, help="Number of folds.")] = 5,
-    seed: Annotated[int, typer.Option(help="Seed of the fold assignment.")] = 0,
+    folds: Annotated[int, typer.Option(min=2, help="Number of folds (kfold).")] = 5,
+    seed: Annotated[int, typer.Option(help="Seed of the fold assignment / random split.")] = 0,
+    protocol: Annotated[
+        str,
+        typer.Option(
+            help="kfold | random (one random split, --test-fraction held out: the seed's 70/30)"
+            " | time (the latest --test-fraction of ratings held out)."
+        ),
+    ] = "kfold",
+    test_fraction: Annotated[
+        float, typer.Option(help="Held-out share for the random and time protocols.")
+    ] = 0.3,
     param: Annotated[
         list[str] | None, typer.Option("--param", "-p", help="Model parameter key=value.")
     ] = None,
@@ -48,7 +43,7 @@ def crossval(
     time_unit: o.TimeUnit = None,
     separator: o.Separator = None,
 ) -> None:
-    """k-fold cross-validation of a rating model on raw ratings: RMSE, MAE, FCP per fold."""
+    """Cross-validate a rating model on raw ratings (k-fold, random or time split): RMSE, MAE, FCP."""
     from sessionrec._io import write_json
     from sessionrec.rating import Ratings, rating_model_class
     from sessionrec.rating import crossval as run_crossval
@@ -67,7 +62,9 @@ def crossval(
     data = Ratings.from_dataset(ds)
     console.print(
         f"{len(data):,} ratings, {data.n_users:,} users, {data.n_items:,} items; "
-        f"{model}, {folds} folds, seed {seed}"
+        f"{model}, "
+        + (f"{folds} folds" if protocol == "kfold" else f"{protocol} split {test_fraction:g}")
+        + f", seed {seed}"
     )
 
     def show(row: dict[str, Any]) -> None:
@@ -76,7 +73,17 @@ def crossval(
             f"fcp {row['fcp']:.4f}  ({row['fit_seconds']:.1f} s)"
         )
 
-    result = run_crossval(data, model, params, folds=folds, seed=seed, device=device, on_fold=show)
+    result = run_crossval(
+        data,
+        model,
+        params,
+        folds=folds,
+        seed=seed,
+        device=device,
+        on_fold=show,
+        protocol=protocol,
+        test_fraction=test_fraction,
+    )
     result["source"] = str(source)
     table = Table("", "rmse", "mae", "fcp", "fit s")
     for row in result["folds"]:

@@ -121,6 +121,7 @@ def compare(
     import time
 
     from sessionrec.evaluation import evaluate
+    from sessionrec.models.base import SessionModel
     from sessionrec.training import train
 
     _check_models(names)
@@ -134,6 +135,7 @@ def compare(
             seed=seed, device=device,
         )  # fmt: skip
         fit_s = time.perf_counter() - t0
+        assert isinstance(model, SessionModel)  # DEMO_MODELS are next-item models
         row: dict[str, Any] = {"fit_seconds": fit_s}
         for key, exclude in (("all", False), ("exclude_seen", True)):
             res = evaluate(model, test, cutoffs=CUTOFFS, exclude_seen=exclude)

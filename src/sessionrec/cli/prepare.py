@@ -47,12 +47,22 @@ def prepare(
     max_user_events: Annotated[
         int | None, typer.Option(help="Recursive filter: drop users above this (bots).")
     ] = None,
-    split: Annotated[str, typer.Option(help="time | user-time | leave-one-out | random")] = "time",
+    split: Annotated[
+        str,
+        typer.Option(
+            help="time | user-time | leave-one-out | random (whole sessions) | random-event "
+            "(single events: the rating-level 70/30 split)."
+        ),
+    ] = "time",
     test_days: Annotated[float, typer.Option(help="time split: test window in days.")] = 1.0,
     valid_days: Annotated[float, typer.Option(help="time split: valid window in days.")] = 1.0,
-    test_fraction: Annotated[float, typer.Option(help="user-time / random split.")] = 0.1,
-    valid_fraction: Annotated[float, typer.Option(help="user-time / random split.")] = 0.1,
-    seed: Annotated[int, typer.Option(help="random split seed.")] = 0,
+    test_fraction: Annotated[
+        float, typer.Option(help="user-time / random / random-event split.")
+    ] = 0.1,
+    valid_fraction: Annotated[
+        float, typer.Option(help="user-time / random / random-event split.")
+    ] = 0.1,
+    seed: Annotated[int, typer.Option(help="random / random-event split seed.")] = 0,
 ) -> None:
     """Sessionize, filter (recursively) and split a log into a PreparedData directory."""
     chosen = [x for x in (session, session_gap, session_column) if x]

@@ -62,7 +62,7 @@ def train(
 
     data = PreparedData(data_dir)
     if model in RATING_MODELS:
-        _train_rating(model, data, out, parse_params(param), fit_on, device)
+        _train_rating(model, data, out, parse_params(param), fit_on, seed, device)
         return
     m = run(
         model,
@@ -87,22 +87,16 @@ def train(
 
 
 def _train_rating(
-    name: str, data: Any, out: Path, params: dict[str, Any], fit_on: str, device: str
+    name: str, data: Any, out: Path, params: dict[str, Any], fit_on: str, seed: int, device: str
 ) -> None:
     """Fit a rating model on a PreparedData's ratings; per-epoch RMSE on valid when it has some."""
-    from sessionrec._io import write_json
-    from sessionrec.rating import create_rating_model
-    from sessionrec.rating.prepared import prepared_ratings
+    from sessionrec.rating.prepared import train_rating
 
-    model = create_rating_model(name, params, device=device)
-    train_r = prepared_ratings(data, fit_on)
-    valid_r = prepared_ratings(data, "valid") if fit_on == "train" else None
-    if valid_r is not None and len(valid_r) == 0:
-        valid_r = None
-    history: list[dict[str, Any]] = []
+    epochs = 0
 
     def on_epoch(record: dict[str, Any]) -> None:
-        history.append(dict(record))
+        nonlocal epochs
+        epochs += 1
         extra = f"  valid rmse {record['valid_rmse']:.4f}" if "valid_rmse" in record else ""
         console.print(
             f"epoch {record['epoch']}: train loss {record['train_loss']:.4f}{extra}  "
@@ -110,14 +104,12 @@ def _train_rating(
             highlight=False,
         )
 
+    console.print(f"{name} on {fit_on} of {data.path}", highlight=False)
+    m = train_rating(
+        name, data, out, params=params, fit_on=fit_on, seed=seed, device=device, on_epoch=on_epoch
+    )
     console.print(
-        f"{name} on {fit_on} of {data.path}: {len(train_r):,} ratings, "
-        f"{train_r.n_users:,} users, {train_r.n_items:,} items",
+        f"trained {name} on {len(m.train_ratings):,} ratings ({m.n_users:,} users, "
+        f"{m.n_items:,} items): {epochs} epoch(s) → {out}",
         highlight=False,
     )
-    model.items = data.items.drop("item_idx", strict=False)
-    model.fit(train_r, valid_r, callback=on_epoch)
-    model.save(out)
-    (out / "history.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
-    write_json(out / "data_meta.json", {"path": str(data.path), "fit_on": fit_on})
-    console.print(f"trained {name}: {len(history)} epoch(s) → {out}", highlight=False)

@@ -136,6 +136,8 @@ def prepare_frames(
         label = sp.label_time(events, cfg.test_days, cfg.valid_days)
     elif cfg.split == "random":
         label = sp.label_random(events, cfg.test_fraction, cfg.valid_fraction, cfg.seed)
+    elif cfg.split == "random-event":
+        label = sp.label_random_event(events, cfg.test_fraction, cfg.valid_fraction, cfg.seed)
     elif cfg.split == "user-time":
         label = sp.label_user_time(events, cfg.test_fraction, cfg.valid_fraction)
     else:

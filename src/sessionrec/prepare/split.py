@@ -17,7 +17,7 @@ from sessionrec import _schema as S
 
 TARGET = "target"
 PART = "_part"
-SPLITS = ("time", "user-time", "leave-one-out", "random")
+SPLITS = ("time", "user-time", "leave-one-out", "random", "random-event")
 
 
 def _grouped(events: pl.DataFrame) -> bool:
@@ -94,6 +94,25 @@ def label_random(
     return _broadcast(events, labels)
 
 
+def label_random_event(
+    events: pl.DataFrame, test_fraction: float, valid_fraction: float, seed: int
+) -> pl.Series:
+    """Single events drawn at random (seeded) into test and valid: the rating-level random
+    split (the seed's 70/30 with ``test_fraction=0.3, valid_fraction=0``).
+
+    Exactly ``round(N * test_fraction)`` events are test and ``round(N * valid_fraction)``
+    valid, as :func:`sessionrec.rating.random_split` cuts. A held-out event's earlier events of
+    its session become context rows of its part (see :func:`assemble`).
+    """
+    n = events.height
+    perm = np.random.default_rng(seed).permutation(n)
+    n_test, n_valid = round(n * test_fraction), round(n * valid_fraction)
+    part = np.zeros(n, dtype=np.int8)
+    part[perm[:n_test]] = 2
+    part[perm[n_test : n_test + n_valid]] = 1
+    return pl.Series(PART, part, dtype=pl.Int8)
+
+
 def label_user_time(events: pl.DataFrame, test_fraction: float, valid_fraction: float) -> pl.Series:
     """Per-user temporal hold-out: each user's last ``test_fraction`` of events is test, the
     ``valid_fraction`` before it valid (rounded up, at least one each when the user has 3+)."""
@@ -140,8 +159,8 @@ def _mixed(sessions: pl.Series, part: pl.Series) -> bool:
 def assemble(events: pl.DataFrame, part: pl.Series) -> dict[str, pl.DataFrame]:
     """Cut labelled events (sorted by session, time, row) into parts, adding context rows.
 
-    For a valid or test part that starts inside a session, the session's earlier events (of
-    lower parts) are included with ``target = False``.
+    For a valid or test part that starts inside a session, the session's earlier events of
+    lower parts (up to its last event in that part) are included with ``target = False``.
     """
     if _grouped(events) and not _mixed(events[S.SESSION], part):
         # Whole sessions in each part (time and random splits): no context rows to add.
@@ -153,13 +172,16 @@ def assemble(events: pl.DataFrame, part: pl.Series) -> dict[str, pl.DataFrame]:
     ev = events.with_columns(part.alias(PART), pl.int_range(pl.len()).over(S.SESSION).alias("_pos"))
     out = {"train": ev.filter(pl.col(PART) == 0).with_columns(pl.lit(True).alias(TARGET))}
     for code, name in ((1, "valid"), (2, "test")):
-        first = (
+        # Every earlier event of a lower part is history: for a suffix split (user-time,
+        # leave-one-out) that is the session's start; for random-event also the train events
+        # between held-out ones.
+        last = (
             ev.filter(pl.col(PART) == code)
             .group_by(S.SESSION)
-            .agg(pl.col("_pos").min().alias("_first"))
+            .agg(pl.col("_pos").max().alias("_last"))
         )
-        rows = ev.join(first, on=S.SESSION, how="inner", maintain_order="left").filter(
-            (pl.col(PART) == code) | ((pl.col("_pos") < pl.col("_first")) & (pl.col(PART) < code))
+        rows = ev.join(last, on=S.SESSION, how="inner", maintain_order="left").filter(
+            (pl.col(PART) == code) | ((pl.col("_pos") < pl.col("_last")) & (pl.col(PART) < code))
         )
-        out[name] = rows.with_columns((pl.col(PART) == code).alias(TARGET)).drop("_first")
+        out[name] = rows.with_columns((pl.col(PART) == code).alias(TARGET)).drop("_last")
     return {k: v.drop(PART, "_pos") for k, v in out.items()}

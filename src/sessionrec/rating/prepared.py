@@ -8,13 +8,22 @@ valid and test, so every rating is scored once; the training part keeps all its 
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import polars as pl
 
 from sessionrec import _schema as S
+from sessionrec._io import write_json
 from sessionrec.errors import DataError
 from sessionrec.prepare import PreparedData
+from sessionrec.rating.base import RatingModel
 from sessionrec.rating.data import Ratings
+
+log = logging.getLogger(__name__)
 
 
 def prepared_ratings(data: PreparedData, part: str) -> Ratings:
@@ -50,3 +59,57 @@ def prepared_ratings(data: PreparedData, part: str) -> Ratings:
         item_ids=item_ids,
         scale=(float(r_all.min()), float(r_all.max())) if len(r_all) else (1.0, 5.0),
     )
+
+
+def train_rating(
+    model_name: str,
+    data: PreparedData,
+    out_dir: str | Path,
+    *,
+    params: dict[str, Any] | None = None,
+    fit_on: str = "train",
+    seed: int = 0,
+    device: str = "cpu",
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> RatingModel:
+    """Fit a rating model on a PreparedData's ratings and write its directory.
+
+    With ``fit_on="train"`` and ratings in valid, every epoch record carries ``valid_rmse``.
+    The directory holds the model (config.json, weights, ids, items), ``history.jsonl``,
+    ``learning_curve.png`` and ``data_meta.json``.
+    """
+    from sessionrec.rating import rating_model_class
+    from sessionrec.training.curve import learning_curve, write_history
+
+    cls = rating_model_class(model_name)
+    params = dict(params or {})
+    if "seed" in getattr(cls.Config, "__dataclass_fields__", {}):
+        params.setdefault("seed", seed)
+    model = cls.from_params(params, device=device)
+    train_r = prepared_ratings(data, fit_on)
+    valid_r = prepared_ratings(data, "valid") if fit_on == "train" else None
+    if valid_r is not None and len(valid_r) == 0:
+        valid_r = None
+    history: list[dict[str, Any]] = []
+
+    def record(rec: dict[str, Any]) -> None:
+        history.append(dict(rec))
+        if on_epoch is not None:
+            on_epoch(rec)
+
+    log.info(
+        "%s on %s: %d ratings, %d users, %d items",
+        model_name,
+        fit_on,
+        len(train_r),
+        train_r.n_users,
+        train_r.n_items,
+    )
+    model.items = data.items.drop(S.ITEM_IDX, strict=False)
+    model.fit(train_r, valid_r, callback=record)
+    out = Path(out_dir)
+    model.save(out)
+    write_history(out / "history.jsonl", history)
+    learning_curve(out / "learning_curve.png", history, model_name)
+    write_json(out / "data_meta.json", {"path": str(data.path), "fit_on": fit_on, **data.meta})
+    return model

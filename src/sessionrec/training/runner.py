@@ -10,21 +10,23 @@ learning_curve.png.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 
-from sessionrec._io import atomic_dir, atomic_path, read_json, write_json
+from sessionrec._io import atomic_dir, read_json, write_json
 from sessionrec.errors import ConfigError, DataError
 from sessionrec.models import model_class
 from sessionrec.models.base import SessionModel, make_config
 from sessionrec.prepare.data import PreparedData, SessionData
+from sessionrec.training.curve import learning_curve, write_history
+
+if TYPE_CHECKING:
+    from sessionrec.rating.base import RatingModel
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +47,13 @@ def train(
     patience: int | None = None,
     resume: bool = False,
     progress: bool = True,
-) -> SessionModel:
+) -> SessionModel | RatingModel:
     """Train ``model_name`` on ``data`` and write the model directory ``out_dir``.
 
     Args:
-        model_name: a name of ``sessionrec.models.REGISTRY`` (``gru4rec``, ...).
+        model_name: a name of ``sessionrec.models.REGISTRY`` (``gru4rec``, ...) or of
+            ``sessionrec.rating.RATING_MODELS`` (``svd``, ...: fitted on the parts' ratings,
+            valid RMSE per epoch; ``valid_metric``, ``patience`` and ``resume`` do not apply).
         data: a PreparedData (or its directory).
         out_dir: the model directory to write.
         params: model hyperparameters (unknown names are rejected).
@@ -69,6 +73,21 @@ def train(
         data = PreparedData(data)
     if fit_on not in FIT_ON:
         raise ConfigError(f"fit_on must be one of {', '.join(FIT_ON)}, not {fit_on!r}")
+    from sessionrec.rating import RATING_MODELS
+
+    if model_name in RATING_MODELS:  # rating models: valid RMSE per epoch, no checkpoints
+        from sessionrec.rating.prepared import train_rating
+
+        return train_rating(
+            model_name,
+            data,
+            out_dir,
+            params=params,
+            fit_on=fit_on,
+            seed=seed,
+            device=device,
+            on_epoch=lambda r: log.info(_summary(r, improved=False)) if progress else None,
+        )
     out = Path(out_dir)
     cls = model_class(model_name)
     params = dict(params or {})
@@ -130,7 +149,7 @@ def train(
             else:
                 state["bad"] += 1
         bar.print(_summary(record, improved))
-        _write_history(out / "history.jsonl", state["history"])
+        write_history(out / "history.jsonl", state["history"])
         if hasattr(model, "training_state"):
             _checkpoint(ckpt, model, model_name, state, best_arrays if improved else None)
         return patience is not None and state["bad"] >= patience
@@ -150,7 +169,7 @@ def train(
         }
         record.update(valid_metrics())
         state["history"].append(record)
-        _write_history(out / "history.jsonl", state["history"])
+        write_history(out / "history.jsonl", state["history"])
     if best_arrays is not None and state["best_epoch"] != state["history"][-1]["epoch"]:
         log.info(
             "restoring the best epoch %s (%s %.4f)",
@@ -173,7 +192,7 @@ def train(
             "epochs": len(state["history"]),
         },
     )
-    _learning_curve(out / "learning_curve.png", state["history"], model_name)
+    learning_curve(out / "learning_curve.png", state["history"], model_name)
     return model
 
 
@@ -204,11 +223,6 @@ def _summary(record: dict[str, Any], improved: bool) -> str:
     return ", ".join(parts) + (" *" if improved else "")
 
 
-def _write_history(path: Path, history: list[dict[str, Any]]) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in history))
-
-
 def _checkpoint(
     path: Path,
     model: SessionModel,
@@ -235,33 +249,6 @@ def _checkpoint(
             tmp / "progress.json",
             {"model": model_name, "config": dataclasses.asdict(model.config), **state},
         )
-
-
-def _learning_curve(path: Path, history: list[dict[str, Any]], title: str) -> None:
-    """Train loss and valid metrics per epoch (matplotlib, Agg backend)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [r["epoch"] for r in history]
-    loss = [np.nan if r.get("train_loss") is None else r["train_loss"] for r in history]
-    valid = sorted({k for r in history for k in r if k.startswith("valid_")})
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(epochs, loss, "o-", color="tab:blue", label="train loss")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("train loss", color="tab:blue")
-    if valid:
-        ax2 = ax.twinx()
-        for key in valid:
-            ax2.plot(epochs, [r.get(key, np.nan) for r in history], "s--", label=key)
-        ax2.set_ylabel("valid metric")
-        ax2.legend(loc="center right")
-    ax.set_title(title)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
 
 
 class _ProgressBar:
