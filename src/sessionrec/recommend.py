@@ -13,6 +13,7 @@ from sessionrec import _schema as S
 from sessionrec.errors import SessionrecError
 
 if TYPE_CHECKING:
+    from sessionrec.ann import ItemIndex
     from sessionrec.models.base import SessionModel
 
 
@@ -96,13 +97,31 @@ def top_k_frame(
 
 
 def recommend(
-    model: SessionModel, session: Sequence[int | str], k: int = 10, *, exclude_seen: bool = True
+    model: SessionModel,
+    session: Sequence[int | str],
+    k: int = 10,
+    *,
+    exclude_seen: bool = True,
+    index: ItemIndex | None = None,
 ) -> pl.DataFrame:
-    """Top-``k`` next items after ``session`` (ids or titles) from a trained model."""
+    """Top-``k`` next items after ``session`` (ids or titles) from a trained model.
+
+    With ``index`` (``sessionrec.ann``), the model's query vector is searched in the index
+    instead of scoring the whole catalogue (two-tower, bpr, als).
+    """
     if model.items is None:
         raise SessionrecError("the model has no item table; train it through sessionrec.train")
     idx = resolve_items(model.items, session)
     if not idx:
         raise SessionrecError("the session is empty: give at least one item")
+    if index is not None:
+        from sessionrec.ann import session_queries
+
+        query = session_queries(model, [idx])
+        values, found = index.search(query, k, exclude=[idx] if exclude_seen else None)
+        scores = torch.full((model.n_items,), -torch.inf)
+        keep = found[0] >= 0
+        scores[torch.from_numpy(found[0][keep])] = torch.from_numpy(values[0][keep])
+        return top_k_frame(scores, k, model.items)
     scores = model.score_sessions([idx])[0]
     return top_k_frame(scores, k, model.items, exclude=idx if exclude_seen else ())

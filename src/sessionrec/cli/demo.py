@@ -82,6 +82,7 @@ DEMO_MODELS: dict[str, dict[str, Any]] = {
     "sknn": {},
     "vsknn": {},
     "bpr": {},
+    "als": {},
     "two-tower": {},
     "gru4rec": {
         "loss": "bpr-max",

@@ -11,7 +11,7 @@ from rich.table import Table
 from typer.core import TyperCommand
 
 from sessionrec.cli._app import app, console
-from sessionrec.errors import DataError, UnknownNameError
+from sessionrec.errors import ConfigError, DataError, UnknownNameError
 
 
 def expand_greedy(args: list[str], greedy: dict[str, Callable[[str], bool]]) -> list[str]:
@@ -101,6 +101,14 @@ def evaluate(
     threads: Annotated[
         int | None, typer.Option(help="CPU threads for torch (1 is fastest on a busy machine).")
     ] = None,
+    index: Annotated[
+        Path | None,
+        typer.Option(
+            help="Rank through this item index (from `sessionrec index`): items it does not "
+            "return in its top --index-depth rank last."
+        ),
+    ] = None,
+    index_depth: Annotated[int, typer.Option(help="Items taken from --index per query.")] = 100,
 ) -> None:
     """Next-item accuracy of a model: every position, full ranking, ties stated."""
     import torch
@@ -121,6 +129,12 @@ def evaluate(
     model = load_model(model_dir, device=device)
     data = PreparedData(data_dir)
     _check_vocabulary(model, data, model_dir)
+    if index is not None:
+        from sessionrec.ann import IndexedModel, load_index
+
+        if index_depth < max(cutoffs):
+            raise ConfigError(f"--index-depth {index_depth} is below the cutoff {max(cutoffs)}")
+        model = IndexedModel(model, load_index(index), depth=index_depth)
     part = data.part(split)
     items = data.items
     popularity = (
@@ -147,6 +161,7 @@ def evaluate(
         f"{model.name} on {split} of {data_dir} · protocol {protocol}"
         + (f" ({negatives} {negative_sampling} negatives)" if protocol == "sampled" else "")
         + f" · ties {ties} · {'excluding' if exclude_seen else 'including'} seen items"
+        + (f" · through the index {index} (top {index_depth})" if index is not None else "")
     )
     table = Table(title=title)
     for col in ("k", "Recall", "MRR", "NDCG", "coverage", "popularity"):
@@ -178,6 +193,8 @@ def evaluate(
         )
     if json_path is not None:
         out = {**res.to_dict(), "model": str(model_dir), "data": str(data_dir), "split": split}
+        if index is not None:
+            out["index"] = {"path": str(index), "depth": index_depth}
         write_json(json_path, out)
         console.print(f"results: {json_path}")
 
@@ -266,9 +283,14 @@ def recommend(
     k: Annotated[int, typer.Option("-k", "--k", help="How many items to recommend.")] = 10,
     include_seen: Annotated[bool, typer.Option(help="Allow items already in the session.")] = False,
     device: Annotated[str, typer.Option(help="cpu | cuda | auto")] = "cpu",
+    index: Annotated[
+        Path | None,
+        typer.Option(
+            help="Search this item index (from `sessionrec index`) instead of scoring all."
+        ),
+    ] = None,
 ) -> None:
     """The next items for a session (titles or ids) or for a user, with titles in the answer."""
-    from sessionrec.errors import ConfigError
     from sessionrec.models import load_model
     from sessionrec.recommend import resolve_items
 
@@ -283,7 +305,12 @@ def recommend(
         session = [str(i) for i in _user_history(model_dir, user)]
     assert session is not None
     model = load_model(model_dir, device=device)
-    frame = model.recommend(session, k, exclude_seen=not include_seen)
+    item_index = None
+    if index is not None:
+        from sessionrec.ann import load_index
+
+        item_index = load_index(index)
+    frame = model.recommend(session, k, exclude_seen=not include_seen, index=item_index)
     if user is None and model.items is not None and "title" in model.items.columns:
         idx = resolve_items(model.items, session)
         titles = dict(

@@ -116,6 +116,17 @@ class FactorSessionModel(SessionModel):
         query = total / count.clamp(min=1)[:, None]  # (B, F)
         return query @ self.item_factors.T + self.item_bias  # (B, n_items)
 
+    # -- vectors (sessionrec.ann): score = [mean, 1] · [factors, bias] ------------------------
+    def query_vectors(self, state: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """(B, F+1) the mean of each session's item factors, then a 1 that meets the bias."""
+        total, count = state
+        query = total / count.clamp(min=1).unsqueeze(1)
+        return torch.cat([query, torch.ones(len(query), 1, device=query.device)], dim=1)
+
+    def item_vectors(self) -> torch.Tensor:
+        """(n_items, F+1) the item factors with the item bias as the last column."""
+        return torch.cat([self.item_factors, self.item_bias[:, None]], dim=1)
+
     def state_arrays(self) -> dict[str, torch.Tensor]:
         return {"item_factors": self.item_factors, "item_bias": self.item_bias}
 

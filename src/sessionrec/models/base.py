@@ -184,15 +184,22 @@ class SessionModel(ABC):
         return out
 
     def recommend(
-        self, session: Sequence[int | str], k: int = 10, *, exclude_seen: bool = True
+        self,
+        session: Sequence[int | str],
+        k: int = 10,
+        *,
+        exclude_seen: bool = True,
+        index: Any = None,
     ) -> pl.DataFrame:
         """Top-``k`` next items for one session of item ids or titles, with titles.
 
-        Returns columns rank, item_id, title, year, genres (where known) and score.
+        ``index``: a ``sessionrec.ann.ItemIndex`` of this model's item vectors to search
+        instead of scoring every item. Returns columns rank, item_id, title, year, genres
+        (where known) and score.
         """
         from sessionrec.recommend import recommend
 
-        return recommend(self, session, k, exclude_seen=exclude_seen)
+        return recommend(self, session, k, exclude_seen=exclude_seen, index=index)
 
 
 def check_session_data(data: SessionData, n_items: int, where: str = "data") -> None:

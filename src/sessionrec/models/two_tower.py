@@ -7,7 +7,8 @@ tower: an item embedding. Training: every target event with at least one earlier
 example (context → next item); in-batch softmax over the batch's labels, each logit corrected
 by ``−log(expected count of that candidate in the batch)`` (logQ), accidental hits (the same
 item labelling another row) masked, optionally ``extra_negatives`` uniformly sampled items
-shared by the batch. Scoring: the query against every item embedding, exact (``B × n_items``).
+shared by the batch. Scoring: the query against every item embedding, exact (``B × n_items``);
+``query_vectors`` / ``item_vectors`` let ``sessionrec.ann`` serve it from an HNSW index.
 
 Streaming state: the last ``context_length`` items per slot; ``score`` runs the query tower on
 that window, the same function training used, so streaming equals ``score_sessions`` exactly.
@@ -186,9 +187,21 @@ class TwoTower(SessionModel):
 
     @torch.no_grad()
     def score(self, state: torch.Tensor) -> torch.Tensor:
+        return self.query_vectors(state) @ self.item_vectors().T  # (B, n_items)
+
+    # -- vectors (sessionrec.ann: exact or approximate top-k) ---------------------------------
+    @torch.no_grad()
+    def query_vectors(self, state: torch.Tensor) -> torch.Tensor:
+        """(B, dim) L2-normalised query-tower outputs for the windows in ``state``."""
         assert self.net is not None, "fit or load the model first"
         self.net.eval()
-        return self.net.query(state) @ self.net.candidates().T  # (B, n_items)
+        return self.net.query(state)
+
+    @torch.no_grad()
+    def item_vectors(self) -> torch.Tensor:
+        """(n_items, dim) L2-normalised candidate embeddings."""
+        assert self.net is not None, "fit or load the model first"
+        return self.net.candidates()
 
     def state_arrays(self) -> dict[str, torch.Tensor]:
         assert self.net is not None, "fit the model first"
