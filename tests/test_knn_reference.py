@@ -129,3 +129,25 @@ def test_latest_shared_item_two_ways_agree() -> None:
     s0 = sorted(set(TRAIN[-1]))  # the most recent training session is row 0
     assert int(spmm[0, 0]) == max(int(last_pos[0, i]) + 1 for i in s0)
     assert spmm[3].sum() == 0
+
+
+def test_scatter_path_scores_like_the_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Off the CPU the decay takes the scatter path; run it here through the whole model."""
+    from sessionrec.models import sknn
+
+    params = {"k": 5, "weighting_score": "quadratic", "tie_epsilon": 0.0}
+    model = create("vsknn", params).fit(session_data(TRAIN, N_ITEMS))
+    fast = model.score_sessions(QUERIES)
+    assert model.item_sessions is not None
+    index = model.item_sessions
+    used: list[bool] = []
+
+    def scatter(_: torch.Tensor, last_pos: torch.Tensor) -> torch.Tensor:
+        used.append(True)
+        return _latest_shared_scatter(index, last_pos)
+
+    monkeypatch.setattr(sknn, "_latest_shared_spmm", scatter)
+    assert torch.equal(model.score_sessions(QUERIES), fast) and used
+    ref = {"k": 5, "weighting": "harmonic", "weighting_score": "quadratic", "idf_weighting": 1.0}
+    expected = [reference_scores(TRAIN, q, **ref) for q in QUERIES]
+    np.testing.assert_allclose(fast.double().numpy(), expected, rtol=1e-5, atol=1e-6)
