@@ -322,7 +322,7 @@ class _Run:
                 if pred.any():
                     rows = np.flatnonzero(pred)
                     rows_t = torch.from_numpy(rows).to(dev)
-                    scores = model.score(state)[rows_t]  # (P, n_items)
+                    scores = model.score_rows(state, rows_t)  # (P, n_items)
                     tgt = torch.from_numpy(items[nxt[rows]]).to(dev)
                     s_seen = seen[rows_t] if seen is not None else None
                     rank_chunks.append(self._rank(scores, tgt, s_seen))

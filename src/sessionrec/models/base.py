@@ -115,6 +115,14 @@ class SessionModel(ABC):
     def score(self, state: Any) -> torch.Tensor:
         """(B, n_items) scores for the next item of each slot's session."""
 
+    def score_rows(self, state: Any, rows: torch.Tensor) -> torch.Tensor:
+        """(R, n_items) scores of the slots ``rows`` (R,) only: ``score(state)[rows]``.
+
+        The evaluator asks for the slots it predicts at this step; a model whose cost grows
+        with the number of slots (session kNN) overrides this to skip idle slots.
+        """
+        return self.score(state)[rows]
+
     # -- persistence ------------------------------------------------------------------------
     @abstractmethod
     def state_arrays(self) -> dict[str, torch.Tensor]:

@@ -8,9 +8,13 @@ neighbours, and an item scores the summed similarity of the neighbours that cont
 sessions sharing an item with ``q`` are candidates (the paper's speed-up). Items no neighbour
 holds are ordered by popularity through a tiny ``tie_epsilon``.
 
-Batched and vectorised: the (B, S) similarities come from one gather over an item → sessions
-index, neighbours from a stable sort per row (ties → the more recent session), and scores from
-one gather over the sessions → items matrix; no loop per item or per session.
+Batched and vectorised: the (B, S) similarities are one sparse × dense product with the
+sessions → items matrix, neighbours the ``k`` largest per row (ties → the more recent session)
+found with one ``topk`` for the k-th value rather than a full sort, V-SKNN's "most recent shared
+item" of every session one more sparse product in the (max, ×) semiring, and scores one product
+with the items → sessions matrix; no loop per item or per session. The evaluator scores only
+the slots it predicts (``score_rows``), so idle slots of the session-parallel batch cost
+nothing (BENCHMARKS.md, "Session kNN evaluation speed").
 """
 
 from __future__ import annotations
@@ -155,14 +159,22 @@ class SKNN(SessionModel):
 
     def score(self, state: KNNState) -> torch.Tensor:
         """(B, n_items) summed neighbour similarities plus the popularity tie-break."""
+        return self._score(state.items, state.lengths)
+
+    def score_rows(self, state: KNNState, rows: torch.Tensor) -> torch.Tensor:
+        """(R, n_items) ``score(state)[rows]``, computed for those slots only."""
+        rows = rows.to(self.device)
+        return self._score(state.items[rows], state.lengths[rows])
+
+    def _score(self, items: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         if self.sessions is None or self.tiebreak is None:
             raise RuntimeError(f"{self.name}: call fit() or load_from() before scoring")
-        n_batch = state.items.shape[0]
+        n_batch = items.shape[0]
         out = torch.empty(n_batch, self.n_items, device=self.device)
         block = max(1, _SIM_BLOCK // max(1, self.sessions.n_rows))
         for lo in range(0, n_batch, block):
             hi = min(n_batch, lo + block)
-            out[lo:hi] = self._score_block(state.items[lo:hi], state.lengths[lo:hi])
+            out[lo:hi] = self._score_block(items[lo:hi], lengths[lo:hi])
         return out
 
     # -- the model --------------------------------------------------------------------------
@@ -174,7 +186,8 @@ class SKNN(SessionModel):
         return False
 
     def _neighbour_decay(self, dist_of_shared: torch.Tensor) -> torch.Tensor:
-        """(N,) multiplier of each neighbour from the distance of its most recent shared item."""
+        """Multiplier of each neighbour from the distance of its most recent shared item
+        (elementwise, any shape)."""
         return torch.ones(dist_of_shared.shape, device=self.device)
 
     def _score_block(self, items: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -200,55 +213,38 @@ class SKNN(SessionModel):
             sims = sims / self._session_norm.unsqueeze(0) / q_norm.unsqueeze(1)
         else:
             sims = sims / latest.sum(1).clamp_min(1).unsqueeze(1)
-        n_sess = n_sess_all = sims.shape[1]
-        cand: torch.Tensor | None = None
+        n_sess = sims.shape[1]
         if 0 < cfg.sample_size < n_sess:
-            # the most recent sessions sharing an item (lower index = more recent)
+            # only the most recent sessions sharing an item are candidates (lower index = more
+            # recent); the others drop to similarity 0, i.e. out of the neighbourhood
             recency = torch.arange(n_sess, 0, -1, device=self.device).unsqueeze(0)
             cand = torch.topk(torch.where(sims > 0, recency, 0), cfg.sample_size, dim=1).indices
-            sims = sims.gather(1, cand)
-        # stable: among equal similarities the more recent session wins, whatever the batch
-        vals, idx = torch.sort(sims, dim=1, descending=True, stable=True)
-        vals, idx = vals[:, : cfg.k], idx[:, : cfg.k]
-        if cand is not None:
-            idx = cand.gather(1, idx)
-        idx = torch.where(vals > 0, idx, -1)
-        nb_weights = vals
-        dist_all = torch.where(last_pos >= 0, lengths.unsqueeze(1) - 1 - last_pos, -1)
-        decay = self._decay_for(idx, dist_all)
-        if decay is not None:
-            nb_weights = nb_weights * decay
-        # neighbour weights as a dense (b, S) matrix, then (b, n_items) through items → sessions
-        nb = torch.zeros(n_b, n_sess_all, device=self.device)
-        nb.scatter_add_(1, idx.clamp_min(0), torch.where(idx >= 0, nb_weights, 0))
+            sims = torch.zeros_like(sims).scatter_(1, cand, sims.gather(1, cand))
+        chosen = _top_k_mask(sims, cfg.k)
+        nb = torch.where(chosen, sims, 0)
+        if self._has_decay():
+            nb = nb * self._neighbour_decay(self._shared_distance(last_pos, lengths))
+        # (b, n_items) through the (n_items, S) items → sessions matrix
         scores = _spmm(self._item_sessions_t, nb)
         if self.item_weights is not None:
             scores = scores * self.item_weights.unsqueeze(0)
         return scores.add_(self.tiebreak, alpha=float(cfg.tie_epsilon))
 
-    def _decay_for(self, idx: torch.Tensor, dist_all: torch.Tensor) -> torch.Tensor | None:
-        """(b, k) neighbour decay from the most recent item each neighbour shares, or None.
+    def _shared_distance(self, last_pos: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(b, S) distance from the end of the most recent item each training session shares
+        with the current one (only read where the session is a neighbour, i.e. shares one).
 
         Args:
-            idx: (b, k) neighbour sessions, −1 for none.
-            dist_all: (b, n_items) distance from the end of each item's latest occurrence in
-                the current session, −1 if absent.
+            last_pos: (b, n_items) latest position of each item in the current session, −1
+                if absent.
+            lengths: (b,) events in the current session.
         """
-        if not self._has_decay():
-            return None
-        assert self.sessions is not None
-        valid = idx >= 0
-        flat_nb = idx[valid]
-        b_of = torch.arange(idx.shape[0], device=self.device).unsqueeze(1).expand_as(idx)[valid]
-        entries, owner = expand_rows(self.sessions.indptr, flat_nb)
-        d = dist_all[b_of[owner], self.sessions.indices[entries]]
-        big = torch.iinfo(torch.long).max
-        dmin = torch.full((flat_nb.numel(),), big, dtype=torch.long, device=self.device)
-        dmin.scatter_reduce_(0, owner, torch.where(d >= 0, d, big), "amin")
-        dmin = torch.where(dmin == big, 0, dmin)  # cannot happen for a neighbour; be safe
-        out = torch.zeros(idx.shape, device=self.device)
-        out[valid] = self._neighbour_decay(dmin)
-        return out
+        assert self.item_sessions is not None
+        if self.device.type == "cpu":
+            latest = _latest_shared_spmm(self._sessions_t, last_pos)
+        else:
+            latest = _latest_shared_scatter(self.item_sessions, last_pos)
+        return lengths.unsqueeze(1) - latest
 
     # -- persistence ------------------------------------------------------------------------
     def state_arrays(self) -> dict[str, torch.Tensor]:
@@ -265,6 +261,53 @@ class SKNN(SessionModel):
         self.tiebreak = arrays["tiebreak"].to(self.device, torch.float32)
         w = arrays.get("item_weights")
         self.item_weights = None if w is None else w.to(self.device, torch.float32)
+
+
+def _top_k_mask(sims: torch.Tensor, k: int) -> torch.Tensor:
+    """(b, S) bool: each row's ``k`` largest positive entries, ties → the lower index.
+
+    The same set as a stable descending sort cut at ``k``, without sorting every row: all
+    entries above the k-th largest value, then the first entries equal to it until ``k``.
+    """
+    n_b, n_sess = sims.shape
+    if k >= n_sess or n_b == 0:
+        return sims > 0
+    kth = torch.topk(sims, k, dim=1).values[:, -1:]
+    above = sims > kth
+    at = sims == kth
+    room = k - above.sum(1, keepdim=True)
+    return (above | (at & (at.cumsum(1) <= room))) & (sims > 0)
+
+
+def _latest_shared_spmm(sessions_t: torch.Tensor, last_pos: torch.Tensor) -> torch.Tensor:
+    """(b, S) 1 + the latest position of an item each session shares with the current one.
+
+    A sparse × dense product in the (max, ×) semiring: the (S, n_items) binary sessions times
+    (last_pos + 1)ᵀ, reduced by max (torch implements ``reduce=`` for CSR on the CPU only).
+    Positions are small integers, exact in float32.
+
+    Args:
+        sessions_t: (S, n_items) torch sparse CSR, binary.
+        last_pos: (b, n_items) int64 latest position of each item in the current session,
+            −1 if absent.
+
+    Returns:
+        (b, S) int64, 0 where the session shares no item.
+    """
+    dense = (last_pos + 1).t().float()
+    return torch.sparse.mm(sessions_t, dense, "amax").t().long()
+
+
+def _latest_shared_scatter(item_sessions: CSR, last_pos: torch.Tensor) -> torch.Tensor:
+    """As ``_latest_shared_spmm``, by a scatter-max over the sessions of each item present in
+    the current session (any device); ``item_sessions`` is the (n_items, S) index."""
+    n_b, n_sess = last_pos.shape[0], item_sessions.n_cols
+    b_idx, item = torch.nonzero(last_pos >= 0, as_tuple=True)
+    flat, owner = expand_rows(item_sessions.indptr, item)
+    latest = torch.zeros(n_b * n_sess, dtype=torch.long, device=last_pos.device)
+    at = b_idx[owner] * n_sess + item_sessions.indices[flat]
+    latest.scatter_reduce_(0, at, last_pos[b_idx, item][owner] + 1, "amax")
+    return latest.view(n_b, n_sess)
 
 
 def _spmm(m: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
