@@ -347,7 +347,14 @@ class IndexedModel(SessionModel):
     @torch.no_grad()
     def score(self, state: Any) -> torch.Tensor:
         model: Any = self.model
-        q = model.query_vectors(state)
+        return self._scores(model.query_vectors(state))
+
+    @torch.no_grad()
+    def score_rows(self, state: Any, rows: torch.Tensor) -> torch.Tensor:
+        model: Any = self.model
+        return self._scores(model.query_vectors(state)[rows.to(self.device)])
+
+    def _scores(self, q: torch.Tensor) -> torch.Tensor:
         scores, idx = self.index.search(q, self.depth)
         out = torch.full((len(idx), self.n_items), -torch.inf)
         rows = np.repeat(np.arange(len(idx)), idx.shape[1])
