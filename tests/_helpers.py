@@ -32,6 +32,19 @@ def py_rank(
     }[ties]
 
 
+def run_cli(argv: list[str], capsys: Any) -> tuple[int, str, str]:
+    """Run ``sessionrec ARGV`` in-process: (exit code, stdout, stderr)."""
+    from sessionrec.cli import main
+
+    code = 0
+    try:
+        main(argv)
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
 def session_data(
     sessions: list[list[int]], n_items: int, targets: list[list[bool]] | None = None
 ) -> SessionData:

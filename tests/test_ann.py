@@ -24,11 +24,10 @@ from sessionrec.ann import (
     prefix_sessions,
     session_queries,
 )
-from sessionrec.cli import main
 from sessionrec.errors import ConfigError, DataError
 from sessionrec.evaluation import evaluate
 from sessionrec.models import REGISTRY, create, model_class
-from tests._helpers import session_data
+from tests._helpers import run_cli, session_data
 
 needs_faiss = pytest.mark.skipif(
     importlib.util.find_spec("faiss") is None, reason="the ann extra (faiss-cpu) is not installed"
@@ -172,13 +171,8 @@ def test_prefix_sessions_are_the_evaluated_histories() -> None:
 
 
 def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    code = 0
-    try:
-        main(argv)
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out + out.err
+    code, out, err = run_cli(argv, capsys)
+    return code, out + err
 
 
 @needs_faiss

@@ -7,23 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _helpers import session_data
+from _helpers import run_cli, session_data
 from conftest import write_log
 
 import sessionrec as sr
-from sessionrec.cli import main
 from sessionrec.cli.evaluate import expand_greedy
 from sessionrec.models import create
-
-
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    code = 0
-    try:
-        main(argv)
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def model_dir(name: str, data: sr.PreparedData, path: Path) -> Path:
@@ -71,7 +60,7 @@ def test_evaluate_prints_and_writes_json(
 ) -> None:
     m = model_dir("pop", tiny, tmp_path / "pop")
     out = tmp_path / "res.json"
-    code, stdout, _ = run(
+    code, stdout, _ = run_cli(
         ["evaluate", str(m), str(tiny.path), "--cutoffs", "1", "3", "--json", str(out),
          "--exclude-seen", "--device", "cpu"],
         capsys,
@@ -101,7 +90,7 @@ def test_evaluate_sampled_and_last(
 ) -> None:
     m = model_dir("spop", tiny, tmp_path / "spop")
     out = tmp_path / "s.json"
-    code, stdout, _ = run(
+    code, stdout, _ = run_cli(
         ["evaluate", str(m), str(tiny.path), "--protocol", "sampled", "--negatives", "3",
          "--negative-sampling", "popularity", "--json", str(out)],
         capsys,
@@ -109,7 +98,7 @@ def test_evaluate_sampled_and_last(
     assert code == 0 and "sampled" in stdout
     res = json.loads(out.read_text())
     assert res["protocol"]["sampled"] is True and res["protocol"]["negatives"] == 3
-    code, stdout, _ = run(
+    code, stdout, _ = run_cli(
         ["evaluate", str(m), str(tiny.path), "--protocol", "last", "--split", "valid",
          "--json", str(out)],
         capsys,
@@ -122,16 +111,16 @@ def test_evaluate_errors_are_one_line_exit_2(
     tiny: sr.PreparedData, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     m = model_dir("pop", tiny, tmp_path / "pop")
-    code, _, err = run(["evaluate", str(m), str(tiny.path), "--ties", "random"], capsys)
+    code, _, err = run_cli(["evaluate", str(m), str(tiny.path), "--ties", "random"], capsys)
     assert code == 2 and "unknown tie mode 'random'" in err
-    code, _, err = run(["evaluate", str(m), str(tiny.path), "--split", "dev"], capsys)
+    code, _, err = run_cli(["evaluate", str(m), str(tiny.path), "--split", "dev"], capsys)
     assert code == 2 and "unknown split" in err
-    code, _, err = run(["evaluate", str(tmp_path / "nope"), str(tiny.path)], capsys)
+    code, _, err = run_cli(["evaluate", str(tmp_path / "nope"), str(tiny.path)], capsys)
     assert code == 2 and "config.json" in err
     # a model over another vocabulary is refused rather than silently mis-scored
     other = create("pop").fit(session_data([[0, 1, 2]], 3))
     other.save(tmp_path / "other")
-    code, _, err = run(["evaluate", str(tmp_path / "other"), str(tiny.path)], capsys)
+    code, _, err = run_cli(["evaluate", str(tmp_path / "other"), str(tiny.path)], capsys)
     assert code == 2 and "8 items" in err
 
 
@@ -139,7 +128,7 @@ def test_recommend_by_id_without_titles(
     tiny: sr.PreparedData, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     m = model_dir("pop", tiny, tmp_path / "pop")
-    code, stdout, _ = run(["recommend", str(m), "--session", "4", "8", "-k", "3"], capsys)
+    code, stdout, _ = run_cli(["recommend", str(m), "--session", "4", "8", "-k", "3"], capsys)
     assert code == 0
     # pop over train counts: item ids 4 (20) and 8 (19) are seen, so 7 (18), 6 (17), 5 (13)
     counts = dict(zip(tiny.items["item_id"], tiny.items["count"], strict=True))
@@ -157,14 +146,14 @@ def test_ml100k_evaluate_and_recommend_by_title(
     )
     m = model_dir("pop", data, tmp_path / "pop")
     out = tmp_path / "r.json"
-    code, stdout, _ = run(["evaluate", str(m), str(data.path), "--json", str(out)], capsys)
+    code, stdout, _ = run_cli(["evaluate", str(m), str(data.path), "--json", str(out)], capsys)
     assert code == 0 and "predictions: 7,117" in stdout
     assert json.loads(out.read_text())["predictions"] == 7117
-    code, stdout, _ = run(
+    code, stdout, _ = run_cli(
         ["recommend", str(m), "--session", "Toy Story (1995)", "Heat (1995)", "-k", "10"], capsys
     )
     assert code == 0
     assert "Star Wars" in stdout and "session: Toy Story (1995) → Heat (1995)" in stdout
     assert stdout.count("│") >= 10 * 6
-    code, _, err = run(["recommend", str(m), "--session", "Toy Stori", "-k", "3"], capsys)
+    code, _, err = run_cli(["recommend", str(m), "--session", "Toy Stori", "-k", "3"], capsys)
     assert code == 2 and "closest: Toy Story (1995)" in err

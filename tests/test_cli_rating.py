@@ -10,17 +10,12 @@ import polars as pl
 import pytest
 
 import sessionrec as sr
-from sessionrec.cli import main
+from tests._helpers import run_cli
 
 
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    code = 0
-    try:
-        main(argv)
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out + out.err
+    code, out, err = run_cli(argv, capsys)
+    return code, out + err
 
 
 @pytest.fixture
