@@ -138,3 +138,17 @@ def test_cli_train(
               "--param", "no_such=1"])  # fmt: skip
     assert exc.value.code == 2
     assert "no_such" in capsys.readouterr().err
+
+
+def test_long_runs_print_about_twenty_epoch_lines(
+    prepared: sr.PreparedData, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    pytest.importorskip("implicit")
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="sessionrec.training.runner"):
+        sr.train("bpr", prepared, tmp_path / "b", params={"epochs": 60, "factors": 4},
+                 fit_on="train+valid", progress=False)  # fmt: skip
+    printed = [r.getMessage().split(",")[0] for r in caplog.records if "events/s" in r.getMessage()]
+    assert printed == ["epoch 1", *(f"epoch {e}" for e in range(3, 61, 3))]
+    assert len(history(tmp_path / "b")) == 60  # the file keeps every epoch

@@ -126,6 +126,9 @@ def train(
 
         best_arrays = load_file(str(ckpt / "best.safetensors"), device=str(model.device))
     metric_key = f"valid_{valid_metric}"
+    # Long runs without valid metrics (bpr: 100 epochs) print about 20 lines, not one each.
+    planned = getattr(model.config, "epochs", None) or getattr(model.config, "n_epochs", None)
+    print_every = max(1, -(-int(planned) // 20)) if planned else 1
     bar = _ProgressBar(progress, first_epoch=getattr(model, "epochs_done", 0))
 
     def valid_metrics() -> dict[str, float]:
@@ -148,7 +151,9 @@ def train(
                 improved = True
             else:
                 state["bad"] += 1
-        bar.print(_summary(record, improved))
+        epoch = record["epoch"]
+        if improved or epoch == 1 or epoch % print_every == 0 or epoch == planned:
+            bar.print(_summary(record, improved))  # history.jsonl keeps every epoch
         write_history(out / "history.jsonl", state["history"])
         if hasattr(model, "training_state"):
             _checkpoint(ckpt, model, model_name, state, best_arrays if improved else None)
