@@ -107,3 +107,14 @@ def test_sequence_examples_by_hand() -> None:
     got = sorted(tuple(d.session(s).tolist()) for d in both for s in range(d.n_sessions))
     assert got == [(0, 1), (1, 2)]  # item_idx: 10→0, 11→1, 13→2; context of one item
     assert all(d.target.tolist() == [False, True] for d in both)
+
+
+def test_progress_hook_reports_every_example_of_an_epoch() -> None:
+    data = _data([[i % 5, (i + 1) % 5, (i + 2) % 5] for i in range(50)], 5)
+    m = create("two-tower", {"dim": 4, "epochs": 2, "batch_size": 2})
+    calls: list[tuple[int, int, float]] = []
+    m.progress_hook = lambda done, total, loss: calls.append((done, total, loss))  # type: ignore[attr-defined]
+    m.fit(data)
+    # 100 examples (two labels per session) in 50 batches: every 20 batches and the last one
+    assert [c[0] for c in calls] == [40, 80, 100] * 2
+    assert all(c[1] == 100 and c[2] > 0 for c in calls)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
@@ -97,6 +98,9 @@ class TwoTower(SessionModel):
     def __init__(self, config: Any = None, **kw: Any) -> None:
         super().__init__(config, **kw)
         self.net: _Towers | None = None
+        #: Called as (examples done, examples per epoch, mean loss) during an epoch (the
+        #: runner's progress bar).
+        self.progress_hook: Callable[[int, int, float], None] | None = None
 
     def _build(self) -> _Towers:
         with torch.random.fork_rng(devices=[]):
@@ -161,6 +165,12 @@ class TwoTower(SessionModel):
                 opt.step()
                 total += float(loss.detach())
                 batches += 1
+                if self.progress_hook is not None and (
+                    batches % 20 == 0 or a + c.batch_size >= len(order)
+                ):
+                    self.progress_hook(
+                        min(a + c.batch_size, len(order)), len(order), total / batches
+                    )
             seconds = time.perf_counter() - started
             rec: dict[str, Any] = {
                 "epoch": epoch,
