@@ -118,3 +118,37 @@ def test_progress_hook_reports_every_example_of_an_epoch() -> None:
     # 100 examples (two labels per session) in 50 batches: every 20 batches and the last one
     assert [c[0] for c in calls] == [40, 80, 100] * 2
     assert all(c[1] == 100 and c[2] > 0 for c in calls)
+
+
+def test_prepare_examples_cli_writes_one_prediction_per_example(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import polars as pl
+
+    import sessionrec as sr
+    from tests._helpers import run_cli
+
+    rng = np.random.default_rng(0)
+    rows = [(u, int(i), int(rng.integers(1, 6)), 1000 * u + k)
+            for u in range(30) for k, i in enumerate(rng.permutation(20)[: 4 + u % 5])]  # fmt: skip
+    log = tmp_path / "r.csv"
+    pl.DataFrame(
+        rows, schema=["user_id", "item_id", "rating", "timestamp"], orient="row"
+    ).write_csv(log)
+    argv = ["prepare", str(log), "--out", str(tmp_path / "ex"), "--examples", "tfrs",
+            "--max-context", "2", "--test-fraction", "0.25", "--seed", "3"]  # fmt: skip
+    code, out, err = run_cli(argv, capsys)
+    assert code == 0, out + err
+    data = sr.PreparedData(tmp_path / "ex")
+    # the examples: every rating >= 2 after the first of a user's timeline (>= 3 of them)
+    kept = pl.read_csv(log).filter(pl.col("rating") >= 2)
+    kept = kept.filter(pl.len().over("user_id") >= 3)
+    n_examples = kept.height - kept["user_id"].n_unique()
+    c = data.meta["counts"]
+    assert c["train"]["events"] + c["test"]["events"] == n_examples
+    assert c["test"]["events"] == n_examples - round(n_examples * 0.75)
+    assert data.test.n_predictions == c["test"]["events"] and data.valid.n_sessions == 0
+    assert max(data.test.lengths) <= 3  # context of at most 2, then the label
+    code, out, err = run_cli(["prepare", str(log), "--out", str(tmp_path / "x"),
+                              "--examples", "bert4rec"], capsys)  # fmt: skip
+    assert code == 2 and "tfrs" in err and not (tmp_path / "x").exists()

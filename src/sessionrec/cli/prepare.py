@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -63,6 +63,17 @@ def prepare(
         float, typer.Option(help="user-time / random / random-event split.")
     ] = 0.1,
     seed: Annotated[int, typer.Option(help="random / random-event split seed.")] = 0,
+    examples: Annotated[
+        str | None,
+        typer.Option(
+            help="tfrs: instead of sessions, the TensorFlow Recommenders tutorial's examples "
+            "(ratings >= --min-rating [2], user timelines >= --min-timeline, context <= "
+            "--max-context previous items, label = the next one, --test-fraction of examples "
+            "at random as test)."
+        ),
+    ] = None,
+    max_context: Annotated[int, typer.Option(help="--examples: context length.")] = 10,
+    min_timeline: Annotated[int, typer.Option(help="--examples: shortest timeline.")] = 3,
 ) -> None:
     """Sessionize, filter (recursively) and split a log into a PreparedData directory."""
     chosen = [x for x in (session, session_gap, session_column) if x]
@@ -80,6 +91,10 @@ def prepare(
         source, session_column, user_column, item_column, time_column, rating_column,
         event_type_column, time_unit, separator,
     )  # fmt: skip
+    if examples is not None:
+        _prepare_examples(ds, out, examples, min_rating, min_timeline, max_context,
+                          test_fraction, seed)  # fmt: skip
+        return
     cfg = PrepareConfig(
         session=how,
         min_rating=min_rating,
@@ -115,3 +130,40 @@ def print_prepared(data: PreparedData) -> None:
             console.print(
                 f"filter round {i}: removed " + ", ".join(f"{v:,} by {k}" for k, v in r.items())
             )
+
+
+def _prepare_examples(
+    ds: Any,
+    out: Path,
+    kind: str,
+    min_rating: float | None,
+    min_timeline: int,
+    max_context: int,
+    test_fraction: float,
+    seed: int,
+) -> None:
+    from sessionrec.prepare.examples import prepare_examples
+
+    if kind != "tfrs":
+        raise ConfigError(f"--examples takes 'tfrs', not {kind!r}")
+    data = prepare_examples(
+        ds,
+        out,
+        min_rating=2.0 if min_rating is None else min_rating,
+        min_timeline=min_timeline,
+        max_context=max_context,
+        test_fraction=test_fraction,
+        seed=seed,
+    )
+    table = Table(title=f"tfrs examples: {data.path}")
+    for col in ("part", "examples", "rows (with context)", "items"):
+        table.add_column(col, justify="right" if col != "part" else "left")
+    for part, c in data.meta["counts"].items():
+        if part != "valid":
+            table.add_row(part, f"{c['events']:,}", f"{c['rows']:,}", f"{c['items']:,}")
+    console.print(table)
+    console.print(
+        f"{data.n_items:,} items; one prediction per example: evaluate with --cutoffs 1 5 10 50 "
+        "100 for the tutorial's top-k accuracy (= Recall@k)",
+        highlight=False,
+    )

@@ -16,13 +16,15 @@ it unchanged: one prediction per example.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from sessionrec import _schema as S
-from sessionrec.errors import DataError
-from sessionrec.prepare.data import SessionData
+from sessionrec.datasets import Dataset
+from sessionrec.errors import ConfigError, DataError
+from sessionrec.prepare.data import PreparedData, SessionData
 
 
 @dataclass(frozen=True)
@@ -86,3 +88,95 @@ def sequence_examples(
         )
 
     return SequenceExamples(build(np.sort(perm[:n_train])), build(np.sort(perm[n_train:])), items)
+
+
+def _frame(part: SessionData, item_ids: np.ndarray) -> pl.DataFrame:
+    """A part frame (the PreparedData columns) from example SessionData."""
+    session = np.repeat(part.session_ids, part.lengths)
+    return pl.DataFrame(
+        {
+            S.SESSION: pl.Series(session, dtype=pl.Int64),
+            S.ITEM_IDX: pl.Series(part.items, dtype=pl.Int64),
+            S.ITEM: pl.Series(item_ids[part.items]),
+            S.TIME: pl.Series(part.timestamps, dtype=pl.Int64).cast(pl.Datetime("us", "UTC")),
+            "target": pl.Series(part.target, dtype=pl.Boolean),
+        }
+    )
+
+
+def prepare_examples(
+    source: str | Path | Dataset,
+    out: str | Path,
+    *,
+    min_rating: float | None = 2.0,
+    min_timeline: int = 3,
+    max_context: int = 10,
+    test_fraction: float = 0.1,
+    seed: int = 0,
+) -> PreparedData:
+    """Write the tutorial's examples as a PreparedData directory (valid empty).
+
+    Each example is a "session" of its context rows (``target`` False) and its label, so
+    ``sessionrec train`` and ``sessionrec evaluate`` read it unchanged and make one prediction
+    per example: Recall@k is then the tutorial's top-k accuracy (``--cutoffs 1 5 10 50 100``).
+    Item ``count`` in items.parquet counts training labels.
+    """
+    from datetime import UTC, datetime
+
+    from sessionrec.datasets import load
+    from sessionrec.prepare.pipeline import _version, write_prepared
+
+    if not 0 < test_fraction < 1:
+        raise ConfigError(f"test_fraction must lie in (0, 1), not {test_fraction}")
+    ds = source if isinstance(source, Dataset) else load(source)
+    ex = sequence_examples(
+        ds.events,
+        min_rating=min_rating,
+        min_timeline=min_timeline,
+        max_context=max_context,
+        train_fraction=1 - test_fraction,
+        seed=seed,
+        item_meta=ds.items,
+    )
+    item_ids = ex.items[S.ITEM].to_numpy()
+    parts = {"train": _frame(ex.train, item_ids), "test": _frame(ex.test, item_ids)}
+    parts["valid"] = parts["test"].clear()
+    labels = ex.train.items[ex.train.target]
+    items = ex.items.with_columns(
+        pl.Series("count", np.bincount(labels, minlength=ex.items.height), dtype=pl.Int64)
+    )
+    counts = {
+        name: {
+            "events": int(df["target"].sum()),
+            "rows": df.height,
+            "sessions": df[S.SESSION].n_unique(),
+            "items": items.height if name == "train" else df[S.ITEM_IDX].n_unique(),
+        }
+        for name, df in parts.items()
+    }
+    meta = {
+        "format": "sessionrec.prepared/1",
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "source": {
+            "name": ds.name,
+            "files": [str(f) for f in ds.files],
+            "sha256": ds.checksum(),
+            **ds.info,
+        },
+        "params": {
+            "examples": "tfrs",
+            "min_rating": min_rating,
+            "min_timeline": min_timeline,
+            "max_context": max_context,
+            "test_fraction": test_fraction,
+            "seed": seed,
+        },
+        "raw_events": ds.events.height,
+        "dropped": {},
+        "counts": counts,
+        "n_items": items.height,
+        "has_ratings": False,
+        "has_users": False,
+        "package_version": _version(),
+    }
+    return write_prepared(out, {**parts, "items": items}, meta)
