@@ -1,4 +1,4 @@
-"""Rating prediction (explicit ratings; RMSE, MAE, FCP): biased baseline, SVD, AutoRec.
+"""Rating prediction (explicit ratings; RMSE, MAE, FCP): biased baseline, SVD, SVD++, AutoRec.
 
 Rating models predict ``r̂(user, item)``; they are not next-item ``SessionModel``\\ s and sit in
 their own registry, ``RATING_MODELS``, beside ``sessionrec.models.REGISTRY``.
@@ -23,6 +23,7 @@ from sessionrec.rating.metrics import fcp, mae, rating_metrics, rmse
 RATING_MODELS: dict[str, tuple[str, str]] = {
     "baseline": ("sessionrec.rating.baseline", "Baseline"),
     "svd": ("sessionrec.rating.svd", "SVD"),
+    "svdpp": ("sessionrec.rating.svdpp", "SVDpp"),
     "autorec": ("sessionrec.rating.autorec", "AutoRec"),
 }
 
