@@ -11,6 +11,7 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
+from _helpers import run_cli, session_data
 
 from sessionrec.ann import (
     ExactIndex,
@@ -27,7 +28,6 @@ from sessionrec.ann import (
 from sessionrec.errors import ConfigError, DataError
 from sessionrec.evaluation import evaluate
 from sessionrec.models import REGISTRY, create, model_class
-from tests._helpers import run_cli, session_data
 
 needs_faiss = pytest.mark.skipif(
     importlib.util.find_spec("faiss") is None, reason="the ann extra (faiss-cpu) is not installed"

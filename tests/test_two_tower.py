@@ -124,9 +124,9 @@ def test_prepare_examples_cli_writes_one_prediction_per_example(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import polars as pl
+    from _helpers import run_cli
 
     import sessionrec as sr
-    from tests._helpers import run_cli
 
     rng = np.random.default_rng(0)
     rows = [(u, int(i), int(rng.integers(1, 6)), 1000 * u + k)
