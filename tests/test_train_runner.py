@@ -67,18 +67,27 @@ def test_train_writes_the_model_directory(prepared: sr.PreparedData, tmp_path: P
     assert int(ckpt["epochs_done"][0]) == 3 and any(k.startswith("opt/") for k in ckpt)
 
 
-def test_resume_continues_from_the_checkpoint(prepared: sr.PreparedData, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("name", "params", "epochs_key"),
+    [
+        ("gru4rec", PARAMS, "n_epochs"),
+        ("two-tower", {"dim": 8, "epochs": 3, "batch_size": 16}, "epochs"),
+    ],
+)
+def test_resume_continues_from_the_checkpoint(
+    prepared: sr.PreparedData, tmp_path: Path, name: str, params: dict[str, Any], epochs_key: str
+) -> None:
     full = sr.train(
-        "gru4rec", prepared, tmp_path / "a", params=PARAMS, fit_on="train+valid", progress=False
+        name, prepared, tmp_path / "a", params=params, fit_on="train+valid", progress=False
     )
-    part = {**PARAMS, "n_epochs": 2}
-    sr.train("gru4rec", prepared, tmp_path / "b", params=part, fit_on="train+valid", progress=False)
-    # the "interrupted" run stopped after epoch 2; resuming with n_epochs 3 runs epoch 3 only
+    part = {**params, epochs_key: 2}
+    sr.train(name, prepared, tmp_path / "b", params=part, fit_on="train+valid", progress=False)
+    # the "interrupted" run stopped after epoch 2; resuming with 3 epochs runs epoch 3 only
     state = json.loads((tmp_path / "b" / "checkpoint" / "progress.json").read_text())
-    state["config"]["n_epochs"] = 3
+    state["config"][epochs_key] = 3
     (tmp_path / "b" / "checkpoint" / "progress.json").write_text(json.dumps(state))
     resumed = sr.train(
-        "gru4rec", prepared, tmp_path / "b", fit_on="train+valid", resume=True, progress=False
+        name, prepared, tmp_path / "b", fit_on="train+valid", resume=True, progress=False
     )
     assert [r["epoch"] for r in history(tmp_path / "b")] == [1, 2, 3]
     for k, v in full.state_arrays().items():

@@ -98,6 +98,9 @@ class TwoTower(SessionModel):
     def __init__(self, config: Any = None, **kw: Any) -> None:
         super().__init__(config, **kw)
         self.net: _Towers | None = None
+        self.epochs_done = 0
+        self._opt: torch.optim.Adam | None = None
+        self._resume = False  # set by load_training_state: the next fit continues
         #: Called as (examples done, examples per epoch, mean loss) during an epoch (the
         #: runner's progress bar).
         self.progress_hook: Callable[[int, int, float], None] | None = None
@@ -115,8 +118,14 @@ class TwoTower(SessionModel):
         callback: EpochCallback | None = None,
     ) -> Self:
         c = self.config
-        self.n_items = train.n_items
-        self.net = net = self._build()
+        resume, self._resume = self._resume, False
+        if not resume or self.net is None or self.n_items != train.n_items:
+            self.n_items = train.n_items  # a fresh fit, unless just after load_training_state
+            self.net, self._opt, self.epochs_done = self._build(), None, 0
+        net = self.net
+        if self._opt is None:
+            self._opt = torch.optim.Adam(net.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+        opt = self._opt
         windows_np, labels_np = training_examples(train, c.context_length)
         windows = torch.from_numpy(windows_np).to(self.device)
         labels = torch.from_numpy(labels_np).to(self.device)
@@ -124,10 +133,11 @@ class TwoTower(SessionModel):
         freq = np.bincount(labels_np, minlength=self.n_items).astype(np.float64)
         log_q = torch.from_numpy(np.log(np.maximum(freq, 1.0) / max(len(labels_np), 1))).float()
         log_q = log_q.to(self.device)
-        gen = torch.Generator().manual_seed(c.seed)
-        opt = torch.optim.Adam(net.parameters(), lr=c.lr, weight_decay=c.weight_decay)
-        for epoch in range(1, c.epochs + 1):
+        for epoch in range(self.epochs_done + 1, c.epochs + 1):
             started = time.perf_counter()
+            # Each epoch's shuffles and negatives are seeded from (seed, epoch): the epoch
+            # number is the whole RNG state, so a resumed run repeats an uninterrupted one.
+            gen = torch.Generator().manual_seed((c.seed * 1_000_003 + epoch) % 2**63)
             net.train()
             order = torch.randperm(len(labels), generator=gen).to(self.device)
             total, batches = 0.0, 0
@@ -171,6 +181,7 @@ class TwoTower(SessionModel):
                     self.progress_hook(
                         min(a + c.batch_size, len(order)), len(order), total / batches
                     )
+            self.epochs_done = epoch
             seconds = time.perf_counter() - started
             rec: dict[str, Any] = {
                 "epoch": epoch,
@@ -182,6 +193,36 @@ class TwoTower(SessionModel):
                 break
         net.eval()
         return self
+
+    # -- checkpoints (the runner's --resume) ---------------------------------------------------
+    def training_state(self) -> dict[str, torch.Tensor]:
+        """Weights, Adam's moments and the number of finished epochs."""
+        assert self.net is not None, "fit the model first"
+        out = {f"param/{k}": v.detach() for k, v in self.net.state_dict().items()}
+        if self._opt is not None:
+            for i, st in self._opt.state_dict()["state"].items():
+                out.update({f"opt/{i}/{k}": torch.as_tensor(v) for k, v in st.items()})
+        out["epochs_done"] = torch.tensor([self.epochs_done], dtype=torch.int64)
+        return out
+
+    def load_training_state(self, arrays: dict[str, torch.Tensor]) -> None:
+        """Restore a checkpoint; the next ``fit`` continues after its last finished epoch."""
+        self.n_items = arrays["param/candidate_embedding.weight"].shape[0]
+        self.load_state_arrays({k[6:]: v for k, v in arrays.items() if k.startswith("param/")})
+        assert self.net is not None
+        c = self.config
+        self._opt = torch.optim.Adam(self.net.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+        state: dict[int, dict[str, torch.Tensor]] = {}
+        for key, v in arrays.items():
+            if key.startswith("opt/"):
+                _, i, name = key.split("/")
+                state.setdefault(int(i), {})[name] = v
+        if state:
+            sd = self._opt.state_dict()
+            sd["state"] = state
+            self._opt.load_state_dict(sd)
+        self.epochs_done = int(arrays["epochs_done"][0])
+        self._resume = True
 
     # -- streaming ---------------------------------------------------------------------------
     def start(self, batch_size: int) -> torch.Tensor:
