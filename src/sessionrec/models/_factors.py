@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import scipy.sparse as sp
@@ -50,28 +50,44 @@ class FactorSessionModel(SessionModel):
         self.item_factors = torch.zeros(0, 0)  # (n_items, F)
         self.item_bias = torch.zeros(0)  # (n_items,)
 
-    def _fit_epochs(
-        self,
-        model: Any,
-        matrix: Any,
-        epochs: int,
-        record: Callable[..., None],
-        progress: dict[str, float],
-        take_factors: Callable[[np.ndarray], None],
-        callback: EpochCallback | None,
-    ) -> None:
-        """Run an ``implicit`` model one iteration per epoch, reporting each to ``callback``.
+    # -- training: one implicit iteration per epoch -------------------------------------------
+    def _implicit_model(self) -> Any:
+        """The ``implicit`` model, configured for one iteration per ``fit`` call."""
+        raise NotImplementedError
 
-        ``record`` is implicit's per-iteration callback, which stores ``train_loss`` in
-        ``progress``; ``take_factors`` installs the fitted item factors (F or F+1 columns).
-        """
+    def _loss_recorder(self, matrix: Any, progress: dict[str, float]) -> Callable[..., None]:
+        """implicit's per-iteration callback, storing this epoch's ``train_loss`` in
+        ``progress``."""
+        raise NotImplementedError
+
+    def _take_factors(self, factors: np.ndarray) -> None:
+        """Install implicit's fitted item factors (BPR appends the bias as a last column)."""
+        self._set_factors(factors, None)
+
+    def fit(
+        self,
+        train: SessionData,
+        valid: SessionData | None = None,
+        *,
+        callback: EpochCallback | None = None,
+    ) -> Self:
+        """Fit on the session×item (``rows="session"``) or user×item count matrix, one
+        ``implicit`` iteration per epoch so the callback sees every epoch and may stop."""
         from threadpoolctl import threadpool_limits
 
-        for epoch in range(1, epochs + 1):
+        config: Any = self.config
+        self.n_items = train.n_items
+        matrix = interaction_matrix(train, config.rows)
+        # implicit parallelises over rows itself; a BLAS thread pool on top only contends.
+        with threadpool_limits(1, "blas"):
+            model = self._implicit_model()
+        progress: dict[str, float] = {}
+        record = self._loss_recorder(matrix, progress)
+        for epoch in range(1, config.epochs + 1):
             started = time.perf_counter()
             with threadpool_limits(1, "blas"):
                 model.fit(matrix, show_progress=False, callback=record)
-            take_factors(np.asarray(model.item_factors))
+            self._take_factors(np.asarray(model.item_factors))
             seconds = time.perf_counter() - started
             rec: dict[str, Any] = {
                 "epoch": epoch,
@@ -81,6 +97,7 @@ class FactorSessionModel(SessionModel):
             }
             if callback is not None and callback(rec):
                 break
+        return self
 
     def _set_factors(self, factors: np.ndarray, bias: np.ndarray | None) -> None:
         self.item_factors = torch.as_tensor(np.ascontiguousarray(factors), dtype=torch.float32).to(

@@ -8,14 +8,13 @@ sees every epoch and may stop training.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar
 
 import numpy as np
 
-from sessionrec.models._factors import FactorSessionModel, interaction_matrix
-from sessionrec.models.base import EpochCallback
-from sessionrec.prepare.data import SessionData
+from sessionrec.models._factors import FactorSessionModel
 
 
 @dataclass(frozen=True)
@@ -38,43 +37,23 @@ class ALS(FactorSessionModel):
     tasks = frozenset({"next-item", "top-n"})
     test_params: ClassVar[dict[str, Any]] = {"factors": 8, "epochs": 2}
 
-    def fit(
-        self,
-        train: SessionData,
-        valid: SessionData | None = None,
-        *,
-        callback: EpochCallback | None = None,
-    ) -> Self:
+    def _implicit_model(self) -> Any:
         from implicit.cpu.als import AlternatingLeastSquares
-        from threadpoolctl import threadpool_limits
 
         c = self.config
-        self.n_items = train.n_items
-        matrix = interaction_matrix(train, c.rows)
-        # implicit parallelises over rows itself; a BLAS thread pool on top only contends.
-        with threadpool_limits(1, "blas"):
-            model = AlternatingLeastSquares(
-                factors=c.factors,
-                regularization=c.reg,
-                alpha=c.alpha,
-                dtype=np.float32,
-                iterations=1,
-                calculate_training_loss=True,
-                random_state=np.random.default_rng(c.seed),
-                num_threads=c.threads,
-            )
-        progress: dict[str, float] = {}
+        return AlternatingLeastSquares(
+            factors=c.factors,
+            regularization=c.reg,
+            alpha=c.alpha,
+            dtype=np.float32,
+            iterations=1,
+            calculate_training_loss=True,
+            random_state=np.random.default_rng(c.seed),
+            num_threads=c.threads,
+        )
 
+    def _loss_recorder(self, matrix: Any, progress: dict[str, float]) -> Callable[..., None]:
         def record(_iteration: int, _elapsed: float, loss: float) -> None:
             progress["train_loss"] = float(loss)
 
-        self._fit_epochs(
-            model,
-            matrix,
-            c.epochs,
-            record,
-            progress,
-            lambda q: self._set_factors(q, None),
-            callback,
-        )
-        return self
+        return record

@@ -9,14 +9,13 @@ bit-reproducible: with more threads implicit's lock-free (Hogwild) updates depen
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar
 
 import numpy as np
 
-from sessionrec.models._factors import FactorSessionModel, interaction_matrix
-from sessionrec.models.base import EpochCallback
-from sessionrec.prepare.data import SessionData
+from sessionrec.models._factors import FactorSessionModel
 
 
 @dataclass(frozen=True)
@@ -40,45 +39,28 @@ class BPR(FactorSessionModel):
     tasks = frozenset({"next-item", "top-n"})
     test_params: ClassVar[dict[str, Any]] = {"factors": 8, "epochs": 3}
 
-    def fit(
-        self,
-        train: SessionData,
-        valid: SessionData | None = None,
-        *,
-        callback: EpochCallback | None = None,
-    ) -> Self:
+    def _implicit_model(self) -> Any:
         from implicit.cpu.bpr import BayesianPersonalizedRanking
-        from threadpoolctl import threadpool_limits
 
         c = self.config
-        self.n_items = train.n_items
-        matrix = interaction_matrix(train, c.rows)
-        # implicit parallelises over rows itself; a BLAS thread pool on top only contends.
-        with threadpool_limits(1, "blas"):
-            model = BayesianPersonalizedRanking(
-                factors=c.factors,
-                learning_rate=c.lr,
-                regularization=c.reg,
-                dtype=np.float32,
-                iterations=1,
-                verify_negative_samples=c.verify_negative_samples,
-                # A Generator, not an int: an int would re-seed each one-epoch fit identically.
-                random_state=np.random.default_rng(c.seed),
-                num_threads=c.threads,
-            )
-        progress: dict[str, float] = {}
+        return BayesianPersonalizedRanking(
+            factors=c.factors,
+            learning_rate=c.lr,
+            regularization=c.reg,
+            dtype=np.float32,
+            iterations=1,
+            verify_negative_samples=c.verify_negative_samples,
+            # A Generator, not an int: an int would re-seed each one-epoch fit identically.
+            random_state=np.random.default_rng(c.seed),
+            num_threads=c.threads,
+        )
 
+    def _loss_recorder(self, matrix: Any, progress: dict[str, float]) -> Callable[..., None]:
         def record(_epoch: int, _elapsed: float, correct: int, skipped: int) -> None:
             progress["train_loss"] = 1.0 - correct / max(matrix.nnz - skipped, 1)
 
+        return record
+
+    def _take_factors(self, factors: np.ndarray) -> None:
         # implicit appends the item bias as the last factor column (the user side holds 1).
-        self._fit_epochs(
-            model,
-            matrix,
-            c.epochs,
-            record,
-            progress,
-            lambda q: self._set_factors(q[:, :-1], q[:, -1]),
-            callback,
-        )
-        return self
+        self._set_factors(factors[:, :-1], factors[:, -1])
