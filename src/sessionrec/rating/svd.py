@@ -102,8 +102,12 @@ class SVD(RatingModel):
         if self.config.biased:
             pred += np.where(ku, self.user_bias[u], 0.0) + np.where(ki, self.item_bias[i], 0.0)
         both = ku & ki
-        pred[both] += (self.user_factors[u[both]] * self.item_factors[i[both]]).sum(1)
+        pred[both] += (self._user_vectors(u[both]) * self.item_factors[i[both]]).sum(1)
         return pred
+
+    def _user_vectors(self, users: np.ndarray) -> np.ndarray:
+        """(N, F) the vectors item factors meet: p_u (SVD++ adds its implicit term)."""
+        return self.user_factors[users]
 
     def _arrays(self) -> dict[str, torch.Tensor]:
         return {

@@ -23,23 +23,21 @@ import numpy as np
 import torch
 
 from sessionrec.models.base import EpochCallback
-from sessionrec.rating.base import RatingModel, known_mask
 from sessionrec.rating.data import Ratings
+from sessionrec.rating.svd import SVD, SVDConfig
 
 
 @dataclass(frozen=True)
-class SVDppConfig:
+class SVDppConfig(SVDConfig):
+    """SVD's parameters with Surprise's SVDpp defaults (20 factors, learning rate 0.007)."""
+
     factors: int = 20
-    epochs: int = 20
     lr: float = 0.007
-    reg: float = 0.02
-    init_std: float = 0.1
-    batch_size: int = 64
-    seed: int = 0
 
 
-class SVDpp(RatingModel):
-    """SVD++ with minibatch SGD (torch scatter updates on float64 arrays), seeded."""
+class SVDpp(SVD):
+    """SVD++ with minibatch SGD (torch scatter updates on float64 arrays), seeded; prediction
+    and persistence are SVD's, with the implicit term added to the user's vector."""
 
     name = "svdpp"
     Config = SVDppConfig
@@ -48,10 +46,6 @@ class SVDpp(RatingModel):
 
     def __init__(self, config: Any = None, **kw: Any) -> None:
         super().__init__(config, **kw)
-        self.user_bias = np.zeros(0)
-        self.item_bias = np.zeros(0)
-        self.user_factors = np.zeros((0, 0))
-        self.item_factors = np.zeros((0, 0))
         self.implicit_factors = np.zeros((0, 0))  # y_j
         self.user_implicit = np.zeros((0, 0))  # |N(u)|^-½ Σ y_j, from the current y
         self._implicit_stale = True
@@ -96,13 +90,17 @@ class SVDpp(RatingModel):
                     implicit = torch.zeros(len(u), f, dtype=torch.float64)
                     implicit.index_add_(0, owner, Y[js])
                     implicit *= inv_sqrt[u, None]
-                    pu, qi, bu_u, bi_i = P[u], Q[i], bu[u], bi[i]
-                    pred = mu + bu_u + bi_i + (qi * (pu + implicit)).sum(1)
+                    pu, qi = P[u], Q[i]
+                    pred = mu + (qi * (pu + implicit)).sum(1)
+                    if c.biased:
+                        bu_u, bi_i = bu[u], bi[i]
+                        pred += bu_u + bi_i
                     err = r[rows] - pred
                     sq += float(err @ err)
                     e = err[:, None]
-                    bu.index_add_(0, u, lr * (err - reg * bu_u))
-                    bi.index_add_(0, i, lr * (err - reg * bi_i))
+                    if c.biased:
+                        bu.index_add_(0, u, lr * (err - reg * bu_u))
+                        bi.index_add_(0, i, lr * (err - reg * bi_i))
                     P.index_add_(0, u, lr * (e * qi - reg * pu))
                     Q.index_add_(0, i, lr * (e * (pu + implicit) - reg * qi))
                     step_y = (e * qi * inv_sqrt[u, None])[owner]  # per (rating, j) pair
@@ -126,30 +124,13 @@ class SVDpp(RatingModel):
             self._implicit_stale = False
         return super().predict(users, items)
 
-    def _predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        ku = known_mask(users, self.n_users, self.train_users)
-        ki = known_mask(items, self.n_items, self.train_items)
-        u, i = np.maximum(users, 0), np.maximum(items, 0)
-        pred = np.full(len(users), self.global_mean)
-        pred += np.where(ku, self.user_bias[u], 0.0) + np.where(ki, self.item_bias[i], 0.0)
-        both = ku & ki
-        user_vec = self.user_factors[u[both]] + self.user_implicit[u[both]]
-        pred[both] += (user_vec * self.item_factors[i[both]]).sum(1)
-        return pred
+    def _user_vectors(self, users: np.ndarray) -> np.ndarray:
+        return self.user_factors[users] + self.user_implicit[users]
 
     def _arrays(self) -> dict[str, torch.Tensor]:
-        return {
-            "user_bias": torch.from_numpy(self.user_bias),
-            "item_bias": torch.from_numpy(self.item_bias),
-            "user_factors": torch.from_numpy(self.user_factors),
-            "item_factors": torch.from_numpy(self.item_factors),
-            "implicit_factors": torch.from_numpy(self.implicit_factors),
-        }
+        return {**super()._arrays(), "implicit_factors": torch.from_numpy(self.implicit_factors)}
 
     def _load_arrays(self, arrays: dict[str, torch.Tensor]) -> None:
-        self.user_bias = arrays["user_bias"].numpy()
-        self.item_bias = arrays["item_bias"].numpy()
-        self.user_factors = arrays["user_factors"].numpy()
-        self.item_factors = arrays["item_factors"].numpy()
+        super()._load_arrays(arrays)
         self.implicit_factors = arrays["implicit_factors"].numpy()
         self._implicit_stale = True
