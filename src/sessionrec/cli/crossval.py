@@ -16,7 +16,7 @@ from sessionrec.cli.train import parse_params
 @app.command()
 def crossval(
     source: o.Source,
-    model: Annotated[str, typer.Option(help="baseline | svd | autorec")] = "svd",
+    model: Annotated[str, typer.Option(help="baseline | svd | svdpp | autorec")] = "svd",
     folds: Annotated[int, typer.Option(min=2, help="Number of folds (kfold).")] = 5,
     seed: Annotated[int, typer.Option(help="Seed of the fold assignment / random split.")] = 0,
     protocol: Annotated[
