@@ -116,6 +116,12 @@ def test_models_beat_the_global_mean(name: str) -> None:
     assert m.evaluate(test)["rmse"] < 0.9 * mean_rmse
 
 
+def test_divergence_is_an_error_not_nan_predictions() -> None:
+    data = _synthetic(80, 60)
+    with pytest.raises(ConfigError, match="diverged in epoch"):
+        create_rating_model("svdpp", {"batch_size": 4096, "lr": 0.02, "epochs": 40}).fit(data)
+
+
 def test_svdpp_with_batches_of_one_is_koren_per_rating_sgd() -> None:
     """batch_size=1 is the per-rating algorithm (Surprise's SVDpp loop), written plainly."""
     data = _synthetic(12, 9, seed=2)

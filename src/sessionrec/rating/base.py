@@ -22,7 +22,7 @@ import torch
 
 from sessionrec import _schema as S
 from sessionrec._io import atomic_path, write_json
-from sessionrec.errors import DataError
+from sessionrec.errors import ConfigError, DataError
 from sessionrec.models.base import EpochCallback, make_config, resolve_device
 from sessionrec.rating.data import Ratings
 from sessionrec.rating.metrics import rating_metrics
@@ -102,6 +102,11 @@ class RatingModel(ABC):
         valid: Ratings | None,
     ) -> bool:
         """Build the epoch record, hand it to ``callback``; True means stop."""
+        if not np.isfinite(loss):
+            raise ConfigError(
+                f"{self.name} diverged in epoch {epoch} (train loss {loss}): lower lr "
+                "(or batch_size, whose steps are summed)"
+            )
         seconds = time.perf_counter() - started
         record: dict[str, Any] = {
             "epoch": epoch,
