@@ -121,6 +121,14 @@ def test_python_train_fits_rating_models_on_a_random_event_split(tmp_path: Path)
     assert len(prepared_ratings(prep, "test")) == counts["test"]["events"]
 
 
+def test_rating_train_refuses_next_item_options(
+    rated: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["train", str(rated), "--model", "svd", "--out", str(tmp_path / "m"), "--resume"]
+    code, out = run(argv, capsys)
+    assert code == 2 and "--resume" in out and not (tmp_path / "m").exists()
+
+
 def test_recommend_bpr_for_user(
     rated: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

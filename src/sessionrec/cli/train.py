@@ -62,6 +62,10 @@ def train(
 
     data = PreparedData(data_dir)
     if model in RATING_MODELS:
+        if resume or patience is not None:
+            raise ConfigError(
+                f"{model} is a rating model: --resume and --patience apply to next-item models"
+            )
         _train_rating(model, data, out, parse_params(param), fit_on, seed, device)
         return
     m = run(
