@@ -78,3 +78,29 @@ def test_early_stop_by_callback() -> None:
         _cyclic(), callback=lambda r: r["epoch"] >= 2
     )
     assert m.item_factors.shape == (12, 4)
+
+
+@pytest.mark.parametrize(("name", "cls"), [("bpr", "BayesianPersonalizedRanking"),
+                                           ("als", "AlternatingLeastSquares")])  # fmt: skip
+def test_cuda_picks_implicit_gpu_when_built_with_it(
+    name: str, cls: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import inspect
+    import logging
+
+    import implicit.gpu
+
+    model = create(name)
+    model.device = torch.device("cuda")  # only the choice of module is exercised: no CUDA op
+    monkeypatch.setattr(implicit.gpu, "HAS_CUDA", False)
+    with caplog.at_level(logging.WARNING):
+        assert model._implicit_module(name).__name__ == f"implicit.cpu.{name}"  # type: ignore[attr-defined]
+    assert "without CUDA" in caplog.text
+    monkeypatch.setattr(implicit.gpu, "HAS_CUDA", True)
+    module = model._implicit_module(name)  # type: ignore[attr-defined]
+    assert module.__name__ == f"implicit.gpu.{name}"
+    real, captured = getattr(module, cls), {}
+    monkeypatch.setattr(module, cls, lambda **kw: captured.update(kw))
+    model._implicit_model()  # type: ignore[attr-defined]
+    inspect.signature(real).bind(**captured)  # the GPU class takes what we pass (no threads)
+    assert "num_threads" not in captured

@@ -7,6 +7,7 @@ step is one gather and one add.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any, Self
@@ -18,6 +19,8 @@ import torch
 from sessionrec.errors import ConfigError
 from sessionrec.models.base import EpochCallback, SessionModel
 from sessionrec.prepare.data import SessionData
+
+log = logging.getLogger(__name__)
 
 
 def interaction_matrix(data: SessionData, rows: str) -> sp.csr_matrix:
@@ -55,6 +58,27 @@ class FactorSessionModel(SessionModel):
         """The ``implicit`` model, configured for one iteration per ``fit`` call."""
         raise NotImplementedError
 
+    def _implicit_module(self, kind: str) -> Any:
+        """``implicit.gpu.<kind>`` on a CUDA device when implicit was built with CUDA, else
+        ``implicit.cpu.<kind>`` (PyPI's implicit wheels are CPU-only: CUDA needs implicit built
+        with it, e.g. from conda-forge)."""
+        import importlib
+
+        if self.device.type == "cuda":
+            import implicit.gpu
+
+            if implicit.gpu.HAS_CUDA:
+                return importlib.import_module(f"implicit.gpu.{kind}")
+            log.warning(
+                "implicit was built without CUDA: %s trains on the CPU (scoring stays on %s)",
+                self.name,
+                self.device,
+            )
+        return importlib.import_module(f"implicit.cpu.{kind}")
+
+    def _on_gpu(self, module: Any) -> bool:
+        return bool(module.__name__.startswith("implicit.gpu"))
+
     def _loss_recorder(self, matrix: Any, progress: dict[str, float]) -> Callable[..., None]:
         """implicit's per-iteration callback, storing this epoch's ``train_loss`` in
         ``progress``."""
@@ -87,7 +111,10 @@ class FactorSessionModel(SessionModel):
             started = time.perf_counter()
             with threadpool_limits(1, "blas"):
                 model.fit(matrix, show_progress=False, callback=record)
-            self._take_factors(np.asarray(model.item_factors))
+            factors = model.item_factors  # an implicit.gpu Matrix on CUDA
+            self._take_factors(
+                factors.to_numpy() if hasattr(factors, "to_numpy") else np.asarray(factors)
+            )
             seconds = time.perf_counter() - started
             rec: dict[str, Any] = {
                 "epoch": epoch,

@@ -38,10 +38,10 @@ class ALS(FactorSessionModel):
     test_params: ClassVar[dict[str, Any]] = {"factors": 8, "epochs": 2}
 
     def _implicit_model(self) -> Any:
-        from implicit.cpu.als import AlternatingLeastSquares
-
+        module = self._implicit_module("als")
         c = self.config
-        return AlternatingLeastSquares(
+        threads = {} if self._on_gpu(module) else {"num_threads": c.threads}
+        return module.AlternatingLeastSquares(
             factors=c.factors,
             regularization=c.reg,
             alpha=c.alpha,
@@ -49,7 +49,7 @@ class ALS(FactorSessionModel):
             iterations=1,
             calculate_training_loss=True,
             random_state=np.random.default_rng(c.seed),
-            num_threads=c.threads,
+            **threads,
         )
 
     def _loss_recorder(self, matrix: Any, progress: dict[str, float]) -> Callable[..., None]:

@@ -40,10 +40,10 @@ class BPR(FactorSessionModel):
     test_params: ClassVar[dict[str, Any]] = {"factors": 8, "epochs": 3}
 
     def _implicit_model(self) -> Any:
-        from implicit.cpu.bpr import BayesianPersonalizedRanking
-
+        module = self._implicit_module("bpr")
         c = self.config
-        return BayesianPersonalizedRanking(
+        threads = {} if self._on_gpu(module) else {"num_threads": c.threads}
+        return module.BayesianPersonalizedRanking(
             factors=c.factors,
             learning_rate=c.lr,
             regularization=c.reg,
@@ -52,7 +52,7 @@ class BPR(FactorSessionModel):
             verify_negative_samples=c.verify_negative_samples,
             # A Generator, not an int: an int would re-seed each one-epoch fit identically.
             random_state=np.random.default_rng(c.seed),
-            num_threads=c.threads,
+            **threads,
         )
 
     def _loss_recorder(self, matrix: Any, progress: dict[str, float]) -> Callable[..., None]:
