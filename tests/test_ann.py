@@ -86,6 +86,9 @@ def test_index_recall_counts_an_equally_scored_item_as_found() -> None:
 
         def _save(self, directory: Path) -> None: ...
 
+        def stored_vectors(self, rows: np.ndarray) -> np.ndarray:
+            return items[rows]
+
     assert index_recall(Other(items), exact, q, 1) == 1.0
 
     class Wrong(Other):
@@ -154,6 +157,24 @@ def test_evaluation_and_recommend_through_an_exact_index_match_the_model() -> No
     b = model.recommend(["m1", "m2"], 4, index=build_index(model, "hnsw", m=4))
     assert a["item_id"].to_list() == b["item_id"].to_list()
     assert not {101, 102} & set(b["item_id"].to_list())
+
+
+@pytest.mark.parametrize("kind", ["exact", pytest.param("hnsw", marks=needs_faiss)])
+def test_an_index_of_other_vectors_is_refused(kind: str, tmp_path: Path) -> None:
+    data = _cycle_data()
+    params = model_class("two-tower").test_params
+    model = create("two-tower", {**params, "epochs": 2}).fit(data)
+    retrained = create("two-tower", {**params, "epochs": 2, "seed": 1}).fit(data)
+    model.items = retrained.items = pl.DataFrame({"item_idx": range(12), "item_id": range(12)})
+    index = load_index(build_index(model, kind).save(tmp_path / "ix"))
+    index.check_model(model)  # its own model passes
+    with pytest.raises(ConfigError, match="other item vectors"):
+        retrained.recommend([1, 2], 3, index=index)
+    with pytest.raises(ConfigError, match="other item vectors"):
+        IndexedModel(retrained, index)
+    small = create("two-tower", {**params, "epochs": 1}).fit(_cycle_data(n=10))
+    with pytest.raises(ConfigError, match="rebuild"):
+        IndexedModel(small, index)
 
 
 def test_models_without_vectors_are_refused() -> None:

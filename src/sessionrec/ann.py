@@ -136,6 +136,28 @@ class ItemIndex(ABC):
     @abstractmethod
     def _save(self, directory: Path) -> None: ...
 
+    @abstractmethod
+    def stored_vectors(self, rows: np.ndarray) -> np.ndarray:
+        """(len(rows), dim) the indexed vectors of items ``rows``."""
+
+    def check_model(self, model: SessionModel, probes: int = 64) -> None:
+        """Raise unless this index holds ``model``'s item vectors (compared on ``probes``
+        evenly spaced items, to float32 tolerance): a model retrained since the index was
+        built is refused instead of being served stale neighbours."""
+        vectors = item_vectors(model)
+        if tuple(vectors.shape) != (self.n_items, self.dim):
+            raise ConfigError(
+                f"the index holds {self.n_items} × {self.dim} vectors, the model "
+                f"{vectors.shape[0]} × {vectors.shape[1]}: rebuild it (sessionrec index)"
+            )
+        rows = np.unique(np.linspace(0, self.n_items - 1, probes).astype(np.int64))
+        mine = _as_numpy(vectors[torch.from_numpy(rows).to(vectors.device)])
+        if not np.allclose(self.stored_vectors(rows), mine, rtol=1e-4, atol=1e-5):
+            raise ConfigError(
+                "the index was built from other item vectors than the model's (retrained "
+                "since?): rebuild it (sessionrec index)"
+            )
+
 
 class ExactIndex(ItemIndex):
     """Exact top-k: one (block, n_items) product per block of queries, then ``torch.topk``."""
@@ -156,6 +178,9 @@ class ExactIndex(ItemIndex):
             scores[a : a + self.block] = top.values.numpy()
             idx[a : a + self.block] = top.indices.numpy()
         return scores, idx
+
+    def stored_vectors(self, rows: np.ndarray) -> np.ndarray:
+        return self.vectors.numpy()[rows]
 
     def _save(self, directory: Path) -> None:
         np.save(directory / "vectors.npy", self.vectors.numpy())
@@ -224,6 +249,9 @@ class HNSWIndex(ItemIndex):
         self.index.hnsw.efSearch = max(self.ef_search, k)
         scores, idx = self.index.search(queries, k)
         return np.asarray(scores, dtype=np.float32), np.asarray(idx, dtype=np.int64)
+
+    def stored_vectors(self, rows: np.ndarray) -> np.ndarray:
+        return np.stack([self.index.reconstruct(int(r)) for r in rows])
 
     def _save(self, directory: Path) -> None:
         _faiss().write_index(self.index, str(directory / "hnsw.faiss"))
@@ -319,9 +347,7 @@ class IndexedModel(SessionModel):
     Config = dict
 
     def __init__(self, model: SessionModel, index: ItemIndex, depth: int = 100) -> None:
-        item_vectors(model)  # checks the model scores by vectors
-        if index.n_items != model.n_items:
-            raise ConfigError(f"the index has {index.n_items} items, the model {model.n_items}")
+        index.check_model(model)
         super().__init__({}, device=model.device)
         self.model, self.index, self.depth = model, index, depth
         self.n_items, self.items = model.n_items, model.items

@@ -117,6 +117,7 @@ def recommend(
     if index is not None:
         from sessionrec.ann import session_queries
 
+        index.check_model(model)
         query = session_queries(model, [idx])
         values, found = index.search(query, k, exclude=[idx] if exclude_seen else None)
         scores = torch.full((model.n_items,), -torch.inf)
