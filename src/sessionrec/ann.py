@@ -96,12 +96,12 @@ class ItemIndex(ABC):
         q = _as_numpy(queries)
         if q.ndim != 2 or q.shape[1] != self.dim:
             raise ConfigError(f"queries must have shape (B, {self.dim}), not {q.shape}")
+        if exclude is not None and len(exclude) != len(q):
+            raise ConfigError(f"exclude has {len(exclude)} entries for {len(q)} queries")
         k = min(int(k), self.n_items)
         extra = max((len(set(e)) for e in exclude), default=0) if exclude is not None else 0
         scores, idx = self._search(q, min(k + extra, self.n_items))
         if exclude is not None:
-            if len(exclude) != len(q):
-                raise ConfigError(f"exclude has {len(exclude)} entries for {len(q)} queries")
             for row, banned in enumerate(exclude):
                 if banned:
                     drop = np.isin(idx[row], np.fromiter(banned, dtype=np.int64))
