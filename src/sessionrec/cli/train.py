@@ -65,7 +65,7 @@ def train(
         if resume or patience is not None:
             raise ConfigError(
                 f"{model} is a rating model: --resume and --patience apply to next-item models"
-            )
+            )  # (sr.train refuses them too; said here in the CLI's own words)
         _train_rating(model, data, out, parse_params(param), fit_on, seed, device)
         return
     m = run(

@@ -53,7 +53,8 @@ def train(
     Args:
         model_name: a name of ``sessionrec.models.REGISTRY`` (``gru4rec``, ...) or of
             ``sessionrec.rating.RATING_MODELS`` (``svd``, ...: fitted on the parts' ratings,
-            valid RMSE per epoch; ``valid_metric``, ``patience`` and ``resume`` do not apply).
+            valid RMSE per epoch; ``valid_metric`` does not apply, ``patience`` and ``resume``
+            are refused).
         data: a PreparedData (or its directory).
         out_dir: the model directory to write.
         params: model hyperparameters (unknown names are rejected).
@@ -77,6 +78,11 @@ def train(
 
     if model_name in RATING_MODELS:  # rating models: valid RMSE per epoch, no checkpoints
         from sessionrec.rating.prepared import train_rating
+
+        if resume or patience is not None:
+            raise ConfigError(
+                f"{model_name} is a rating model: resume and patience apply to next-item models"
+            )
 
         return train_rating(
             model_name,
