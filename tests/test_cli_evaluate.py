@@ -157,3 +157,32 @@ def test_ml100k_evaluate_and_recommend_by_title(
     assert stdout.count("│") >= 10 * 6
     code, _, err = run_cli(["recommend", str(m), "--session", "Toy Stori", "-k", "3"], capsys)
     assert code == 2 and "closest: Toy Story (1995)" in err
+
+
+def test_evaluate_ci_and_compare(
+    tiny: sr.PreparedData, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pop = model_dir("pop", tiny, tmp_path / "pop")
+    markov = model_dir("markov", tiny, tmp_path / "markov")
+    out = tmp_path / "e.json"
+    code, stdout, err = run_cli(["evaluate", str(pop), str(tiny.path), "--ci", "--n-boot",
+                                 "200", "--json", str(out)], capsys)  # fmt: skip
+    assert code == 0, err
+    assert "bootstrap resamples" in " ".join(stdout.split())
+    res = json.loads(out.read_text())
+    iv = res["intervals"]["recall@20"]
+    assert res["recall@20"] == pytest.approx(iv["value"])
+    assert iv["low"] <= iv["value"] <= iv["high"]
+    cmp_json = tmp_path / "c.json"
+    code, stdout, err = run_cli(["compare", str(tiny.path), str(pop), str(markov),
+                                 "--metric", "mrr@5", "--n-boot", "200",
+                                 "--json", str(cmp_json)], capsys)  # fmt: skip
+    assert code == 0, err
+    c = json.loads(cmp_json.read_text())
+    first, second = c["models"]
+    assert first["name"] == "pop" and "vs_first" not in first
+    d = second["vs_first"]["mrr@5"]
+    value = second["intervals"]["mrr@5"]["value"] - first["intervals"]["mrr@5"]["value"]
+    assert d["difference"] == pytest.approx(value) and 0 <= d["p_value"] <= 1
+    code, _, err = run_cli(["compare", str(tiny.path), str(pop)], capsys)
+    assert code == 2 and "two or more" in err

@@ -109,6 +109,11 @@ def evaluate(
         ),
     ] = None,
     index_depth: Annotated[int, typer.Option(help="Items taken from --index per query.")] = 100,
+    ci: Annotated[
+        bool,
+        typer.Option(help="95 % intervals of Recall/MRR/NDCG by resampling sessions (bootstrap)."),
+    ] = False,
+    n_boot: Annotated[int, typer.Option(help="Bootstrap replicates for --ci.")] = 1000,
 ) -> None:
     """Next-item accuracy of a model: every position, full ranking, ties stated."""
     import torch
@@ -163,20 +168,37 @@ def evaluate(
         + f" · ties {ties} · {'excluding' if exclude_seen else 'including'} seen items"
         + (f" · through the index {index} (top {index_depth})" if index is not None else "")
     )
+    intervals: dict[str, dict[str, float]] = {}
+    if ci:
+        from sessionrec.evaluation import bootstrap_interval
+
+        names = [f"{m}@{k}" for k in res.protocol["cutoffs"] for m in ("recall", "mrr", "ndcg")]
+        intervals = bootstrap_interval(res, part, names, n_boot=n_boot, seed=seed)
     table = Table(title=title)
     for col in ("k", "Recall", "MRR", "NDCG", "coverage", "popularity"):
         table.add_column(col, justify="right")
     m = res.metrics
+
+    def cell(name: str) -> str:
+        iv = intervals.get(name)
+        return f"{m[name]:.4f}" + (f" [{iv['low']:.4f}, {iv['high']:.4f}]" if iv else "")
+
     for k in res.protocol["cutoffs"]:
         table.add_row(
             str(k),
-            f"{m[f'recall@{k}']:.4f}",
-            f"{m[f'mrr@{k}']:.4f}",
-            f"{m[f'ndcg@{k}']:.4f}",
+            cell(f"recall@{k}"),
+            cell(f"mrr@{k}"),
+            cell(f"ndcg@{k}"),
             f"{m[f'coverage@{k}']:.4f}",
             f"{m[f'popularity@{k}']:.4f}",
         )
     console.print(table)
+    if ci:
+        console.print(
+            f"in brackets: 95 % intervals from {n_boot:,} bootstrap resamples of the "
+            f"{part.n_sessions:,} sessions (predictions of one session move together)",
+            highlight=False,
+        )
     what = {
         "every": "every target event after a session's first event",
         "last": "the last event of each session",
@@ -195,6 +217,8 @@ def evaluate(
         out = {**res.to_dict(), "model": str(model_dir), "data": str(data_dir), "split": split}
         if index is not None:
             out["index"] = {"path": str(index), "depth": index_depth}
+        if intervals:
+            out["intervals"] = {"level": 0.95, "n_boot": n_boot, "unit": "session", **intervals}
         write_json(json_path, out)
         console.print(f"results: {json_path}")
 

@@ -1,0 +1,122 @@
+"""`sessionrec compare DATA_DIR MODEL_DIR MODEL_DIR ...`: one table, intervals, paired tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from sessionrec.cli._app import app, console
+
+
+@app.command()
+def compare(
+    data_dir: Annotated[Path, typer.Argument(help="The PreparedData the models were trained on.")],
+    model_dirs: Annotated[
+        list[Path], typer.Argument(help="Two or more saved next-item model directories.")
+    ],
+    split: Annotated[str, typer.Option(help="train | valid | test | train+valid")] = "test",
+    metric: Annotated[
+        list[str] | None,
+        typer.Option(help="Metrics to compare (recall@K, mrr@K, ndcg@K); repeatable."),
+    ] = None,
+    exclude_seen: Annotated[
+        bool, typer.Option(help="Remove the session's items from the ranking.")
+    ] = False,
+    ties: Annotated[str, typer.Option(help="conservative | optimistic | average")] = (
+        "conservative"
+    ),
+    n_boot: Annotated[int, typer.Option(help="Bootstrap replicates.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed of the resampling.")] = 0,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Also write the comparison as JSON here.")
+    ] = None,
+    device: Annotated[str, typer.Option(help="cpu | cuda | auto")] = "auto",
+) -> None:
+    """Compare models on the same predictions: each metric with its 95 % interval, and each
+    model against the first by a paired session bootstrap (difference, interval, p-value)."""
+    from sessionrec._io import write_json
+    from sessionrec.cli.evaluate import SPLITS, _check_vocabulary, _is_rating_model
+    from sessionrec.errors import ConfigError, UnknownNameError
+    from sessionrec.evaluation import bootstrap_interval, evaluate, paired_difference
+    from sessionrec.models import load_model
+    from sessionrec.prepare import PreparedData
+
+    if split not in SPLITS:
+        raise UnknownNameError("split", split, list(SPLITS))
+    if len(model_dirs) < 2:
+        raise ConfigError("compare takes two or more model directories")
+    metrics = metric or ["recall@20", "mrr@20"]
+    cutoffs = sorted({int(m.partition("@")[2]) for m in metrics if m.partition("@")[2].isdigit()})
+    data = PreparedData(data_dir)
+    part = data.part(split)
+    rows: list[dict[str, Any]] = []
+    results = []
+    for path in model_dirs:
+        if _is_rating_model(path):
+            raise ConfigError(f"{path} is a rating model: compare ranks next-item models")
+        model = load_model(path, device=device)
+        _check_vocabulary(model, data, path)
+        res = evaluate(model, part, cutoffs=cutoffs or (20,), ties=ties, exclude_seen=exclude_seen)
+        results.append(res)
+        row: dict[str, Any] = {
+            "model": str(path),
+            "name": model.name,
+            "predictions": res.predictions,
+            "intervals": bootstrap_interval(res, part, metrics, n_boot=n_boot, seed=seed),
+        }
+        if len(results) > 1:
+            row["vs_first"] = {
+                m: paired_difference(res, results[0], part, m, n_boot=n_boot, seed=seed)
+                for m in metrics
+            }
+        rows.append(row)
+    title = (
+        f"{split} of {data_dir} · {results[0].predictions:,} predictions over "
+        f"{part.n_sessions:,} sessions · ties {ties} · "
+        f"{'excluding' if exclude_seen else 'including'} seen items"
+    )
+    table = Table(title=title)
+    table.add_column("model")
+    for m in metrics:
+        table.add_column(f"{m} [95 %]", justify="right")
+        table.add_column(f"Δ {m} vs first (p)", justify="right")
+
+    def p_text(p: float) -> str:
+        return f"p < {1 / n_boot:.3g}" if p == 0 else f"p {p:.3f}"
+
+    for row in rows:
+        folder = Path(row["model"]).name
+        cells = [row["name"] if folder == row["name"] else f"{row['name']} ({folder})"]
+        for m in metrics:
+            iv = row["intervals"][m]
+            cells.append(f"{iv['value']:.4f} [{iv['low']:.4f}, {iv['high']:.4f}]")
+            d = row.get("vs_first", {}).get(m)
+            cells.append(
+                f"{d['difference']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}] ({p_text(d['p_value'])})"
+                if d
+                else "—"
+            )
+        table.add_row(*cells)
+    console.print(table)
+    console.print(
+        f"intervals and p-values from {n_boot:,} bootstrap resamples of the sessions, the same "
+        "sessions for every model (paired); p is two-sided, for no difference",
+        highlight=False,
+    )
+    if json_path is not None:
+        write_json(
+            json_path,
+            {
+                "data": str(data_dir),
+                "split": split,
+                "ties": ties,
+                "exclude_seen": exclude_seen,
+                "n_boot": n_boot,
+                "seed": seed,
+                "models": rows,
+            },
+        )
+        console.print(f"results: {json_path}")
