@@ -18,6 +18,7 @@ from sessionrec.cli import crossval as _crossval  # noqa: F401  isort: skip
 from sessionrec.cli import train as _train  # noqa: F401  isort: skip
 from sessionrec.cli import index as _index  # noqa: F401  isort: skip
 from sessionrec.cli import compare as _compare  # noqa: F401  isort: skip
+from sessionrec.cli import sweep as _sweep  # noqa: F401  isort: skip
 
 __all__ = ["app", "console", "main"]
 

@@ -1,0 +1,68 @@
+"""`sessionrec sweep DATA_DIR --model NAME --seeds 0 1 2 --out DIR`: one configuration, seeds."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, ClassVar
+
+import typer
+from rich.table import Table
+
+from sessionrec.cli._app import app, console
+from sessionrec.cli.evaluate import _GreedyCommand, _is_int
+
+
+class _SweepCommand(_GreedyCommand):
+    greedy: ClassVar[dict[str, Callable[[str], bool]]] = {"--seeds": _is_int, "--cutoffs": _is_int}
+
+
+@app.command(cls=_SweepCommand)
+def sweep(
+    data_dir: Annotated[Path, typer.Argument(help="A PreparedData directory.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="A next-item model name.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where the runs and sweep.* go.")],
+    seeds: Annotated[list[int] | None, typer.Option(help="Seeds: --seeds 0 1 2 (default).")] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", "-p", help="Hyperparameter key=value (JSON values); repeatable."),
+    ] = None,
+    fit_on: Annotated[str, typer.Option(help="train | train+valid.")] = "train+valid",
+    split: Annotated[str, typer.Option(help="The part every run is evaluated on.")] = "test",
+    cutoffs: Annotated[list[int] | None, typer.Option(help="--cutoffs 10 20 (default 20).")] = None,
+    exclude_seen: Annotated[
+        bool, typer.Option(help="Remove the session's items from the ranking.")
+    ] = False,
+    device: Annotated[str, typer.Option(help="cpu | cuda | auto.")] = "auto",
+) -> None:
+    """Train and evaluate one configuration once per seed; mean, sd and a 95 % interval."""
+    from sessionrec.cli.train import parse_params
+    from sessionrec.experiments import sweep as run_sweep
+
+    def show(run: dict[str, Any]) -> None:
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in run.items() if "@" in k)
+        console.print(f"seed {run['seed']}: {shown} ({run['fit_seconds']:.1f} s)", highlight=False)
+
+    result = run_sweep(
+        model,
+        data_dir,
+        out,
+        seeds or [0, 1, 2],
+        params=parse_params(param),
+        fit_on=fit_on,
+        split=split,
+        cutoffs=cutoffs or [20],
+        exclude_seen=exclude_seen,
+        device=device,
+        on_run=show,
+    )
+    table = Table(title=f"{model} over {len(result['runs'])} seeds · {split} of {data_dir}")
+    table.add_column("metric")
+    for col in ("mean", "sd", "95 % interval of the mean"):
+        table.add_column(col, justify="right")
+    for name, s in result["summary"].items():
+        table.add_row(
+            name, f"{s['mean']:.4f}", f"{s['sd']:.4f}", f"[{s['low']:.4f}, {s['high']:.4f}]"
+        )
+    console.print(table)
+    console.print(f"runs and summary: {out / 'sweep.json'}, {out / 'sweep.md'}")

@@ -1,0 +1,63 @@
+"""Seed sweeps: the t interval by hand, and a sweep end to end from the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from _helpers import run_cli
+from conftest import write_log
+
+import sessionrec as sr
+from sessionrec.errors import ConfigError
+from sessionrec.experiments import sweep, t_interval
+
+
+def test_t_interval_by_hand() -> None:
+    mean, sd, low, high = t_interval([0.2, 0.3])
+    assert mean == pytest.approx(0.25) and sd == pytest.approx(math.sqrt(0.005))
+    half = 12.7062047 * sd / math.sqrt(2)  # t(0.975, df=1)
+    assert (low, high) == pytest.approx((0.25 - half, 0.25 + half))
+    assert t_interval([0.4]) == (0.4, 0.0, 0.4, 0.4)
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> sr.PreparedData:
+    rows = [(u, (u + j) % 7 + 1, 1000 * u + 60 * j) for u in range(40) for j in range(5)]
+    log = write_log(tmp_path / "log.csv", rows)
+    data = sr.prepare(log, tmp_path / "prep", session="user", split="random", test_fraction=0.25,
+                      valid_fraction=0, min_item_support=1)  # fmt: skip
+    assert isinstance(data, sr.PreparedData)
+    return data
+
+
+def test_sweep_cli_runs_every_seed_and_summarises(
+    tiny: sr.PreparedData, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "sw"
+    argv = ["sweep", str(tiny.path), "--model", "two-tower", "--seeds", "3", "4", "--out",
+            str(out), "-p", "epochs=1", "-p", "dim=4", "--cutoffs", "5"]  # fmt: skip
+    code, stdout, err = run_cli(argv, capsys)
+    assert code == 0, err
+    res = json.loads((out / "sweep.json").read_text())
+    assert [r["seed"] for r in res["runs"]] == [3, 4]
+    assert json.loads((out / "seed-4" / "config.json").read_text())["config"]["seed"] == 4
+    values = [r["mrr@5"] for r in res["runs"]]
+    assert values[0] != values[1]  # the seed reaches the model
+    mean, sd, low, high = t_interval(values)
+    assert res["summary"]["mrr@5"] == pytest.approx(
+        {"mean": mean, "sd": sd, "low": low, "high": high}
+    )
+    assert "| mean ± sd |" in (out / "sweep.md").read_text()
+    assert "95 % interval" in stdout
+
+
+def test_sweep_refuses_bad_requests(tiny: sr.PreparedData, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="repeat"):
+        sweep("pop", tiny, tmp_path / "a", [1, 1])
+    with pytest.raises(ConfigError, match="--seeds"):
+        sweep("two-tower", tiny, tmp_path / "b", [1], params={"seed": 2})
+    with pytest.raises(ConfigError, match="rating model"):
+        sweep("svd", tiny, tmp_path / "c", [1])
