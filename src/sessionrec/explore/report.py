@@ -3,10 +3,7 @@ so that both always say the same thing; ``summary.json`` holds the same numbers.
 
 from __future__ import annotations
 
-import base64
-import html
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,6 +11,7 @@ import polars as pl
 
 from sessionrec import _schema as S
 from sessionrec._io import atomic_path
+from sessionrec._report import Block, Heading, Image, Para, Table, blocks_html, blocks_markdown
 from sessionrec.errors import ConfigError
 from sessionrec.explore.stats import GAP_QUANTILES, QUANTILES
 
@@ -21,33 +19,6 @@ if TYPE_CHECKING:
     from sessionrec.explore.exploration import Exploration
 
 _WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-
-
-@dataclass(frozen=True)
-class Heading:
-    text: str
-    level: int = 2
-
-
-@dataclass(frozen=True)
-class Para:
-    text: str
-
-
-@dataclass(frozen=True)
-class Table:
-    headers: list[str]
-    rows: list[list[str]]
-    align_left: int = 1  # how many leading columns are text (left-aligned)
-
-
-@dataclass(frozen=True)
-class Image:
-    name: str
-    alt: str
-
-
-Block = Heading | Para | Table | Image
 
 
 def n(x: float | int | None) -> str:
@@ -275,84 +246,12 @@ _HEADERS = {
 
 def render_markdown(ex: Exploration, images: str = "inline") -> str:
     """Markdown; ``images`` ``"files"`` links ``NAME.png``, ``"inline"`` embeds data URIs."""
-    lines: list[str] = []
-    for b in blocks(ex):
-        if isinstance(b, Heading):
-            lines += ["#" * b.level + " " + b.text, ""]
-        elif isinstance(b, Para):
-            lines += [b.text, ""]
-        elif isinstance(b, Table):
-            lines.append("| " + " | ".join(b.headers) + " |")
-            lines.append(
-                "| "
-                + " | ".join("---" if i < b.align_left else "---:" for i in range(len(b.headers)))
-                + " |"
-            )
-            lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in b.rows]
-            lines.append("")
-        elif isinstance(b, Image):
-            if b.name not in ex.figures:
-                continue
-            src = f"{b.name}.png" if images == "files" else _data_uri(ex.figures[b.name])
-            lines += [f"![{b.alt}]({src})", ""]
-    return "\n".join(lines)
-
-
-_CSS = """
-.sr-explore { font-family: system-ui, -apple-system, sans-serif; max-width: 1150px;
-  margin: 0 auto; color: #222; line-height: 1.45; }
-.sr-explore h1 { font-size: 1.6em; } .sr-explore h2 { font-size: 1.25em; margin-top: 1.6em;
-  border-bottom: 1px solid #ddd; }
-.sr-explore table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.92em; }
-.sr-explore th, .sr-explore td { border: 1px solid #ddd; padding: 3px 9px; }
-.sr-explore th { background: #f3f3f3; } .sr-explore td.num { text-align: right;
-  font-variant-numeric: tabular-nums; }
-.sr-explore img { max-width: 100%; display: block; margin: 0.5em 0; }
-"""
+    return blocks_markdown(blocks(ex), ex.figures, images)
 
 
 def render_html(ex: Exploration, full_page: bool = True) -> str:
     """One self-contained HTML document (or a ``<div>`` for a notebook), images as base64."""
-    parts = (
-        ['<div class="sr-explore">']
-        if full_page
-        else [f"<style>{_CSS}</style>", '<div class="sr-explore">']
-    )
-    for b in blocks(ex):
-        if isinstance(b, Heading):
-            parts.append(f"<h{b.level}>{html.escape(b.text)}</h{b.level}>")
-        elif isinstance(b, Para):
-            parts.append(f"<p>{html.escape(b.text)}</p>")
-        elif isinstance(b, Table):
-            head = "".join(f"<th>{html.escape(h)}</th>" for h in b.headers)
-            body = "".join(
-                "<tr>"
-                + "".join(
-                    f"<td{'' if i < b.align_left else ' class=num'}>{html.escape(c)}</td>"
-                    for i, c in enumerate(r)
-                )
-                + "</tr>"
-                for r in b.rows
-            )
-            parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
-        elif isinstance(b, Image) and b.name in ex.figures:
-            parts.append(
-                f'<img alt="{html.escape(b.alt)}" title="{html.escape(b.alt)}" '
-                f'src="{_data_uri(ex.figures[b.name])}">'
-            )
-    parts.append("</div>")
-    body = "\n".join(parts)
-    if not full_page:
-        return body
-    title = html.escape(f"Exploration of {ex.name}")
-    return (
-        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{title}</title>\n<style>{_CSS}</style></head>\n<body>\n{body}\n</body></html>\n"
-    )
-
-
-def _data_uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+    return blocks_html(blocks(ex), ex.figures, f"Exploration of {ex.name}", full_page)
 
 
 def save(ex: Exploration, out_dir: Path) -> Path:
