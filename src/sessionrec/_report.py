@@ -61,15 +61,15 @@ def blocks_markdown(blocks: list[Block], figures: dict[str, bytes], images: str 
 
 
 _CSS = """
-.sr-explore { font-family: system-ui, -apple-system, sans-serif; max-width: 1150px;
+.sr-report { font-family: system-ui, -apple-system, sans-serif; max-width: 1150px;
   margin: 0 auto; color: #222; line-height: 1.45; }
-.sr-explore h1 { font-size: 1.6em; } .sr-explore h2 { font-size: 1.25em; margin-top: 1.6em;
+.sr-report h1 { font-size: 1.6em; } .sr-report h2 { font-size: 1.25em; margin-top: 1.6em;
   border-bottom: 1px solid #ddd; }
-.sr-explore table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.92em; }
-.sr-explore th, .sr-explore td { border: 1px solid #ddd; padding: 3px 9px; }
-.sr-explore th { background: #f3f3f3; } .sr-explore td.num { text-align: right;
+.sr-report table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.92em; }
+.sr-report th, .sr-report td { border: 1px solid #ddd; padding: 3px 9px; }
+.sr-report th { background: #f3f3f3; } .sr-report td.num { text-align: right;
   font-variant-numeric: tabular-nums; }
-.sr-explore img { max-width: 100%; display: block; margin: 0.5em 0; }
+.sr-report img { max-width: 100%; display: block; margin: 0.5em 0; }
 """
 
 
@@ -78,9 +78,9 @@ def blocks_html(
 ) -> str:
     """One self-contained HTML document (or a ``<div>`` for a notebook), images as base64."""
     parts = (
-        ['<div class="sr-explore">']
+        ['<div class="sr-report">']
         if full_page
-        else [f"<style>{_CSS}</style>", '<div class="sr-explore">']
+        else [f"<style>{_CSS}</style>", '<div class="sr-report">']
     )
     for b in blocks:
         if isinstance(b, Heading):
