@@ -50,7 +50,12 @@ def test_sweep_cli_runs_every_seed_and_summarises(
     assert res["summary"]["mrr@5"] == pytest.approx(
         {"mean": mean, "sd": sd, "low": low, "high": high}
     )
-    assert "| mean ± sd |" in (out / "sweep.md").read_text()
+    md = (out / "sweep.md").read_text()
+    assert "| mean ± sd |" in md and "![" in md and "sweep.png" in md
+    assert (out / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+    page = (out / "sweep.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "data:image/png;base64," in page
+    assert f"{res['summary']['mrr@5']['mean']:.4f}" in page
     assert "95 % interval" in stdout
 
 

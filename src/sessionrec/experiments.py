@@ -2,8 +2,8 @@
 
 ``sweep`` trains a model once per seed on the same PreparedData, evaluates each run on the same
 part, and summarises every metric by its mean, standard deviation and a 95 % Student-t interval
-of the mean over seeds. It writes one model directory per seed and ``sweep.json`` /
-``sweep.md`` beside them. The session-bootstrap intervals of ``sessionrec.evaluation`` measure
+of the mean over seeds. It writes one model directory per seed and, beside them, ``sweep.json``
+and the report: ``sweep.md``, a self-contained ``sweep.html`` and ``sweep.png``. The session-bootstrap intervals of ``sessionrec.evaluation`` measure
 the test set's sampling noise for one trained model; a sweep measures the training noise.
 """
 
@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from sessionrec._io import atomic_path, write_json
+from sessionrec._report import Block, Heading, Image, Para, Table, blocks_html, blocks_markdown
 from sessionrec.errors import ConfigError
 from sessionrec.prepare.data import PreparedData
 
@@ -56,7 +57,7 @@ def sweep(
     Returns:
         ``{"model", "params", "fit_on", "split", "exclude_seen", "runs": [{"seed", "fit_seconds",
         "predictions", metrics...}], "summary": {metric: {"mean", "sd", "low", "high"}}}``,
-        also written to ``out_dir/sweep.json`` (and a table to ``sweep.md``).
+        also written to ``out_dir/sweep.json`` (and the report: sweep.md, sweep.html, sweep.png).
     """
     import time
 
@@ -109,35 +110,75 @@ def sweep(
         "summary": summary,
         "interval": "95 % Student-t interval of the mean over seeds",
     }
-    write_json(out / "sweep.json", result)
-    with atomic_path(out / "sweep.md") as tmp:
-        tmp.write_text(sweep_markdown(result))
+    write_sweep_report(result, out)
     return result
 
 
-def sweep_markdown(result: dict[str, Any]) -> str:
-    """The runs and the summary as a Markdown table."""
+def sweep_blocks(result: dict[str, Any]) -> list[Block]:
+    """The sweep report: settings, every run, the summary over seeds, the figure."""
     names = list(result["summary"])
-    lines = [
-        f"# {result['model']} over seeds {', '.join(map(str, result['seeds']))}",
-        "",
-        f"Data `{result['data']}`, fit on {result['fit_on']}, evaluated on {result['split']} "
-        f"({'excluding' if result['exclude_seen'] else 'including'} seen items); parameters "
-        f"`{result['params']}`.",
-        "",
-        "| seed | " + " | ".join(names) + " | fit s |",
-        "| --- | " + " | ".join("---:" for _ in names) + " | ---: |",
-    ]
-    for r in result["runs"]:
-        cells = " | ".join(f"{r[n]:.4f}" for n in names)
-        lines.append(f"| {r['seed']} | {cells} | {r['fit_seconds']:.1f} |")
     s = result["summary"]
-    lines.append("| mean ± sd | " + " | ".join(f"{s[n]['mean']:.4f} ± {s[n]['sd']:.4f}"
-                                               for n in names) + " | |")  # fmt: skip
-    lines.append("| 95 % interval | " + " | ".join(f"[{s[n]['low']:.4f}, {s[n]['high']:.4f}]"
-                                                   for n in names) + " | |")  # fmt: skip
-    lines.append("")
-    return "\n".join(lines)
+    rows = [
+        [str(r["seed"]), *(f"{r[n]:.4f}" for n in names), f"{r['fit_seconds']:.1f}"]
+        for r in result["runs"]
+    ]
+    rows.append(["mean ± sd", *(f"{s[n]['mean']:.4f} ± {s[n]['sd']:.4f}" for n in names), ""])
+    rows.append(["95 % interval", *(f"[{s[n]['low']:.4f}, {s[n]['high']:.4f}]" for n in names), ""])
+    return [
+        Heading(f"{result['model']} over seeds {', '.join(map(str, result['seeds']))}", 1),
+        Para(
+            f"Data {result['data']}, fit on {result['fit_on']}, evaluated on {result['split']} "
+            f"({'excluding' if result['exclude_seen'] else 'including'} seen items); "
+            f"parameters {result['params']}. The interval is a 95 % Student-t interval of "
+            "the mean over seeds (training noise); the test set's own sampling noise is "
+            "`sessionrec evaluate --ci`."
+        ),
+        Table(["seed", *names, "fit s"], rows),
+        Image("sweep", "every seed's metric (dots), the mean (line) and its 95 % interval (band)"),
+    ]
 
 
-__all__ = ["sweep", "sweep_markdown", "t_interval"]
+def sweep_figure(result: dict[str, Any]) -> bytes:
+    """PNG: one panel per metric, a dot per seed, the mean and its interval."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(result["summary"])
+    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.0), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        s = result["summary"][name]
+        values = [r[name] for r in result["runs"]]
+        ax.axhspan(s["low"], s["high"], color="tab:blue", alpha=0.15, label="95 % interval")
+        ax.axhline(s["mean"], color="tab:blue", label="mean")
+        ax.plot(range(len(values)), values, "o", color="black", label="seed")
+        ax.set_xticks(range(len(values)), [str(r["seed"]) for r in result["runs"]])
+        ax.set_xlabel("seed")
+        ax.set_title(name)
+    axes[0][0].legend(fontsize="small")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def write_sweep_report(result: dict[str, Any], out_dir: Path) -> None:
+    """``sweep.json``, ``sweep.png``, ``sweep.md`` and a self-contained ``sweep.html``."""
+    write_json(out_dir / "sweep.json", result)
+    figures = {"sweep": sweep_figure(result)}
+    with atomic_path(out_dir / "sweep.png") as tmp:
+        tmp.write_bytes(figures["sweep"])
+    blocks = sweep_blocks(result)
+    with atomic_path(out_dir / "sweep.md") as tmp:
+        tmp.write_text(blocks_markdown(blocks, figures, images="files"), encoding="utf-8")
+    with atomic_path(out_dir / "sweep.html") as tmp:
+        tmp.write_text(
+            blocks_html(blocks, figures, f"{result['model']} over seeds"), encoding="utf-8"
+        )
+
+
+__all__ = ["sweep", "sweep_blocks", "t_interval", "write_sweep_report"]

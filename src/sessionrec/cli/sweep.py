@@ -65,4 +65,4 @@ def sweep(
             name, f"{s['mean']:.4f}", f"{s['sd']:.4f}", f"[{s['low']:.4f}, {s['high']:.4f}]"
         )
     console.print(table)
-    console.print(f"runs and summary: {out / 'sweep.json'}, {out / 'sweep.md'}")
+    console.print(f"runs and report: {out / 'sweep.html'} (and sweep.md, sweep.png, sweep.json)")
