@@ -12,7 +12,7 @@ from conftest import write_log
 
 import sessionrec as sr
 from sessionrec.errors import ConfigError
-from sessionrec.experiments import sweep, t_interval
+from sessionrec.experiments import grid_configs, sweep, t_interval
 
 
 def test_t_interval_by_hand() -> None:
@@ -42,21 +42,34 @@ def test_sweep_cli_runs_every_seed_and_summarises(
     code, stdout, err = run_cli(argv, capsys)
     assert code == 0, err
     res = json.loads((out / "sweep.json").read_text())
-    assert [r["seed"] for r in res["runs"]] == [3, 4]
+    (config,) = res["configs"]
+    assert config["params"] == {} and [r["seed"] for r in config["runs"]] == [3, 4]
     assert json.loads((out / "seed-4" / "config.json").read_text())["config"]["seed"] == 4
-    values = [r["mrr@5"] for r in res["runs"]]
+    values = [r["mrr@5"] for r in config["runs"]]
     assert values[0] != values[1]  # the seed reaches the model
     mean, sd, low, high = t_interval(values)
-    assert res["summary"]["mrr@5"] == pytest.approx(
+    assert config["summary"]["mrr@5"] == pytest.approx(
         {"mean": mean, "sd": sd, "low": low, "high": high}
     )
     md = (out / "sweep.md").read_text()
-    assert "| mean ± sd |" in md and "![" in md and "sweep.png" in md
+    assert "## Runs" in md and "sweep.png" in md
     assert (out / "sweep.png").read_bytes()[:4] == b"\x89PNG"
     page = (out / "sweep.html").read_text()
     assert page.startswith("<!DOCTYPE html>") and "data:image/png;base64," in page
-    assert f"{res['summary']['mrr@5']['mean']:.4f}" in page
-    assert "95 % interval" in stdout
+    assert f"{mean:.4f} ± {sd:.4f}" in page
+    assert "[95 %]" in stdout
+
+
+def test_sweep_grid_runs_every_combination(tiny: sr.PreparedData, tmp_path: Path) -> None:
+    assert grid_configs({"a": [1, 2], "b": ["x"]}) == [{"a": 1, "b": "x"}, {"a": 2, "b": "x"}]
+    res = sweep("two-tower", tiny, tmp_path / "g", [0, 1], params={"epochs": 1},
+                grid={"dim": [4, 8]}, cutoffs=(5,))  # fmt: skip
+    assert [c["params"] for c in res["configs"]] == [{"dim": 4}, {"dim": 8}]
+    cfg = json.loads((tmp_path / "g" / "config-1" / "seed-0" / "config.json").read_text())
+    assert cfg["config"]["dim"] == 8 and cfg["config"]["epochs"] == 1
+    assert all(len(c["runs"]) == 2 for c in res["configs"])
+    with pytest.raises(ConfigError, match="non-empty list"):
+        grid_configs({"dim": 4})  # type: ignore[dict-item]
 
 
 def test_sweep_refuses_bad_requests(tiny: sr.PreparedData, tmp_path: Path) -> None:
@@ -66,3 +79,5 @@ def test_sweep_refuses_bad_requests(tiny: sr.PreparedData, tmp_path: Path) -> No
         sweep("two-tower", tiny, tmp_path / "b", [1], params={"seed": 2})
     with pytest.raises(ConfigError, match="rating model"):
         sweep("svd", tiny, tmp_path / "c", [1])
+    with pytest.raises(ConfigError, match="both"):
+        sweep("two-tower", tiny, tmp_path / "d", [1], params={"dim": 4}, grid={"dim": [8]})

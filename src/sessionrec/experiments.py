@@ -38,6 +38,19 @@ def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, flo
     return mean, sd, mean - half, mean + half
 
 
+def grid_configs(grid: dict[str, Sequence[Any]] | None) -> list[dict[str, Any]]:
+    """Every combination of the grid's values, in the grid's order (``{}`` alone without one)."""
+    import itertools
+
+    if not grid:
+        return [{}]
+    for key, values in grid.items():
+        if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
+            raise ConfigError(f"grid {key!r} needs a non-empty list of values, not {values!r}")
+    keys = list(grid)
+    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*grid.values())]
+
+
 def sweep(
     model_name: str,
     data: PreparedData | str | Path,
@@ -45,6 +58,7 @@ def sweep(
     seeds: Sequence[int] = (0, 1, 2),
     *,
     params: dict[str, Any] | None = None,
+    grid: dict[str, Sequence[Any]] | None = None,
     fit_on: str = "train+valid",
     split: str = "test",
     cutoffs: Sequence[int] = (20,),
@@ -52,12 +66,19 @@ def sweep(
     device: str = "auto",
     on_run: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Train ``model_name`` once per seed, evaluate each, summarise over seeds.
+    """Train ``model_name`` once per seed (and per combination of ``grid``), evaluate each run,
+    summarise each configuration over its seeds.
+
+    Args:
+        grid: parameter → values to try (every combination, each over every seed), on top of
+            ``params``; None: ``params`` alone.
 
     Returns:
-        ``{"model", "params", "fit_on", "split", "exclude_seen", "runs": [{"seed", "fit_seconds",
-        "predictions", metrics...}], "summary": {metric: {"mean", "sd", "low", "high"}}}``,
-        also written to ``out_dir/sweep.json`` (and the report: sweep.md, sweep.html, sweep.png).
+        ``{"model", "params", "grid", "data", "fit_on", "split", "exclude_seen", "seeds",
+        "configs": [{"params": {...}, "runs": [{"seed", "fit_seconds", "predictions",
+        metrics...}], "summary": {metric: {"mean", "sd", "low", "high"}}}]}``, also written
+        to ``out_dir/sweep.json`` (and the report: sweep.html, sweep.md, sweep.png). Runs are
+        in ``out_dir/seed-N`` (no grid) or ``out_dir/config-I/seed-N``.
     """
     import time
 
@@ -72,74 +93,117 @@ def sweep(
         raise ConfigError("a sweep needs at least one seed")
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"seeds repeat: {list(seeds)}")
-    if params and "seed" in params:
+    if "seed" in (params or {}) or "seed" in (grid or {}):
         raise ConfigError("give seeds with --seeds, not as a parameter")
+    overlap = set(params or {}) & set(grid or {})
+    if overlap:
+        raise ConfigError(f"{sorted(overlap)} given both as parameters and in the grid")
+    configs = grid_configs(grid)
     if not isinstance(data, PreparedData):
         data = PreparedData(data)
     out = Path(out_dir)
     part = data.part(split)
-    runs: list[dict[str, Any]] = []
-    for seed in seeds:
-        t0 = time.perf_counter()
-        model = train(model_name, data, out / f"seed-{seed}", params=params, fit_on=fit_on,
-                      seed=seed, device=device, progress=False)  # fmt: skip
-        assert isinstance(model, SessionModel)
-        fit_seconds = time.perf_counter() - t0
-        res = evaluate(model, part, cutoffs=tuple(cutoffs), exclude_seen=exclude_seen)
-        run = {"seed": seed, "fit_seconds": fit_seconds, "predictions": res.predictions}
-        run.update({k: v for k, v in res.metrics.items() if k.split("@")[0] in ("recall", "mrr",
-                                                                               "ndcg")})  # fmt: skip
-        runs.append(run)
-        log.info("seed %d: %s", seed, run)
-        if on_run is not None:
-            on_run(run)
-    metric_names = [k for k in runs[0] if "@" in k]
-    summary = {}
-    for name in metric_names:
-        mean, sd, low, high = t_interval([r[name] for r in runs])
-        summary[name] = {"mean": mean, "sd": sd, "low": low, "high": high}
+    results: list[dict[str, Any]] = []
+    for i, varied in enumerate(configs):
+        where = out if grid is None else out / f"config-{i}"
+        runs: list[dict[str, Any]] = []
+        for seed in seeds:
+            t0 = time.perf_counter()
+            model = train(
+                model_name,
+                data,
+                where / f"seed-{seed}",
+                params={**(params or {}), **varied},
+                fit_on=fit_on,
+                seed=seed,
+                device=device,
+                progress=False,
+            )
+            assert isinstance(model, SessionModel)
+            fit_seconds = time.perf_counter() - t0
+            res = evaluate(model, part, cutoffs=tuple(cutoffs), exclude_seen=exclude_seen)
+            run: dict[str, Any] = {
+                "config": i,
+                "seed": seed,
+                "fit_seconds": fit_seconds,
+                "predictions": res.predictions,
+            }
+            run.update(
+                {k: v for k, v in res.metrics.items() if k.split("@")[0] in _RANKING_METRICS}
+            )
+            runs.append(run)
+            log.info("config %d %s, seed %d: %s", i, varied, seed, run)
+            if on_run is not None:
+                on_run({**run, "params": varied})
+        summary = {}
+        for name in (k for k in runs[0] if "@" in k):
+            mean, sd, low, high = t_interval([r[name] for r in runs])
+            summary[name] = {"mean": mean, "sd": sd, "low": low, "high": high}
+        results.append({"params": varied, "runs": runs, "summary": summary})
     result = {
         "model": model_name,
         "params": dict(params or {}),
+        "grid": {k: list(v) for k, v in (grid or {}).items()},
         "data": str(data.path),
         "fit_on": fit_on,
         "split": split,
         "exclude_seen": exclude_seen,
         "seeds": list(seeds),
-        "runs": runs,
-        "summary": summary,
+        "configs": results,
         "interval": "95 % Student-t interval of the mean over seeds",
     }
     write_sweep_report(result, out)
     return result
 
 
+_RANKING_METRICS = ("recall", "mrr", "ndcg")
+
+
+def _label(varied: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in varied.items()) or "—"
+
+
 def sweep_blocks(result: dict[str, Any]) -> list[Block]:
-    """The sweep report: settings, every run, the summary over seeds, the figure."""
-    names = list(result["summary"])
-    s = result["summary"]
-    rows = [
-        [str(r["seed"]), *(f"{r[n]:.4f}" for n in names), f"{r['fit_seconds']:.1f}"]
-        for r in result["runs"]
+    """The sweep report: settings, the summary per configuration, every run, the figure."""
+    configs = result["configs"]
+    names = list(configs[0]["summary"])
+    summary_rows = [
+        [
+            str(i),
+            _label(c["params"]),
+            *(
+                f"{c['summary'][n]['mean']:.4f} ± {c['summary'][n]['sd']:.4f} "
+                f"[{c['summary'][n]['low']:.4f}, {c['summary'][n]['high']:.4f}]"
+                for n in names
+            ),
+        ]
+        for i, c in enumerate(configs)
     ]
-    rows.append(["mean ± sd", *(f"{s[n]['mean']:.4f} ± {s[n]['sd']:.4f}" for n in names), ""])
-    rows.append(["95 % interval", *(f"[{s[n]['low']:.4f}, {s[n]['high']:.4f}]" for n in names), ""])
+    run_rows = [
+        [str(r["config"]), str(r["seed"]), *(f"{r[n]:.4f}" for n in names),
+         f"{r['fit_seconds']:.1f}"]
+        for c in configs
+        for r in c["runs"]
+    ]  # fmt: skip
+    grid = f"; grid {result['grid']}" if result["grid"] else ""
     return [
         Heading(f"{result['model']} over seeds {', '.join(map(str, result['seeds']))}", 1),
         Para(
             f"Data {result['data']}, fit on {result['fit_on']}, evaluated on {result['split']} "
             f"({'excluding' if result['exclude_seen'] else 'including'} seen items); "
-            f"parameters {result['params']}. The interval is a 95 % Student-t interval of "
-            "the mean over seeds (training noise); the test set's own sampling noise is "
-            "`sessionrec evaluate --ci`."
+            f"parameters {result['params']}{grid}. Each configuration: mean ± sd over seeds "
+            "[95 % Student-t interval of the mean] — training noise; the test set's own "
+            "sampling noise is `sessionrec evaluate --ci`."
         ),
-        Table(["seed", *names, "fit s"], rows),
-        Image("sweep", "every seed's metric (dots), the mean (line) and its 95 % interval (band)"),
+        Table(["config", "varied", *names], summary_rows, align_left=2),
+        Image("sweep", "every run's metric (dots), each configuration's mean and 95 % interval"),
+        Heading("Runs"),
+        Table(["config", "seed", *names, "fit s"], run_rows, align_left=2),
     ]
 
 
 def sweep_figure(result: dict[str, Any]) -> bytes:
-    """PNG: one panel per metric, a dot per seed, the mean and its interval."""
+    """PNG: one panel per metric; per configuration a dot per seed, the mean and its interval."""
     import io
 
     import matplotlib
@@ -147,18 +211,21 @@ def sweep_figure(result: dict[str, Any]) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = list(result["summary"])
-    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.0), squeeze=False)
+    configs = result["configs"]
+    names = list(configs[0]["summary"])
+    fig, axes = plt.subplots(
+        1, len(names), figsize=(max(3.2, 1.2 * len(configs) + 2) * len(names), 3.2), squeeze=False
+    )
     for ax, name in zip(axes[0], names, strict=True):
-        s = result["summary"][name]
-        values = [r[name] for r in result["runs"]]
-        ax.axhspan(s["low"], s["high"], color="tab:blue", alpha=0.15, label="95 % interval")
-        ax.axhline(s["mean"], color="tab:blue", label="mean")
-        ax.plot(range(len(values)), values, "o", color="black", label="seed")
-        ax.set_xticks(range(len(values)), [str(r["seed"]) for r in result["runs"]])
-        ax.set_xlabel("seed")
+        for x, c in enumerate(configs):
+            s = c["summary"][name]
+            values = [r[name] for r in c["runs"]]
+            ax.plot([x] * len(values), values, "o", color="black", alpha=0.6, markersize=4)
+            below, above = s["mean"] - s["low"], s["high"] - s["mean"]
+            ax.errorbar(x + 0.15, s["mean"], yerr=[[below], [above]], fmt="s", capsize=4)
+        ax.set_xticks(range(len(configs)), [str(i) for i in range(len(configs))])
+        ax.set_xlabel("config" if len(configs) > 1 else "")
         ax.set_title(name)
-    axes[0][0].legend(fontsize="small")
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
@@ -181,4 +248,4 @@ def write_sweep_report(result: dict[str, Any], out_dir: Path) -> None:
         )
 
 
-__all__ = ["sweep", "sweep_blocks", "t_interval", "write_sweep_report"]
+__all__ = ["grid_configs", "sweep", "sweep_blocks", "t_interval", "write_sweep_report"]
