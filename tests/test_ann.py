@@ -25,7 +25,7 @@ from sessionrec.ann import (
     prefix_sessions,
     session_queries,
 )
-from sessionrec.errors import ConfigError, DataError
+from sessionrec.errors import ConfigError, DataError, SessionrecError
 from sessionrec.evaluation import evaluate
 from sessionrec.models import REGISTRY, create, model_class
 
@@ -153,6 +153,8 @@ def test_evaluation_and_recommend_through_an_exact_index_match_the_model() -> No
     assert via.predictions == plain.predictions
     for key in ("recall@5", "mrr@5"):
         assert via.metrics[key] == pytest.approx(plain.metrics[key])
+    with pytest.raises(SessionrecError, match="wrapped model"):
+        IndexedModel(model, build_index(model)).save("nowhere")
     a = model.recommend(["m1", "m2"], 4)
     b = model.recommend(["m1", "m2"], 4, index=build_index(model, "hnsw", m=4))
     assert a["item_id"].to_list() == b["item_id"].to_list()

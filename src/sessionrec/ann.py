@@ -388,6 +388,9 @@ class IndexedModel(SessionModel):
         out[rows[found], idx.reshape(-1)[found]] = torch.from_numpy(scores.reshape(-1)[found])
         return out.to(self.device)
 
+    def save(self, path: str | Path) -> Path:
+        raise SessionrecError("save the wrapped model (model.save) and the index (index.save)")
+
     def state_arrays(self) -> dict[str, torch.Tensor]:
         return self.model.state_arrays()
 
