@@ -61,16 +61,19 @@ def index(
     built = build_index(model, kind, **(params if kind == "hnsw" else {}))
     exact = ExactIndex(vectors)
     if data is not None:
+        from sessionrec.cli.evaluate import _check_vocabulary
         from sessionrec.prepare import PreparedData
 
-        sessions = prefix_sessions(PreparedData(data).part(split), queries, seed)
+        prepared = PreparedData(data)
+        _check_vocabulary(model, prepared, model_dir)
+        sessions = prefix_sessions(prepared.part(split), queries, seed)
         source = f"{len(sessions):,} prefixes of {split} of {data}"
     else:
-        sessions = [[i] for i in range(model.n_items)]
-        if len(sessions) > queries:
+        pick = torch.arange(model.n_items)
+        if model.n_items > queries:
             rng = torch.Generator().manual_seed(seed)
-            pick = torch.randperm(len(sessions), generator=rng)[:queries].sort().values
-            sessions = [sessions[i] for i in pick.tolist()]
+            pick = torch.randperm(model.n_items, generator=rng)[:queries].sort().values
+        sessions = [[i] for i in pick.tolist()]
         source = f"{len(sessions):,} one-item sessions"
     q = session_queries(model, sessions).cpu()
     ks = sorted(set(k or [10, 100]))
