@@ -125,10 +125,11 @@ class SVDpp(SVD):
 
     def _implicit(self) -> np.ndarray:
         """(n_users, F) |N(u)|^-½ Σ_{j ∈ N(u)} y_j over the training ratings."""
-        out = np.zeros((self.n_users, self.implicit_factors.shape[1]))
-        np.add.at(out, self.train_users, self.implicit_factors[self.train_items])
+        y = torch.from_numpy(self.implicit_factors)
+        out = torch.zeros(self.n_users, y.shape[1], dtype=y.dtype)
+        out.index_add_(0, torch.from_numpy(self.train_users), y[torch.from_numpy(self.train_items)])
         degree = np.bincount(self.train_users, minlength=self.n_users)
-        return out / np.sqrt(np.maximum(degree, 1))[:, None]
+        return out.numpy() / np.sqrt(np.maximum(degree, 1))[:, None]
 
     def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         if self._implicit_stale:  # after an epoch or a load: the sums of the current y
