@@ -81,3 +81,23 @@ def test_sweep_refuses_bad_requests(tiny: sr.PreparedData, tmp_path: Path) -> No
         sweep("svd", tiny, tmp_path / "c", [1])
     with pytest.raises(ConfigError, match="both"):
         sweep("two-tower", tiny, tmp_path / "d", [1], params={"dim": 4}, grid={"dim": [8]})
+
+
+def test_sweep_resume_keeps_finished_runs_asked_the_same(
+    tiny: sr.PreparedData, tmp_path: Path
+) -> None:
+    out = tmp_path / "r"
+    kw = {"params": {"epochs": 1, "dim": 4}, "cutoffs": (5,)}
+    first = sweep("two-tower", tiny, out, [0, 1], **kw)  # type: ignore[arg-type]
+    original = [r["mrr@5"] for r in first["configs"][0]["runs"]]
+    kept = json.loads((out / "seed-1" / "run.json").read_text())
+    kept["run"]["mrr@5"] = 0.123  # a finished run: resume must take it as it is
+    (out / "seed-1" / "run.json").write_text(json.dumps(kept))
+    stale = json.loads((out / "seed-0" / "run.json").read_text())
+    stale["asked"]["params"]["dim"] = 99  # asked otherwise: resume must train it again
+    stale["run"]["mrr@5"] = 0.456
+    (out / "seed-0" / "run.json").write_text(json.dumps(stale))
+    again = sweep("two-tower", tiny, out, [0, 1], resume=True, **kw)  # type: ignore[arg-type]
+    assert [r["mrr@5"] for r in again["configs"][0]["runs"]] == [original[0], 0.123]
+    fresh = sweep("two-tower", tiny, out, [0, 1], **kw)  # type: ignore[arg-type]
+    assert [r["mrr@5"] for r in fresh["configs"][0]["runs"]] == original

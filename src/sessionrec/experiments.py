@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from sessionrec._io import atomic_path, write_json
+from sessionrec._io import atomic_path, read_json, write_json
 from sessionrec._report import Block, Heading, Image, Para, Table, blocks_html, blocks_markdown
 from sessionrec.errors import ConfigError
 from sessionrec.prepare.data import PreparedData
@@ -64,6 +64,7 @@ def sweep(
     cutoffs: Sequence[int] = (20,),
     exclude_seen: bool = False,
     device: str = "auto",
+    resume: bool = False,
     on_run: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Train ``model_name`` once per seed (and per combination of ``grid``), evaluate each run,
@@ -72,6 +73,8 @@ def sweep(
     Args:
         grid: parameter → values to try (every combination, each over every seed), on top of
             ``params``; None: ``params`` alone.
+        resume: keep the runs an interrupted sweep finished (each run's ``run.json`` records
+            what it was asked; a run asked otherwise is trained again).
 
     Returns:
         ``{"model", "params", "grid", "data", "fit_on", "split", "exclude_seen", "seeds",
@@ -108,29 +111,46 @@ def sweep(
         where = out if grid is None else out / f"config-{i}"
         runs: list[dict[str, Any]] = []
         for seed in seeds:
-            t0 = time.perf_counter()
-            model = train(
-                model_name,
-                data,
-                where / f"seed-{seed}",
-                params={**(params or {}), **varied},
-                fit_on=fit_on,
-                seed=seed,
-                device=device,
-                progress=False,
-            )
-            assert isinstance(model, SessionModel)
-            fit_seconds = time.perf_counter() - t0
-            res = evaluate(model, part, cutoffs=tuple(cutoffs), exclude_seen=exclude_seen)
-            run: dict[str, Any] = {
-                "config": i,
+            run_dir = where / f"seed-{seed}"
+            run_params = {**(params or {}), **varied}
+            asked: dict[str, Any] = {
+                "model": model_name,
+                "params": run_params,
                 "seed": seed,
-                "fit_seconds": fit_seconds,
-                "predictions": res.predictions,
+                "fit_on": fit_on,
+                "split": split,
+                "cutoffs": list(cutoffs),
+                "exclude_seen": exclude_seen,
+                "data": str(data.path),
             }
-            run.update(
-                {k: v for k, v in res.metrics.items() if k.split("@")[0] in _RANKING_METRICS}
-            )
+            done = read_json(run_dir / "run.json") if (run_dir / "run.json").exists() else None
+            if resume and done is not None and done.get("asked") == asked:
+                run = done["run"]  # finished before, with the same settings: keep it
+            else:
+                t0 = time.perf_counter()
+                model = train(
+                    model_name,
+                    data,
+                    run_dir,
+                    params=run_params,
+                    fit_on=fit_on,
+                    seed=seed,
+                    device=device,
+                    progress=False,
+                )
+                assert isinstance(model, SessionModel)
+                fit_seconds = time.perf_counter() - t0
+                res = evaluate(model, part, cutoffs=tuple(cutoffs), exclude_seen=exclude_seen)
+                run = {
+                    "config": i,
+                    "seed": seed,
+                    "fit_seconds": fit_seconds,
+                    "predictions": res.predictions,
+                }
+                run.update(
+                    {k: v for k, v in res.metrics.items() if k.split("@")[0] in _RANKING_METRICS}
+                )
+                write_json(run_dir / "run.json", {"asked": asked, "run": run})
             runs.append(run)
             log.info("config %d %s, seed %d: %s", i, varied, seed, run)
             if on_run is not None:

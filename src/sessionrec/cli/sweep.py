@@ -41,6 +41,9 @@ def sweep(
         bool, typer.Option(help="Remove the session's items from the ranking.")
     ] = False,
     device: Annotated[str, typer.Option(help="cpu | cuda | auto.")] = "auto",
+    resume: Annotated[
+        bool, typer.Option(help="Keep the runs of an interrupted sweep into --out.")
+    ] = False,
 ) -> None:
     """Train and evaluate a configuration (or every one of a --grid) once per seed; mean, sd
     and a 95 % interval per configuration, in sweep.html/.md/.json."""
@@ -67,6 +70,7 @@ def sweep(
         cutoffs=cutoffs or [20],
         exclude_seen=exclude_seen,
         device=device,
+        resume=resume,
         on_run=show,
     )
     configs = result["configs"]
