@@ -23,6 +23,7 @@ _LAZY = {
     "evaluate": "sessionrec.evaluation",
     "EvalResult": "sessionrec.evaluation",
     "train": "sessionrec.training",
+    "sweep": "sessionrec.experiments",
 }
 
 # Functions named like their subpackage are bound eagerly: importing the subpackage would
@@ -45,12 +46,14 @@ __all__ = [
     "explore",
     "load",
     "prepare",
+    "sweep",
     "train",
 ]
 
 if TYPE_CHECKING:
     from sessionrec.datasets import ColumnMapping, Dataset, load
     from sessionrec.evaluation import EvalResult, evaluate
+    from sessionrec.experiments import sweep
     from sessionrec.prepare import PrepareConfig, PreparedData, SessionData
     from sessionrec.training import train
 
