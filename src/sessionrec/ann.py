@@ -30,7 +30,7 @@ from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 import numpy as np
 import torch
 
-from sessionrec._io import atomic_dir
+from sessionrec._io import output_dir
 from sessionrec.errors import ConfigError, DataError, SessionrecError
 from sessionrec.models.base import EpochCallback, SessionModel
 from sessionrec.prepare.data import SessionData
@@ -116,10 +116,13 @@ class ItemIndex(ABC):
     def params(self) -> dict[str, Any]:
         return {}
 
-    def save(self, path: str | Path, **info: Any) -> Path:
-        """Write the index directory (``index.json`` plus the kind's files) atomically."""
+    def save(self, path: str | Path, *, overwrite: bool = False, **info: Any) -> Path:
+        """Write the index directory (``index.json`` plus the kind's files) atomically.
+
+        ``path`` must be new or empty, or (with ``overwrite``) an index sessionrec wrote.
+        """
         path = Path(path)
-        with atomic_dir(path) as tmp:
+        with output_dir(path, overwrite=overwrite, verb="index") as tmp:
             self._save(tmp)
             meta = {
                 "format": INDEX_FORMAT,

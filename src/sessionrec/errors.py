@@ -45,3 +45,8 @@ class UnknownNameError(ConfigError):
     def __init__(self, kind: str, name: str, known: list[str]) -> None:
         self.name = name
         super().__init__(f"unknown {kind} {name!r}; known: {', '.join(sorted(known))}")
+
+
+class OutputError(ConfigError):
+    """An output that cannot or must not be written: a folder holding other files, a file where
+    a folder should go, a location that refuses writes. Nothing is written or deleted."""

@@ -17,7 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from sessionrec._io import atomic_path, read_json, write_json
+from sessionrec._io import (
+    atomic_path,
+    check_output,
+    claim_dir,
+    mark_complete,
+    read_json,
+    write_json,
+    written_by_sessionrec,
+)
 from sessionrec._report import Block, Heading, Image, Para, Table, blocks_html, blocks_markdown
 from sessionrec.errors import ConfigError
 from sessionrec.prepare.data import PreparedData
@@ -66,6 +74,7 @@ def sweep(
     device: str = "auto",
     resume: bool = False,
     on_run: Callable[[dict[str, Any]], None] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Train ``model_name`` once per seed (and per combination of ``grid``), evaluate each run,
     summarise each configuration over its seeds.
@@ -75,6 +84,8 @@ def sweep(
             ``params``; None: ``params`` alone.
         resume: keep the runs an interrupted sweep finished (each run's ``run.json`` records
             what it was asked; a run asked otherwise is trained again).
+        overwrite: replace ``out_dir`` when it is a sweep sessionrec wrote; without it (and
+            without ``resume``) ``out_dir`` must be new or empty.
 
     Returns:
         ``{"model", "params", "grid", "data", "fit_on", "split", "exclude_seen", "seeds",
@@ -106,6 +117,10 @@ def sweep(
         data = PreparedData(data)
     out = Path(out_dir)
     part = data.part(split)
+    if resume and written_by_sessionrec(out):
+        check_output(out, overwrite=True, verb="sweep")  # nothing foreign inside
+    else:
+        claim_dir(out, overwrite=overwrite, verb="sweep")
     results: list[dict[str, Any]] = []
     for i, varied in enumerate(configs):
         where = out if grid is None else out / f"config-{i}"
@@ -137,6 +152,7 @@ def sweep(
                     seed=seed,
                     device=device,
                     progress=False,
+                    overwrite=True,  # a run folder inside the sweep's own folder
                 )
                 assert isinstance(model, SessionModel)
                 fit_seconds = time.perf_counter() - t0
@@ -151,6 +167,7 @@ def sweep(
                     {k: v for k, v in res.metrics.items() if k.split("@")[0] in _RANKING_METRICS}
                 )
                 write_json(run_dir / "run.json", {"asked": asked, "run": run})
+                mark_complete(run_dir, "train")  # run.json is the sweep's, not a stranger's
             runs.append(run)
             log.info("config %d %s, seed %d: %s", i, varied, seed, run)
             if on_run is not None:
@@ -173,6 +190,7 @@ def sweep(
         "interval": "95 % Student-t interval of the mean over seeds",
     }
     write_sweep_report(result, out)
+    mark_complete(out, "sweep")
     return result
 
 

@@ -34,6 +34,13 @@ def compare(
         Path | None, typer.Option("--json", help="Also write the comparison as JSON here.")
     ] = None,
     device: Annotated[str, typer.Option(help="cpu | cuda | auto")] = "auto",
+    allow_other_data: Annotated[
+        bool,
+        typer.Option(
+            help="Compare models trained on another prepared dataset than DATA_DIR "
+            "(refused otherwise; recorded in the JSON)."
+        ),
+    ] = False,
 ) -> None:
     """Compare models on the same predictions: each metric with its 95 % interval, and each
     model against the first by a paired session bootstrap (difference, interval, p-value)."""
@@ -43,6 +50,7 @@ def compare(
     from sessionrec.evaluation import bootstrap_interval, evaluate, paired_difference
     from sessionrec.models import load_model
     from sessionrec.prepare import PreparedData
+    from sessionrec.prepare.data import check_trained_on
 
     if split not in SPLITS:
         raise UnknownNameError("split", split, list(SPLITS))
@@ -54,17 +62,31 @@ def compare(
     part = data.part(split)
     rows: list[dict[str, Any]] = []
     results = []
-    for path in model_dirs:
+    models = []
+    for path in model_dirs:  # every model loaded and checked before any is evaluated
         if _is_rating_model(path):
             raise ConfigError(f"{path} is a rating model: compare ranks next-item models")
         model = load_model(path, device=device)
+        check = check_trained_on(
+            model.trained_on, data, model=path, allow_other_data=allow_other_data
+        )
         _check_vocabulary(model, data, path)
-        res = evaluate(model, part, cutoffs=cutoffs or (20,), ties=ties, exclude_seen=exclude_seen)
+        models.append((path, model, check))
+    for path, model, check in models:
+        res = evaluate(
+            model,
+            part,
+            cutoffs=cutoffs or (20,),
+            ties=ties,
+            exclude_seen=exclude_seen,
+            allow_other_data=allow_other_data,
+        )
         results.append(res)
         row: dict[str, Any] = {
             "model": str(path),
             "name": model.name,
             "predictions": res.predictions,
+            "data_check": check,
             "intervals": bootstrap_interval(res, part, metrics, n_boot=n_boot, seed=seed),
         }
         if len(results) > 1:
@@ -116,6 +138,7 @@ def compare(
                 "exclude_seen": exclude_seen,
                 "n_boot": n_boot,
                 "seed": seed,
+                "allow_other_data": allow_other_data,
                 "models": rows,
             },
         )

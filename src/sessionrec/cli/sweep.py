@@ -44,6 +44,9 @@ def sweep(
     resume: Annotated[
         bool, typer.Option(help="Keep the runs of an interrupted sweep into --out.")
     ] = False,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace --out when it holds an earlier sessionrec sweep.")
+    ] = False,
 ) -> None:
     """Train and evaluate a configuration (or every one of a --grid) once per seed; mean, sd
     and a 95 % interval per configuration, in sweep.html/.md/.json."""
@@ -72,6 +75,7 @@ def sweep(
         device=device,
         resume=resume,
         on_run=show,
+        overwrite=overwrite,
     )
     configs = result["configs"]
     names = list(configs[0]["summary"])

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from sessionrec._io import atomic_dir, read_json, write_json
+from sessionrec._io import atomic_dir, claim_dir, mark_complete, read_json, write_json
 from sessionrec.errors import ConfigError, DataError
 from sessionrec.models import model_class
 from sessionrec.models.base import SessionModel, make_config
@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint"
 FIT_ON = ("train", "train+valid")
+#: The config fields that count epochs: the one parameter a resumed run may change.
+EPOCH_KEYS = ("n_epochs", "epochs")
+#: The valid metrics computed after each epoch (``_evaluator``).
+VALID_METRICS = ("recall@20", "mrr@20")
 
 
 def train(
@@ -47,6 +51,7 @@ def train(
     patience: int | None = None,
     resume: bool = False,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> SessionModel | RatingModel:
     """Train ``model_name`` on ``data`` and write the model directory ``out_dir``.
 
@@ -64,8 +69,12 @@ def train(
         device: ``cpu``, ``cuda`` or ``auto``.
         valid_metric: the valid metric early stopping and the best epoch follow.
         patience: stop after this many epochs without improvement (None = never).
-        resume: continue from the checkpoint in ``out_dir`` (same parameters).
+        resume: continue from the checkpoint in ``out_dir``, on the same data (its
+            fingerprint is checked), with the checkpoint's parameters; only the number of
+            epochs may be raised, which extends a finished run.
         progress: show a progress bar per epoch on stderr.
+        overwrite: replace ``out_dir`` when it is a model folder sessionrec wrote. Without
+            it (and without ``resume``) ``out_dir`` must be new or empty.
 
     Returns:
         The trained model (the best epoch's weights when valid metrics were computed).
@@ -93,14 +102,18 @@ def train(
             seed=seed,
             device=device,
             on_epoch=lambda r: log.info(_summary(r, improved=False)) if progress else None,
+            overwrite=overwrite,
         )
     out = Path(out_dir)
     cls = model_class(model_name)
-    params = dict(params or {})
+    given = dict(params or {})
+    params = dict(given)
     fields = set(getattr(cls.Config, "__dataclass_fields__", {}))
     if "seed" in fields:
         params.setdefault("seed", seed)
     ckpt = out / CHECKPOINT
+    has_valid = fit_on == "train" and data.valid.n_sessions > 0
+    _check_stopping(patience, valid_metric, has_valid, fit_on)
     state: dict[str, Any] = {"history": [], "best_epoch": None, "best_value": None, "bad": 0}
     if resume:
         if not (ckpt / "progress.json").exists():
@@ -108,16 +121,16 @@ def train(
         state = read_json(ckpt / "progress.json")
         if state["model"] != model_name:
             raise ConfigError(f"the checkpoint is of model {state['model']!r}, not {model_name!r}")
-        saved: Any = make_config(cls.Config, state["config"])
-        asked: Any = make_config(cls.Config, params)
-        if saved != asked and params:
-            log.warning("resuming with the checkpoint's parameters, not the ones given")
-        model = cls(saved, device=device)
+        _check_resume_data(state, data, fit_on, out)
+        model = cls(_resumed_config(cls, state, given), device=device)
     else:
-        model = cls.from_params(params, device=device)
+        model = cls.from_params(params, device=device)  # a bad parameter fails before the claim
+        claim_dir(out, overwrite=overwrite, verb="train")
+    state["fit_on"] = fit_on
+    state["fingerprint"] = data.fingerprint(fit_on)
     model.items = data.items
     train_part = data.part(fit_on)
-    valid_part = data.part("valid") if fit_on == "train" and data.valid.n_sessions else None
+    valid_part = data.part("valid") if has_valid else None
     evaluate = _evaluator() if valid_part is not None else None
     if resume:
         from safetensors.torch import load_file
@@ -190,7 +203,12 @@ def train(
         )
         model.load_state_arrays(best_arrays)
     model.save(out)
-    write_json(out / "data_meta.json", {"path": str(data.path), "fit_on": fit_on, **data.meta})
+    model.trained_on = {
+        "path": str(data.path),
+        "fit_on": fit_on,
+        "fingerprint": state["fingerprint"],
+    }
+    write_json(out / "data_meta.json", {**data.meta, **model.trained_on})
     write_json(
         out / "training.json",
         {
@@ -204,7 +222,63 @@ def train(
         },
     )
     learning_curve(out / "learning_curve.png", state["history"], model_name)
+    mark_complete(out, "train")
     return model
+
+
+def _check_stopping(patience: int | None, valid_metric: str, has_valid: bool, fit_on: str) -> None:
+    """Early stopping needs valid metrics: refuse what would be silently ignored."""
+    if valid_metric not in VALID_METRICS:
+        raise ConfigError(
+            f"valid_metric must be one of {', '.join(VALID_METRICS)}, not {valid_metric!r}"
+        )
+    if patience is None:
+        return
+    if patience < 1:
+        raise ConfigError(f"patience must be at least 1, not {patience}")
+    if not has_valid:
+        why = "fit_on is train+valid" if fit_on != "train" else "the valid part is empty"
+        raise ConfigError(f"patience {patience} needs valid metrics, and there are none: {why}")
+
+
+def _check_resume_data(state: dict[str, Any], data: PreparedData, fit_on: str, out: Path) -> None:
+    """A checkpoint continues on the data it was trained on, and only there."""
+    was = state.get("fit_on")
+    if was is not None and was != fit_on:
+        raise ConfigError(f"the checkpoint in {out} was fit on {was}, not {fit_on}")
+    saved = state.get("fingerprint")
+    if saved is None:
+        log.warning("the checkpoint in %s records no data fingerprint (older sessionrec)", out)
+        return
+    ours = data.fingerprint(fit_on)
+    if saved != ours:
+        raise DataError(
+            out / CHECKPOINT,
+            expected=f"a checkpoint of {fit_on} of {data.path} (fingerprint {ours[:12]})",
+            found=f"one trained on other data (fingerprint {saved[:12]}); --resume continues "
+            "on the same data only",
+        )
+
+
+def _resumed_config(cls: Any, state: dict[str, Any], given: dict[str, Any]) -> Any:
+    """The checkpoint's config, with the number of epochs raised where ``given`` says so;
+    any other parameter given differently is refused (a resumed run is the same run)."""
+    import dataclasses
+
+    saved: Any = make_config(cls.Config, state["config"])
+    asked: Any = make_config(cls.Config, {**dataclasses.asdict(saved), **given})
+    changed = [k for k in given if getattr(asked, k) != getattr(saved, k) and k not in EPOCH_KEYS]
+    if changed:
+        raise ConfigError(
+            "--resume continues the checkpoint's run with its parameters; only the number of "
+            "epochs may change, not "
+            + ", ".join(f"{k} ({getattr(saved, k)!r} → {getattr(asked, k)!r})" for k in changed)
+        )
+    done = len(state.get("history", []))
+    for k in EPOCH_KEYS:
+        if k in given and getattr(asked, k) < done:
+            raise ConfigError(f"{k}={getattr(asked, k)} is below the {done} epochs already done")
+    return asked
 
 
 def _evaluator() -> Callable[[SessionModel, SessionData], dict[str, float]] | None:
