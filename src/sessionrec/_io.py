@@ -55,7 +55,10 @@ def clean_stale(target: str | Path) -> list[Path]:
     target = Path(target)
     removed: list[Path] = []
     parent = target.parent
-    if not parent.is_dir():
+    try:
+        if not parent.is_dir():
+            return removed
+    except OSError:
         return removed
     for kind in ("tmp", "old"):
         start = _prefix(target, kind)
@@ -112,11 +115,15 @@ def check_output(target: str | Path, *, overwrite: bool = False, verb: str = "")
     """
     target = Path(target)
     flag = f"--overwrite{f' (sessionrec {verb})' if verb else ''}"
-    if target.is_symlink():
+    try:
+        link, exists, is_dir = target.is_symlink(), target.exists(), target.is_dir()
+    except OSError as exc:  # a name too long, a loop of links, ...
+        raise _oserror(target, exc) from None
+    if link:
         raise OutputError(f"{target}: expected a new or empty directory, found a symbolic link")
-    if not target.exists():
+    if not exists:
         return False
-    if not target.is_dir():
+    if not is_dir:
         raise OutputError(
             f"{target}: expected a directory (new or empty) to write into, found a file; "
             "choose another output"
@@ -258,7 +265,11 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temporary file path beside ``target``; on success it is renamed onto ``target``."""
     target = Path(target)
-    if target.is_dir():
+    try:
+        is_dir = target.is_dir()
+    except OSError as exc:
+        raise _oserror(target, exc) from None
+    if is_dir:
         raise OutputError(f"cannot write {target}: expected a file name, found a directory")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -117,6 +117,7 @@ def sweep(
         data = PreparedData(data)
     out = Path(out_dir)
     part = data.part(split)
+    data.part(fit_on)  # read (and checked) before the output is claimed
     if resume and written_by_sessionrec(out):
         check_output(out, overwrite=True, verb="sweep")  # nothing foreign inside
     else:

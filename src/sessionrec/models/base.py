@@ -120,18 +120,21 @@ def check_param(name: str, kind: Any, value: Any) -> Any:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             value = [value]  # one number: a tuple of one (layers=224)
         if not isinstance(value, (list, tuple)):
-            raise bad(f"a list of {_type_name(item)}")
+            raise bad(_type_name(kind))
         try:
             return tuple(check_param(name, item, v) for v in value)
         except ConfigError:
-            raise bad(f"a list of {_type_name(item)}") from None
+            raise bad(_type_name(kind)) from None
     return value
 
 
 def _type_name(kind: Any) -> str:
     if kind is type(None):
         return "null"
-    if isinstance(kind, type) and typing.get_origin(kind) is None:
+    if typing.get_origin(kind) is tuple:  # said in words: brackets read as markup in terminals
+        args = typing.get_args(kind)
+        return f"list of {_type_name(args[0]) if args else 'values'}"
+    if isinstance(kind, type) and not typing.get_args(kind):
         return kind.__name__
     return str(kind).replace("typing.", "")
 

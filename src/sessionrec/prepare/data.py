@@ -150,12 +150,19 @@ class PreparedData:
             )
         self.meta: dict[str, Any] = _read_meta(meta_path)
         for name in (*PARTS, "items"):
-            if not (self.path / f"{name}.parquet").is_file():
+            path = self.path / f"{name}.parquet"
+            if not path.is_file():
                 raise DataError(
-                    self.path / f"{name}.parquet",
+                    path,
                     expected=f"the {name} part of the prepared data (meta.json is there)",
                     found="no such file",
                 )
+            try:  # the footer only: a truncated or foreign file fails here, cheaply
+                schema = pl.read_parquet_schema(path)
+            except Exception as exc:
+                raise DataError(path, expected="a Parquet file", found=_first_line(exc)) from None
+            if name != "items":
+                _check_columns(schema, path)
         self._parts: dict[str, SessionData] = {}
         self._sha256: dict[str, str] = {}
         self._fingerprints: dict[str, str] = {}
@@ -357,26 +364,34 @@ def _read_meta(path: Path) -> dict[str, Any]:
     return meta
 
 
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
 def _read_parquet(path: Path) -> pl.DataFrame:
     try:
         return pl.read_parquet(path)
     except Exception as exc:  # polars' ComputeError, OSError, ... for a damaged file
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise DataError(path, expected="a Parquet file", found=first) from None
+        raise DataError(path, expected="a Parquet file", found=_first_line(exc)) from None
 
 
 _PART_COLUMNS = {S.SESSION: "integers", S.ITEM_IDX: "integers", S.TIME: "datetimes"}
 
 
-def _check_part(df: pl.DataFrame, path: Path, n_items: int) -> None:
-    """The columns every part has, and item indices inside the vocabulary."""
+def _check_columns(schema: Any, path: Path) -> None:
+    """The columns every part has, with their kinds of values."""
     for col, kind in _PART_COLUMNS.items():
-        if col not in df.columns:
+        if col not in schema:
             raise DataError(path, column=col, expected=kind, found="no such column")
-        dtype = df.schema[col]
+        dtype = schema[col]
         ok = dtype.is_temporal() if kind == "datetimes" else dtype.is_integer()
         if not ok:
             raise DataError(path, column=col, expected=kind, found=str(dtype))
+
+
+def _check_part(df: pl.DataFrame, path: Path, n_items: int) -> None:
+    """The columns every part has, and item indices inside the vocabulary."""
+    _check_columns(df.schema, path)
     idx = df[S.ITEM_IDX]
     if df.height and (idx.null_count() or idx.min() < 0 or idx.max() >= n_items):  # type: ignore[operator]
         raise DataError(

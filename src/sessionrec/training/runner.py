@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from sessionrec._io import atomic_dir, claim_dir, mark_complete, read_json, write_json
+from sessionrec._io import atomic_dir, claim_dir, mark_complete, write_json
 from sessionrec.errors import ConfigError, DataError
 from sessionrec.models import model_class
-from sessionrec.models.base import SessionModel, make_config
+from sessionrec.models.base import SessionModel, load_weights, make_config, one_line
 from sessionrec.prepare.data import PreparedData, SessionData
 from sessionrec.training.curve import learning_curve, write_history
 
@@ -115,35 +115,36 @@ def train(
     has_valid = fit_on == "train" and data.valid.n_sessions > 0
     _check_stopping(patience, valid_metric, has_valid, fit_on)
     state: dict[str, Any] = {"history": [], "best_epoch": None, "best_value": None, "bad": 0}
+    train_part = data.part(fit_on)  # read (and checked) before anything is written
+    valid_part = data.part("valid") if has_valid else None
+    fingerprint = data.fingerprint(fit_on)
     if resume:
         if not (ckpt / "progress.json").exists():
             raise DataError(ckpt, expected="a checkpoint to resume from", found="none")
-        state = read_json(ckpt / "progress.json")
+        state = _read_progress(ckpt / "progress.json")
         if state["model"] != model_name:
             raise ConfigError(f"the checkpoint is of model {state['model']!r}, not {model_name!r}")
         _check_resume_data(state, data, fit_on, out)
-        model = cls(_resumed_config(cls, state, given), device=device)
+        model = cls(_resumed_config(cls, state, given, ckpt / "progress.json"), device=device)
     else:
         model = cls.from_params(params, device=device)  # a bad parameter fails before the claim
         claim_dir(out, overwrite=overwrite, verb="train")
     state["fit_on"] = fit_on
-    state["fingerprint"] = data.fingerprint(fit_on)
+    state["fingerprint"] = fingerprint
     model.items = data.items
-    train_part = data.part(fit_on)
-    valid_part = data.part("valid") if has_valid else None
     evaluate = _evaluator() if valid_part is not None else None
     if resume:
-        from safetensors.torch import load_file
-
-        model.load_training_state(  # type: ignore[attr-defined]
-            load_file(str(ckpt / "state.safetensors"), device=str(model.device))
-        )
+        try:
+            model.load_training_state(  # type: ignore[attr-defined]
+                load_weights(ckpt / "state.safetensors", device=str(model.device))
+            )
+        except (RuntimeError, KeyError, ValueError, IndexError, TypeError) as exc:
+            raise DataError(ckpt / "state.safetensors", expected="the checkpoint's arrays",
+                            found=one_line(exc)) from None  # fmt: skip
         log.info("resuming after epoch %d", model.epochs_done)  # type: ignore[attr-defined]
     best_arrays: dict[str, torch.Tensor] | None = None
     if resume and (ckpt / "best.safetensors").exists():
-        from safetensors.torch import load_file
-
-        best_arrays = load_file(str(ckpt / "best.safetensors"), device=str(model.device))
+        best_arrays = load_weights(ckpt / "best.safetensors", device=str(model.device))
     metric_key = f"valid_{valid_metric}"
     # Long runs without valid metrics (bpr: 100 epochs) print about 20 lines, not one each.
     planned = getattr(model.config, "epochs", None) or getattr(model.config, "n_epochs", None)
@@ -241,6 +242,26 @@ def _check_stopping(patience: int | None, valid_metric: str, has_valid: bool, fi
         raise ConfigError(f"patience {patience} needs valid metrics, and there are none: {why}")
 
 
+def _read_progress(path: Path) -> dict[str, Any]:
+    """A checkpoint's progress.json, checked: a damaged one is a DataError naming it."""
+    import json
+
+    try:
+        state = json.loads(path.read_bytes())
+    except json.JSONDecodeError as exc:
+        raise DataError(path, line=exc.lineno, expected="JSON", found=exc.msg) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(path, expected="a readable JSON file", found=one_line(exc)) from None
+    keys = ("model", "config", "history")
+    if not isinstance(state, dict) or not all(k in state for k in keys):
+        raise DataError(path, expected=f"a checkpoint record with {', '.join(keys)}",
+                        found=f"keys {sorted(state) if isinstance(state, dict) else type(state).__name__}")  # fmt: skip
+    if not isinstance(state["config"], dict) or not isinstance(state["history"], list):
+        raise DataError(path, expected="config (an object) and history (a list)",
+                        found=f"{type(state['config']).__name__}, {type(state['history']).__name__}")  # fmt: skip
+    return state
+
+
 def _check_resume_data(state: dict[str, Any], data: PreparedData, fit_on: str, out: Path) -> None:
     """A checkpoint continues on the data it was trained on, and only there."""
     was = state.get("fit_on")
@@ -260,12 +281,15 @@ def _check_resume_data(state: dict[str, Any], data: PreparedData, fit_on: str, o
         )
 
 
-def _resumed_config(cls: Any, state: dict[str, Any], given: dict[str, Any]) -> Any:
+def _resumed_config(cls: Any, state: dict[str, Any], given: dict[str, Any], where: Path) -> Any:
     """The checkpoint's config, with the number of epochs raised where ``given`` says so;
     any other parameter given differently is refused (a resumed run is the same run)."""
     import dataclasses
 
-    saved: Any = make_config(cls.Config, state["config"])
+    try:
+        saved: Any = make_config(cls.Config, state["config"])
+    except ConfigError as exc:
+        raise DataError(where, expected="the run's parameters", found=str(exc)) from None
     asked: Any = make_config(cls.Config, {**dataclasses.asdict(saved), **given})
     changed = [k for k in given if getattr(asked, k) != getattr(saved, k) and k not in EPOCH_KEYS]
     if changed:
