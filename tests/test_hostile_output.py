@@ -220,6 +220,22 @@ def test_sweep_index_and_demo_refuse_folders_of_other_files(
     assert [p.name for p in (cwd / "busy").iterdir()] == ["thesis.tex"]
 
 
+def test_overwrite_replaces_only_the_output_of_the_same_verb(
+    world: dict[str, Any], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    model, data = copy(world["root"] / "tt", tmp_path / "tt"), copy(world["a"].path, tmp_path / "a")
+    for args in (
+        ["index", str(model), "--kind", "exact", "--out", str(model), "--overwrite"],
+        ["train", str(data), "-m", "pop", "--out", str(data), "--overwrite"],
+        ["prepare", str(world["log"]), "--out", str(model), "--overwrite"],
+        ["sweep", str(data), "-m", "pop", "--seeds", "0", "--out", str(data), "--resume"],
+    ):
+        code, err = run(args, capsys)
+        one_line(code, err, "holds the output of `sessionrec")
+    assert load_model(model).name == "two-tower"
+    assert sr.PreparedData(data).n_items == world["a"].n_items
+
+
 def test_a_failed_run_leaves_the_old_output_whole(
     cwd: Path, world: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -347,6 +363,27 @@ def test_booleans_take_the_usual_spellings(raw: str, value: bool) -> None:
 
     model = create("gru4rec", parse_params([f"constrained_embedding={raw}"]))
     assert model.config.constrained_embedding is value  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("model", "param", "message"),
+    [
+        ("two-tower", "dim=0", "dim: expected at least 1, found 0"),
+        ("two-tower", "batch_size=0", "batch_size: expected at least 1"),
+        ("two-tower", "context_length=0", "context_length: expected at least 1"),
+        ("two-tower", "temperature=0", "temperature: expected a number above 0"),
+        ("two-tower", "extra_negatives=-3", "extra_negatives: expected at least 0"),
+        ("bpr", "factors=0", "factors: expected at least 1"),
+        ("bpr", "epochs=-1", "epochs: expected at least 0"),
+    ],
+)
+def test_sizes_out_of_range_end_in_one_line(
+    world: dict[str, Any], capsys: pytest.CaptureFixture[str], tmp_path: Path, model: str,
+    param: str, message: str,
+) -> None:  # fmt: skip
+    code, err = run(["train", str(world["a"].path), "-m", model, "--out", str(tmp_path / "m"),
+                     "-p", param], capsys)  # fmt: skip
+    one_line(code, err, message)
 
 
 def test_python_parameters_are_checked_and_whole_floats_accepted() -> None:
@@ -501,6 +538,29 @@ def test_every_verb_given_a_damaged_data_folder_says_one_line(
         code, err = run(args, capsys)
         one_line(code, err, name)
     assert not (tmp_path / "m").exists() and not (tmp_path / "ix").exists()
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        lambda ix: (ix / "index.json").write_text("{"),
+        lambda ix: (ix / "index.json").write_text("[]"),
+        lambda ix: [_truncate(f) for f in ix.iterdir() if f.name not in ("index.json", MARKER)],
+    ],
+)
+def test_a_damaged_index_says_one_line(
+    world: dict[str, Any], capsys: pytest.CaptureFixture[str], tmp_path: Path, spoil: Any
+) -> None:
+    ix = tmp_path / "ix"
+    tt = str(world["root"] / "tt")
+    assert run(["index", tt, "--kind", "exact", "--out", str(ix)], capsys)[0] == 0
+    spoil(ix)
+    for args in (
+        ["evaluate", tt, str(world["a"].path), "--index", str(ix)],
+        ["recommend", tt, "-s", "100", "--index", str(ix)],
+    ):
+        code, err = run(args, capsys)
+        one_line(code, err, str(ix))
 
 
 # == 6. Writing output where writes fail ========================================================

@@ -89,21 +89,38 @@ def _listing(names: list[str], limit: int = 5) -> str:
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
-def _legacy(path: Path) -> bool:
-    """Folders sessionrec wrote before the marker existed, recognised by their format tags."""
-    for name in ("meta.json", "config.json", "index.json"):
+def _legacy(path: Path) -> str | None:
+    """The verb of a folder sessionrec wrote before the marker existed, recognised by its
+    format tags and file names; None for anything else."""
+    for name, verb in (("meta.json", "prepare"), ("config.json", "train"), ("index.json", "index")):
         f = path / name
         if f.is_file():
             with contextlib.suppress(OSError, ValueError, AttributeError):
                 if str(json.loads(f.read_text()).get("format", "")).startswith("sessionrec."):
-                    return True
-    return (path / "checkpoint" / "progress.json").is_file() or (path / "sweep.json").is_file()
+                    return verb
+    if (path / "checkpoint" / "progress.json").is_file():
+        return "train"
+    if (path / "sweep.json").is_file():
+        return "sweep"
+    if (path / "summary.json").is_file() and (path / "report.html").is_file():
+        return "explore"
+    return None
+
+
+def written_by(path: str | Path) -> str | None:
+    """The verb whose output ``path`` is (its marker, or an older folder's files), or None
+    when sessionrec did not write it."""
+    path = Path(path)
+    if not path.is_dir():
+        return None
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        return str(json.loads((path / MARKER).read_text()).get("verb") or "") or "?"
+    return _legacy(path)
 
 
 def written_by_sessionrec(path: str | Path) -> bool:
     """Whether ``path`` is a folder sessionrec wrote (its marker, or an older format tag)."""
-    path = Path(path)
-    return path.is_dir() and ((path / MARKER).is_file() or _legacy(path))
+    return written_by(path) is not None
 
 
 def check_output(target: str | Path, *, overwrite: bool = False, verb: str = "") -> bool:
@@ -134,7 +151,13 @@ def check_output(target: str | Path, *, overwrite: bool = False, verb: str = "")
         raise _oserror(target, exc) from None
     if not names:
         return True
-    if (target / MARKER).is_file() or _legacy(target):
+    owner = written_by(target)
+    if owner is not None:
+        if verb and owner not in (verb, "?"):
+            raise OutputError(
+                f"{target}: holds the output of `sessionrec {owner}`, not of `sessionrec "
+                f"{verb}`; choose another output"
+            )
         foreign = _foreign(target, names)
         if foreign:
             raise OutputError(

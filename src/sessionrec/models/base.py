@@ -47,10 +47,31 @@ def make_config(cls: type[C], params: dict[str, Any] | None) -> C:
     hints = typing.get_type_hints(cls)
     for name in list(params):
         params[name] = check_param(name, hints.get(name, Any), params[name])
+        _check_range(name, params[name])
     try:
         return cls(**params)
     except (TypeError, ValueError) as exc:  # a model's own checks that are not ConfigErrors
         raise ConfigError(f"invalid parameters for {cls.__name__}: {exc}") from None
+
+
+#: Ranges shared by name across models (a model checks the rest in its ``__post_init__``):
+#: sizes of at least 1, counts of at least 0, rates above 0.
+_AT_LEAST = {"factors": 1, "dim": 1, "batch_size": 1, "context_length": 1, "layers": 1,
+             "hidden": 1, "epochs": 0, "n_epochs": 0, "extra_negatives": 0, "threads": 0,
+             "weight_decay": 0, "l2": 0}  # fmt: skip
+_ABOVE_ZERO = ("lr", "learning_rate", "temperature")
+
+
+def _check_range(name: str, value: Any) -> None:
+    values = value if isinstance(value, tuple) else (value,)
+    for v in values:
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            continue
+        low = _AT_LEAST.get(name)
+        if low is not None and v < low:
+            raise ConfigError(f"parameter {name}: expected at least {low}, found {value!r}")
+        if name in _ABOVE_ZERO and v <= 0:
+            raise ConfigError(f"parameter {name}: expected a number above 0, found {value!r}")
 
 
 _TRUE = ("true", "1", "yes")
