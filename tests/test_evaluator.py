@@ -202,15 +202,19 @@ def test_sampled_protocol_is_marked_and_ranks_among_negatives() -> None:
         )
         assert np.array_equal(again.ranks, res.ranks)  # seeded
     # with every other item as a negative, the sampled rank is the full rank minus the
-    # session's items scored above the target (they are never negatives)
-    all_neg = evaluate(model, data, cutoffs=(5,), protocol="sampled", negatives=10_000)
+    # session's items scored above the target (they are never negatives); more than the
+    # catalogue is refused (issue 9: it was capped silently)
+    every = data.n_items - 1
+    all_neg = evaluate(model, data, cutoffs=(5,), protocol="sampled", negatives=every)
+    with pytest.raises(ConfigError, match="exceeds"):
+        evaluate(model, data, cutoffs=(5,), protocol="sampled", negatives=every + 1)
     excl = evaluate(model, data, cutoffs=(5,), exclude_seen=True)
     assert np.array_equal(all_neg.ranks, excl.ranks)
 
 
 def test_popularity_sampling_never_draws_unseen_items() -> None:
-    # items 5..9 have no training count: they can never be negatives, so with ten negatives
-    # asked for, only the popular items not in the session compete.
+    # items 5..9 have no training count: they can never be negatives, so with nine negatives
+    # asked for, only the popular items not in the session compete (and that is recorded).
     train = session_data([[0, 1, 2, 3, 4]], 10)
     test = session_data([[9, 0]], 10)
     model = create("pop").fit(train)
@@ -218,12 +222,13 @@ def test_popularity_sampling_never_draws_unseen_items() -> None:
         model,
         test,
         protocol="sampled",
-        negatives=10,
+        negatives=9,
         negative_sampling="popularity",
         popularity=train.item_counts(),
     )
     # target 0 (count 1) vs negatives {1, 2, 3, 4} all with count 1: conservative rank 5
     assert res.ranks.tolist() == [5.0]
+    assert res.protocol["negatives_drawn"] == {"min": 4, "mean": 4.0}
 
 
 def test_prediction_mask_counts() -> None:
@@ -254,3 +259,23 @@ def test_ml100k_test_part_counts_every_prediction(ml100k: Any, tmp_path: Any) ->
     assert res.predictions == 7117 == data.test.n_predictions
     assert res.protocol["popularity_source"] == "given"
     assert 0 < res.metrics["recall@20"] < 1
+
+
+class _NaNModel(TieModel):
+    name = "nan-model"
+
+    def score(self, state: Any) -> Any:
+        return super().score(state) * float("nan")
+
+
+def test_a_model_scoring_nan_gets_no_hits_and_a_warning() -> None:
+    sessions = [[i % 25, (i + 1) % 25, (i + 2) % 25] for i in range(30)]
+    data = session_data(sessions, 25)
+    model = _NaNModel().fit(data)
+    res = evaluate(model, data, cutoffs=(1, 20))
+    assert res.predictions == 60
+    assert res.metrics["recall@20"] == 0.0 and res.metrics["mrr@20"] == 0.0
+    assert res.metrics["coverage@20"] == 0.0  # NaN items are never served
+    assert res.nan_predictions == 60 and "NaN" in res.warnings[0]
+    assert res.to_dict()["nan_predictions"] == 60
+    assert brute_force(model, data, "conservative", False) == res.ranks.tolist()

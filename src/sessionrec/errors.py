@@ -50,3 +50,16 @@ class UnknownNameError(ConfigError):
 class OutputError(ConfigError):
     """An output that cannot or must not be written: a folder holding other files, a file where
     a folder should go, a location that refuses writes. Nothing is written or deleted."""
+
+
+class TrainingDivergedError(SessionrecError):
+    """Training produced a non-finite loss, parameter or valid metric; names the epoch and step."""
+
+    def __init__(self, model: str, what: str, epoch: int, step: int | None = None) -> None:
+        self.epoch = epoch
+        self.step = step
+        where = f"epoch {epoch}" + (f", step {step}" if step is not None else "")
+        super().__init__(
+            f"{model} diverged: {what} at {where}; nothing from this epoch is kept "
+            "(try a lower learning rate, or gradient-friendlier settings)"
+        )

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from sessionrec.cli._app import app, console
+from sessionrec.cli._app import app, console, err_console
 
 
 @app.command()
@@ -82,6 +82,8 @@ def compare(
             allow_other_data=allow_other_data,
         )
         results.append(res)
+        for w in res.warnings:
+            err_console.print(f"warning: {path}: {w}", markup=False, highlight=False)
         row: dict[str, Any] = {
             "model": str(path),
             "name": model.name,
