@@ -236,6 +236,25 @@ def test_overwrite_replaces_only_the_output_of_the_same_verb(
     assert sr.PreparedData(data).n_items == world["a"].n_items
 
 
+def test_json_results_never_replace_data_or_model_files(
+    world: dict[str, Any], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    data = copy(world["a"].path, tmp_path / "a")
+    model = str(world["root"] / "pop")
+    (tmp_path / "log.csv").write_text("user_id,item_id\n1,2\n")
+    meta = (data / "meta.json").read_text()
+    for target in (data / "meta.json", tmp_path / "log.csv", data / MARKER):
+        code, err = run(["evaluate", model, str(data), "--json", str(target)], capsys)
+        one_line(code, err, str(target), "choose another file")
+        code, err = run(["compare", str(data), model, model, "--json", str(target)], capsys)
+        one_line(code, err, str(target))
+    assert (data / "meta.json").read_text() == meta
+    assert (tmp_path / "log.csv").read_text() == "user_id,item_id\n1,2\n"
+    results = tmp_path / "r.json"
+    for _ in range(2):  # an earlier result is replaced
+        assert run(["evaluate", model, str(data), "--json", str(results)], capsys)[0] == 0
+
+
 def test_a_failed_run_leaves_the_old_output_whole(
     cwd: Path, world: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -176,6 +176,42 @@ def check_output(target: str | Path, *, overwrite: bool = False, verb: str = "")
     )
 
 
+def check_output_file(target: str | Path, option: str = "--json") -> None:
+    """A results file may replace an earlier JSON result only: never a file of a sessionrec
+    folder (meta.json of a prepared dataset, a model's config.json) nor any other file."""
+    target = Path(target)
+    try:
+        exists, is_dir = target.exists(), target.is_dir()
+    except OSError as exc:
+        raise _oserror(target, exc) from None
+    if is_dir:
+        raise OutputError(f"cannot write {target}: expected a file name, found a directory")
+    if not exists:
+        return
+    owner = written_by(target.parent)
+    if owner is not None and target.name != MARKER:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            listed = json.loads((target.parent / MARKER).read_text()).get("files") or []
+            if target.name in listed:
+                raise OutputError(
+                    f"{option} {target}: is part of the output of `sessionrec {owner}` in "
+                    f"{target.parent}; choose another file"
+                )
+    try:
+        ok = isinstance(json.loads(target.read_bytes()), dict)
+    except (OSError, ValueError):
+        ok = False
+    if not ok or target.name == MARKER or (owner is not None and owner != "?" and
+                                            target.name in _LEGACY_FILES):  # fmt: skip
+        raise OutputError(
+            f"{option} {target}: exists and is not an earlier results file; choose another file"
+        )
+
+
+_LEGACY_FILES = ("meta.json", "config.json", "index.json", "data_meta.json", "training.json",
+                 "summary.json", "sweep.json", "run.json", "spec.json")  # fmt: skip
+
+
 def _foreign(target: Path, names: list[str]) -> list[str]:
     """Entries of a marked folder that its marker does not list (and that are not sessionrec
     folders themselves, e.g. an index beside a model)."""

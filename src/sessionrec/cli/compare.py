@@ -44,7 +44,7 @@ def compare(
 ) -> None:
     """Compare models on the same predictions: each metric with its 95 % interval, and each
     model against the first by a paired session bootstrap (difference, interval, p-value)."""
-    from sessionrec._io import write_json
+    from sessionrec._io import check_output_file, write_json
     from sessionrec.cli.evaluate import SPLITS, _check_vocabulary, _is_rating_model
     from sessionrec.errors import ConfigError, UnknownNameError
     from sessionrec.evaluation import bootstrap_interval, evaluate, paired_difference
@@ -54,6 +54,8 @@ def compare(
 
     if split not in SPLITS:
         raise UnknownNameError("split", split, list(SPLITS))
+    if json_path is not None:
+        check_output_file(json_path)  # before any work
     if len(model_dirs) < 2:
         raise ConfigError("compare takes two or more model directories")
     metrics = metric or ["recall@20", "mrr@20"]

@@ -125,7 +125,7 @@ def evaluate(
     """Next-item accuracy of a model: every position, full ranking, ties stated."""
     import torch
 
-    from sessionrec._io import write_json
+    from sessionrec._io import check_output_file, write_json
     from sessionrec.evaluation import evaluate as do_evaluate
     from sessionrec.models import load_model
     from sessionrec.prepare import PreparedData
@@ -134,6 +134,8 @@ def evaluate(
     cutoffs = cutoffs or [5, 10, 20]
     if split not in SPLITS:
         raise UnknownNameError("split", split, list(SPLITS))
+    if json_path is not None:
+        check_output_file(json_path)  # before any work
     if _is_rating_model(model_dir):
         _evaluate_rating(model_dir, data_dir, split, json_path, device, allow_other_data)
         return
@@ -401,15 +403,16 @@ def _user_history(model_dir: Path, user: str) -> list[int | str]:
     """
     import polars as pl
 
-    from sessionrec._io import read_json
     from sessionrec.prepare import PreparedData
+    from sessionrec.prepare.data import read_trained_on
 
-    meta_path = model_dir / "data_meta.json"
-    if not meta_path.exists():
+    meta = read_trained_on(model_dir)
+    if meta is None or not isinstance(meta.get("path"), str):
         raise DataError(
-            model_dir, expected="data_meta.json (from `sessionrec train`)", found="none"
+            model_dir / "data_meta.json",
+            expected="the path of the training data (from `sessionrec train`)",
+            found="none",
         )
-    meta = read_json(meta_path)
     data = PreparedData(meta["path"])
     parts = ["train", "valid"] if meta.get("fit_on") == "train+valid" else ["train"]
     frame = pl.concat([data.frame(p) for p in parts], how="diagonal_relaxed")
