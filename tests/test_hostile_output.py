@@ -458,6 +458,19 @@ def test_recommend_needs_a_positive_k(
         load_model(world["root"] / "pop").recommend(["100"], k=int(k))
 
 
+def test_zero_replicates_and_threads_end_in_one_line(
+    world: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    model, data = str(world["root"] / "pop"), str(world["a"].path)
+    for args, named in (
+        (["evaluate", model, data, "--ci", "--n-boot", "0"], "n_boot"),
+        (["compare", data, model, model, "--n-boot", "0"], "n_boot"),
+        (["evaluate", model, data, "--threads", "-1"], "--threads"),
+    ):
+        code, err = run(args, capsys)
+        one_line(code, err, named, "at least 1")
+
+
 # == 5. Damaged model and data folders: every verb, one line ====================================
 def _truncate(path: Path) -> None:
     path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])

@@ -139,7 +139,9 @@ def evaluate(
     if _is_rating_model(model_dir):
         _evaluate_rating(model_dir, data_dir, split, json_path, device, allow_other_data)
         return
-    if threads:
+    if threads is not None:
+        if threads < 1:
+            raise ConfigError(f"--threads must be at least 1, not {threads}")
         torch.set_num_threads(threads)
     model = load_model(model_dir, device=device)
     data = PreparedData(data_dir)
