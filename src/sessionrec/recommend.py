@@ -75,7 +75,10 @@ def top_k_frame(
     scores: torch.Tensor, k: int, items: pl.DataFrame | None, exclude: Sequence[int] = ()
 ) -> pl.DataFrame:
     """Top-``k`` of one (n_items,) score vector as a frame with rank, ids, titles and score."""
-    s = scores.detach().float().clone()
+    # keep the model's dtype: float64 scores carry an exact popularity tie-break (baselines)
+    s = scores.detach().clone()
+    if s.dtype != torch.float64:
+        s = s.float()
     if exclude:
         s[torch.tensor(list(exclude), device=s.device)] = -torch.inf
     k = min(k, int(torch.isfinite(s).sum()))
