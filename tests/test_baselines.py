@@ -371,3 +371,16 @@ def test_itemknn_gru4rec_form_matches_a_loop_over_events() -> None:
         expected = row / np.array(norm)
         got = model.score_sessions([[i]])[0].double().numpy()
         np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
+
+
+def test_evaluator_ranks_the_float64_scores() -> None:
+    from sessionrec.evaluation import evaluate
+
+    data, n = _big_tie()
+    model = create("markov").fit(data)
+    test = sessions_data([[0, 2], [0, 1]], n)
+    res = evaluate(model, test, cutoffs=(1, 2))
+    # by hand: after 0, item 2 (more popular) ranks 1 and item 1 ranks 2 (the old float32
+    # tie-break tied them: both rank 2, Recall@1 = 0)
+    assert res.metrics["recall@1"] == 0.5 and res.metrics["recall@2"] == 1.0
+    assert res.metrics["mrr@2"] == pytest.approx(0.75)
