@@ -255,7 +255,8 @@ def with_tiebreak(scores: torch.Tensor, tiebreak: torch.Tensor) -> torch.Tensor:
     Why not ``s + ε · r`` in float32: above a score of about 8, ``ε = 1e-6`` is below float32's
     resolution, distinct items tie, and conservative ranking counts every tie against the target
     (issue 8 measured Markov 15–24 % low). On Apple's MPS (no float64) the scores stay float32
-    with ``s + r · 2**-24 · max(|s|, 1)``, exact only for scores below about 1.
+    with an approximate tie-break, ``s + r · 2**-24 · max(|s|, 1)``, which can still leave
+    ties (or tie two adjacent float32 scores).
 
     Args:
         scores: (B, n_items) float32 scores.
