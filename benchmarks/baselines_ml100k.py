@@ -40,7 +40,7 @@ ROWS: list[tuple[str, dict[str, Any], str]] = [
     ("pop", {}, "no parameters"),
     ("spop", {}, "no parameters"),
     ("markov", {}, "no parameters"),
-    ("sr", {}, "defaults (tuned on valid)"),
+    ("sr", {}, "defaults (steps tuned on valid, weighting the paper's)"),
     ("sr", {"preset": "session-rec"}, "preset (session-rec's defaults)"),
     ("itemknn", {}, "defaults (GRU4Rec paper's baseline settings)"),
     ("itemknn", {"preset": "gru4rec"}, "preset (GRU4Rec baselines' formula)"),
