@@ -11,7 +11,7 @@ popularity (``tiebreak``; exact, see ``_sparse.with_tiebreak``).
 Preset ``session-rec`` (``--param preset=session-rec``): the defaults of session-rec's
 ``SequentialRules`` (github.com/rn5l/session-rec, ``algorithms/baselines/sr.py``): steps 10,
 weighting ``div`` (1/d), pruning 20. Our defaults differ only in ``pruning`` (0 = keep every
-rule), chosen on the valid part of ML-100K. session-rec also offers a ``linear`` weighting
+rule); ``steps`` was chosen on the valid part of ML-100K (BENCHMARKS.md). session-rec also offers a ``linear`` weighting
 ``1 − 0.1·d`` (0 beyond d = 10), here ``linear-session-rec``; our ``linear`` is
 ``(steps − d + 1)/steps``.
 """
