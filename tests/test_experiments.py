@@ -38,7 +38,7 @@ def test_sweep_cli_runs_every_seed_and_summarises(
 ) -> None:
     out = tmp_path / "sw"
     argv = ["sweep", str(tiny.path), "--model", "two-tower", "--seeds", "3", "4", "--out",
-            str(out), "-p", "epochs=1", "-p", "dim=4", "--cutoffs", "5"]  # fmt: skip
+            str(out), "-p", "n_epochs=1", "-p", "dim=4", "--cutoffs", "5"]  # fmt: skip
     code, stdout, err = run_cli(argv, capsys)
     assert code == 0, err
     res = json.loads((out / "sweep.json").read_text())
@@ -62,11 +62,11 @@ def test_sweep_cli_runs_every_seed_and_summarises(
 
 def test_sweep_grid_runs_every_combination(tiny: sr.PreparedData, tmp_path: Path) -> None:
     assert grid_configs({"a": [1, 2], "b": ["x"]}) == [{"a": 1, "b": "x"}, {"a": 2, "b": "x"}]
-    res = sweep("two-tower", tiny, tmp_path / "g", [0, 1], params={"epochs": 1},
+    res = sweep("two-tower", tiny, tmp_path / "g", [0, 1], params={"n_epochs": 1},
                 grid={"dim": [4, 8]}, cutoffs=(5,))  # fmt: skip
     assert [c["params"] for c in res["configs"]] == [{"dim": 4}, {"dim": 8}]
     cfg = json.loads((tmp_path / "g" / "config-1" / "seed-0" / "config.json").read_text())
-    assert cfg["config"]["dim"] == 8 and cfg["config"]["epochs"] == 1
+    assert cfg["config"]["dim"] == 8 and cfg["config"]["n_epochs"] == 1
     assert all(len(c["runs"]) == 2 for c in res["configs"])
     with pytest.raises(ConfigError, match="non-empty list"):
         grid_configs({"dim": 4})  # type: ignore[dict-item]
@@ -87,7 +87,7 @@ def test_sweep_resume_keeps_finished_runs_asked_the_same(
     tiny: sr.PreparedData, tmp_path: Path
 ) -> None:
     out = tmp_path / "r"
-    kw = {"params": {"epochs": 1, "dim": 4}, "cutoffs": (5,)}
+    kw = {"params": {"n_epochs": 1, "dim": 4}, "cutoffs": (5,)}
     first = sweep("two-tower", tiny, out, [0, 1], **kw)  # type: ignore[arg-type]
     original = [r["mrr@5"] for r in first["configs"][0]["runs"]]
     kept = json.loads((out / "seed-1" / "run.json").read_text())

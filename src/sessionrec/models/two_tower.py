@@ -34,9 +34,9 @@ from sessionrec.prepare.data import SessionData
 class TwoTowerConfig:
     context_length: int = 10
     dim: int = 64
-    epochs: int = 10
+    n_epochs: int = 10
     batch_size: int = 256
-    lr: float = 0.002
+    learning_rate: float = 0.002
     weight_decay: float = 0.0
     logq: bool = True
     extra_negatives: int = 0
@@ -90,9 +90,9 @@ class TwoTower(SessionModel):
     tasks = frozenset({"next-item", "top-n"})
     test_params: ClassVar[dict[str, Any]] = {
         "dim": 16,
-        "epochs": 12,
+        "n_epochs": 12,
         "batch_size": 32,
-        "lr": 0.01,
+        "learning_rate": 0.01,
     }
 
     def __init__(self, config: Any = None, **kw: Any) -> None:
@@ -124,7 +124,9 @@ class TwoTower(SessionModel):
             self.net, self._opt, self.epochs_done = self._build(), None, 0
         net = self.net
         if self._opt is None:
-            self._opt = torch.optim.Adam(net.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+            self._opt = torch.optim.Adam(
+                net.parameters(), lr=c.learning_rate, weight_decay=c.weight_decay
+            )
         opt = self._opt
         windows_np, labels_np = training_examples(train, c.context_length)
         windows = torch.from_numpy(windows_np).to(self.device)
@@ -133,7 +135,7 @@ class TwoTower(SessionModel):
         freq = np.bincount(labels_np, minlength=self.n_items).astype(np.float64)
         log_q = torch.from_numpy(np.log(np.maximum(freq, 1.0) / max(len(labels_np), 1))).float()
         log_q = log_q.to(self.device)
-        for epoch in range(self.epochs_done + 1, c.epochs + 1):
+        for epoch in range(self.epochs_done + 1, c.n_epochs + 1):
             started = time.perf_counter()
             # Each epoch's shuffles and negatives are seeded from (seed, epoch): the epoch
             # number is the whole RNG state, so a resumed run repeats an uninterrupted one.
@@ -211,7 +213,9 @@ class TwoTower(SessionModel):
         self.load_state_arrays({k[6:]: v for k, v in arrays.items() if k.startswith("param/")})
         assert self.net is not None
         c = self.config
-        self._opt = torch.optim.Adam(self.net.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+        self._opt = torch.optim.Adam(
+            self.net.parameters(), lr=c.learning_rate, weight_decay=c.weight_decay
+        )
         state: dict[int, dict[str, torch.Tensor]] = {}
         for key, v in arrays.items():
             if key.startswith("opt/"):
