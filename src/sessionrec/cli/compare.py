@@ -62,6 +62,8 @@ def compare(
         fit_on = _fit_part(path)
         res = evaluate(model, part, cutoffs=cutoffs or (20,), ties=ties, exclude_seen=exclude_seen)
         results.append(res)
+        for w in res.warnings:
+            err_console.print(f"warning: {path}: {w}", markup=False, highlight=False)
         row: dict[str, Any] = {
             "model": str(path),
             "name": model.name,
