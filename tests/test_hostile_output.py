@@ -31,7 +31,7 @@ torch.set_num_threads(1)
 
 GRU = ["-p", "layers=[8]", "-p", "batch_size=4", "-p", "n_sample=4", "-p", "n_epochs=1"]
 GRU_PARAMS = {"layers": [8], "batch_size": 4, "n_sample": 4, "n_epochs": 1}
-TT_PARAMS = {"dim": 4, "epochs": 1, "batch_size": 16}
+TT_PARAMS = {"dim": 4, "n_epochs": 1, "batch_size": 16}
 
 
 def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
@@ -393,7 +393,7 @@ def test_booleans_take_the_usual_spellings(raw: str, value: bool) -> None:
         ("two-tower", "temperature=0", "temperature: expected a number above 0"),
         ("two-tower", "extra_negatives=-3", "extra_negatives: expected at least 0"),
         ("bpr", "factors=0", "factors: expected at least 1"),
-        ("bpr", "epochs=-1", "epochs: expected at least 0"),
+        ("bpr", "n_epochs=-1", "n_epochs: expected at least 0"),
     ],
 )
 def test_sizes_out_of_range_end_in_one_line(

@@ -52,7 +52,7 @@ def test_learns_a_cycle_and_keeps_the_protocol(tmp_path: Path) -> None:
         start = int(rng.integers(n))
         sessions.append([(start + t) % n for t in range(int(rng.integers(3, 8)))])
     data = _data(sessions, n)
-    params = {"dim": 16, "epochs": 15, "batch_size": 32, "lr": 0.01}
+    params = {"dim": 16, "n_epochs": 15, "batch_size": 32, "learning_rate": 0.01}
     records: list[dict[str, float]] = []
     m = create("two-tower", params).fit(data, callback=records.append)
     assert len(records) == 15 and records[-1]["train_loss"] < records[0]["train_loss"]
@@ -79,7 +79,7 @@ def test_learns_a_cycle_and_keeps_the_protocol(tmp_path: Path) -> None:
 def test_extra_negatives_and_no_logq_train() -> None:
     data = _data([[0, 1, 2, 3], [2, 3, 0, 1]] * 5, n_items=4)
     m = create(
-        "two-tower", {"dim": 4, "epochs": 1, "batch_size": 8, "extra_negatives": 3, "logq": False}
+        "two-tower", {"dim": 4, "n_epochs": 1, "batch_size": 8, "extra_negatives": 3, "logq": False}
     ).fit(data)
     assert torch.isfinite(m.score_sessions([[0]])).all()
 
@@ -111,7 +111,7 @@ def test_sequence_examples_by_hand() -> None:
 
 def test_progress_hook_reports_every_example_of_an_epoch() -> None:
     data = _data([[i % 5, (i + 1) % 5, (i + 2) % 5] for i in range(50)], 5)
-    m = create("two-tower", {"dim": 4, "epochs": 2, "batch_size": 2})
+    m = create("two-tower", {"dim": 4, "n_epochs": 2, "batch_size": 2})
     calls: list[tuple[int, int, float]] = []
     m.progress_hook = lambda done, total, loss: calls.append((done, total, loss))  # type: ignore[attr-defined]
     m.fit(data)
@@ -152,3 +152,63 @@ def test_prepare_examples_cli_writes_one_prediction_per_example(
     code, out, err = run_cli(["prepare", str(log), "--out", str(tmp_path / "x"),
                               "--examples", "bert4rec"], capsys)  # fmt: skip
     assert code == 2 and "tfrs" in err and not (tmp_path / "x").exists()
+
+
+def test_tfrs_preset_is_the_tutorial_model(tmp_path: Path) -> None:
+    m = create("two-tower", {"preset": "tfrs"})
+    c = m.config
+    assert (c.dim, c.n_epochs, c.batch_size, c.learning_rate, c.optimizer) == (
+        32,
+        3,
+        12800,
+        0.1,
+        "adagrad",
+    )
+    assert (c.normalize, c.query_projection, c.logq, c.temperature) == (False, False, False, 1.0)
+    assert (c.mask_accidental_hits, c.loss_reduction, c.padding) == (False, "sum", "right")
+    # a small version of it trains, learns the cycle's direction, and round-trips
+    n = 6
+    sessions = [[(s + t) % n for t in range(5)] for s in range(n)] * 20
+    data = _data(sessions, n)
+    params = {"preset": "tfrs", "dim": 8, "batch_size": 16, "n_epochs": 8}
+    records: list[dict[str, float]] = []
+    m = create("two-tower", params).fit(data, callback=records.append)
+    assert records[-1]["train_loss"] < records[0]["train_loss"]
+    assert isinstance(m, TwoTower) and m.net is not None
+    assert m.net.query_out is None and isinstance(m._opt, torch.optim.Adagrad)
+    # Keras' initialisers: embeddings within ±0.05 before training
+    fresh = TwoTower.from_params(params)
+    fresh.n_items = n
+    net = fresh._build()
+    assert net.candidate_embedding.weight.abs().max() <= 0.05
+    assert float(net.gru.get_parameter("bias_hh_l0").detach().abs().max()) == 0.0
+    # no normalisation: candidate vectors are the raw embeddings
+    torch.testing.assert_close(m.item_vectors(), m.net.candidate_embedding.weight)
+    probes = [[i, (i + 1) % n] for i in range(n)]
+    scores = m.score_sessions(probes)
+    assert (scores.argmax(1).numpy() == [(i + 2) % n for i in range(n)]).mean() >= 0.8
+    loaded = load_model(m.save(tmp_path / "tfrs"))
+    torch.testing.assert_close(loaded.score_sessions(probes), scores, rtol=0, atol=0)
+
+
+def test_right_padding_reads_the_items_first() -> None:
+    m = TwoTower.from_params({"dim": 4, "context_length": 4, "padding": "right"})
+    m.n_items = 5
+    net = m._build()
+    pad = 5
+    left = torch.tensor([[pad, pad, 1, 2]])
+    out, _ = net.gru(net.query_embedding(torch.tensor([[1, 2, pad, pad]])))
+    assert net.query_out is not None
+    by_hand = torch.nn.functional.normalize(net.query_out(out[:, -1]), dim=-1)
+    torch.testing.assert_close(net.query(left), by_hand)
+
+
+def test_loss_record_is_per_example_under_either_reduction() -> None:
+    data = _data([[0, 1, 2, 3], [2, 3, 0, 1]] * 5, n_items=4)
+    base = {"dim": 4, "n_epochs": 1, "batch_size": 100, "learning_rate": 0.0}
+    mean: list[dict[str, float]] = []
+    total: list[dict[str, float]] = []
+    create("two-tower", base).fit(data, callback=mean.append)
+    create("two-tower", {**base, "loss_reduction": "sum"}).fit(data, callback=total.append)
+    # lr 0: same weights; the record is per example whichever reduction trained
+    assert total[0]["train_loss"] == pytest.approx(mean[0]["train_loss"], rel=1e-6)

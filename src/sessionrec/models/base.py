@@ -13,6 +13,7 @@ import json
 import math
 import types
 import typing
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,7 +23,7 @@ import polars as pl
 import torch
 
 from sessionrec._io import atomic_path, write_json
-from sessionrec.errors import ConfigError, DataError
+from sessionrec.errors import ConfigError, DataError, UnknownNameError
 from sessionrec.prepare.data import SessionData
 
 FORMAT = "sessionrec.model/1"
@@ -33,11 +34,52 @@ C = TypeVar("C")
 EpochCallback = Callable[[dict[str, Any]], bool | None]
 
 
-def make_config(cls: type[C], params: dict[str, Any] | None) -> C:
+#: The parameter that names a preset (``--param preset=NAME``); not a config field.
+PRESET_KEY = "preset"
+
+#: Old parameter names, still accepted (scripts, saved model folders) → the one vocabulary every
+#: model uses: GRU4Rec's official names (``n_epochs``, ``learning_rate``).
+ALIASES: dict[str, str] = {"epochs": "n_epochs", "lr": "learning_rate"}
+
+
+def presets(cls: type) -> dict[str, dict[str, Any]]:
+    """The named presets of a config class: ``PRESETS`` (a class variable), name → values."""
+    return dict(getattr(cls, "PRESETS", {}))
+
+
+def make_config(cls: type[C], params: dict[str, Any] | None, *, warn: bool = True) -> C:
     """Build a frozen config dataclass from ``params``, rejecting unknown keys by name and
-    values of the wrong type by name, type and value (``check_param``)."""
+    values of the wrong type or range by name, type and value (``check_param``).
+
+    ``params["preset"]`` names one of the class's ``PRESETS`` (e.g. ``session-rec`` for
+    ``vsknn``): its values are the starting point, and the other ``params`` override them
+    (defaults < preset < explicit values). The saved config holds the resolved values.
+
+    An old name of ``ALIASES`` is renamed, with a ``FutureWarning`` when ``warn`` (saved model
+    folders and checkpoints written before the rename load silently).
+    """
     params = dict(params or {})
+    if PRESET_KEY in params:
+        name = params.pop(PRESET_KEY)
+        known = presets(cls)
+        if name not in known:
+            raise UnknownNameError(
+                f"preset of {cls.__name__}", str(name), list(known) or ["(none)"]
+            )
+        params = {**known[name], **params}
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    for old, new in ALIASES.items():
+        if old in params and old not in names and new in names:
+            if new in params:
+                raise ConfigError(f"{old} and {new} are the same parameter: give {new} only")
+            if warn:
+                warnings.warn(
+                    f"parameter {old!r} is deprecated, use {new!r} (one vocabulary for every "
+                    "model: `sessionrec models` lists them)",
+                    FutureWarning,
+                    stacklevel=3,
+                )
+            params[new] = params.pop(old)
     unknown = sorted(set(params) - names)
     if unknown:
         raise ConfigError(
@@ -55,11 +97,12 @@ def make_config(cls: type[C], params: dict[str, Any] | None) -> C:
 
 
 #: Ranges shared by name across models (a model checks the rest in its ``__post_init__``):
-#: sizes of at least 1, counts of at least 0, rates above 0.
+#: sizes of at least 1, counts and rates of at least 0 (a rate of 0 freezes the weights: a
+#: diagnostic), a softmax temperature above 0.
 _AT_LEAST = {"factors": 1, "dim": 1, "batch_size": 1, "context_length": 1, "layers": 1,
              "hidden": 1, "epochs": 0, "n_epochs": 0, "extra_negatives": 0, "threads": 0,
-             "weight_decay": 0, "l2": 0}  # fmt: skip
-_ABOVE_ZERO = ("lr", "learning_rate", "temperature")
+             "weight_decay": 0, "l2": 0, "lr": 0, "learning_rate": 0}  # fmt: skip
+_ABOVE_ZERO = ("temperature",)
 
 
 def _check_range(name: str, value: Any) -> None:
@@ -281,7 +324,7 @@ class SessionModel(ABC):
             raise DataError(path / "config.json", column="n_items",
                             expected="a non-negative integer", found=repr(n_items))  # fmt: skip
         try:
-            config: Any = make_config(cls.Config, cfg["config"])
+            config: Any = make_config(cls.Config, cfg["config"], warn=False)
         except ConfigError as exc:
             raise DataError(
                 path / "config.json", expected=f"valid {cls.name} parameters", found=str(exc)
@@ -315,9 +358,10 @@ class SessionModel(ABC):
     def score_sessions(self, sessions: Sequence[Sequence[int]]) -> torch.Tensor:
         """(len(sessions), n_items) next-item scores after each whole session (item indices).
 
-        Sessions of equal length are stepped together as one batch.
+        Sessions of equal length are stepped together as one batch. The scores keep the
+        model's dtype (float64 for the baselines' exact popularity tie-break).
         """
-        out = torch.empty(len(sessions), self.n_items, device=self.device)
+        out: torch.Tensor | None = None
         by_length: dict[int, list[int]] = {}
         for i, s in enumerate(sessions):
             by_length.setdefault(len(s), []).append(i)
@@ -328,7 +372,14 @@ class SessionModel(ABC):
             )
             for t in range(length):
                 state = self.step(state, seqs[:, t].to(self.device))
-            out[torch.tensor(rows, device=self.device)] = self.score(state).float()
+            scores = self.score(state)
+            if out is None:
+                out = torch.empty(
+                    len(sessions), self.n_items, dtype=scores.dtype, device=self.device
+                )
+            out[torch.tensor(rows, device=self.device)] = scores.to(out.dtype)
+        if out is None:
+            return torch.empty(0, self.n_items, device=self.device)
         return out
 
     def recommend(

@@ -231,7 +231,7 @@ class RatingModel(ABC):
         path = Path(path)
         cfg = read_model_config(path)
         try:
-            model = cls(make_config(cls.Config, cfg["config"]), device=device)
+            model = cls(make_config(cls.Config, cfg["config"], warn=False), device=device)
             model.global_mean = float(cfg["global_mean"])
             lo, hi = cfg["scale"]
             model.scale = (float(lo), float(hi))

@@ -54,6 +54,7 @@ def train(
     resume: bool = False,
     progress: bool = True,
     overwrite: bool = False,
+    valid_every: int | None = None,
 ) -> SessionModel | RatingModel:
     """Train ``model_name`` on ``data`` and write the model directory ``out_dir``.
 
@@ -77,6 +78,9 @@ def train(
         progress: show a progress bar per epoch on stderr.
         overwrite: replace ``out_dir`` when it is a model folder sessionrec wrote. Without
             it (and without ``resume``) ``out_dir`` must be new or empty.
+        valid_every: with ``fit_on="train"``, score valid after every N-th epoch (and the
+            last); None: often enough for about 10 validations (every epoch up to 10 epochs,
+            every 10th of bpr's 100). Early stopping's ``patience`` counts validations.
 
     Returns:
         The trained model (the best epoch's weights when valid metrics were computed).
@@ -116,6 +120,8 @@ def train(
     ckpt = out / CHECKPOINT
     has_valid = fit_on == "train" and data.valid.n_sessions > 0
     _check_stopping(patience, valid_metric, has_valid, fit_on)
+    if valid_every is not None and valid_every < 1:
+        raise ConfigError(f"valid_every must be 1 or more, not {valid_every}")
     state: dict[str, Any] = {"history": [], "best_epoch": None, "best_value": None, "bad": 0}
     train_part = data.part(fit_on)  # read (and checked) before anything is written
     valid_part = data.part("valid") if has_valid else None
@@ -151,10 +157,13 @@ def train(
     # Long runs without valid metrics (bpr: 100 epochs) print about 20 lines, not one each.
     planned = getattr(model.config, "epochs", None) or getattr(model.config, "n_epochs", None)
     print_every = max(1, -(-int(planned) // 20)) if planned else 1
+    every = valid_every or (max(1, -(-int(planned) // 10)) if planned else 1)
     bar = _ProgressBar(progress, first_epoch=getattr(model, "epochs_done", 0))
 
-    def valid_metrics() -> dict[str, float]:
+    def valid_metrics(epoch: int) -> dict[str, float]:
         if evaluate is None or valid_part is None:
+            return {}
+        if epoch % every and epoch != planned:
             return {}
         res = evaluate(model, valid_part)
         return {f"valid_{k}": float(v) for k, v in res.items()}
@@ -169,7 +178,7 @@ def train(
                 model_name, f"the training loss turned {loss}", record["epoch"]
             )
         check_arrays(model_name, model.state_arrays(), record["epoch"])
-        record.update(valid_metrics())
+        record.update(valid_metrics(record["epoch"]))
         bad = [k for k, v in record.items() if k.startswith("valid_") and not math.isfinite(v)]
         if bad:
             raise TrainingDivergedError(model_name, f"{bad[0]} turned non-finite", record["epoch"])
@@ -204,7 +213,7 @@ def train(
             "seconds": seconds,
             "events_per_second": train_part.n_events / max(seconds, 1e-9),
         }
-        record.update(valid_metrics())
+        record.update(valid_metrics(1))
         state["history"].append(record)
         write_history(out / "history.jsonl", state["history"])
     if best_arrays is not None and state["best_epoch"] != state["history"][-1]["epoch"]:
@@ -298,8 +307,14 @@ def _resumed_config(cls: Any, state: dict[str, Any], given: dict[str, Any], wher
     any other parameter given differently is refused (a resumed run is the same run)."""
     import dataclasses
 
+    from sessionrec.models.base import ALIASES, PRESET_KEY
+
+    if PRESET_KEY in given:
+        raise ConfigError("--resume continues the checkpoint's parameters: drop the preset")
+    fields = {f.name for f in dataclasses.fields(cls.Config)}
+    given = {(ALIASES[k] if k in ALIASES and k not in fields else k): v for k, v in given.items()}
     try:
-        saved: Any = make_config(cls.Config, state["config"])
+        saved: Any = make_config(cls.Config, state["config"], warn=False)
     except ConfigError as exc:
         raise DataError(where, expected="the run's parameters", found=str(exc)) from None
     asked: Any = make_config(cls.Config, {**dataclasses.asdict(saved), **given})
@@ -378,6 +393,7 @@ class _ProgressBar:
     def __init__(self, enabled: bool, first_epoch: int = 0) -> None:
         self.enabled = enabled
         self._progress: Any = None
+        self._console: Any = None
         self._task: Any = None
         self._epoch = first_epoch
         self._t0 = 0.0
@@ -385,6 +401,10 @@ class _ProgressBar:
     def __enter__(self) -> _ProgressBar:
         if self.enabled:
             from rich.console import Console
+
+            self._console = Console(stderr=True)
+        # The bar only on a terminal: elsewhere rich leaves a blank line per bar behind.
+        if self._console is not None and self._console.is_terminal:
             from rich.progress import (
                 BarColumn,
                 MofNCompleteColumn,
@@ -402,7 +422,7 @@ class _ProgressBar:
                 TextColumn("{task.fields[speed]:,.0f} events/s"),
                 TimeElapsedColumn(),
                 TimeRemainingColumn(),
-                console=Console(stderr=True),
+                console=self._console,
                 transient=True,
             )
             self._progress.__enter__()
@@ -431,5 +451,5 @@ class _ProgressBar:
 
     def print(self, line: str) -> None:
         log.info(line)
-        if self._progress is not None:
-            self._progress.console.print(line, highlight=False)
+        if self._console is not None:
+            self._console.print(line, highlight=False)
