@@ -255,6 +255,17 @@ def test_json_results_never_replace_data_or_model_files(
         assert run(["evaluate", model, str(data), "--json", str(results)], capsys)[0] == 0
 
 
+def test_batch_recommendations_never_replace_their_input(
+    world: dict[str, Any], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    sessions = tmp_path / "s.csv"
+    sessions.write_text("session_id,item\n1,100\n1,101\n")
+    code, err = run(["recommend", str(world["root"] / "pop"), "--sessions", str(sessions),
+                     "--out", str(sessions)], capsys)  # fmt: skip
+    one_line(code, err, "s.csv", "--sessions file itself")
+    assert sessions.read_text() == "session_id,item\n1,100\n1,101\n"
+
+
 def test_a_failed_run_leaves_the_old_output_whole(
     cwd: Path, world: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -453,6 +464,9 @@ def test_recommend_needs_a_positive_k(
     world: dict[str, Any], capsys: pytest.CaptureFixture[str], k: str
 ) -> None:
     code, err = run(["recommend", str(world["root"] / "pop"), "-s", "100", "-k", k], capsys)
+    one_line(code, err, "-k", k)
+    batch = ["recommend", str(world["root"] / "pop"), "--sessions", str(world["log"]), "--out"]
+    code, err = run([*batch, str(world["log"]), "-k", k], capsys)  # batch mode too
     one_line(code, err, "-k", k)
     with pytest.raises(ConfigError):
         load_model(world["root"] / "pop").recommend(["100"], k=int(k))

@@ -369,9 +369,13 @@ def recommend(
     from sessionrec.models import load_model
     from sessionrec.recommend import resolve_items
 
+    if k < 1:
+        raise ConfigError(f"-k must be at least 1 (how many items to recommend), not {k}")
     if sessions is not None:
         if session is not None or user is not None or out is None:
             raise ConfigError("batch mode takes --sessions FILE --out FILE (no --session/--user)")
+        if out.exists() and sessions.exists() and out.resolve() == sessions.resolve():
+            raise ConfigError(f"--out {out} is the --sessions file itself; choose another file")
         from sessionrec.cli._batch import recommend_batch
 
         recommend_batch(model_dir, sessions, out, k, include_seen, device)
@@ -380,8 +384,6 @@ def recommend(
         raise ConfigError("--out is for batch mode (--sessions FILE); use --json for one answer")
     if (session is None) == (user is None):
         raise ConfigError("recommend takes either --session ... or --user USER_ID")
-    if k < 1:
-        raise ConfigError(f"-k must be at least 1 (how many items to recommend), not {k}")
     if _is_rating_model(model_dir):
         if user is None:
             raise ConfigError("a rating model recommends for a --user, not for a --session")
