@@ -157,7 +157,13 @@ def test_prepare_examples_cli_writes_one_prediction_per_example(
 def test_tfrs_preset_is_the_tutorial_model(tmp_path: Path) -> None:
     m = create("two-tower", {"preset": "tfrs"})
     c = m.config
-    assert (c.dim, c.n_epochs, c.batch_size, c.learning_rate, c.optimizer) == (32, 3, 12800, 0.1, "adagrad")
+    assert (c.dim, c.n_epochs, c.batch_size, c.learning_rate, c.optimizer) == (
+        32,
+        3,
+        12800,
+        0.1,
+        "adagrad",
+    )
     assert (c.normalize, c.query_projection, c.logq, c.temperature) == (False, False, False, 1.0)
     assert (c.mask_accidental_hits, c.loss_reduction, c.padding) == (False, "sum", "right")
     # a small version of it trains, learns the cycle's direction, and round-trips
