@@ -12,8 +12,10 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err_console = Console(stderr=True)
+# No markup and no emoji codes: paths, ids and error text print literally ("[bold]x" and
+# "line :100:" stay as they are). Styles are given as arguments, never inside the text.
+console = Console(markup=False, emoji=False)
+err_console = Console(stderr=True, markup=False, emoji=False)
 
 
 @app.callback()

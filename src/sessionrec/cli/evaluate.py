@@ -210,8 +210,9 @@ def evaluate(
     )
     if protocol == "sampled":
         console.print(
-            "[yellow]sampled metrics rank the target among a few negatives only: they are "
-            "higher than, and not comparable with, full-ranking metrics[/]"
+            "sampled metrics rank the target among a few negatives only: they are "
+            "higher than, and not comparable with, full-ranking metrics",
+            style="yellow",
         )
     if json_path is not None:
         out = {**res.to_dict(), "model": str(model_dir), "data": str(data_dir), "split": split}

@@ -167,7 +167,7 @@ class SessionModel(ABC):
             load_file(str(path / "weights.safetensors"), device=str(model.device))
         )
         if (path / "items.parquet").exists():
-            model.items = pl.read_parquet(path / "items.parquet")
+            model.items = pl.read_parquet(path / "items.parquet", glob=False)
         return model
 
     # -- convenience ------------------------------------------------------------------------

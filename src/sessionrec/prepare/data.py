@@ -143,7 +143,7 @@ class PreparedData:
     @cached_property
     def items(self) -> pl.DataFrame:
         """item_idx ↔ item_id with metadata (title, year, genres when the source has them)."""
-        return pl.read_parquet(self.path / "items.parquet")
+        return pl.read_parquet(self.path / "items.parquet", glob=False)
 
     @property
     def n_items(self) -> int:
@@ -152,7 +152,7 @@ class PreparedData:
     def frame(self, part: str) -> pl.DataFrame:
         if part not in PARTS:
             raise ValueError(f"part must be one of {PARTS}, not {part!r}")
-        return pl.read_parquet(self.path / f"{part}.parquet")
+        return pl.read_parquet(self.path / f"{part}.parquet", glob=False)
 
     def part(self, name: str) -> SessionData:
         """The part ``train``, ``valid``, ``test`` or ``train+valid`` as SessionData."""

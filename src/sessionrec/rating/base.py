@@ -232,10 +232,10 @@ class RatingModel(ABC):
         model.global_mean = float(cfg["global_mean"])
         lo, hi = cfg["scale"]
         model.scale = (float(lo), float(hi))
-        items = pl.read_parquet(path / "items.parquet")
+        items = pl.read_parquet(path / "items.parquet", glob=False)
         model.item_ids = items[S.ITEM].to_numpy()
         model.items = items if items.width > 1 else None
-        model.user_ids = pl.read_parquet(path / "users.parquet")[S.USER].to_numpy()
+        model.user_ids = pl.read_parquet(path / "users.parquet", glob=False)[S.USER].to_numpy()
         arrays = load_file(str(path / "weights.safetensors"), device="cpu")
         model.train_users = arrays.pop("train_users").numpy()
         model.train_items = arrays.pop("train_items").numpy()
