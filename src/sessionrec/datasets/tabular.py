@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-import functools
+import codecs
+import logging
+import math
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import polars as pl
 
 from sessionrec import _schema as S
 from sessionrec.datasets._events import Dataset, iso_to_time, to_events
-from sessionrec.datasets._read import check_file, collect_checked, diagnose
+from sessionrec.datasets._read import check_file, diagnose, text_error
 from sessionrec.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
 
 _GUESSES = {
     "session": ("session_id", "sessionId", "SessionId", "session"),
@@ -22,7 +27,13 @@ _GUESSES = {
     "rating": ("rating", "Rating", "score"),
     "event_type": ("event_type", "eventType", "event", "type"),
 }
-TIME_UNITS = ("s", "ms", "us", "iso")
+TIME_UNITS = ("s", "ms", "us", "ns", "iso")
+_PER_SECOND = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}
+#: What to do with times outside the plausible window (see :func:`plausible_window`).
+ON_BAD_TIME = ("drop", "error")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Times a datetime can hold at all (years 1 to 9999), in seconds since 1970.
+_POSSIBLE = (-62_135_596_800, 253_402_300_800)
 
 
 @dataclass(frozen=True)
@@ -35,15 +46,23 @@ class ColumnMapping:
     time: str | None = None
     rating: str | None = None
     event_type: str | None = None
-    time_unit: str | None = None  # s | ms | us | iso; detected when None
+    time_unit: str | None = None  # s | ms | us | ns | iso; detected when None
     separator: str | None = None  # detected from the extension or header when None
+    encoding: str | None = None  # of a CSV/TSV file (latin-1, cp1252, ...); UTF-8 when None
+    on_bad_time: str = "drop"  # drop | error: times outside plausible_window()
+
+
+def plausible_window(now: datetime | None = None) -> tuple[datetime, datetime]:
+    """Times a log can plausibly hold: from 1990-01-01 to the end of next year (UTC)."""
+    year = (now or datetime.now(UTC)).year
+    return datetime(1990, 1, 1, tzinfo=UTC), datetime(year + 2, 1, 1, tzinfo=UTC)
 
 
 def _sniff_separator(path: Path) -> str:
     if path.suffix.lower() in (".tsv", ".tab"):
         return "\t"
     with open(path, encoding="utf-8", errors="replace") as f:
-        head = f.readline()
+        head = f.readline().lstrip("\ufeff")
     counts = {sep: head.count(sep) for sep in (",", "\t", ";", "|")}
     best = max(counts, key=lambda s: counts[s])
     return best if counts[best] else ","
@@ -52,29 +71,56 @@ def _sniff_separator(path: Path) -> str:
 def load_table(path: str | Path, mapping: ColumnMapping | None = None) -> Dataset:
     """Load a CSV/TSV/Parquet log into the Events contract.
 
+    The path is read literally (``log[1].csv`` is that file, never a pattern). Numeric times
+    are in the unit given, else the unit that puts the column's median in the plausible window
+    (1990 to the end of next year); a log whose median lies before 1990 in every unit is read
+    as a relative clock (seconds when small). Times outside the window (outside years 1-9999
+    for a relative clock) are dropped with a warning naming the first one's line, or refused
+    (``on_bad_time="error"``); the count goes to ``info["bad_times"]``.
+
     Raises:
-        DataError: a missing column, or values that do not parse (naming file, line, column).
+        DataError: a missing column, a byte the encoding cannot decode, a bad time with
+            ``on_bad_time="error"``, or values that do not parse (naming file, line, column).
+        ConfigError: an unknown option value, or a ``time_unit`` that puts the whole log out
+            of the window while another unit puts it in.
     """
     path = Path(path)
     m = mapping or ColumnMapping()
+    if m.on_bad_time not in ON_BAD_TIME:
+        raise ConfigError(f"--on-bad-time must be drop or error, not {m.on_bad_time!r}")
     check_file(path)
     is_parquet = path.suffix.lower() in (".parquet", ".pq")
+    encoding = _encoding(m.encoding)
+    data: bytes | None = None  # the file as UTF-8, when it is in another encoding
     if is_parquet:
-        lf = pl.scan_parquet(path)
+        lf = pl.scan_parquet(path, glob=False)
         sep = ""
         try:
             columns = lf.collect_schema().names()
-        except (pl.exceptions.ComputeError, OSError) as exc:
+        except (pl.exceptions.PolarsError, OSError) as exc:
             raise DataError(
                 path, expected="a Parquet file", found=str(exc).splitlines()[0]
             ) from exc
     else:
         sep = m.separator or _sniff_separator(path)
-        lf = pl.scan_csv(path, separator=sep, infer_schema_length=10_000)
+        if encoding != "utf-8":
+            data = _decoded(path, encoding)
+        lf = pl.scan_csv(
+            path if data is None else data,
+            glob=False,
+            separator=sep,
+            infer_schema_length=10_000,
+        )
         try:
             columns = lf.collect_schema().names()
-        except pl.exceptions.ComputeError as exc:
-            raise DataError(path, expected="a delimited text file", found=str(exc)) from exc
+        except pl.exceptions.PolarsError as exc:
+            raise _text_error(path, encoding, data) or DataError(
+                path, expected="a delimited text file", found=_first_line_of(exc)
+            ) from exc
+        if any("\ufffd" in c for c in columns):  # a header that is not UTF-8
+            bad = _text_error(path, encoding, data)
+            if bad is not None:
+                raise bad
     roles: dict[str, str | None] = {}
     for role, guesses in _GUESSES.items():
         given = getattr(m, role)
@@ -109,16 +155,52 @@ def load_table(path: str | Path, mapping: ColumnMapping | None = None) -> Datase
     schema = lf.collect_schema()
     tcol = roles["time"]
     assert tcol is not None
-    unit = m.time_unit or _detect_unit(lf, tcol, schema[tcol])
-    if unit not in TIME_UNITS:
-        raise ConfigError(f"--time-unit must be one of {', '.join(TIME_UNITS)}, not {unit!r}")
+    if m.time_unit is not None and m.time_unit not in TIME_UNITS:
+        raise ConfigError(
+            f"--time-unit must be one of {', '.join(TIME_UNITS)}, not {m.time_unit!r}"
+        )
+
+    dtypes: dict[str, pl.DataType | type[pl.DataType]] = {}
+    for role, dt in (("user", pl.Int64), ("session", pl.Int64), ("rating", pl.Float32)):
+        if roles[role]:
+            dtypes[roles[role]] = dt  # type: ignore[index]
+    icol = roles["item"]
+    assert icol is not None
+    # Ids stay as the source has them; listed so that an empty id is reported by line.
+    dtypes[icol] = pl.Int64 if schema[icol].is_integer() else pl.Utf8
+
+    def explain() -> DataError:
+        if is_parquet:
+            return _diagnose_frame(pl.scan_parquet(path, glob=False), path, dtypes)
+        return diagnose(path, sep, None, dtypes, has_header=True,
+                        encoding="utf8" if data is None else encoding, data=data)  # fmt: skip
+
+    try:
+        times = _TimeColumn.profile(lf, tcol, schema[tcol], m.time_unit, path, is_parquet)
+    except pl.exceptions.PolarsError as exc:
+        raise explain() from exc
+    unit = times.unit
+    if unit != "iso":
+        dtypes[tcol] = pl.Int64
+    elif schema[tcol] == pl.Utf8:
+        dtypes[tcol] = S.TIME_DTYPE
+    info: dict[str, Any] = {
+        "format": "parquet" if is_parquet else "csv",
+        "columns": roles,
+        "time_unit": unit,
+    }
+    if data is not None:
+        info["encoding"] = encoding
+    if times.n_bad:
+        info["bad_times"] = times.handle(m.on_bad_time)
+        lf = lf.filter(~times.bad)
     if unit == "iso":
         time = (
             iso_to_time(tcol) if schema[tcol] == pl.Utf8 else pl.col(tcol).cast(pl.Datetime("us"))
         )
     else:
         # Strict: a text column of epochs fails on its first non-number (diagnosed by line).
-        epoch_unit: Literal["s", "ms", "us"] = unit  # type: ignore[assignment]  # checked above
+        epoch_unit: Literal["s", "ms", "us", "ns"] = unit  # type: ignore[assignment]
         time = pl.from_epoch(
             pl.col(tcol).cast(pl.Int64, strict=True), time_unit=epoch_unit
         ).dt.replace_time_zone("UTC")
@@ -138,53 +220,232 @@ def load_table(path: str | Path, mapping: ColumnMapping | None = None) -> Datase
         event_type=col("event_type", pl.Utf8),
         time=time,
     )
-    dtypes: dict[str, pl.DataType | type[pl.DataType]] = {}
-    for role, dt in (("user", pl.Int64), ("session", pl.Int64), ("rating", pl.Float32)):
-        if roles[role]:
-            dtypes[roles[role]] = dt  # type: ignore[index]
-    icol = roles["item"]
-    assert icol is not None
-    # Ids stay as the source has them; listed so that an empty id is reported by line.
-    dtypes[icol] = pl.Int64 if schema[icol].is_integer() else pl.Utf8
-    if unit != "iso":
-        dtypes[tcol] = pl.Int64
-    elif schema[tcol] == pl.Utf8:
-        dtypes[tcol] = S.TIME_DTYPE
-    explain = None
-    if not is_parquet:
-        collect_checked(
-            ev.head(2000), path, separator=sep, names=None, dtypes=dtypes, has_header=True
+    try:
+        ev.head(2000).collect()
+    except pl.exceptions.PolarsError as exc:
+        raise explain() from exc
+    return Dataset(str(path), ev, None, files=[path], info=info, diagnose=explain)
+
+
+def _encoding(name: str | None) -> str:
+    """The codec's canonical name (``utf-8``, ``iso8859-1``, ...); ConfigError when unknown."""
+    if name is None:
+        return "utf-8"
+    try:
+        return codecs.lookup(name).name
+    except LookupError:
+        raise ConfigError(f"unknown --encoding {name!r}; try utf-8, latin-1 or cp1252") from None
+
+
+def _decoded(path: Path, encoding: str) -> bytes:
+    """The file re-encoded as UTF-8 (in memory: polars reads only UTF-8 itself)."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode(encoding).lstrip("\ufeff").encode("utf-8")
+    except UnicodeDecodeError:
+        err = text_error(path, encoding, raw)
+        assert err is not None
+        raise err from None
+
+
+def _text_error(path: Path, encoding: str, data: bytes | None) -> DataError | None:
+    return text_error(path, encoding) if data is None else None
+
+
+def _first_line_of(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _diagnose_frame(
+    lf: pl.LazyFrame, path: Path, dtypes: dict[str, pl.DataType | type[pl.DataType]]
+) -> DataError:
+    """The first row of a typed file (Parquet) whose value does not convert, by row number."""
+    from sessionrec.datasets._read import _is_bad, describe_dtype
+
+    try:
+        schema = lf.collect_schema()
+        bad = {
+            c: _is_bad(pl.col(c), t)
+            if schema[c] == pl.Utf8
+            else pl.col(c).is_null() | pl.col(c).cast(t, strict=False).is_null()
+            for c, t in dtypes.items()
+        }
+        first = (
+            lf.with_row_index("_row", offset=1)
+            .with_columns(e.alias(f"_bad_{c}") for c, e in bad.items())
+            .filter(pl.any_horizontal(f"_bad_{c}" for c in bad))
+            .head(1)
+            .collect()
         )
-        explain = functools.partial(
-            diagnose, path, sep, None, dtypes, has_header=True, encoding="utf8"
-        )
-    return Dataset(
-        str(path),
-        ev,
-        None,
-        files=[path],
-        info={"format": "parquet" if is_parquet else "csv", "columns": roles, "time_unit": unit},
-        diagnose=explain,
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        return DataError(path, expected="a readable Parquet file", found=_first_line_of(exc))
+    if first.height == 0:
+        return DataError(path, expected="values of the expected types", found="one that is not")
+    r = first.row(0, named=True)
+    c = next(c for c in dtypes if r[f"_bad_{c}"])
+    value = r[c]
+    return DataError(
+        path,
+        column=c,
+        expected=describe_dtype(dtypes[c]),
+        found=("an empty value" if value is None else repr(value)) + f" in row {r['_row']:,}",
     )
 
 
-def _detect_unit(lf: pl.LazyFrame, col: str, dtype: pl.DataType) -> str:
-    """s, ms or us from the magnitude of numeric times; iso for text and datetimes.
+def _describe_seconds(seconds: float) -> str:
+    """A time given as seconds since 1970, as a date (or a year beyond what dates hold)."""
+    if not math.isfinite(seconds):
+        return str(seconds)
+    if _POSSIBLE[0] <= seconds < _POSSIBLE[1]:
+        return (_EPOCH + timedelta(seconds=seconds)).strftime("%Y-%m-%d %H:%M:%S")
+    return f"year {1970 + seconds / 31_556_952:,.0f}"
 
-    Text that is mostly numbers (a stray bad value made the column text) counts as numeric, so
-    the bad value is reported as "expected an integer" on its line rather than every line
-    failing as a date.
-    """
-    if isinstance(dtype, pl.Datetime | pl.Date):
-        return "iso"
-    head = lf.select(pl.col(col).head(1000)).collect().to_series()
-    if dtype == pl.Utf8:
-        head = head.str.strip_chars().cast(pl.Float64, strict=False)
-        if head.null_count() * 2 > len(head):
-            return "iso"
-    elif not dtype.is_numeric():
-        return "iso"
-    top = head.abs().max()
-    if top is None or float(top) < 1e11:  # type: ignore[arg-type]
+
+@dataclass
+class _TimeColumn:
+    """What one pass over the time column found: its unit, whether it is a calendar clock,
+    and the rows whose times lie outside the window."""
+
+    path: Path
+    column: str
+    unit: str
+    window: tuple[float, float]  # seconds since 1970, [low, high)
+    calendar: bool  # the median lies in the plausible window
+    n_bad: int
+    first_bad: int  # row index (0-based, in data rows) of the first bad time
+    first_value: Any
+    bad: pl.Expr  # true on the rows with a bad time (false where the time is missing)
+    is_parquet: bool
+
+    @classmethod
+    def profile(
+        cls,
+        lf: pl.LazyFrame,
+        col: str,
+        dtype: pl.DataType,
+        given: str | None,
+        path: Path,
+        is_parquet: bool,
+    ) -> _TimeColumn:
+        low, high = (t.timestamp() for t in plausible_window())
+        raw = pl.col(col)
+        if dtype == pl.Utf8:
+            number = raw.str.strip_chars().cast(pl.Float64, strict=False)
+        elif dtype.is_numeric():
+            number = raw.cast(pl.Float64)
+        else:
+            number = pl.lit(None, dtype=pl.Float64)
+        if given is None:
+            stats = lf.select(
+                number.count().alias("n"), raw.count().alias("all"), number.median().alias("m")
+            ).collect()
+            numeric = dtype.is_numeric() or (
+                dtype == pl.Utf8 and stats["n"][0] * 2 > stats["all"][0]
+            )
+            median = stats["m"][0]
+            unit = "iso" if not numeric else _unit_of(median, low, high)
+        else:
+            unit, median = given, None
+        if unit == "iso":
+            if isinstance(dtype, pl.Datetime | pl.Date):
+                seconds = raw.cast(pl.Datetime("us")).dt.epoch("us").cast(pl.Float64) / 1e6
+            elif dtype == pl.Utf8:
+                parsed = raw.str.strip_chars().str.to_datetime(
+                    time_unit="us", time_zone="UTC", strict=False
+                )
+                seconds = parsed.dt.epoch("us").cast(pl.Float64) / 1e6
+            else:
+                raise DataError(
+                    path, column=col, expected="times as text or dates with --time-unit iso",
+                    found=f"a column of {dtype}",
+                )  # fmt: skip
+            per = 1.0
+        else:
+            seconds, per = number / _PER_SECOND[unit], float(_PER_SECOND[unit])
+        if median is None:
+            median = lf.select((seconds * per).median()).collect().item()
+        mid = None if median is None else float(median) / per
+        calendar = mid is not None and low <= mid < high
+        if given is not None and given != "iso" and mid is not None and not calendar:
+            other = next(
+                (u for u in _PER_SECOND if low <= float(median) / _PER_SECOND[u] < high), None
+            )
+            if other is not None:
+                raise ConfigError(
+                    f"{path}: column {col!r}: read as --time-unit {given}, the times centre on "
+                    f"{_describe_seconds(mid)}; they look like {_UNIT_NAMES[other]} (centring on "
+                    f"{_describe_seconds(float(median) / _PER_SECOND[other])}): give --time-unit "
+                    f"{other}, or leave it out to detect it"
+                )
+        window = (low, high) if calendar else (float(_POSSIBLE[0]), float(_POSSIBLE[1]))
+        bad = ((seconds < window[0]) | (seconds >= window[1])).fill_null(False)
+        found = (
+            lf.select(bad.sum().alias("n"), bad.arg_max().alias("i"), raw.filter(bad).first())
+            .collect()
+            .row(0)
+        )
+        return cls(path, col, unit, window, calendar, int(found[0] or 0), int(found[1] or 0),
+                   found[2], bad, is_parquet)  # fmt: skip
+
+    def handle(self, on_bad_time: str) -> dict[str, Any]:
+        """Refuse the bad times (DataError), or log a warning and describe them for meta.json."""
+        lo, hi = (
+            (_describe_seconds(w)[:10] for w in self.window)
+            if self.calendar
+            else ("year 1", "year 10000")
+        )
+        where = None if self.is_parquet else self.first_bad + 2  # the header is line 1
+        row = f" (row {self.first_bad + 1:,})" if self.is_parquet else ""
+        value = self.first_value
+        shown = (
+            str(value)
+            if isinstance(value, date)
+            else repr(value.strip() if isinstance(value, str) else value)
+        )
+        try:
+            secs = float(value) / _PER_SECOND[self.unit] if self.unit != "iso" else None
+        except (TypeError, ValueError):
+            secs = None
+        if secs is not None:
+            shown += f" = {_describe_seconds(secs)} in {_UNIT_NAMES[self.unit]}"
+        kind = "plausible" if self.calendar else "possible"
+        if on_bad_time == "error":
+            more = f", and {self.n_bad - 1:,} more such rows" if self.n_bad > 1 else ""
+            raise DataError(
+                self.path,
+                line=where,
+                column=self.column,
+                expected=f"a {kind} time, from {lo} to before {hi} (--on-bad-time drop drops "
+                "such rows)",
+                found=shown + row + more,
+            )
+        log.warning(
+            "%s%s: column %r: dropped %s row(s) whose time is not %s (from %s to before %s); "
+            "the first: %s%s (--on-bad-time error refuses them)",
+            self.path, "" if where is None else f":{where}", self.column, f"{self.n_bad:,}",
+            kind, lo, hi, shown, row,
+        )  # fmt: skip
+        return {
+            "count": self.n_bad,
+            "action": "dropped",
+            "window": [lo, hi],
+            ("row" if self.is_parquet else "first_line"): (
+                self.first_bad + 1 if where is None else where
+            ),
+        }
+
+
+_UNIT_NAMES = {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns": "nanoseconds"}
+
+
+def _unit_of(median: float | None, low: float, high: float) -> str:
+    """The unit that puts the median time in [low, high); for a relative clock (none does),
+    the unit by magnitude."""
+    if median is None:
         return "s"
-    return "ms" if float(top) < 1e14 else "us"  # type: ignore[arg-type]
+    for unit, per in _PER_SECOND.items():
+        if low <= median / per < high:
+            return unit
+    top = abs(median)
+    return "s" if top < 1e11 else "ms" if top < 1e14 else "us" if top < 1e17 else "ns"
