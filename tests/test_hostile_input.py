@@ -309,6 +309,34 @@ def test_extra_field_on_one_line_is_named(tmp_path: Path) -> None:
         sr.load(log).collect()
 
 
+def test_lone_cr_line_endings_are_lines(tmp_path: Path) -> None:
+    log = tmp_path / "log.csv"
+    log.write_bytes(f"user_id,item_id,timestamp,note\r1,2,{T0},x\r1,3,{T0 + 60},y\n".encode())
+    ds = sr.load(log)
+    assert ds.collect()["item_id"].to_list() == [2, 3]
+
+
+def test_unclosed_quote_is_named_by_line(tmp_path: Path) -> None:
+    log = tmp_path / "log.csv"
+    log.write_text(f'user_id,item_id,timestamp\n1,a,{T0}\n1,"b,{T0 + 60}\n2,c,{T0 + 99}\n')
+    with pytest.raises(DataError, match=r"log.csv:3: .*unclosed quote"):
+        sr.load(log).collect()
+
+
+def test_fractional_user_id_is_refused_not_truncated(tmp_path: Path) -> None:
+    log = tmp_path / "log.csv"
+    log.write_text(f"user_id,item_id,timestamp\n1.0,a,{T0}\n1.5,b,{T0 + 60}\n")
+    with pytest.raises(DataError, match=r"log.csv:3: column 'user_id': expected an integer"):
+        sr.load(log).collect()
+
+
+def test_fractional_seconds_are_kept(tmp_path: Path) -> None:
+    log = tmp_path / "log.csv"
+    log.write_text(f"user_id,item_id,timestamp\n1,a,{T0}.5\n1,b,{T0 + 60}.25\n")
+    micros = sr.load(log).collect()["timestamp"].dt.epoch("us").to_list()
+    assert micros == [(T0 * 10**6) + 500_000, (T0 + 60) * 10**6 + 250_000]
+
+
 # --- typed files and options --------------------------------------------------------------
 
 

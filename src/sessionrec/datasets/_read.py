@@ -138,8 +138,8 @@ def diagnose(
     25M-row file does not hold the file as text in memory. A byte that is not UTF-8 is found
     first (by line), since the lossy re-read would not see it.
     """
-    if data is None and encoding in ("utf8", "utf-8"):
-        bad_text = text_error(path, "utf-8")
+    if encoding in ("utf8", "utf-8"):
+        bad_text = text_error(path, "utf-8", data)
         if bad_text is not None:
             return bad_text
     header_names = _header(path, separator, has_header, encoding)
@@ -212,13 +212,45 @@ def _ragged_line(
     except pl.exceptions.PolarsError:
         return None
     if lines.height == 0:
-        return None
+        return _unclosed_quote(path, data, has_header)
     text = (lines["text"][0] or "").rstrip("\r")
     return DataError(
         path,
         line=int(lines["_line"][0]),
         expected=f"{n_fields} fields separated by {separator!r}",
         found=f"{text.count(separator) + 1} in {text[:80]!r}",
+    )
+
+
+def _unclosed_quote(path: Path, data: bytes | None, has_header: bool) -> DataError | None:
+    """The first line with an odd number of double quotes (a quote opened and not closed)."""
+    try:
+        lines = (
+            pl.scan_csv(
+                path if data is None else data,
+                glob=False,
+                has_header=False,
+                separator="\x1f",
+                quote_char=None,
+                schema={"text": pl.Utf8},
+                encoding="utf8-lossy",
+            )
+            .with_row_index("_line", offset=1)
+            .filter(pl.col("_line") > int(has_header))
+            .filter(pl.col("text").str.count_matches('"', literal=True) % 2 == 1)
+            .head(1)
+            .collect()
+        )
+    except pl.exceptions.PolarsError:
+        return None
+    if lines.height == 0:
+        return None
+    text = (lines["text"][0] or "").rstrip("\r")
+    return DataError(
+        path,
+        line=int(lines["_line"][0]),
+        expected="fields with their double quotes closed on the same line",
+        found=f"an unclosed quote in {text[:80]!r}",
     )
 
 
@@ -287,6 +319,11 @@ def _is_bad(raw: pl.Expr, dtype: pl.DataType | type[pl.DataType]) -> pl.Expr:
         )
     else:
         parsed = raw.str.strip_chars().cast(dtype, strict=False)
+        if dtype in (pl.Int64, pl.Int32):
+            # "3.0" is the integer 3 (a float column holding ids); "3.5" is not an integer
+            number = raw.str.strip_chars().cast(pl.Float64, strict=False)
+            whole = pl.when(number == number.floor()).then(number)
+            parsed = pl.coalesce(parsed, whole)
     return raw.is_null() | parsed.is_null()
 
 

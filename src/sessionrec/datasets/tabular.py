@@ -6,7 +6,7 @@ import codecs
 import logging
 import math
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -91,7 +91,8 @@ def load_table(path: str | Path, mapping: ColumnMapping | None = None) -> Datase
     check_file(path)
     is_parquet = path.suffix.lower() in (".parquet", ".pq")
     encoding = _encoding(m.encoding)
-    data: bytes | None = None  # the file as UTF-8, when it is in another encoding
+    data: bytes | None = None  # the file as read, when not read from the path
+    lone_cr = False
     if is_parquet:
         lf = pl.scan_parquet(path, glob=False)
         sep = ""
@@ -105,6 +106,11 @@ def load_table(path: str | Path, mapping: ColumnMapping | None = None) -> Datase
         sep = m.separator or _sniff_separator(path)
         if encoding != "utf-8":
             data = _decoded(path, encoding)
+        if _has_lone_cr(path if data is None else data):
+            # Old Mac line endings (a CR alone): polars would read two lines as one.
+            raw_bytes = path.read_bytes() if data is None else data
+            data = raw_bytes.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            lone_cr = True
         lf = pl.scan_csv(
             path if data is None else data,
             glob=False,
@@ -173,7 +179,7 @@ def load_table(path: str | Path, mapping: ColumnMapping | None = None) -> Datase
         if is_parquet:
             return _diagnose_frame(pl.scan_parquet(path, glob=False), path, dtypes)
         return diagnose(path, sep, None, dtypes, has_header=True,
-                        encoding="utf8" if data is None else encoding, data=data)  # fmt: skip
+                        encoding=encoding, data=data)  # fmt: skip
 
     try:
         times = _TimeColumn.profile(lf, tcol, schema[tcol], m.time_unit, path, is_parquet)
@@ -181,7 +187,7 @@ def load_table(path: str | Path, mapping: ColumnMapping | None = None) -> Datase
         raise explain() from exc
     unit = times.unit
     if unit != "iso":
-        dtypes[tcol] = pl.Int64
+        dtypes[tcol] = pl.Float64 if schema[tcol].is_float() else pl.Int64
     elif schema[tcol] == pl.Utf8:
         dtypes[tcol] = S.TIME_DTYPE
     info: dict[str, Any] = {
@@ -189,8 +195,10 @@ def load_table(path: str | Path, mapping: ColumnMapping | None = None) -> Datase
         "columns": roles,
         "time_unit": unit,
     }
-    if data is not None:
+    if encoding != "utf-8":
         info["encoding"] = encoding
+    if lone_cr:
+        info["line_endings"] = "CR (read as LF)"
     if times.n_bad:
         info["bad_times"] = times.handle(m.on_bad_time)
         lf = lf.filter(~times.bad)
@@ -201,15 +209,24 @@ def load_table(path: str | Path, mapping: ColumnMapping | None = None) -> Datase
     else:
         # Strict: a text column of epochs fails on its first non-number (diagnosed by line).
         epoch_unit: Literal["s", "ms", "us", "ns"] = unit  # type: ignore[assignment]
-        time = pl.from_epoch(
-            pl.col(tcol).cast(pl.Int64, strict=True), time_unit=epoch_unit
-        ).dt.replace_time_zone("UTC")
+        if schema[tcol].is_float():
+            # Fractions of the unit are kept (to the microsecond), not truncated.
+            micros = (pl.col(tcol) * (10**6 / _PER_SECOND[unit])).round().cast(pl.Int64)
+            time = pl.from_epoch(micros, time_unit="us")
+        else:
+            time = pl.from_epoch(pl.col(tcol).cast(pl.Int64, strict=True), time_unit=epoch_unit)
+        time = time.dt.replace_time_zone("UTC")
 
     def col(role: str, dtype: type[pl.DataType] | None = None) -> pl.Expr | None:
         name = roles[role]
         if name is None:
             return None
-        return pl.col(name) if dtype is None else pl.col(name).cast(dtype, strict=True)
+        c = pl.col(name)
+        if dtype is pl.Int64 and schema[name].is_float():
+            # 1.0 is the id 1 (a float column from a frame with missing ids); 1.5 is no id:
+            # NaN makes the strict cast fail, and the failure is explained by line.
+            c = pl.when(c.is_null() | (c == c.floor())).then(c).otherwise(float("nan"))
+        return c if dtype is None else c.cast(dtype, strict=True)
 
     ev = to_events(
         lf,
@@ -225,6 +242,22 @@ def load_table(path: str | Path, mapping: ColumnMapping | None = None) -> Datase
     except pl.exceptions.PolarsError as exc:
         raise explain() from exc
     return Dataset(str(path), ev, None, files=[path], info=info, diagnose=explain)
+
+
+def _has_lone_cr(source: Path | bytes) -> bool:
+    """Whether a CR ends a line without an LF after it (read in 4 MiB blocks)."""
+    if isinstance(source, bytes):
+        return source.count(b"\r") != source.count(b"\r\n")
+    with open(source, "rb") as f:
+        carry = b""
+        while chunk := f.read(1 << 22):
+            block = carry + chunk
+            # a CR at the block's end may meet its LF in the next block
+            carry = b"\r" if block.endswith(b"\r") else b""
+            body = block[:-1] if carry else block
+            if body.count(b"\r") != body.count(b"\r\n"):
+                return True
+        return carry == b"\r"
 
 
 def _encoding(name: str | None) -> str:
@@ -249,7 +282,9 @@ def _decoded(path: Path, encoding: str) -> bytes:
 
 
 def _text_error(path: Path, encoding: str, data: bytes | None) -> DataError | None:
-    return text_error(path, encoding) if data is None else None
+    """A byte that is not UTF-8 (in a file read as UTF-8; a file in another encoding is
+    checked when decoded)."""
+    return text_error(path, "utf-8", data) if encoding == "utf-8" else None
 
 
 def _first_line_of(exc: BaseException) -> str:
@@ -273,7 +308,11 @@ def _diagnose_frame(
         }
         first = (
             lf.with_row_index("_row", offset=1)
-            .with_columns(e.alias(f"_bad_{c}") for c, e in bad.items())
+            .select(
+                "_row",
+                *(pl.col(c).cast(pl.Utf8) for c in bad),  # as text: any value can be shown
+                *(e.alias(f"_bad_{c}") for c, e in bad.items()),
+            )
             .filter(pl.any_horizontal(f"_bad_{c}" for c in bad))
             .head(1)
             .collect()
@@ -314,7 +353,8 @@ class _TimeColumn:
     calendar: bool  # the median lies in the plausible window
     n_bad: int
     first_bad: int  # row index (0-based, in data rows) of the first bad time
-    first_value: Any
+    first_value: str | None  # as text: a datetime beyond year 9999 has no Python value
+    textual: bool  # the column is text (its values are shown quoted)
     bad: pl.Expr  # true on the rows with a bad time (false where the time is missing)
     is_parquet: bool
 
@@ -381,12 +421,16 @@ class _TimeColumn:
         window = (low, high) if calendar else (float(_POSSIBLE[0]), float(_POSSIBLE[1]))
         bad = ((seconds < window[0]) | (seconds >= window[1])).fill_null(False)
         found = (
-            lf.select(bad.sum().alias("n"), bad.arg_max().alias("i"), raw.filter(bad).first())
+            lf.select(
+                bad.sum().alias("n"),
+                bad.arg_max().alias("i"),
+                raw.filter(bad).first().cast(pl.Utf8),
+            )
             .collect()
             .row(0)
         )
         return cls(path, col, unit, window, calendar, int(found[0] or 0), int(found[1] or 0),
-                   found[2], bad, is_parquet)  # fmt: skip
+                   found[2], dtype == pl.Utf8, bad, is_parquet)  # fmt: skip
 
     def handle(self, on_bad_time: str) -> dict[str, Any]:
         """Refuse the bad times (DataError), or log a warning and describe them for meta.json."""
@@ -398,14 +442,11 @@ class _TimeColumn:
         where = None if self.is_parquet else self.first_bad + 2  # the header is line 1
         row = f" (row {self.first_bad + 1:,})" if self.is_parquet else ""
         value = self.first_value
-        shown = (
-            str(value)
-            if isinstance(value, date)
-            else repr(value.strip() if isinstance(value, str) else value)
-        )
+        shown = repr(value.strip()) if self.textual and value is not None else str(value)
         try:
-            secs = float(value) / _PER_SECOND[self.unit] if self.unit != "iso" else None
-        except (TypeError, ValueError):
+            numeric = value is not None and self.unit != "iso"
+            secs = float(value) / _PER_SECOND[self.unit] if numeric else None  # type: ignore[arg-type]
+        except ValueError:
             secs = None
         if secs is not None:
             shown += f" = {_describe_seconds(secs)} in {_UNIT_NAMES[self.unit]}"
