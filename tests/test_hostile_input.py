@@ -316,6 +316,14 @@ def test_lone_cr_line_endings_are_lines(tmp_path: Path) -> None:
     assert ds.collect()["item_id"].to_list() == [2, 3]
 
 
+def test_blank_lines_are_skipped_and_counted(tmp_path: Path) -> None:
+    log = tmp_path / "log.csv"
+    log.write_text(f"user_id,item_id,timestamp\n1,a,{T0}\n\n1,b,{T0 + 60}\n,,\n\n")
+    ds = sr.load(log)
+    assert ds.collect()["item_id"].to_list() == ["a", "b"]
+    assert ds.info["blank_lines"] == 3
+
+
 def test_unclosed_quote_is_named_by_line(tmp_path: Path) -> None:
     log = tmp_path / "log.csv"
     log.write_text(f'user_id,item_id,timestamp\n1,a,{T0}\n1,"b,{T0 + 60}\n2,c,{T0 + 99}\n')

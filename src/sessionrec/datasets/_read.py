@@ -131,12 +131,16 @@ def diagnose(
     has_header: bool,
     encoding: str,
     data: bytes | None = None,
+    skip_blank: bool = False,
 ) -> DataError:
     """Re-read ``path`` as text and describe the first value that does not parse.
 
     The re-read is a lazy scan that stops at the first bad line, so explaining an error in a
     25M-row file does not hold the file as text in memory. A byte that is not UTF-8 is found
-    first (by line), since the lossy re-read would not see it.
+    first (by line), since the lossy re-read would not see it. ``data`` is the file's content
+    when the loader read it into memory (decoded or with its line endings fixed); with
+    ``skip_blank``, lines without a value in any of ``dtypes``' columns are passed over, as
+    the loader skips them.
     """
     if encoding in ("utf8", "utf-8"):
         bad_text = text_error(path, "utf-8", data)
@@ -155,6 +159,8 @@ def diagnose(
         encoding="utf8-lossy",
         truncate_ragged_lines=False,
     ).with_row_index("_line", offset=2 if has_header else 1)
+    if skip_blank:  # the loader skips lines without any of the columns it reads
+        text = text.filter(~pl.all_horizontal(pl.col(c).is_null() for c in dtypes))
     bad = {col: _is_bad(pl.col(col), dtype) for col, dtype in dtypes.items()}
     try:
         # Flags first, then filter: a datetime format inferred from the bad row alone could

@@ -175,14 +175,19 @@ def load_table(path: str | Path, mapping: ColumnMapping | None = None) -> Datase
     # Ids stay as the source has them; listed so that an empty id is reported by line.
     dtypes[icol] = pl.Int64 if schema[icol].is_integer() else pl.Utf8
 
+    # A blank line (no value in any column that plays a role) is no event: skipped, counted.
+    used = [c for c in roles.values() if c is not None]
+    blank = pl.lit(False) if is_parquet else pl.all_horizontal(pl.col(c).is_null() for c in used)
+    lf = lf.with_row_index(_SOURCE_ROW)
+
     def explain() -> DataError:
         if is_parquet:
             return _diagnose_frame(pl.scan_parquet(path, glob=False), path, dtypes)
         return diagnose(path, sep, None, dtypes, has_header=True,
-                        encoding=encoding, data=data)  # fmt: skip
+                        encoding=encoding, data=data, skip_blank=True)  # fmt: skip
 
     try:
-        times = _TimeColumn.profile(lf, tcol, schema[tcol], m.time_unit, path, is_parquet)
+        times = _TimeColumn.profile(lf, tcol, schema[tcol], m.time_unit, path, is_parquet, blank)
     except pl.exceptions.PolarsError as exc:
         raise explain() from exc
     unit = times.unit
@@ -201,7 +206,10 @@ def load_table(path: str | Path, mapping: ColumnMapping | None = None) -> Datase
         info["line_endings"] = "CR (read as LF)"
     if times.n_bad:
         info["bad_times"] = times.handle(m.on_bad_time)
-        lf = lf.filter(~times.bad)
+    if times.n_blank:
+        info["blank_lines"] = times.n_blank
+    if times.n_bad or times.n_blank:
+        lf = lf.filter(~(times.bad | blank))
     if unit == "iso":
         time = (
             iso_to_time(tcol) if schema[tcol] == pl.Utf8 else pl.col(tcol).cast(pl.Datetime("us"))
@@ -338,7 +346,10 @@ def _describe_seconds(seconds: float) -> str:
         return str(seconds)
     if _POSSIBLE[0] <= seconds < _POSSIBLE[1]:
         return (_EPOCH + timedelta(seconds=seconds)).strftime("%Y-%m-%d %H:%M:%S")
-    return f"year {1970 + seconds / 31_556_952:,.0f}"
+    year = 1970 + seconds / 31_556_952
+    if abs(year) > 1e6:
+        return "beyond year 9999" if year > 0 else "before year 1"
+    return f"year {year:,.0f}"
 
 
 @dataclass
@@ -357,6 +368,7 @@ class _TimeColumn:
     textual: bool  # the column is text (its values are shown quoted)
     bad: pl.Expr  # true on the rows with a bad time (false where the time is missing)
     is_parquet: bool
+    n_blank: int  # blank lines
 
     @classmethod
     def profile(
@@ -367,6 +379,7 @@ class _TimeColumn:
         given: str | None,
         path: Path,
         is_parquet: bool,
+        blank: pl.Expr,
     ) -> _TimeColumn:
         low, high = (t.timestamp() for t in plausible_window())
         raw = pl.col(col)
@@ -423,14 +436,15 @@ class _TimeColumn:
         found = (
             lf.select(
                 bad.sum().alias("n"),
-                bad.arg_max().alias("i"),
+                pl.col(_SOURCE_ROW).filter(bad).first().alias("i"),
                 raw.filter(bad).first().cast(pl.Utf8),
+                blank.sum().alias("blank"),
             )
             .collect()
             .row(0)
         )
         return cls(path, col, unit, window, calendar, int(found[0] or 0), int(found[1] or 0),
-                   found[2], dtype == pl.Utf8, bad, is_parquet)  # fmt: skip
+                   found[2], dtype == pl.Utf8, bad, is_parquet, int(found[3] or 0))  # fmt: skip
 
     def handle(self, on_bad_time: str) -> dict[str, Any]:
         """Refuse the bad times (DataError), or log a warning and describe them for meta.json."""
@@ -477,6 +491,7 @@ class _TimeColumn:
         }
 
 
+_SOURCE_ROW = "__sessionrec_source_row"
 _UNIT_NAMES = {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns": "nanoseconds"}
 
 
