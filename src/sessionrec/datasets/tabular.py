@@ -381,7 +381,11 @@ class _TimeColumn:
         is_parquet: bool,
         blank: pl.Expr,
     ) -> _TimeColumn:
+        """One pass over the column: its median in every candidate unit and, per unit, the
+        times outside the plausible and the possible windows (so that detecting the unit
+        costs no second read of the file)."""
         low, high = (t.timestamp() for t in plausible_window())
+        possible = (float(_POSSIBLE[0]), float(_POSSIBLE[1]))
         raw = pl.col(col)
         if dtype == pl.Utf8:
             number = raw.str.strip_chars().cast(pl.Float64, strict=False)
@@ -389,35 +393,55 @@ class _TimeColumn:
             number = raw.cast(pl.Float64)
         else:
             number = pl.lit(None, dtype=pl.Float64)
-        if given is None:
-            stats = lf.select(
-                number.count().alias("n"), raw.count().alias("all"), number.median().alias("m")
-            ).collect()
-            numeric = dtype.is_numeric() or (
-                dtype == pl.Utf8 and stats["n"][0] * 2 > stats["all"][0]
-            )
-            median = stats["m"][0]
-            unit = "iso" if not numeric else _unit_of(median, low, high)
-        else:
-            unit, median = given, None
+        unit = given
+        if unit is None:
+            if dtype.is_numeric():
+                unit = "?"  # a numeric unit, decided by the median below
+            elif dtype == pl.Utf8:
+                # Text that is mostly numbers (a stray bad value made the column text) counts
+                # as numeric, so the bad value is reported as "expected an integer" on its line.
+                head = lf.select(
+                    raw.head(10_000).count().alias("all"),
+                    number.head(10_000).count().alias("numbers"),
+                ).collect()
+                unit = "?" if head.item(0, 1) * 2 > head.item(0, 0) else "iso"
+            else:
+                unit = "iso"
+        candidates: dict[str, pl.Expr] = {}  # unit -> time in seconds since 1970
         if unit == "iso":
             if isinstance(dtype, pl.Datetime | pl.Date):
-                seconds = raw.cast(pl.Datetime("us")).dt.epoch("us").cast(pl.Float64) / 1e6
+                us = raw.cast(pl.Datetime("us")).dt.epoch("us")
             elif dtype == pl.Utf8:
                 parsed = raw.str.strip_chars().str.to_datetime(
                     time_unit="us", time_zone="UTC", strict=False
                 )
-                seconds = parsed.dt.epoch("us").cast(pl.Float64) / 1e6
+                us = parsed.dt.epoch("us")
             else:
                 raise DataError(
                     path, column=col, expected="times as text or dates with --time-unit iso",
                     found=f"a column of {dtype}",
                 )  # fmt: skip
-            per = 1.0
+            candidates["iso"] = us.cast(pl.Float64) / 1e6
         else:
-            seconds, per = number / _PER_SECOND[unit], float(_PER_SECOND[unit])
-        if median is None:
-            median = lf.select((seconds * per).median()).collect().item()
+            units = list(_PER_SECOND) if unit == "?" else [unit]
+            candidates = {u: number / _PER_SECOND[u] for u in units}
+        windows = {"plausible": (low, high), "possible": possible}
+
+        def outside(seconds: pl.Expr, window: tuple[float, float]) -> pl.Expr:
+            return ((seconds < window[0]) | (seconds >= window[1])).fill_null(False)
+
+        median_of = number.median() if unit != "iso" else candidates["iso"].median()
+        # A blank line has no time; only a column with missing times is read whole for them.
+        aggs = [raw.null_count().alias("missing"), median_of.alias("median")]
+        for u, seconds in candidates.items():
+            for w, window in windows.items():
+                bad = outside(seconds, window)
+                aggs.append(bad.sum().alias(f"n {u} {w}"))
+        stats = lf.select(aggs).collect().row(0, named=True)
+        median = stats["median"]  # in the column's own numbers (seconds for iso)
+        if unit == "?":
+            unit = _unit_of(median, low, high)
+        per = 1.0 if unit == "iso" else float(_PER_SECOND[unit])
         mid = None if median is None else float(median) / per
         calendar = mid is not None and low <= mid < high
         if given is not None and given != "iso" and mid is not None and not calendar:
@@ -431,20 +455,16 @@ class _TimeColumn:
                     f"{_describe_seconds(float(median) / _PER_SECOND[other])}): give --time-unit "
                     f"{other}, or leave it out to detect it"
                 )
-        window = (low, high) if calendar else (float(_POSSIBLE[0]), float(_POSSIBLE[1]))
-        bad = ((seconds < window[0]) | (seconds >= window[1])).fill_null(False)
-        found = (
-            lf.select(
-                bad.sum().alias("n"),
-                pl.col(_SOURCE_ROW).filter(bad).first().alias("i"),
-                raw.filter(bad).first().cast(pl.Utf8),
-                blank.sum().alias("blank"),
-            )
-            .collect()
-            .row(0)
-        )
-        return cls(path, col, unit, window, calendar, int(found[0] or 0), int(found[1] or 0),
-                   found[2], dtype == pl.Utf8, bad, is_parquet, int(found[3] or 0))  # fmt: skip
+        w = "plausible" if calendar else "possible"
+        bad = outside(candidates[unit], windows[w])
+        n_bad = int(stats[f"n {unit} {w}"] or 0)
+        first, value = 0, None
+        if n_bad:  # the first bad row, read again only when there is one
+            found = lf.filter(bad).select(_SOURCE_ROW, raw.cast(pl.Utf8)).head(1).collect()
+            first, value = int(found.item(0, 0)), found.item(0, 1)
+        n_blank = lf.select(blank.sum()).collect().item() if stats["missing"] else 0
+        return cls(path, col, unit, windows[w], calendar, n_bad, first, value,
+                   dtype == pl.Utf8, bad, is_parquet, int(n_blank or 0))  # fmt: skip
 
     def handle(self, on_bad_time: str) -> dict[str, Any]:
         """Refuse the bad times (DataError), or log a warning and describe them for meta.json."""
