@@ -68,7 +68,9 @@ def _sniff_separator(path: Path) -> str:
     return best if counts[best] else ","
 
 
-def load_table(path: str | Path, mapping: ColumnMapping | None = None) -> Dataset:
+def load_table(
+    path: str | Path, mapping: ColumnMapping | None = None, *, frame: pl.LazyFrame | None = None
+) -> Dataset:
     """Load a CSV/TSV/Parquet log into the Events contract.
 
     The path is read literally (``log[1].csv`` is that file, never a pattern). Numeric times
@@ -77,6 +79,9 @@ def load_table(path: str | Path, mapping: ColumnMapping | None = None) -> Datase
     as a relative clock (seconds when small). Times outside the window (outside years 1-9999
     for a relative clock) are dropped with a warning naming the first one's line, or refused
     (``on_bad_time="error"``); the count goes to ``info["bad_times"]``.
+
+    With ``frame`` (a DataFrame in memory, ``sr.load(df)``), the columns are read from it and
+    ``path`` only names it in messages.
 
     Raises:
         DataError: a missing column, a byte the encoding cannot decode, a bad time with
@@ -88,13 +93,14 @@ def load_table(path: str | Path, mapping: ColumnMapping | None = None) -> Datase
     m = mapping or ColumnMapping()
     if m.on_bad_time not in ON_BAD_TIME:
         raise ConfigError(f"--on-bad-time must be drop or error, not {m.on_bad_time!r}")
-    check_file(path)
-    is_parquet = path.suffix.lower() in (".parquet", ".pq")
+    if frame is None:
+        check_file(path)
+    is_parquet = frame is not None or path.suffix.lower() in (".parquet", ".pq")
     encoding = _encoding(m.encoding)
     data: bytes | None = None  # the file as read, when not read from the path
     lone_cr = False
     if is_parquet:
-        lf = pl.scan_parquet(path, glob=False)
+        lf = pl.scan_parquet(path, glob=False) if frame is None else frame
         sep = ""
         try:
             columns = lf.collect_schema().names()
@@ -182,7 +188,8 @@ def load_table(path: str | Path, mapping: ColumnMapping | None = None) -> Datase
 
     def explain() -> DataError:
         if is_parquet:
-            return _diagnose_frame(pl.scan_parquet(path, glob=False), path, dtypes)
+            source = pl.scan_parquet(path, glob=False) if frame is None else frame
+            return _diagnose_frame(source, path, dtypes)
         return diagnose(path, sep, None, dtypes, has_header=True,
                         encoding=encoding, data=data, skip_blank=True)  # fmt: skip
 
@@ -196,7 +203,7 @@ def load_table(path: str | Path, mapping: ColumnMapping | None = None) -> Datase
     elif schema[tcol] == pl.Utf8:
         dtypes[tcol] = S.TIME_DTYPE
     info: dict[str, Any] = {
-        "format": "parquet" if is_parquet else "csv",
+        "format": "dataframe" if frame is not None else "parquet" if is_parquet else "csv",
         "columns": roles,
         "time_unit": unit,
     }
@@ -249,7 +256,8 @@ def load_table(path: str | Path, mapping: ColumnMapping | None = None) -> Datase
         ev.head(2000).collect()
     except pl.exceptions.PolarsError as exc:
         raise explain() from exc
-    return Dataset(str(path), ev, None, files=[path], info=info, diagnose=explain)
+    files = [] if frame is not None else [path]
+    return Dataset(str(path), ev, None, files=files, info=info, diagnose=explain)
 
 
 def _has_lone_cr(source: Path | bytes) -> bool:
