@@ -193,7 +193,7 @@ class SyntheticLog:
             spec = SyntheticSpec(**json.loads((path / "spec.json").read_text()))
             with np.load(path / "process.npz", allow_pickle=False) as z:
                 process = Process.from_arrays({k: z[k] for k in z.files})
-            events = pl.read_parquet(path / "log.parquet")
+            events = pl.read_parquet(path / "log.parquet", glob=False)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise DataError(
                 path, expected="a synthetic log folder (spec.json, process.npz, log.parquet)",

@@ -141,10 +141,11 @@ def compare(
     )
     if len(parts) > 1:
         err_console.print(
-            "[yellow]warning:[/] these models were fit on different parts "
+            "warning: these models were fit on different parts "
             f"({', '.join(sorted(parts))}): a model fit on train+valid saw more data, so the "
             "differences mix the data with the method; train them on the same --fit-on",
             highlight=False,
+            style="yellow",
         )
     if json_path is not None:
         write_json(

@@ -146,7 +146,7 @@ def compare(
     test = data.part("test")
     results: dict[str, dict[str, Any]] = {}
     for name in names:
-        console.print(f"[bold]{name}[/]")
+        console.print(name, style="bold")
         t0 = time.perf_counter()
         model = train(
             name, data, root / name, params=DEMO_MODELS[name], fit_on="train+valid",

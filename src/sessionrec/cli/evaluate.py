@@ -226,8 +226,9 @@ def evaluate(
         err_console.print(f"warning: {w}", markup=False, highlight=False)
     if protocol == "sampled":
         console.print(
-            "[yellow]sampled metrics rank the target among a few negatives only: they are "
-            "higher than, and not comparable with, full-ranking metrics[/]"
+            "sampled metrics rank the target among a few negatives only: they are "
+            "higher than, and not comparable with, full-ranking metrics",
+            style="yellow",
         )
     if json_path is not None:
         out = {

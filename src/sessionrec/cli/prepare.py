@@ -36,10 +36,19 @@ def prepare(
     event_type_column: o.EventTypeColumn = None,
     time_unit: o.TimeUnit = None,
     separator: o.Separator = None,
+    encoding: o.Encoding = None,
+    on_bad_time: o.OnBadTime = "drop",
     min_rating: Annotated[float | None, typer.Option(help="Keep ratings >= this.")] = None,
     event_type: Annotated[str | None, typer.Option(help="Keep only this event type.")] = None,
     drop_repeats: Annotated[
         bool, typer.Option(help="Drop consecutive repeats of an item in a session.")
+    ] = False,
+    drop_duplicates: Annotated[
+        bool,
+        typer.Option(
+            help="Drop events that repeat an earlier row exactly (counted in meta.json and "
+            "warned about either way)."
+        ),
     ] = False,
     min_session_length: Annotated[int, typer.Option(help="Recursive filter; 0 disables.")] = 2,
     max_session_length: Annotated[int | None, typer.Option(help="Recursive filter.")] = None,
@@ -94,7 +103,7 @@ def prepare(
     check_output(out, overwrite=overwrite, verb="prepare")  # before reading the source
     ds = o.load_source(
         source, session_column, user_column, item_column, time_column, rating_column,
-        event_type_column, time_unit, separator,
+        event_type_column, time_unit, separator, encoding, on_bad_time,
     )  # fmt: skip
     if examples is not None:
         _prepare_examples(ds, out, examples, min_rating, min_timeline, max_context,
@@ -105,6 +114,7 @@ def prepare(
         min_rating=min_rating,
         event_type=event_type,
         drop_repeats=drop_repeats,
+        drop_duplicates=drop_duplicates,
         min_session_length=min_session_length or None,
         max_session_length=max_session_length,
         min_item_support=min_item_support or None,

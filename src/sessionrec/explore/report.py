@@ -83,6 +83,10 @@ def blocks(ex: Exploration) -> list[Block]:
                     "consecutive repeats of an item",
                     pct(s["repeats"]["consecutive_repeat_share"]),
                 ],
+                [
+                    "exact duplicate rows",
+                    f"{n(s['duplicates']['events'])} ({pct(s['duplicates']['share'])})",
+                ],
             ],
         )
     )

@@ -454,7 +454,7 @@ def read_parquet(path: Path) -> pl.DataFrame:
     if not path.is_file():
         raise DataError(path, expected="a Parquet file", found="no such file")
     try:
-        return pl.read_parquet(path)
+        return pl.read_parquet(path, glob=False)
     except Exception as exc:  # polars' ComputeError, OSError, ...
         raise DataError(path, expected="a Parquet file", found=one_line(exc)) from None
 

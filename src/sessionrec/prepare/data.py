@@ -158,7 +158,7 @@ class PreparedData:
                     found="no such file",
                 )
             try:  # the footer only: a truncated or foreign file fails here, cheaply
-                schema = pl.read_parquet_schema(path)
+                schema = dict(pl.scan_parquet(path, glob=False).collect_schema())
             except Exception as exc:
                 raise DataError(path, expected="a Parquet file", found=_first_line(exc)) from None
             if name != "items":
@@ -370,7 +370,7 @@ def _first_line(exc: BaseException) -> str:
 
 def _read_parquet(path: Path) -> pl.DataFrame:
     try:
-        return pl.read_parquet(path)
+        return pl.read_parquet(path, glob=False)
     except Exception as exc:  # polars' ComputeError, OSError, ... for a damaged file
         raise DataError(path, expected="a Parquet file", found=_first_line(exc)) from None
 
