@@ -24,6 +24,7 @@ _LAZY = {
     "EvalResult": "sessionrec.evaluation",
     "train": "sessionrec.training",
     "sweep": "sessionrec.experiments",
+    "tune": "sessionrec.tuning",
 }
 
 # Functions named like their subpackage are bound eagerly: importing the subpackage would
@@ -48,6 +49,7 @@ __all__ = [
     "prepare",
     "sweep",
     "train",
+    "tune",
 ]
 
 if TYPE_CHECKING:
@@ -56,6 +58,7 @@ if TYPE_CHECKING:
     from sessionrec.experiments import sweep
     from sessionrec.prepare import PrepareConfig, PreparedData, SessionData
     from sessionrec.training import train
+    from sessionrec.tuning import tune
 
 
 def __getattr__(name: str) -> Any:

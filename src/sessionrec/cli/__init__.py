@@ -19,6 +19,7 @@ from sessionrec.cli import train as _train  # noqa: F401  isort: skip
 from sessionrec.cli import index as _index  # noqa: F401  isort: skip
 from sessionrec.cli import compare as _compare  # noqa: F401  isort: skip
 from sessionrec.cli import sweep as _sweep  # noqa: F401  isort: skip
+from sessionrec.cli import tune as _tune  # noqa: F401  isort: skip
 
 __all__ = ["app", "console", "main"]
 
@@ -29,7 +30,12 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, standalone_mode=False)
     except SessionrecError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        from rich.markup import escape
+
+        # escaped: messages hold brackets (`pip install -e ".[tune]"`) that are not markup
+        err_console.print(
+            f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
+        )
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("interrupted")

@@ -47,6 +47,8 @@ def train(
     patience: int | None = None,
     resume: bool = False,
     progress: bool = True,
+    exclude_seen: bool = False,
+    after_epoch: Callable[[dict[str, Any]], bool | None] | None = None,
 ) -> SessionModel | RatingModel:
     """Train ``model_name`` on ``data`` and write the model directory ``out_dir``.
 
@@ -66,6 +68,9 @@ def train(
         patience: stop after this many epochs without improvement (None = never).
         resume: continue from the checkpoint in ``out_dir`` (same parameters).
         progress: show a progress bar per epoch on stderr.
+        exclude_seen: the valid metrics rank without the session's own items.
+        after_epoch: called with each epoch's record once its valid metrics are in (next-item
+            models); returning True stops training, an exception propagates (tune's pruning).
 
     Returns:
         The trained model (the best epoch's weights when valid metrics were computed).
@@ -118,7 +123,7 @@ def train(
     model.items = data.items
     train_part = data.part(fit_on)
     valid_part = data.part("valid") if fit_on == "train" and data.valid.n_sessions else None
-    evaluate = _evaluator() if valid_part is not None else None
+    evaluate = _evaluator(valid_metric, exclude_seen) if valid_part is not None else None
     if resume:
         from safetensors.torch import load_file
 
@@ -163,7 +168,8 @@ def train(
         write_history(out / "history.jsonl", state["history"])
         if hasattr(model, "training_state"):
             _checkpoint(ckpt, model, model_name, state, best_arrays if improved else None)
-        return patience is not None and state["bad"] >= patience
+        stop = after_epoch(record) if after_epoch is not None else False
+        return bool(stop) or (patience is not None and state["bad"] >= patience)
 
     if hasattr(model, "progress_hook"):
         model.progress_hook = bar.update
@@ -207,8 +213,11 @@ def train(
     return model
 
 
-def _evaluator() -> Callable[[SessionModel, SessionData], dict[str, float]] | None:
-    """Recall@20 / MRR@20 through ``sessionrec.evaluation.evaluate`` when it is installed."""
+def _evaluator(
+    valid_metric: str = "mrr@20", exclude_seen: bool = False
+) -> Callable[[SessionModel, SessionData], dict[str, float]] | None:
+    """Recall@20, MRR@20 and ``valid_metric`` through ``sessionrec.evaluation.evaluate`` when
+    it is installed."""
     import importlib
 
     try:
@@ -217,9 +226,13 @@ def _evaluator() -> Callable[[SessionModel, SessionData], dict[str, float]] | No
         log.warning("sessionrec.evaluation is not available: no valid metrics, no early stopping")
         return None
 
+    keep = {"recall@20", "mrr@20", valid_metric}
+    k = valid_metric.partition("@")[2]
+    cutoffs = tuple(sorted({20, int(k)})) if k.isdigit() else (20,)
+
     def run(model: SessionModel, data: SessionData) -> dict[str, float]:
-        res = evaluate(model, data, cutoffs=(20,))
-        return {k: float(v) for k, v in res.metrics.items() if k in ("recall@20", "mrr@20")}
+        res = evaluate(model, data, cutoffs=cutoffs, exclude_seen=exclude_seen)
+        return {k: float(v) for k, v in res.metrics.items() if k in keep}
 
     return run
 
