@@ -22,6 +22,7 @@ from sessionrec.models import REGISTRY, model_class
 from sessionrec.prepare.data import PreparedData
 from sessionrec.tuning import SearchData, load_space
 from sessionrec.tuning.search import open_storage
+from sessionrec.tuning.space import shipped_space_path
 
 optuna = pytest.importorskip("optuna", reason='tune needs the extra: pip install -e ".[tune]"')
 
@@ -50,6 +51,7 @@ def _space(tmp_path: Path, text: str) -> Path:
 
 @pytest.mark.parametrize("model", sorted(REGISTRY))
 def test_every_registered_model_ships_a_space_its_config_accepts(model: str) -> None:
+    assert shipped_space_path(model).is_file()  # a new model needs its space file
     space = load_space(model)
     fields = set(model_class(model).Config.__dataclass_fields__)
     assert {p.name for p in space.params} <= fields
