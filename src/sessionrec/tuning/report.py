@@ -146,11 +146,14 @@ def trials_figure(summary: dict[str, Any]) -> bytes:
             ax.plot(t["number"], t["value"], "o", color="tab:blue", markersize=4)
             xs.append(t["number"])
             ys.append(best)
-    for t in summary["trials"]:  # pruned: the last value they reported is not stored as value
-        if t["state"] == "pruned":
-            ax.plot(t["number"], 0, "x", color="tab:gray", markersize=4)
+    for t in summary["trials"]:  # pruned: at the last per-epoch figure they reported
+        if t["state"] == "pruned" and t.get("last_value") is not None:
+            ax.plot(t["number"], t["last_value"], "x", color="tab:gray", markersize=5)
     ax.step(xs, ys, where="post", color="tab:orange", label="best so far")
-    ax.set_xlabel("trial (x: pruned)")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("trial (x: pruned, at its last epoch)")
     ax.set_ylabel(f"valid {summary['metric']}")
     ax.legend(loc="lower right")
     return _png(fig)

@@ -387,6 +387,12 @@ def study_summary(
                 "number": t.number,
                 "state": t.state.name.lower(),
                 "value": t.value,
+                # a pruned trial's last per-epoch figure (it has no value of its own)
+                "last_value": (
+                    t.intermediate_values[max(t.intermediate_values)]
+                    if t.intermediate_values
+                    else None
+                ),
                 "params": t.user_attrs.get("params", dict(t.params)),
                 "best_epoch": t.user_attrs.get("best_epoch"),
                 "epochs": len(t.user_attrs.get("history", [])),
