@@ -37,6 +37,9 @@ def main() -> None:
     ap.add_argument("--exclude-seen", action="store_true")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", type=Path)
+    ap.add_argument(
+        "--reference", action="store_true", help="also the defaults, refit and tested the same way"
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     spaces = dict(s.split("=", 1) for s in args.space)
@@ -66,10 +69,25 @@ def main() -> None:
             "wall_seconds": wall,
             "space": best["study"]["space_sources"],
         }
+        if args.reference:
+            row["defaults_test"] = _defaults(name, prep, args.work, args.exclude_seen)
         rows.append(row)
         print(_markdown(row), flush=True)
         if args.json:
             write_json(args.json, rows)
+
+
+def _defaults(name: str, prep: Path, work: Path, exclude_seen: bool) -> dict:
+    """The model's defaults, fit on train+valid, test scored as tune scores it."""
+    from sessionrec.evaluation import bootstrap_interval, evaluate
+
+    data = sr.PreparedData(prep)
+    model = sr.train(name, data, work / f"defaults-{name}", fit_on="train+valid", device="cpu",
+                     progress=False)  # fmt: skip
+    res = evaluate(model, data.test, cutoffs=(20,), exclude_seen=exclude_seen)  # type: ignore[arg-type]
+    iv = bootstrap_interval(res, data.test, ("recall@20", "mrr@20"))
+    print(f"defaults of {name}: {iv}", flush=True)
+    return iv
 
 
 def _markdown(r: dict) -> str:

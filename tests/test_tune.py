@@ -103,6 +103,16 @@ def test_bad_spaces_fail_in_one_line_naming_the_file(tmp_path: Path, text: str, 
     assert str(path) in message and says in message and "\n" not in message
 
 
+def test_show_space_prints_toml_that_reads_back(
+    tiny: PreparedData, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run_cli(["tune", str(tiny.path), "--model", "gru4rec", "--show-space"], capsys)
+    assert code == 0, err
+    assert load_space("gru4rec", _space(tmp_path, out)).to_dict() == load_space("gru4rec").to_dict()
+    code, _, err = run_cli(["tune", str(tiny.path), "--model", "sr"], capsys)
+    assert code == 2 and "--out" in err
+
+
 def test_unknown_parameter_from_the_cli_is_one_line_exit_2(
     tiny: PreparedData, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from sessionrec.cli._app import app, console
 from sessionrec.cli.evaluate import _GreedyCommand, _is_int
+from sessionrec.errors import ConfigError
 
 
 class _TuneCommand(_GreedyCommand):
@@ -22,8 +23,9 @@ def tune(
     data_dir: Annotated[Path, typer.Argument(help="A PreparedData directory (with a valid part).")],
     model: Annotated[str, typer.Option("--model", "-m", help="A next-item model name.")],
     out: Annotated[
-        Path, typer.Option("--out", "-o", help="The tuning folder; the same one again resumes.")
-    ],
+        Path | None,
+        typer.Option("--out", "-o", help="The tuning folder; the same one again resumes."),
+    ] = None,
     trials: Annotated[int, typer.Option(help="Trials this worker runs.")] = 20,
     metric: Annotated[str, typer.Option(help="recall@K | mrr@K | ndcg@K on valid.")] = "mrr@20",
     space: Annotated[
@@ -70,6 +72,8 @@ def tune(
     if show_space:
         console.print(load_space(model, space).to_toml(), highlight=False, markup=False, end="")
         return
+    if out is None:
+        raise ConfigError("tune needs --out DIR (the study, the report and best.json go there)")
 
     def show(t: dict[str, Any]) -> None:
         value = "" if t["value"] is None else f"{metric} {t['value']:.4f}"
