@@ -71,9 +71,11 @@ class Param:
                 self.name, int(self.low), int(self.high), step=int(self.step or 1), log=self.log
             )
         assert self.low is not None and self.high is not None
-        return trial.suggest_float(
+        value = trial.suggest_float(
             self.name, float(self.low), float(self.high), step=self.step, log=self.log
         )
+        # a stepped grid's points as written (0.15, not 0.15000000000000002)
+        return round(value, 12) if self.step is not None else value
 
     def to_dict(self) -> dict[str, Any]:
         """As written in a space file (JSON-ready)."""
