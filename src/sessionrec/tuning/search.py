@@ -178,7 +178,8 @@ def tune(
             )
 
     if todo:
-        st.optimize(objective, n_trials=todo, timeout=timeout, callbacks=[after])
+        # A setting that diverges fails its trial, not the search.
+        st.optimize(objective, n_trials=todo, timeout=timeout, callbacks=[after], catch=_CATCH)
     summary = study_summary(st, optuna, storage_url, metric, space)
     result: dict[str, Any] = {"study": summary}
     if final:
@@ -190,6 +191,16 @@ def tune(
 
     write_tune_report(result, summary, out, st, optuna)
     return result
+
+
+def _catchable() -> tuple[type[BaseException], ...]:
+    from sessionrec import errors
+
+    diverged = getattr(errors, "TrainingDivergedError", None)
+    return (diverged,) if diverged is not None else ()
+
+
+_CATCH = _catchable()
 
 
 def tune_dir(out_dir: str | Path) -> Path:
