@@ -382,3 +382,24 @@ def test_the_storage_password_is_not_recorded() -> None:
 
     assert safe_url("postgresql://me:secret@db:5432/s") == "postgresql://me:***@db:5432/s"
     assert safe_url("sqlite:///x/tune.db") == "sqlite:///x/tune.db"
+
+
+def test_a_diverged_trial_fails_alone(
+    tiny: PreparedData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sessionrec.training.runner as runner
+    from sessionrec.errors import TrainingDivergedError
+
+    real = runner.train
+    calls = {"n": 0}
+
+    def diverging_once(*args: Any, **kw: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise TrainingDivergedError("sr", "the training loss turned nan", 1)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(runner, "train", diverging_once)
+    result = sr.tune("sr", tiny.path, tmp_path / "t", trials=2, metric="mrr@5", final=False)
+    states = [t["state"] for t in result["study"]["trials"]]
+    assert states[0] == "fail" and states.count("complete") == 1

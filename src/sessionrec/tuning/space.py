@@ -6,7 +6,7 @@ does not name keeps the shipped entry; to stop searching one, give it a fixed va
 
     layers = { low = 64, high = 512, step = 32 }       # integers: suggest_int
     learning_rate = { low = 0.01, high = 0.25 }        # floats (as written): suggest_float
-    lr = { low = 0.0003, high = 0.01, log = true }      # a log scale (no step)
+    learning_rate = { low = 0.0003, high = 0.01, log = true }  # a log scale (no step)
     loss = { choices = ["cross-entropy", "bpr-max"] }   # categorical
     n_epochs = 10                                       # fixed
     bpreg = { low = 0.0, high = 2.0, when = { loss = "bpr-max" } }
