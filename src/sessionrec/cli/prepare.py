@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from sessionrec._io import check_output
 from sessionrec.cli import _options as o
 from sessionrec.cli._app import app, console
 from sessionrec.errors import ConfigError
@@ -74,6 +75,9 @@ def prepare(
     ] = None,
     max_context: Annotated[int, typer.Option(help="--examples: context length.")] = 10,
     min_timeline: Annotated[int, typer.Option(help="--examples: shortest timeline.")] = 3,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace --out when it holds earlier sessionrec output.")
+    ] = False,
 ) -> None:
     """Sessionize, filter (recursively) and split a log into a PreparedData directory."""
     chosen = [x for x in (session, session_gap, session_column) if x]
@@ -87,13 +91,14 @@ def prepare(
         how = "user"
     else:
         how = session_gap or "1h"
+    check_output(out, overwrite=overwrite, verb="prepare")  # before reading the source
     ds = o.load_source(
         source, session_column, user_column, item_column, time_column, rating_column,
         event_type_column, time_unit, separator,
     )  # fmt: skip
     if examples is not None:
         _prepare_examples(ds, out, examples, min_rating, min_timeline, max_context,
-                          test_fraction, seed)  # fmt: skip
+                          test_fraction, seed, overwrite)  # fmt: skip
         return
     cfg = PrepareConfig(
         session=how,
@@ -112,7 +117,7 @@ def prepare(
         valid_fraction=valid_fraction,
         seed=seed,
     )
-    data = do_prepare(ds, out, cfg)
+    data = do_prepare(ds, out, cfg, overwrite=overwrite)
     assert isinstance(data, PreparedData)
     print_prepared(data)
 
@@ -141,6 +146,7 @@ def _prepare_examples(
     max_context: int,
     test_fraction: float,
     seed: int,
+    overwrite: bool,
 ) -> None:
     from sessionrec.prepare.examples import prepare_examples
 
@@ -154,6 +160,7 @@ def _prepare_examples(
         max_context=max_context,
         test_fraction=test_fraction,
         seed=seed,
+        overwrite=overwrite,
     )
     table = Table(title=f"tfrs examples: {data.path}")
     for col in ("part", "examples", "rows (with context)", "items"):

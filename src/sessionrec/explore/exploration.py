@@ -71,15 +71,16 @@ class Exploration:
 
         return render_html(self)
 
-    def save(self, out_dir: str | Path) -> Path:
+    def save(self, out_dir: str | Path, *, overwrite: bool = False) -> Path:
         """Write ``NAME.png`` plots, ``summary.json``, ``report.md`` and ``report.html``.
 
-        Each file is written atomically; the reports come last, so they never point at a
-        missing plot. Other files in ``out_dir`` are left alone. Returns ``out_dir``.
+        The folder is written whole, then renamed into place. ``out_dir`` must be new or empty,
+        or (with ``overwrite``) an earlier report sessionrec wrote; anything else is refused
+        (``sessionrec._io.output_dir``). Returns ``out_dir``.
         """
         from sessionrec.explore.report import save
 
-        return save(self, Path(out_dir))
+        return save(self, Path(out_dir), overwrite=overwrite)
 
     def _repr_html_(self) -> str:
         from sessionrec.explore.report import render_html

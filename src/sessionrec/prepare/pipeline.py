@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -15,11 +16,18 @@ import numpy as np
 import polars as pl
 
 from sessionrec import _schema as S
-from sessionrec._io import atomic_dir, write_json
+from sessionrec._io import check_output, output_dir, write_json
 from sessionrec.datasets import Dataset, load
 from sessionrec.errors import ConfigError, DataError
 from sessionrec.prepare import split as sp
-from sessionrec.prepare.data import PARTS, TARGET, PreparedData
+from sessionrec.prepare.data import (
+    FIT_PARTS,
+    PARTS,
+    TARGET,
+    PreparedData,
+    data_fingerprint,
+    file_sha256,
+)
 from sessionrec.prepare.filters import SupportFilter, filter_events, filter_recursive
 from sessionrec.prepare.sessionize import parse_duration, sessionize
 
@@ -70,6 +78,8 @@ def prepare(
     source: str | Path | Dataset,
     out: str | Path | None = None,
     config: PrepareConfig | None = None,
+    *,
+    overwrite: bool = False,
     **params: Any,
 ) -> PreparedData | dict[str, pl.DataFrame]:
     """Sessionize, filter and split a log; write a PreparedData directory to ``out``.
@@ -79,16 +89,20 @@ def prepare(
         out: the output directory (written atomically). Without it the parts are returned as
             DataFrames instead.
         config: a :class:`PrepareConfig`; keyword ``params`` override its fields.
+        overwrite: replace ``out`` when it is a folder sessionrec wrote (a new or empty
+            folder is always fine; anything else is refused, before any work).
 
     Returns:
         The written :class:`PreparedData`, or ``{"train", "valid", "test", "items"}`` frames.
     """
     cfg = dataclasses.replace(config or PrepareConfig(), **params)
+    if out is not None:
+        check_output(out, overwrite=overwrite, verb="prepare")  # refuse before the work
     ds = source if isinstance(source, Dataset) else load(source)
     parts, meta = prepare_frames(ds, cfg)
     if out is None:
         return parts
-    return write_prepared(out, parts, meta)
+    return write_prepared(out, parts, meta, overwrite=overwrite)
 
 
 def prepare_frames(
@@ -289,14 +303,37 @@ class _Background:
 
 
 def write_prepared(
-    out: str | Path, parts: dict[str, pl.DataFrame], meta: dict[str, Any]
+    out: str | Path,
+    parts: dict[str, pl.DataFrame],
+    meta: dict[str, Any],
+    *,
+    overwrite: bool = False,
 ) -> PreparedData:
-    """Write the PreparedData directory atomically (a crash leaves no complete-looking dir)."""
-    with atomic_dir(out) as tmp:
+    """Write the PreparedData directory atomically (a crash leaves no complete-looking dir).
+
+    ``out`` must be new or empty, or a folder sessionrec wrote and ``overwrite`` (the rule of
+    ``sessionrec._io.output_dir``). meta.json records the sha256 of the train and valid files
+    and the fingerprints a model trained on them records (``PreparedData.fingerprint``).
+    """
+    with output_dir(out, overwrite=overwrite, verb="prepare") as tmp:
+        hashing: dict[str, _Background] = {}
         for name, df in parts.items():
             # lz4: about 2.5x faster to write than polars' default zstd level, files ~40 %
             # larger, the fastest to read back.
-            df.write_parquet(Path(tmp) / f"{name}.parquet", compression="lz4")
+            path = Path(tmp) / f"{name}.parquet"
+            df.write_parquet(path, compression="lz4")
+            if name in ("train", "valid"):  # hashed while the next part is written
+                hashing[name] = _Background(functools.partial(file_sha256, path))
+        sha = {name: h.result() for name, h in hashing.items()}
+        meta = {
+            **meta,
+            "part_sha256": sha,
+            "fingerprints": {
+                fit: data_fingerprint(sha, fit, meta.get("params"))
+                for fit, names in FIT_PARTS.items()
+                if all(n in sha for n in names)
+            },
+        }
         write_json(Path(tmp) / "meta.json", meta)
     return PreparedData(out)
 
