@@ -30,6 +30,7 @@ _LAZY = {
     "EvalResult": "sessionrec.evaluation",
     "train": "sessionrec.training",
     "sweep": "sessionrec.experiments",
+    "tune": "sessionrec.tuning",
     "load_model": "sessionrec.models",
     "models_table": "sessionrec.catalog",
 }
@@ -58,6 +59,7 @@ __all__ = [
     "prepare",
     "sweep",
     "train",
+    "tune",
 ]
 
 if TYPE_CHECKING:
@@ -68,6 +70,7 @@ if TYPE_CHECKING:
     from sessionrec.models import load_model
     from sessionrec.prepare import PrepareConfig, PreparedData, SessionData
     from sessionrec.training import train
+    from sessionrec.tuning import tune
 
 
 def __getattr__(name: str) -> Any:

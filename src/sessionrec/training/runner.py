@@ -37,7 +37,8 @@ FIT_ON = ("train", "train+valid")
 #: The config fields that count epochs: the one parameter a resumed run may change.
 EPOCH_KEYS = ("n_epochs", "epochs")
 #: The valid metrics computed after each epoch (``_evaluator``).
-VALID_METRICS = ("recall@20", "mrr@20")
+#: valid metrics per epoch: any cutoff K (recall@20 and mrr@20 are always recorded too)
+VALID_METRICS = ("recall", "mrr", "ndcg")
 
 
 def train(
@@ -53,6 +54,8 @@ def train(
     patience: int | None = None,
     resume: bool = False,
     progress: bool = True,
+    exclude_seen: bool = False,
+    after_epoch: Callable[[dict[str, Any]], bool | None] | None = None,
     overwrite: bool = False,
     valid_every: int | None = None,
 ) -> SessionModel | RatingModel:
@@ -76,6 +79,9 @@ def train(
             fingerprint is checked), with the checkpoint's parameters; only the number of
             epochs may be raised, which extends a finished run.
         progress: show a progress bar per epoch on stderr.
+        exclude_seen: the valid metrics rank without the session's own items.
+        after_epoch: called with each epoch's record once its valid metrics are in (next-item
+            models); returning True stops training, an exception propagates (tune's pruning).
         overwrite: replace ``out_dir`` when it is a model folder sessionrec wrote. Without
             it (and without ``resume``) ``out_dir`` must be new or empty.
         valid_every: with ``fit_on="train"``, score valid after every N-th epoch (and the
@@ -140,7 +146,7 @@ def train(
     state["fit_on"] = fit_on
     state["fingerprint"] = fingerprint
     model.items = data.items
-    evaluate = _evaluator() if valid_part is not None else None
+    evaluate = _evaluator(valid_metric, exclude_seen) if valid_part is not None else None
     if resume:
         try:
             model.load_training_state(  # type: ignore[attr-defined]
@@ -198,7 +204,8 @@ def train(
         write_history(out / "history.jsonl", state["history"])
         if hasattr(model, "training_state"):
             _checkpoint(ckpt, model, model_name, state, best_arrays if improved else None)
-        return patience is not None and state["bad"] >= patience
+        stop = after_epoch(record) if after_epoch is not None else False
+        return bool(stop) or (patience is not None and state["bad"] >= patience)
 
     if hasattr(model, "progress_hook"):
         model.progress_hook = bar.update
@@ -250,9 +257,11 @@ def train(
 
 def _check_stopping(patience: int | None, valid_metric: str, has_valid: bool, fit_on: str) -> None:
     """Early stopping needs valid metrics: refuse what would be silently ignored."""
-    if valid_metric not in VALID_METRICS:
+    name, _, k = valid_metric.partition("@")
+    if name not in VALID_METRICS or not k.isdigit() or int(k) < 1:
         raise ConfigError(
-            f"valid_metric must be one of {', '.join(VALID_METRICS)}, not {valid_metric!r}"
+            f"valid_metric must be {', '.join(f'{m}@K' for m in VALID_METRICS)}, "
+            f"not {valid_metric!r}"
         )
     if patience is None:
         return
@@ -332,8 +341,11 @@ def _resumed_config(cls: Any, state: dict[str, Any], given: dict[str, Any], wher
     return asked
 
 
-def _evaluator() -> Callable[[SessionModel, SessionData], dict[str, float]] | None:
-    """Recall@20 / MRR@20 through ``sessionrec.evaluation.evaluate`` when it is installed."""
+def _evaluator(
+    valid_metric: str = "mrr@20", exclude_seen: bool = False
+) -> Callable[[SessionModel, SessionData], dict[str, float]] | None:
+    """Recall@20, MRR@20 and ``valid_metric`` through ``sessionrec.evaluation.evaluate`` when
+    it is installed."""
     import importlib
 
     try:
@@ -342,9 +354,13 @@ def _evaluator() -> Callable[[SessionModel, SessionData], dict[str, float]] | No
         log.warning("sessionrec.evaluation is not available: no valid metrics, no early stopping")
         return None
 
+    keep = {"recall@20", "mrr@20", valid_metric}
+    k = valid_metric.partition("@")[2]
+    cutoffs = tuple(sorted({20, int(k)})) if k.isdigit() else (20,)
+
     def run(model: SessionModel, data: SessionData) -> dict[str, float]:
-        res = evaluate(model, data, cutoffs=(20,))
-        return {k: float(v) for k, v in res.metrics.items() if k in ("recall@20", "mrr@20")}
+        res = evaluate(model, data, cutoffs=cutoffs, exclude_seen=exclude_seen)
+        return {k: float(v) for k, v in res.metrics.items() if k in keep}
 
     return run
 
