@@ -1,4 +1,4 @@
-"""`sessionrec train DATA_DIR --model NAME --out MODEL_DIR [--param key=value ...]`."""
+"""`sessionrec train DATA_DIR --model NAME --out MODEL_DIR [--param-file F] [--param k=v ...]`."""
 
 from __future__ import annotations
 
@@ -42,6 +42,14 @@ def train(
         list[str] | None,
         typer.Option("--param", "-p", help="Hyperparameter key=value (JSON values); repeatable."),
     ] = None,
+    param_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--param-file",
+            help="gru4rec: an official GRU4Rec parameter file (paramfiles/*.py, parsed, never "
+            "run), trained with the official code's semantics; --param overrides single values.",
+        ),
+    ] = None,
     fit_on: Annotated[
         str, typer.Option(help="train (valid metrics each epoch) | train+valid (final fit).")
     ] = "train",
@@ -60,6 +68,8 @@ def train(
     from sessionrec.rating import RATING_MODELS
     from sessionrec.training import train as run
 
+    if param_file is not None and model != "gru4rec":
+        raise ConfigError(f"--param-file ({param_file}) is read for gru4rec only, not {model!r}")
     data = PreparedData(data_dir)
     if model in RATING_MODELS:
         if resume or patience is not None:
@@ -80,6 +90,7 @@ def train(
         patience=patience,
         resume=resume,
         progress=True,
+        param_file=param_file,
     )
     history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
     last = history[-1] if history else {}

@@ -47,6 +47,7 @@ def train(
     patience: int | None = None,
     resume: bool = False,
     progress: bool = True,
+    param_file: str | Path | None = None,
 ) -> SessionModel | RatingModel:
     """Train ``model_name`` on ``data`` and write the model directory ``out_dir``.
 
@@ -66,10 +67,22 @@ def train(
         patience: stop after this many epochs without improvement (None = never).
         resume: continue from the checkpoint in ``out_dir`` (same parameters).
         progress: show a progress bar per epoch on stderr.
+        param_file: gru4rec only: an official GRU4Rec parameter file
+            (``paramfiles/*.py`` of hidasib/GRU4Rec_PyTorch_Official), parsed without being
+            executed and trained with the official code's semantics
+            (``sessionrec.models.gru4rec_official``); ``params`` override single values.
 
     Returns:
         The trained model (the best epoch's weights when valid metrics were computed).
     """
+    if param_file is not None:
+        if model_name != "gru4rec":
+            raise ConfigError(
+                f"a parameter file ({param_file}) is read for gru4rec only, not {model_name!r}"
+            )
+        from sessionrec.models.gru4rec_official import load_param_file
+
+        params = {**load_param_file(param_file), **(params or {})}
     if not isinstance(data, PreparedData):
         data = PreparedData(data)
     if fit_on not in FIT_ON:
