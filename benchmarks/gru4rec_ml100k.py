@@ -87,7 +87,7 @@ D_GRID_BASE = {
 }
 D_GRID_VARIED = [
     {"batch_size": b, "learning_rate": lr, "dropout_p_hidden": dh}
-    for b in (32, 64)
+    for b in (32,)
     for lr in (0.05, 0.1)
     for dh in (0.0, 0.2)
 ]
@@ -368,6 +368,10 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--epochs-f", type=int, default=2, help="epochs of parts f and g")
+    ap.add_argument("--files", nargs="+", help="parts f, g: only these parameter files (stems)")
+    ap.add_argument(
+        "--d-grid-json", type=Path, help="part d: the valid scores of its grid from an earlier run"
+    )
     ap.add_argument("--scale-events", type=int, default=33_000_000)
     ap.add_argument("--scale-steps", type=int, default=600)
     ap.add_argument("--json", type=Path)
@@ -433,8 +437,8 @@ def main() -> None:
                 "all": summarise(runs, "all"), "exclude_seen": summarise(runs, "exclude_seen"),
             })  # fmt: skip
     if "d" in args.parts:
-        grid = []
-        for combo in D_GRID_VARIED:
+        grid = json.loads(args.d_grid_json.read_text()) if args.d_grid_json else []
+        for combo in D_GRID_VARIED[len(grid) :]:
             params = {**D_GRID_BASE, **combo}
             run = run_ours_lean(data, params, 0, "train", "valid")
             grid.append({"params": combo, "valid": run["all"]})
@@ -461,6 +465,8 @@ def run_param_files(args: Any, data: Any, report: Any) -> None:
     from sessionrec.models.gru4rec_official import official_params, read_param_file
 
     files = sorted((args.official / "paramfiles").glob("*_best.py"))
+    if args.files:
+        files = [f for f in files if f.stem in args.files]
     official_files(data, args.work)
     f: dict[str, Any] = {}
     g: dict[str, Any] = {"state": [], "output": []}

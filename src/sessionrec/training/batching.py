@@ -9,8 +9,6 @@ False), so every event of the training data is used exactly once as a target. Th
 PyTorch code does the same (it shrinks the mini-batch to the sessions left), except with
 ``n_sample=0``, where it stops the epoch once fewer than two sessions are left (the other
 sessions' targets are then the only negatives); ``GRU4Rec`` stops there too in that case.
-(The Theano code of 2016 stopped an epoch as soon as no session was left to fill a finished
-slot.)
 
 The whole schedule of an epoch is computed up front as index arrays, so the training loop
 does no per-session Python work.
