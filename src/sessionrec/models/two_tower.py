@@ -28,6 +28,7 @@ from torch import nn
 
 from sessionrec.models.base import EpochCallback, SessionModel
 from sessionrec.prepare.data import SessionData
+from sessionrec.training.finite import check_loss
 
 
 @dataclass(frozen=True)
@@ -170,6 +171,7 @@ class TwoTower(SessionModel):
                 logits = logits.masked_fill(hit, float("-inf"))
                 target = torch.arange(len(y), device=self.device)
                 loss = nn.functional.cross_entropy(logits, target)
+                check_loss(self.name, loss, epoch, batches + 1)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
