@@ -104,7 +104,7 @@ YOOCHOOSE = {
     "n_epochs": 1,
 }
 
-# Runs the official run.py unchanged, with two shims. Its weight initialisation multiplies a float32 array
+# Runs the official run.py unchanged, with three shims. Its weight initialisation multiplies a float32 array
 # by a NumPy float64 scalar, which NumPy 2 promotes to float64 and torch then rejects; the
 # shim casts that one helper's result back to float32.
 SHIM = """
@@ -118,6 +118,14 @@ _init = g.GRU4RecModel._init_numpy_weights
 g.GRU4RecModel._init_numpy_weights = lambda self, shape: _init(self, shape).astype(np.float32)
 # run.py evaluates with 512 session slots, more than ML-100K's 195 test sessions, which its
 # iterator does not handle (IndexError); the same evaluation with 64 slots.
+# With logq > 0 its fit passes a pandas Series to torch.tensor, which pandas 3 / torch 2.13
+# refuse ("could not determine the shape"); the module's torch is given a tensor() that takes
+# the Series' values (every other attribute is torch's own, copied, so nothing else slows).
+import types, torch
+proxy = types.ModuleType("torch")
+proxy.__dict__.update(torch.__dict__)
+proxy.tensor = lambda data, *a, **kw: torch.tensor(getattr(data, "values", data), *a, **kw)
+g.torch = proxy
 import evaluation
 _eval = evaluation.batch_eval
 evaluation.batch_eval = lambda *a, batch_size=512, **kw: _eval(*a, batch_size=64, **kw)
@@ -370,6 +378,12 @@ def main() -> None:
     ap.add_argument("--epochs-f", type=int, default=2, help="epochs of parts f and g")
     ap.add_argument("--files", nargs="+", help="parts f, g: only these parameter files (stems)")
     ap.add_argument(
+        "--reuse-log",
+        type=Path,
+        nargs="+",
+        help="parts f, g: runs already printed to these logs (same settings) are not run again",
+    )
+    ap.add_argument(
         "--d-grid-json", type=Path, help="part d: the valid scores of its grid from an earlier run"
     )
     ap.add_argument("--scale-events", type=int, default=33_000_000)
@@ -436,6 +450,13 @@ def main() -> None:
                 "params": {**SEEDS_CONFIG, "batch_size": batch}, "runs": runs, "speed": speed_summary(runs),
                 "all": summarise(runs, "all"), "exclude_seen": summarise(runs, "exclude_seen"),
             })  # fmt: skip
+    if "e" in args.parts:
+        cmd = [sys.executable, __file__, "--scale-child", "--threads", str(args.threads),
+               "--scale-events", str(args.scale_events), "--scale-steps", str(args.scale_steps)]  # fmt: skip
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        report("e_yoochoose_scale", json.loads(out.stdout.strip().splitlines()[-1]))
+    if "f" in args.parts or "g" in args.parts:
+        run_param_files(args, data, report)
     if "d" in args.parts:
         grid = json.loads(args.d_grid_json.read_text()) if args.d_grid_json else []
         for combo in D_GRID_VARIED[len(grid) :]:
@@ -451,13 +472,6 @@ def main() -> None:
             "params": params, "runs": runs, "speed": speed_summary(runs),
             "all": summarise(runs, "all"), "exclude_seen": summarise(runs, "exclude_seen"),
         })  # fmt: skip
-    if "e" in args.parts:
-        cmd = [sys.executable, __file__, "--scale-child", "--threads", str(args.threads),
-               "--scale-events", str(args.scale_events), "--scale-steps", str(args.scale_steps)]  # fmt: skip
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True)
-        report("e_yoochoose_scale", json.loads(out.stdout.strip().splitlines()[-1]))
-    if "f" in args.parts or "g" in args.parts:
-        run_param_files(args, data, report)
 
 
 def run_param_files(args: Any, data: Any, report: Any) -> None:
@@ -470,6 +484,21 @@ def run_param_files(args: Any, data: Any, report: Any) -> None:
     official_files(data, args.work)
     f: dict[str, Any] = {}
     g: dict[str, Any] = {"state": [], "output": []}
+    done: dict[tuple[str, str, int], dict[str, Any]] = {}
+    for log_path in args.reuse_log or []:
+        for line in log_path.read_text().splitlines():
+            m = re.match(r"(f official|f ours|g output) (\S+ )?(\{.*\})$", line)
+            if m:
+                run = json.loads(m.group(3))
+                stem = (m.group(2) or "rsc15_xe_shared_100_best").strip()
+                done[(m.group(1), stem, run["seed"])] = run
+
+    def reuse(kind: str, stem: str, seed: int, run: Any, *run_args: Any) -> dict[str, Any]:
+        if (kind, stem, seed) in done:
+            return done[(kind, stem, seed)]
+        result: dict[str, Any] = run(*run_args)
+        return result
+
     for seed in args.seeds:
         for path in files:
             raw = {**read_param_file(path), "n_epochs": args.epochs_f}
@@ -480,17 +509,51 @@ def run_param_files(args: Any, data: Any, report: Any) -> None:
                     for k, v in raw.items()
                 )
                 entry["official"].append(
-                    _run_official_ps(args.official, ps, seed, args.work, args.threads)
+                    reuse(
+                        "f official",
+                        path.stem,
+                        seed,
+                        _run_official_ps,
+                        args.official,
+                        ps,
+                        seed,
+                        args.work,
+                        args.threads,
+                    )
                 )
                 print("f official", path.stem, json.dumps(entry["official"][-1]), flush=True)
             ours = official_params(raw)
             if "f" in args.parts or path.stem.startswith("rsc15"):
-                entry["ours"].append(run_ours_lean(data, ours, seed, "train+valid", "test"))
+                entry["ours"].append(
+                    reuse(
+                        "f ours",
+                        path.stem,
+                        seed,
+                        run_ours_lean,
+                        data,
+                        ours,
+                        seed,
+                        "train+valid",
+                        "test",
+                    )
+                )
                 print("f ours", path.stem, json.dumps(entry["ours"][-1]), flush=True)
             if "g" in args.parts and path.stem.startswith("rsc15"):
                 g["state"].append(entry["ours"][-1])
                 out = {**ours, "hidden_dropout_placement": "output"}
-                g["output"].append(run_ours_lean(data, out, seed, "train+valid", "test"))
+                g["output"].append(
+                    reuse(
+                        "g output",
+                        path.stem,
+                        seed,
+                        run_ours_lean,
+                        data,
+                        out,
+                        seed,
+                        "train+valid",
+                        "test",
+                    )
+                )
                 print("g output", json.dumps(g["output"][-1]), flush=True)
             summary = {}
             for name, e in f.items():
