@@ -9,10 +9,19 @@ Parts (``--parts``):
   c  the seeds' configuration: one-hot input, one GRU layer of 50, dropout 0.1, Adam lr 0.001,
      cross-entropy over all items (``n_sample=-1``: every item is scored at every step, a full
      softmax without sampling), batch 128 and 256;
-  d  a short tuned configuration (``--tuned``, JSON);
+  d  a short configuration chosen on valid: a small grid around cross-entropy over all items
+     (``D_GRID``), each fit on train for 2 epochs (seed 0) and scored on valid (MRR@20);
+     the best is fit on train+valid and tested once, over the seeds;
   e  training throughput at YOOCHOOSE scale: a synthetic 33M-event log (Zipf items over
      40k items, geometric session lengths of mean 3.5), events/s and peak memory over a
-     fixed number of mini-batches (run in a child process so that its peak RSS is its own).
+     fixed number of mini-batches (run in a child process so that its peak RSS is its own);
+  f  the six official parameter files (``--official``/paramfiles/*_best.py), read by
+     ``sessionrec.models.gru4rec_official`` (official semantics), ``--epochs-f`` epochs,
+     official code and sessionrec interleaved seed by seed, fit on train+valid, tested on test:
+     Recall/MRR@20 and events/s counted by training pairs;
+  g  hidden dropout placement: the ``rsc15_xe_shared_100_best`` settings with the clean
+     state carried (``hidden_dropout_placement="output"``) beside part f's official
+     placement (``"state"``), same seeds.
 
 Usage:
   python benchmarks/gru4rec_ml100k.py --data /work/shared/data/ml-100k --work /tmp/g4b \
@@ -65,6 +74,23 @@ SEEDS_CONFIG = {
     "n_sample": -1,
     "n_epochs": 10,
 }
+# Part d: a small grid around cross-entropy over all items, chosen on valid.
+D_GRID_BASE = {
+    "loss": "cross-entropy",
+    "n_sample": -1,
+    "constrained_embedding": True,
+    "layers": [100],
+    "momentum": 0.0,
+    "dropout_p_embed": 0.0,
+    "elu_param": 0,
+    "n_epochs": 2,
+}
+D_GRID_VARIED = [
+    {"batch_size": b, "learning_rate": lr, "dropout_p_hidden": dh}
+    for b in (32,)
+    for lr in (0.05, 0.1)
+    for dh in (0.0, 0.2)
+]
 YOOCHOOSE = {
     "loss": "cross-entropy",
     "constrained_embedding": True,
@@ -78,7 +104,7 @@ YOOCHOOSE = {
     "n_epochs": 1,
 }
 
-# Runs the official run.py unchanged, with two shims. Its weight initialisation multiplies a float32 array
+# Runs the official run.py unchanged, with three shims. Its weight initialisation multiplies a float32 array
 # by a NumPy float64 scalar, which NumPy 2 promotes to float64 and torch then rejects; the
 # shim casts that one helper's result back to float32.
 SHIM = """
@@ -92,6 +118,14 @@ _init = g.GRU4RecModel._init_numpy_weights
 g.GRU4RecModel._init_numpy_weights = lambda self, shape: _init(self, shape).astype(np.float32)
 # run.py evaluates with 512 session slots, more than ML-100K's 195 test sessions, which its
 # iterator does not handle (IndexError); the same evaluation with 64 slots.
+# With logq > 0 its fit passes a pandas Series to torch.tensor, which pandas 3 / torch 2.13
+# refuse ("could not determine the shape"); the module's torch is given a tensor() that takes
+# the Series' values (every other attribute is torch's own, copied, so nothing else slows).
+import types, torch
+proxy = types.ModuleType("torch")
+proxy.__dict__.update(torch.__dict__)
+proxy.tensor = lambda data, *a, **kw: torch.tensor(getattr(data, "values", data), *a, **kw)
+g.torch = proxy
 import evaluation
 _eval = evaluation.batch_eval
 evaluation.batch_eval = lambda *a, batch_size=512, **kw: _eval(*a, batch_size=64, **kw)
@@ -143,6 +177,34 @@ def run_ours(data: Any, params: dict[str, Any], seed: int, fit_on: str) -> dict[
     }
 
 
+def run_ours_lean(
+    data: Any, params: dict[str, Any], seed: int, fit_on: str, score_on: str
+) -> dict[str, Any]:
+    """Fit, then Recall/MRR@20 on ``score_on`` (all items, conservative ties) only."""
+    from sessionrec.evaluation import evaluate
+    from sessionrec.models.gru4rec import GRU4Rec
+
+    model = GRU4Rec.from_params({**params, "seed": seed}, device="cpu")
+    records: list[dict[str, Any]] = []
+
+    def keep(record: dict[str, Any]) -> bool:
+        records.append(record)
+        return False
+
+    model.fit(data.part(fit_on), callback=keep)
+    pairs = sum(r["events_per_second"] * r["seconds"] for r in records)
+    fit_seconds = sum(r["seconds"] for r in records)
+    res = evaluate(model, data.part(score_on), cutoffs=(20,), exclude_seen=False)
+    return {
+        "seed": seed,
+        "pairs": pairs,
+        "fit_seconds": fit_seconds,
+        "events_per_second": pairs / fit_seconds,
+        "train_loss": [r["train_loss"] for r in records],
+        "all": {k: res.metrics[k] for k in ("recall@20", "mrr@20")},
+    }
+
+
 def write_tsv(data: Any, part: str, path: Path) -> None:
     """SessionId, ItemId, Time. Time keeps our event order inside a session (ML-100K has many
     equal timestamps): the event's time in seconds plus 1 ms per position."""
@@ -160,18 +222,30 @@ def write_tsv(data: Any, part: str, path: Path) -> None:
     ).write_csv(path, separator="\t")
 
 
-def run_official(
-    official: Path, data: Any, params: dict[str, Any], seed: int, work: Path, threads: int
-) -> dict[str, Any]:
+def official_files(data: Any, work: Path) -> None:
+    """The official code's input files (train+valid, test) and the shim, in ``work``."""
     train_tsv, test_tsv = work / "train_valid.tsv", work / "test.tsv"
     if not train_tsv.exists():
         write_tsv(data, "train+valid", train_tsv)
         write_tsv(data, "test", test_tsv)
-    shim = work / "official_shim.py"
-    shim.write_text(SHIM)
+    (work / "official_shim.py").write_text(SHIM)
+
+
+def run_official(
+    official: Path, data: Any, params: dict[str, Any], seed: int, work: Path, threads: int
+) -> dict[str, Any]:
+    official_files(data, work)
     ps = ",".join(
         f"{k}={'/'.join(map(str, v)) if isinstance(v, list) else v}" for k, v in params.items()
     )
+    return _run_official_ps(official, ps, seed, work, threads)
+
+
+def _run_official_ps(
+    official: Path, ps: str, seed: int, work: Path, threads: int
+) -> dict[str, Any]:
+    train_tsv, test_tsv = work / "train_valid.tsv", work / "test.tsv"
+    shim = work / "official_shim.py"
     # The official code seeds itself (numpy seed 42 for the weights); it has no seed option,
     # so its repeated runs differ only by the unseeded torch sampling and dropout.
     cmd = [sys.executable, str(shim), str(official), str(train_tsv), "-ps", ps,
@@ -194,6 +268,7 @@ def run_official(
     return {
         "seed": seed,
         "wall_seconds": seconds,
+        "epoch_seconds": times,
         "epoch_events_per_second": speeds,
         "events_per_second": events / max(sum(times), 1e-9),
         "all": metrics,
@@ -300,7 +375,17 @@ def main() -> None:
     ap.add_argument("--parts", default="abc", help="letters of the parts to run")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--tuned", type=json.loads, default=None, help="JSON params for part d")
+    ap.add_argument("--epochs-f", type=int, default=2, help="epochs of parts f and g")
+    ap.add_argument("--files", nargs="+", help="parts f, g: only these parameter files (stems)")
+    ap.add_argument(
+        "--reuse-log",
+        type=Path,
+        nargs="+",
+        help="parts f, g: runs already printed to these logs (same settings) are not run again",
+    )
+    ap.add_argument(
+        "--d-grid-json", type=Path, help="part d: the valid scores of its grid from an earlier run"
+    )
     ap.add_argument("--scale-events", type=int, default=33_000_000)
     ap.add_argument("--scale-steps", type=int, default=600)
     ap.add_argument("--json", type=Path)
@@ -365,18 +450,135 @@ def main() -> None:
                 "params": {**SEEDS_CONFIG, "batch_size": batch}, "runs": runs, "speed": speed_summary(runs),
                 "all": summarise(runs, "all"), "exclude_seen": summarise(runs, "exclude_seen"),
             })  # fmt: skip
-    if "d" in args.parts and args.tuned:
-        params = {**RETAILROCKET, **args.tuned}
-        runs = [run_ours(data, params, s, "train+valid") for s in args.seeds]
-        report("d_tuned", {
-            "params": params, "runs": runs, "speed": speed_summary(runs),
-            "all": summarise(runs, "all"), "exclude_seen": summarise(runs, "exclude_seen"),
-        })  # fmt: skip
     if "e" in args.parts:
         cmd = [sys.executable, __file__, "--scale-child", "--threads", str(args.threads),
                "--scale-events", str(args.scale_events), "--scale-steps", str(args.scale_steps)]  # fmt: skip
         out = subprocess.run(cmd, capture_output=True, text=True, check=True)
         report("e_yoochoose_scale", json.loads(out.stdout.strip().splitlines()[-1]))
+    if "f" in args.parts or "g" in args.parts:
+        run_param_files(args, data, report)
+    if "d" in args.parts:
+        grid = json.loads(args.d_grid_json.read_text()) if args.d_grid_json else []
+        for combo in D_GRID_VARIED[len(grid) :]:
+            params = {**D_GRID_BASE, **combo}
+            run = run_ours_lean(data, params, 0, "train", "valid")
+            grid.append({"params": combo, "valid": run["all"]})
+            print("d grid", json.dumps(grid[-1]), flush=True)
+        best = max(grid, key=lambda g: g["valid"]["mrr@20"])
+        params = {**D_GRID_BASE, **best["params"]}
+        runs = [run_ours(data, params, s, "train+valid") for s in args.seeds]
+        report("d_valid_selected", {
+            "grid": grid, "selected_by": "valid mrr@20 (fit on train, seed 0)",
+            "params": params, "runs": runs, "speed": speed_summary(runs),
+            "all": summarise(runs, "all"), "exclude_seen": summarise(runs, "exclude_seen"),
+        })  # fmt: skip
+
+
+def run_param_files(args: Any, data: Any, report: Any) -> None:
+    """Parts f and g (see the module docstring); reports after every run."""
+    from sessionrec.models.gru4rec_official import official_params, read_param_file
+
+    files = sorted((args.official / "paramfiles").glob("*_best.py"))
+    if args.files:
+        files = [f for f in files if f.stem in args.files]
+    official_files(data, args.work)
+    f: dict[str, Any] = {}
+    g: dict[str, Any] = {"state": [], "output": []}
+    done: dict[tuple[str, str, int], dict[str, Any]] = {}
+    for log_path in args.reuse_log or []:
+        for line in log_path.read_text().splitlines():
+            m = re.match(r"(f official|f ours|g output) (\S+ )?(\{.*\})$", line)
+            if m:
+                run = json.loads(m.group(3))
+                stem = (m.group(2) or "rsc15_xe_shared_100_best").strip()
+                done[(m.group(1), stem, run["seed"])] = run
+
+    def reuse(kind: str, stem: str, seed: int, run: Any, *run_args: Any) -> dict[str, Any]:
+        if (kind, stem, seed) in done:
+            return done[(kind, stem, seed)]
+        result: dict[str, Any] = run(*run_args)
+        return result
+
+    for seed in args.seeds:
+        for path in files:
+            raw = {**read_param_file(path), "n_epochs": args.epochs_f}
+            entry = f.setdefault(path.stem, {"params": raw, "official": [], "ours": []})
+            if "f" in args.parts:
+                ps = ",".join(
+                    f"{k}={'/'.join(map(str, v)) if isinstance(v, list) else v}"
+                    for k, v in raw.items()
+                )
+                entry["official"].append(
+                    reuse(
+                        "f official",
+                        path.stem,
+                        seed,
+                        _run_official_ps,
+                        args.official,
+                        ps,
+                        seed,
+                        args.work,
+                        args.threads,
+                    )
+                )
+                print("f official", path.stem, json.dumps(entry["official"][-1]), flush=True)
+            ours = official_params(raw)
+            if "f" in args.parts or path.stem.startswith("rsc15"):
+                entry["ours"].append(
+                    reuse(
+                        "f ours",
+                        path.stem,
+                        seed,
+                        run_ours_lean,
+                        data,
+                        ours,
+                        seed,
+                        "train+valid",
+                        "test",
+                    )
+                )
+                print("f ours", path.stem, json.dumps(entry["ours"][-1]), flush=True)
+            if "g" in args.parts and path.stem.startswith("rsc15"):
+                g["state"].append(entry["ours"][-1])
+                out = {**ours, "hidden_dropout_placement": "output"}
+                g["output"].append(
+                    reuse(
+                        "g output",
+                        path.stem,
+                        seed,
+                        run_ours_lean,
+                        data,
+                        out,
+                        seed,
+                        "train+valid",
+                        "test",
+                    )
+                )
+                print("g output", json.dumps(g["output"][-1]), flush=True)
+            summary = {}
+            for name, e in f.items():
+                row: dict[str, Any] = {"params": e["params"]}
+                for who in ("official", "ours"):
+                    if e[who]:
+                        row[who] = {"all": summarise(e[who], "all"), "runs": e[who]}
+                if e["official"] and e["ours"]:
+                    # the same training pairs for both: the official code's printed events/s
+                    # counts every step as B events, so its speed is taken from its epoch times
+                    pairs = np.mean([r["pairs"] for r in e["ours"]])
+                    theirs = [pairs / sum(r["epoch_seconds"]) for r in e["official"]]
+                    mine = [r["events_per_second"] for r in e["ours"]]
+                    row["events_per_second"] = {
+                        "official": float(np.mean(theirs)),
+                        "ours": float(np.mean(mine)),
+                        "ratio_ours_over_official": float(np.mean(mine) / np.mean(theirs)),
+                    }
+                summary[name] = row
+            if "f" in args.parts:
+                report("f_param_files", summary)
+            if "g" in args.parts and g["output"]:
+                report("g_hidden_dropout_placement", {
+                    k: {"all": summarise(v, "all"), "runs": v} for k, v in g.items()
+                })  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""`sessionrec train DATA_DIR --model NAME --out MODEL_DIR [--param key=value ...]`."""
+"""`sessionrec train DATA_DIR --model NAME --out MODEL_DIR [--param-file F] [--param k=v ...]`."""
 
 from __future__ import annotations
 
@@ -52,6 +52,14 @@ def train(
             "every model's parameters, types and defaults.",
         ),
     ] = None,
+    param_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--param-file",
+            help="gru4rec: an official GRU4Rec parameter file (paramfiles/*.py, parsed, never "
+            "run), trained with the official code's semantics; --param overrides single values.",
+        ),
+    ] = None,
     fit_on: Annotated[
         str, typer.Option(help="train (valid metrics each epoch) | train+valid (final fit).")
     ] = "train",
@@ -88,6 +96,8 @@ def train(
     from sessionrec.rating import RATING_MODELS
     from sessionrec.training import train as run
 
+    if param_file is not None and model != "gru4rec":
+        raise ConfigError(f"--param-file ({param_file}) is read for gru4rec only, not {model!r}")
     data = PreparedData(data_dir)
     if model in RATING_MODELS:
         if resume or patience is not None:
@@ -109,6 +119,7 @@ def train(
         resume=resume,
         progress=True,
         overwrite=overwrite,
+        param_file=param_file,
         valid_every=valid_every,
     )
     history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]

@@ -21,6 +21,34 @@ from the papers:
 * Adagrad with Nesterov momentum, updating only the item rows a step touches
   (``sessionrec.training.optim``); weights uniform in ±sqrt(6 / (fan_in + fan_out)).
 
+Where the official PyTorch code (hidasib/GRU4Rec_PyTorch_Official) does something else, the
+config offers its behaviour beside ours; ``GRU4RecConfig.official`` and official parameter
+files (``sessionrec.models.gru4rec_official``) select all of it:
+
+=============================  ==================================  ============================
+option                         sessionrec default                  official code
+=============================  ==================================  ============================
+``hidden_dropout_placement``   ``output``: the state carried to    ``state``: the dropped-out
+                               the next step is the clean one      state is carried
+``momentum_type``              ``nesterov``                        ``heavy-ball`` (``p += v``)
+``logq_correction``            ``popularity``: ``log pop`` for     ``sampling``: ``log pop`` for
+                               every column                        the batch's targets,
+                                                                   ``sample_alpha · log pop``
+                                                                   for the shared samples
+``elu_for_cross_entropy``      ``True``                            ``False`` (ELU only in
+                                                                   BPR-max)
+``elu_param`` default          0                                   0.5
+=============================  ==================================  ============================
+
+One-hot input (``constrained_embedding=False, embedding=0``) differs from the official
+``GRUEmbedding`` and is not switchable: ours is the first GRU layer with one-hot input rows
+(``n = tanh(x_n + b_in + r * (h W_hn + b_hn))``: the reset gate multiplies the recurrent
+product, two biases, ``z`` weighs the old state), and ``dropout_p_embed`` drops whole items
+from the input. Official applies the reset gate before the product (``tanh(x_n + (r * h)
+W_h)``), has one bias on the input side, weighs the new state by ``z``, and applies
+``dropout_p_embed`` elementwise to the first layer's output (which is also fed back as that
+layer's next state). The official parameter files all use the constrained embedding.
+
 ``n_sample = -1`` scores the whole catalogue at every step (a full softmax over all items,
 without sampling): the configuration the seeds used.
 """
@@ -61,20 +89,33 @@ class GRU4RecConfig:
         loss: ``cross-entropy`` | ``bpr-max`` | ``top1-max``.
         constrained_embedding: the input embedding is the output item matrix (shared).
         embedding: size of a separate input embedding; 0 = one-hot input (ignored when
-            ``constrained_embedding``).
+            ``constrained_embedding``); ``"layersize"`` = the first layer's size (as the
+            official code).
         elu_param: alpha of an ELU on the training scores; 0 = linear scores.
         layers: GRU layer sizes; an int means one layer.
         n_epochs: passes over the training data.
         batch_size: B, the number of session-parallel slots.
         dropout_p_embed: dropout on the input embedding.
         dropout_p_hidden: dropout on the hidden state fed to the next layer / the output.
+        hidden_dropout_placement: ``output`` (default): the dropped-out hidden state goes
+            only to the next layer / the output, the clean state is carried to the next step;
+            ``state``: the dropped-out state is also the next step's recurrent state (the
+            official code).
         learning_rate: step size.
-        momentum: Nesterov momentum of the Adagrad optimiser (0 = plain Adagrad).
+        momentum: momentum of the Adagrad optimiser (0 = plain Adagrad).
+        momentum_type: ``nesterov`` (default) or ``heavy-ball`` (``p += v``, the official
+            ``IndexedAdagradM``).
         n_sample: shared negative samples per mini-batch (0 = in-batch negatives only,
             -1 = score every item: a full softmax, no sampling).
         sample_alpha: negatives are drawn in proportion to ``popularity ** sample_alpha``.
         bpreg: weight of BPR-max's score regularisation.
         logq: weight of the logQ correction of cross-entropy (0 = none).
+        logq_correction: ``popularity`` (default): subtract ``logq · log pop`` from every
+            column; ``sampling`` (the official code): ``logq · log pop`` for the batch's
+            targets, ``logq · sample_alpha · log pop`` for the shared samples (each column's
+            own sampling distribution), with pop the raw training counts.
+        elu_for_cross_entropy: apply ``elu_param`` to cross-entropy's scores too (default);
+            the official code applies the ELU only in BPR-max.
         optimizer: ``adagrad`` (with Nesterov momentum) | ``adam``.
         seed: seeds the weights, the dropout masks and the samples.
         sample_store_size: negatives drawn per refill of the sample buffer.
@@ -82,19 +123,23 @@ class GRU4RecConfig:
 
     loss: str = "cross-entropy"
     constrained_embedding: bool = True
-    embedding: int = 0
+    embedding: int | str = 0
     elu_param: float = 0.0
     layers: tuple[int, ...] = (100,)
     n_epochs: int = 10
     batch_size: int = 64
     dropout_p_embed: float = 0.0
     dropout_p_hidden: float = 0.0
+    hidden_dropout_placement: str = "output"
     learning_rate: float = 0.05
     momentum: float = 0.0
+    momentum_type: str = "nesterov"
     n_sample: int = 2048
     sample_alpha: float = 0.5
     bpreg: float = 1.0
     logq: float = 0.0
+    logq_correction: str = "popularity"
+    elu_for_cross_entropy: bool = True
     optimizer: str = "adagrad"
     seed: int = 0
     sample_store_size: int = 4_000_000
@@ -114,10 +159,34 @@ class GRU4RecConfig:
             p = getattr(self, name)
             if not 0 <= p < 1:
                 raise ConfigError(f"{name} must be in [0, 1), not {p!r}")
+        if self.embedding == "layersize":
+            object.__setattr__(self, "embedding", self.layers[0])
+        elif isinstance(self.embedding, (str, bool)):
+            raise ConfigError(f"embedding must be a size or 'layersize', not {self.embedding!r}")
+        choices = {
+            "hidden_dropout_placement": ("output", "state"),
+            "momentum_type": ("nesterov", "heavy-ball"),
+            "logq_correction": ("popularity", "sampling"),
+        }
+        for name, known in choices.items():
+            if getattr(self, name) not in known:
+                raise ConfigError(
+                    f"{name} must be one of {', '.join(known)}, not {getattr(self, name)!r}"
+                )
+        if self.n_sample == 0 and self.batch_size < 2:
+            raise ConfigError(
+                "n_sample=0 needs batch_size >= 2: the other sessions' targets are then the "
+                "only negatives"
+            )
         if self.batch_size < 1 or self.n_epochs < 0 or self.n_sample < -1:
             raise ConfigError("batch_size must be >= 1, n_epochs >= 0, n_sample >= -1")
-        if self.embedding < 0 or self.elu_param < 0 or self.learning_rate <= 0:
+        if self.embedding_size < 0 or self.elu_param < 0 or self.learning_rate <= 0:
             raise ConfigError("embedding and elu_param must be >= 0, learning_rate > 0")
+
+    @property
+    def embedding_size(self) -> int:
+        """``embedding`` as a size (``"layersize"`` is resolved when the config is made)."""
+        return int(self.embedding)
 
 
 def _uniform(
@@ -175,7 +244,7 @@ class GRU4Rec(SessionModel):
         cfg = self.config
         if cfg.constrained_embedding:
             return "shared"
-        return "embedding" if cfg.embedding > 0 else "onehot"
+        return "embedding" if cfg.embedding_size > 0 else "onehot"
 
     def _row_names(self) -> list[str]:
         """Item tables updated by rows (the rest, the GRU weights, are updated densely)."""
@@ -197,8 +266,9 @@ class GRU4Rec(SessionModel):
         if self._input_mode == "shared":
             in_dim = layers[-1]
         elif self._input_mode == "embedding":
-            p["embed.weight"] = _uniform((n_items, cfg.embedding), n_items, cfg.embedding, gen)
-            in_dim = cfg.embedding
+            size = cfg.embedding_size
+            p["embed.weight"] = _uniform((n_items, size), n_items, size, gen)
+            in_dim = size
         else:
             p["onehot.weight"] = _gates(n_items, n_items, layers[0], gen)
             in_dim = 0
@@ -251,7 +321,13 @@ class GRU4Rec(SessionModel):
 
     def _make_optimizer(self) -> RowOptimizer:
         cfg = self.config
-        return make_optimizer(cfg.optimizer, self.params, cfg.learning_rate, cfg.momentum)
+        return make_optimizer(
+            cfg.optimizer,
+            self.params,
+            cfg.learning_rate,
+            cfg.momentum,
+            nesterov=cfg.momentum_type == "nesterov",
+        )
 
     # -- streaming protocol -----------------------------------------------------------------
     def start(self, batch_size: int) -> tuple[torch.Tensor, ...]:
@@ -306,10 +382,12 @@ class GRU4Rec(SessionModel):
             else:
                 gi = torch.addmm(p[f"gru{i}.b_ih"], x, p[f"gru{i}.w_ih"])
             h = _gru(gi, h, p[f"gru{i}.w_hh"], p[f"gru{i}.b_hh"])
-            new.append(h)
             x = h
             if train and cfg.dropout_p_hidden > 0:
                 x = x * _mask(x.shape, cfg.dropout_p_hidden, gen, x.device)
+                if cfg.hidden_dropout_placement == "state":
+                    h = x  # the official code carries the dropped-out state
+            new.append(h)
         return new, x
 
     # -- training ---------------------------------------------------------------------------
@@ -336,10 +414,22 @@ class GRU4Rec(SessionModel):
         reset_off = np.searchsorted(rt, np.arange(sched.n_steps + 1)).tolist()
         active = sched.active
         counts = train.item_counts()
-        log_pop = torch.from_numpy(np.log(np.maximum(counts, 1) / max(counts.sum(), 1))).to(
-            dev, torch.float32
-        )
-        n_pairs = sched.n_pairs
+        if cfg.logq_correction == "sampling":  # the official code's raw counts
+            log_pop = torch.from_numpy(np.log(np.maximum(counts, 1.0))).to(dev, torch.float32)
+        else:
+            log_pop = torch.from_numpy(np.log(np.maximum(counts, 1) / max(counts.sum(), 1))).to(
+                dev, torch.float32
+            )
+        n_steps = sched.n_steps
+        if cfg.n_sample == 0:
+            # Without shared samples the other sessions' targets are the only negatives: once
+            # fewer than two slots are active, BPR-max and TOP1-max would take a softmax over
+            # no negatives (NaN) and cross-entropy has nothing to learn (one column). The
+            # official code stops the epoch there too (``n_sample == 0 and n_valid < 2``).
+            few = np.flatnonzero(active[sched.n_full :].sum(axis=1) < 2)
+            if len(few):
+                n_steps = sched.n_full + int(few[0])
+        n_pairs = int(active[:n_steps].sum())
         for epoch in range(self.epochs_done, cfg.n_epochs):
             t0 = time.perf_counter()
             seed = (cfg.seed * 1_000_003 + epoch) % 2**63
@@ -350,7 +440,7 @@ class GRU4Rec(SessionModel):
                     cfg.sample_alpha,
                     cfg.n_sample,
                     seed=seed,
-                    buffer_size=min(cfg.sample_store_size, sched.n_steps * cfg.n_sample),
+                    buffer_size=min(cfg.sample_store_size, n_steps * cfg.n_sample),
                     device=dev,
                 )
                 if cfg.n_sample > 0
@@ -360,7 +450,7 @@ class GRU4Rec(SessionModel):
             loss_sum = torch.zeros((), device=dev)
             done = 0
             report_every = 200
-            for t in range(sched.n_steps):
+            for t in range(n_steps):
                 a, b = reset_off[t], reset_off[t + 1]
                 if b > a:
                     slots = reset_slots[a:b]
@@ -383,9 +473,7 @@ class GRU4Rec(SessionModel):
                         h.index_copy_(0, act, n)
                 loss_sum += loss * len(tgt)
                 done += len(tgt)
-                if self.progress_hook is not None and (
-                    t % report_every == 0 or t == sched.n_steps - 1
-                ):
+                if self.progress_hook is not None and (t % report_every == 0 or t == n_steps - 1):
                     self.progress_hook(done, n_pairs, float(loss_sum) / max(done, 1))
             seconds = time.perf_counter() - t0
             self.epochs_done = epoch + 1
@@ -404,6 +492,23 @@ class GRU4Rec(SessionModel):
             if callback is not None and callback(record):
                 break
         return self
+
+    def _log_q(self, log_pop: torch.Tensor, columns: torch.Tensor | None, n: int) -> torch.Tensor:
+        """(C,) log sampling probability of each scored column (before the ``logq`` weight).
+
+        ``columns`` are the scored items (the n batch targets, then the shared samples), None
+        for the whole catalogue. With ``logq_correction="sampling"`` the shared samples'
+        entries are ``sample_alpha · log pop``: they were drawn from ``pop ** sample_alpha``,
+        while the batch's targets come from the data (``pop``). (The official code's
+        ``xe_loss_with_softmax`` splits the columns at B, the batch size, also in the last
+        steps of an epoch when fewer than B slots are active; we split at the active count.)
+        """
+        if columns is None:
+            return log_pop
+        out = log_pop.index_select(0, columns)
+        if self.config.logq_correction == "sampling" and columns.shape[0] > n:
+            out = torch.cat([out[:n], out[n:] * self.config.sample_alpha])
+        return out
 
     def _train_step(
         self,
@@ -451,11 +556,12 @@ class GRU4Rec(SessionModel):
         if cfg.loss == "bpr-max":  # the ELU is fused into the loss
             loss = bpr_max_elu(scores, pos, cfg.bpreg, cfg.elu_param)
         else:
-            if cfg.elu_param > 0:
+            xe = cfg.loss == "cross-entropy"
+            if cfg.elu_param > 0 and (cfg.elu_for_cross_entropy or not xe):
                 scores = F.elu(scores, alpha=cfg.elu_param)
             log_q = None
-            if cfg.loss == "cross-entropy" and cfg.logq > 0:
-                log_q = cfg.logq * (log_pop if full else log_pop.index_select(0, out_idx))
+            if xe and cfg.logq > 0:
+                log_q = cfg.logq * self._log_q(log_pop, None if full else out_idx, n)
             loss = ranking_loss(cfg.loss, scores, pos, bpreg=cfg.bpreg, log_q=log_q)
         dense = [k for k, v in p.items() if v.requires_grad]
         # The gradient is the loss summed over the active rows divided by B, the number of

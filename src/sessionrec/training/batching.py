@@ -4,9 +4,11 @@ B slots run sessions side by side. Sessions are taken in the order of their firs
 time; when the session in a slot ends, the slot takes the next session and its hidden state
 is reset to zero. A session of n events gives n-1 (input, target) pairs, one per step.
 
-Unlike the original code, which stops an epoch as soon as no session is left to fill a
-finished slot, the schedule runs to the end: in the last steps some slots are idle
-(``active`` False), so every event of the training data is used exactly once as a target.
+The schedule runs to the end of the epoch: in the last steps some slots are idle (``active``
+False), so every event of the training data is used exactly once as a target. The official
+PyTorch code does the same (it shrinks the mini-batch to the sessions left), except with
+``n_sample=0``, where it stops the epoch once fewer than two sessions are left (the other
+sessions' targets are then the only negatives); ``GRU4Rec`` stops there too in that case.
 
 The whole schedule of an epoch is computed up front as index arrays, so the training loop
 does no per-session Python work.

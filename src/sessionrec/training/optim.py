@@ -4,15 +4,17 @@ GRU4Rec touches only the rows of the items in a mini-batch (its targets, its inp
 shared samples). Updating just those rows, instead of materialising a dense gradient over the
 whole catalogue, is what keeps a step cheap when the catalogue is large.
 
-``AdagradNesterov`` is Adagrad whose scaled step drives Nesterov momentum, the optimiser of the
-CIKM 2018 GRU4Rec::
+``AdagradNesterov`` is Adagrad whose scaled step drives a momentum, as in the CIKM 2018
+GRU4Rec::
 
     acc  <- acc + g**2
     g'   <- g / sqrt(acc + eps)
     v    <- momentum * v - lr * g'
-    p    <- p + momentum * v - lr * g'        (Nesterov look-ahead)
+    p    <- p + momentum * v - lr * g'        (nesterov=True: Nesterov look-ahead)
+    p    <- p + v                             (nesterov=False: heavy-ball)
 
-With momentum 0 it is plain Adagrad. Rows not in a mini-batch keep their accumulator and
+The official PyTorch code's ``IndexedAdagradM`` is the heavy-ball form (its README says
+Nesterov; its update adds the velocity itself). With momentum 0 both are plain Adagrad. Rows not in a mini-batch keep their accumulator and
 velocity untouched ("lazy" updates).
 """
 
@@ -54,7 +56,7 @@ class RowOptimizer:
 
 
 class AdagradNesterov(RowOptimizer):
-    """Adagrad with Nesterov momentum (see the module docstring)."""
+    """Adagrad with Nesterov (default) or heavy-ball momentum (see the module docstring)."""
 
     def __init__(
         self,
@@ -62,9 +64,12 @@ class AdagradNesterov(RowOptimizer):
         lr: float,
         momentum: float = 0.0,
         eps: float = 1e-6,
+        *,
+        nesterov: bool = True,
     ) -> None:
         super().__init__(params, lr)
         self.momentum = float(momentum)
+        self.nesterov = bool(nesterov)
         self.eps = float(eps)
         for name, p in params.items():
             st = {"acc": torch.zeros_like(p)}
@@ -85,6 +90,9 @@ class AdagradNesterov(RowOptimizer):
             vel = [self.state[n]["vel"] for n in names]
             torch._foreach_mul_(vel, self.momentum)
             torch._foreach_add_(vel, scaled, alpha=-self.lr)
+            if not self.nesterov:
+                torch._foreach_add_(params, vel)
+                return
             torch._foreach_add_(params, vel, alpha=self.momentum)
         torch._foreach_add_(params, scaled, alpha=-self.lr)
 
@@ -97,7 +105,9 @@ class AdagradNesterov(RowOptimizer):
         if self.momentum > 0:
             vel = st["vel"].index_select(0, rows).mul_(self.momentum).add_(scaled, alpha=-self.lr)
             st["vel"].index_copy_(0, rows, vel)
-            p.index_add_(0, rows, vel.mul_(self.momentum).add_(scaled, alpha=-self.lr))
+            if self.nesterov:
+                vel = vel.mul_(self.momentum).add_(scaled, alpha=-self.lr)
+            p.index_add_(0, rows, vel)
         else:
             p.index_add_(0, rows, scaled, alpha=-self.lr)
 
@@ -157,10 +167,15 @@ class Adam(RowOptimizer):
 
 
 def make_optimizer(
-    name: str, params: dict[str, torch.Tensor], lr: float, momentum: float
+    name: str,
+    params: dict[str, torch.Tensor],
+    lr: float,
+    momentum: float,
+    *,
+    nesterov: bool = True,
 ) -> RowOptimizer:
     if name == "adagrad":
-        return AdagradNesterov(params, lr, momentum)
+        return AdagradNesterov(params, lr, momentum, nesterov=nesterov)
     if name == "adam":
         return Adam(params, lr)
     raise ValueError(f"unknown optimizer {name!r}; known: adagrad, adam")

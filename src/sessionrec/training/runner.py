@@ -57,6 +57,7 @@ def train(
     exclude_seen: bool = False,
     after_epoch: Callable[[dict[str, Any]], bool | None] | None = None,
     overwrite: bool = False,
+    param_file: str | Path | None = None,
     valid_every: int | None = None,
 ) -> SessionModel | RatingModel:
     """Train ``model_name`` on ``data`` and write the model directory ``out_dir``.
@@ -84,6 +85,10 @@ def train(
             models); returning True stops training, an exception propagates (tune's pruning).
         overwrite: replace ``out_dir`` when it is a model folder sessionrec wrote. Without
             it (and without ``resume``) ``out_dir`` must be new or empty.
+        param_file: gru4rec only: an official GRU4Rec parameter file
+            (``paramfiles/*.py`` of hidasib/GRU4Rec_PyTorch_Official), parsed without being
+            executed and trained with the official code's semantics
+            (``sessionrec.models.gru4rec_official``); ``params`` override single values.
         valid_every: with ``fit_on="train"``, score valid after every N-th epoch (and the
             last); None: often enough for about 10 validations (every epoch up to 10 epochs,
             every 10th of bpr's 100). Early stopping's ``patience`` counts validations.
@@ -91,6 +96,14 @@ def train(
     Returns:
         The trained model (the best epoch's weights when valid metrics were computed).
     """
+    if param_file is not None:
+        if model_name != "gru4rec":
+            raise ConfigError(
+                f"a parameter file ({param_file}) is read for gru4rec only, not {model_name!r}"
+            )
+        from sessionrec.models.gru4rec_official import load_param_file
+
+        params = {**load_param_file(param_file), **(params or {})}
     if not isinstance(data, PreparedData):
         data = PreparedData(data)
     if fit_on not in FIT_ON:
