@@ -24,6 +24,7 @@ _LAZY = {
     "EvalResult": "sessionrec.evaluation",
     "train": "sessionrec.training",
     "sweep": "sessionrec.experiments",
+    "serve": "sessionrec.serving",
 }
 
 # Functions named like their subpackage are bound eagerly: importing the subpackage would
@@ -46,6 +47,7 @@ __all__ = [
     "explore",
     "load",
     "prepare",
+    "serve",
     "sweep",
     "train",
 ]
@@ -55,6 +57,7 @@ if TYPE_CHECKING:
     from sessionrec.evaluation import EvalResult, evaluate
     from sessionrec.experiments import sweep
     from sessionrec.prepare import PrepareConfig, PreparedData, SessionData
+    from sessionrec.serving import serve
     from sessionrec.training import train
 
 

@@ -19,6 +19,7 @@ from sessionrec.cli import train as _train  # noqa: F401  isort: skip
 from sessionrec.cli import index as _index  # noqa: F401  isort: skip
 from sessionrec.cli import compare as _compare  # noqa: F401  isort: skip
 from sessionrec.cli import sweep as _sweep  # noqa: F401  isort: skip
+from sessionrec.cli import serve as _serve  # noqa: F401  isort: skip
 
 __all__ = ["app", "console", "main"]
 
