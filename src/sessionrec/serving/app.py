@@ -392,7 +392,7 @@ def create_app(engine: Engine, options: AppOptions | None = None) -> FastAPI:
     # -- sessions --------------------------------------------------------------------------
 
     @app.post("/v1/sessions/{session_id}/events", response_model=EventOut, tags=["sessions"])
-    async def add_event(session_id: SessionPath, event: EventIn) -> EventOut:
+    async def add_event(session_id: SessionPath, event: EventIn) -> Any:
         """Append one event to the session, advance the model by one step, return the list."""
         sm = engine.model(event.model)
         idx = sm.resolve(event.item)
@@ -402,12 +402,15 @@ def create_app(engine: Engine, options: AppOptions | None = None) -> FastAPI:
         if applied:
             metrics.events.labels(sm.name).inc()
         assert rec.session is not None
-        return EventOut(
-            session_id=session_id,
-            model=sm.name,
-            events=len(rec.session.items),
-            applied=applied,
-            recommendations=_recs(rec),
+        # the hot path: JSON written directly (the schema above still documents it)
+        return _json(
+            {
+                "session_id": session_id,
+                "model": sm.name,
+                "events": len(rec.session.items),
+                "applied": applied,
+                "recommendations": _recs(rec),
+            }
         )
 
     @app.get(
@@ -417,17 +420,19 @@ def create_app(engine: Engine, options: AppOptions | None = None) -> FastAPI:
     )
     async def session_recommendations(
         session_id: SessionPath, k: K = 10, exclude_seen: bool = False, model: ModelName = None
-    ) -> RecommendationsOut:
+    ) -> Any:
         """The list for the session as it stands."""
         sm = engine.model(model)
         rec = engine.recommendations(session_id, sm, k, exclude_seen)
         if rec is None or rec.session is None:
-            return _no_session(session_id)  # type: ignore[return-value]
-        return RecommendationsOut(
-            session_id=session_id,
-            model=sm.name,
-            events=len(rec.session.items),
-            recommendations=_recs(rec),
+            return _no_session(session_id)
+        return _json(
+            {
+                "session_id": session_id,
+                "model": sm.name,
+                "events": len(rec.session.items),
+                "recommendations": _recs(rec),
+            }
         )
 
     @app.get("/v1/sessions/{session_id}", response_model=SessionOut, tags=["sessions"])
@@ -462,13 +467,18 @@ def create_app(engine: Engine, options: AppOptions | None = None) -> FastAPI:
 
     # -- stateless, items, models -------------------------------------------------------------
     @app.post("/v1/recommend", response_model=RecommendationsOut, tags=["recommend"])
-    async def recommend(body: RecommendIn) -> RecommendationsOut:
+    async def recommend(body: RecommendIn) -> Any:
         """Stateless: the list `sessionrec recommend` prints for these items."""
         sm = engine.model(body.model)
         idx = [sm.resolve(x) for x in body.items]
         rec = engine.stateless(sm, idx, body.k, body.exclude_seen)
-        return RecommendationsOut(
-            session_id=None, model=sm.name, events=len(idx), recommendations=_recs(rec)
+        return _json(
+            {
+                "session_id": None,
+                "model": sm.name,
+                "events": len(idx),
+                "recommendations": _recs(rec),
+            }
         )
 
     @app.get("/v1/items", response_model=ItemsOut, tags=["items"])
@@ -571,15 +581,19 @@ def _no_session(session_id: str) -> JSONResponse:
     return JSONResponse({"detail": f"no live session {session_id!r} (unknown or expired)"}, 404)
 
 
-def _recs(rec: Recommendation) -> list[RecommendationOut]:
+def _recs(rec: Recommendation) -> list[dict[str, Any]]:
     sm: ServedModel = rec.model
+    items = sm.item_dicts
     out = []
     for r, (i, s) in enumerate(zip(rec.idx, rec.scores, strict=True)):
-        because = None
-        if rec.because is not None:
-            because = [ItemOut(**sm.item_json(j)) for j in rec.because[r]]
-        out.append(RecommendationOut(rank=r + 1, score=s, because=because, **sm.item_json(i)))
+        because = None if rec.because is None else [items[j] for j in rec.because[r]]
+        out.append({"rank": r + 1, **items[i], "score": s, "because": because})
     return out
+
+
+def _json(content: dict[str, Any]) -> Response:
+    body = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return Response(body.encode(), media_type="application/json")
 
 
 def _version() -> str:

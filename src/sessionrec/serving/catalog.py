@@ -97,6 +97,7 @@ class ServedModel:
             self._no_year.setdefault(t.rsplit(" (", 1)[0].strip().lower(), []).append(i)
             self._lower.setdefault(t.lower(), []).append(i)
         self._folded = [fold(t) if t else "" for t in self.titles]
+        self.item_dicts = [self.item_json(i) for i in range(n)]
         # the kNN "because": training sessions of each item, when the model keeps them
         self._item_sessions = getattr(self.model, "item_sessions", None)
 
