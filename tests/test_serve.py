@@ -248,6 +248,10 @@ def test_bad_requests(client: TestClient) -> None:
         "/v1/sessions/x/events", content=b"{not json", headers={"content-type": "application/json"}
     )
     assert r.status_code == 422
+    r = client.post(
+        "/v1/recommend", content=b"\xff\xfe\x00", headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 422  # not even UTF-8: still a bad body, not a 400 or 500
     assert post(client, "k1000", "Toy Story", k=1000).json()["recommendations"][-1]["rank"] == 12
 
 

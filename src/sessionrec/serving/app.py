@@ -34,6 +34,7 @@ from prometheus_client import (
     generate_latest,
 )
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sessionrec.errors import SessionrecError, UnknownNameError
 from sessionrec.serving.catalog import LookupFailed, ServedModel
@@ -358,6 +359,14 @@ def create_app(engine: Engine, options: AppOptions | None = None) -> FastAPI:
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         # ASCII-escaped: the echoed input may hold lone surrogates UTF-8 cannot encode
         return _AsciiJSON({"detail": jsonable_encoder(exc.errors())}, 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        # a body that is not JSON (or not UTF-8) is a bad body: 422 like any other
+        code = 422 if exc.status_code == 400 else exc.status_code
+        if code in (204, 304):
+            return Response(status_code=code, headers=exc.headers)
+        return _AsciiJSON({"detail": exc.detail}, code, headers=exc.headers)
 
     @app.exception_handler(LookupFailed)
     async def _lookup(request: Request, exc: LookupFailed) -> JSONResponse:
