@@ -23,6 +23,8 @@ def test_demo_end_to_end_with_cheap_models(
     assert (tmp_path / "explore" / "report.html").exists()
     assert (tmp_path / "models" / "markov" / "config.json").exists()
     assert "Toy Story (1995)" in out and "results.md" in out
+    assert f"sessionrec serve {tmp_path / 'models' / 'markov'}" in out  # the page, live
+    assert out.rstrip().endswith("then open http://127.0.0.1:8000/")
 
 
 def test_demo_rejects_unknown_model(tmp_path: Path, ml100k: Path) -> None:
