@@ -34,7 +34,20 @@ from sessionrec.prepare.data import PreparedData, SessionData
 
 ML100K = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-100k"
 RESULTS = Path(__file__).resolve().parent / "results" / "baselines_ml100k.json"
-MODELS = ("markov", "sr", "itemknn", "sknn", "vsknn")
+MODELS = ("pop", "spop", "markov", "sr", "itemknn", "sknn", "vsknn")
+#: the test table's rows: (model, parameters, what chose the settings)
+ROWS: list[tuple[str, dict[str, Any], str]] = [
+    ("pop", {}, "no parameters"),
+    ("spop", {}, "no parameters"),
+    ("markov", {}, "no parameters"),
+    ("sr", {}, "defaults (steps tuned on valid, weighting the paper's)"),
+    ("sr", {"preset": "session-rec"}, "preset (session-rec's defaults)"),
+    ("itemknn", {}, "defaults (GRU4Rec paper's baseline settings)"),
+    ("itemknn", {"preset": "gru4rec"}, "preset (GRU4Rec baselines' formula)"),
+    ("sknn", {}, "defaults (tuned on valid)"),
+    ("vsknn", {}, "defaults (tuned on valid)"),
+    ("vsknn", {"preset": "session-rec"}, "preset (session-rec's VMContextKNN)"),
+]
 CUTOFFS = (10, 20)
 
 #: what --tune tries on the valid part (one parameter at a time around the defaults)
@@ -70,11 +83,20 @@ def prepared(data_dir: Path | None) -> PreparedData:
     if data_dir is not None:
         return PreparedData(data_dir)
     out = Path(tempfile.mkdtemp(prefix="sessionrec-bl-")) / "ml100k"
-    return sr.prepare(ML100K, out, session="1h", split="time", test_days=21, valid_days=21)
+    return sr.prepare(
+        ML100K,
+        out,
+        session="1h",
+        min_session_length=2,
+        min_item_support=5,
+        split="time",
+        test_days=21,
+        valid_days=21,
+    )
 
 
 def run_model(
-    name: str, params: dict[str, Any], train: SessionData, evals: SessionData
+    name: str, params: dict[str, Any], train: SessionData, evals: SessionData, chosen_by: str = ""
 ) -> dict[str, Any]:
     model = create(name, params)
     t0 = time.perf_counter()
@@ -82,6 +104,8 @@ def run_model(
     fit_s = time.perf_counter() - t0
     row: dict[str, Any] = {
         "model": name,
+        "label": label(name, params),
+        "chosen_by": chosen_by,
         "params": params,
         "config": dataclasses.asdict(model.config),
         "fit_seconds": fit_s,
@@ -96,6 +120,10 @@ def run_model(
     return row
 
 
+def label(name: str, params: dict[str, Any]) -> str:
+    return f"{name} ({params['preset']})" if "preset" in params else name
+
+
 def fmt(x: float) -> str:
     return f"{x:.4f}" if not math.isnan(x) else "–"
 
@@ -103,17 +131,18 @@ def fmt(x: float) -> str:
 def table(rows: list[dict[str, Any]]) -> str:
     head = (
         "| model | exclude seen | R@10 | MRR@10 | NDCG@10 | R@20 | MRR@20 | NDCG@20 "
-        "| fit s | eval s |\n|---|---|---|---|---|---|---|---|---|---|"
+        "| fit s | eval s | settings chosen by |\n|---|---|---|---|---|---|---|---|---|---|---|"
     )
     lines = [head]
     for row in rows:
-        for key, label in (("exclude_seen", "yes"), ("all_items", "no")):
+        for key, excl in (("exclude_seen", "yes"), ("all_items", "no")):
             m = row[key]
             cells = [fmt(m[f"{s}@{k}"]) for k in CUTOFFS for s in ("recall", "mrr", "ndcg")]
             lines.append(
-                f"| {row['model']} | {label} | "
+                f"| {row['label']} | {excl} | "
                 + " | ".join(cells)
-                + f" | {row['fit_seconds']:.2f} | {row[key + '_eval_seconds']:.2f} |"
+                + f" | {row['fit_seconds']:.2f} | {row[key + '_eval_seconds']:.2f} "
+                + f"| {row['chosen_by']} |"
             )
     return "\n".join(lines)
 
@@ -140,7 +169,11 @@ def main(argv: list[str] | None = None) -> int:
                 )
         return 0
     test = data.part("test")
-    rows = [run_model(name, {}, train, test) for name in args.models]
+    rows = [
+        run_model(name, params, train, test, chosen_by)
+        for name, params, chosen_by in ROWS
+        if name in args.models
+    ]
     md = table(rows)
     print(f"ML-100K test: {test.n_predictions:,} predictions, {data.n_items:,} items\n")
     print(md)
@@ -148,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         RESULTS,
         {
             "protocol": "ML-100K, session 1h, time split 21/21 days; fit on train; every test "
-            "position, full ranking, conservative ties",
+            "position, full ranking, conservative ties; popularity tie-break exact (float64)",
             "predictions": test.n_predictions,
             "models": rows,
             "torch_threads": torch.get_num_threads(),

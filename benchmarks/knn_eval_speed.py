@@ -83,7 +83,7 @@ def _before_score_block(self: Any, items: torch.Tensor, lengths: torch.Tensor) -
     scores = _spmm(self._item_sessions_t, nb)
     if self.item_weights is not None:
         scores = scores * self.item_weights.unsqueeze(0)
-    return scores.add_(self.tiebreak, alpha=float(cfg.tie_epsilon))
+    return scores  # SKNN._score adds the popularity tie-break
 
 
 def _before_decay_for(self: Any, idx: torch.Tensor, dist_all: torch.Tensor) -> torch.Tensor | None:

@@ -18,7 +18,8 @@ def py_rank(
 ) -> float:
     """The definition, item by item: the slow reference for ranks."""
     t = scores[target]
-    t = -math.inf if math.isnan(t) else t
+    if math.isnan(t):  # a NaN target ranks last among the rankable items, whatever the ties
+        return float(sum(1 for j in range(len(scores)) if j == target or j not in exclude))
     higher = equal = 0
     for j, s in enumerate(scores):
         if j == target or j in exclude or math.isnan(s):

@@ -9,9 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from sessionrec.errors import ConfigError
+from sessionrec.errors import ConfigError, UnknownNameError
+from sessionrec.evaluation.metrics import ranks
 from sessionrec.models import REGISTRY, create, load_model
-from sessionrec.models._sparse import popularity_tiebreak, top_k_per_row
+from sessionrec.models._sparse import popularity_tiebreak, top_k_per_row, with_tiebreak
+from sessionrec.models.base import presets
+from sessionrec.models.sr import SRConfig
 from sessionrec.prepare.data import SessionData
 
 BASELINES = ("markov", "sr", "itemknn", "sknn", "vsknn")
@@ -33,7 +36,7 @@ def sessions_data(sessions: list[list[int]], n_items: int) -> SessionData:
 
 
 def scores(name: str, params: dict, train: list[list[int]], n: int, session: list[int]):
-    model = create(name, {"tie_epsilon": 0.0, **params}).fit(sessions_data(train, n))
+    model = create(name, {"tiebreak": False, **params}).fit(sessions_data(train, n))
     return model.score_sessions([session])[0]
 
 
@@ -175,7 +178,8 @@ def test_streaming_reset_save_load(name: str, tmp_path: Path) -> None:
     model = create(name).fit(sessions_data(TOY, 10))
     sessions = [[0, 1], [5, 6, 5], [9], [], [2, 4, 6, 8]]
     direct = model.score_sessions(sessions)
-    assert direct.shape == (5, 10) and direct.dtype == torch.float32
+    # float64: the exact popularity tie-break (_sparse.with_tiebreak)
+    assert direct.shape == (5, 10) and direct.dtype == torch.float64
     # stream with resets: slot 3 restarts every step, slot 0 drops its first item
     state = model.start(5)
     state = model.step(state, torch.tensor([7, 5, 9, 0, 2]))
@@ -217,3 +221,166 @@ def test_sparse_helpers() -> None:
     )
     assert indptr.tolist() == [0, 2, 2, 4]
     assert indices.tolist() == [1, 2, 0, 2] and data.tolist() == [3.0, 3.0, 2.0, 1.0]
+
+
+# -- exact popularity tie-break (issue 8: float32 lost ε · rank above a count of about 8) ------
+def test_with_tiebreak_orders_ties_by_rank_and_keeps_distinct_scores() -> None:
+    # by hand: equal float32 scores at 0, 1000 (ulp 2**-14) and -2 (a power of two: the gap
+    # above it is half the gap below); their order must follow r, distinct scores must not move
+    s = torch.tensor(
+        [[1000.0, 1000.0, np.nextafter(np.float32(1000), np.float32(2000)), 0.0, 0.0, -2.0, -2.0]]
+    )
+    r = torch.tensor([0.9, 0.1, 0.05, 0.2, 0.7, 0.3, 0.6], dtype=torch.float64)
+    out = with_tiebreak(s, r)[0]
+    assert out.dtype == torch.float64
+    assert out.argsort(descending=True).tolist() == [2, 0, 1, 4, 3, 6, 5]
+    # the added term is r · ulp32(s) / 4: at 1000, 0.9 · 2**-16
+    assert out[0].item() == 1000.0 + 0.9 * 2.0**-16
+    assert out[4].item() == 0.7 * 2.0**-151 and out[3].item() == 0.2 * 2.0**-151
+    # the old ε = 1e-6 in float32 left items 0 and 1 tied
+    old = s + 1e-6 * r.float()
+    assert old[0, 0] == old[0, 1]
+
+
+def test_with_tiebreak_matches_a_lexicographic_sort() -> None:
+    rng = np.random.default_rng(0)
+    base = rng.choice(
+        np.array([0.0, 1e-40, 0.5, 3.0, 9.0, 1000.0, 1001.0, 2.0**23, -2.0, -7.5], np.float32),
+        size=(4, 400),
+    )
+    ranks = popularity_tiebreak(rng.permutation(400))
+    out = with_tiebreak(torch.from_numpy(base), torch.from_numpy(ranks)).numpy()
+    for row in range(4):
+        expected = np.lexsort((ranks, base[row]))  # by score, then by popularity rank
+        assert np.array_equal(np.argsort(out[row], kind="stable"), expected)
+
+
+def _big_tie() -> tuple[SessionData, int]:
+    """Item 0 is followed 1000 times by item 1 and 1000 times by item 2; item 2 is more
+    popular (20 more sessions [2, 3]). Item counts: 0: 2000, 1: 1000, 2: 1020, 3: 20."""
+    train = [[0, 1]] * 1000 + [[0, 2]] * 1000 + [[2, 3]] * 20
+    return sessions_data(train, 5), 5
+
+
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [
+        ("markov", {}),
+        ("sr", {}),
+        ("sr", {"preset": "session-rec"}),
+        ("sknn", {"k": 5000}),
+        ("vsknn", {"k": 5000, "idf_weighting": 0.0}),
+    ],
+)
+def test_equal_scores_above_1000_rank_by_popularity(name: str, params: dict) -> None:
+    data, n = _big_tie()
+    model = create(name, params).fit(data)
+    s = model.score_sessions([[0]])
+    # items 1 and 2 score the same large value (1000, or 1000 neighbours · similarity)
+    raw = create(name, {**params, "tiebreak": False}).fit(data).score_sessions([[0]])
+    assert raw[0, 1] == raw[0, 2] and raw[0, 1] > 8
+    # conservative ranks with the session's item 0 excluded, by hand: item 2 (more popular)
+    # first, item 1 second (the old float32 ε · rank tied them: both rank 2)
+    seen = torch.zeros(2, n, dtype=torch.bool)
+    seen[:, 0] = True
+    r = ranks(s.repeat(2, 1), torch.tensor([2, 1]), exclude=seen)
+    assert r.tolist() == [1.0, 2.0]
+    assert [i for i in s[0].argsort(descending=True).tolist() if i][:2] == [2, 1]
+
+
+def test_distinct_large_counts_still_decide() -> None:
+    # 1001 vs 1000 successors; the one seen less often overall must still come second
+    train = [[0, 1]] * 1001 + [[0, 2]] * 1000 + [[2, 3]] * 50
+    model = create("markov").fit(sessions_data(train, 4))
+    s = model.score_sessions([[0]])[0]
+    assert s.argsort(descending=True)[:2].tolist() == [1, 2]
+
+
+def test_spop_large_session_counts_rank_by_popularity() -> None:
+    train = [[1, 2, 2], [3]]  # popularity: 2 (2 events) > 1 (1 event)
+    model = create("spop").fit(sessions_data(train, 4))
+    s = model.score_sessions([[1] * 1000 + [2] * 1000])
+    assert s.dtype == torch.float64
+    assert ranks(s.repeat(2, 1), torch.tensor([2, 1])).tolist() == [1.0, 2.0]
+
+
+def test_recommend_keeps_the_tiebreak() -> None:
+    from sessionrec.recommend import top_k_frame
+
+    data, _ = _big_tie()
+    model = create("markov").fit(data)
+    frame = top_k_frame(model.score_sessions([[0]])[0], 2, None, exclude=[0])
+    assert frame["item_idx"].to_list() == [2, 1]
+
+
+# -- presets ------------------------------------------------------------------------------------
+def test_presets_resolve_with_explicit_values_on_top() -> None:
+    cfg = create("sr", {"preset": "session-rec"}).config
+    assert (cfg.steps, cfg.weighting, cfg.pruning) == (10, "div", 20)
+    cfg = create("sr", {"preset": "session-rec", "pruning": 5}).config
+    assert cfg.pruning == 5
+    cfg = create("vsknn", {"preset": "session-rec"}).config
+    assert (cfg.similarity, cfg.weighting, cfg.weighting_score) == ("dot", "linear", "harmonic")
+    assert (cfg.sample_size, cfg.idf_weighting, cfg.idf_counts, cfg.k) == (1000, 0, "events", 100)
+    assert create("itemknn", {"preset": "gru4rec"}).config.form == "gru4rec"
+    assert presets(create("sr").Config) == {"session-rec": SRConfig.PRESETS["session-rec"]}
+    with pytest.raises(UnknownNameError, match="session-rec"):
+        create("sr", {"preset": "nope"})
+    with pytest.raises(UnknownNameError, match="none"):
+        create("markov", {"preset": "session-rec"})
+
+
+def test_sr_session_rec_linear_weighting() -> None:
+    # a → b at distance 1, 2 and 11 (outside 10 steps but steps=12 lets it in): 0.9, 0.8, 0
+    train = [[0, 1], [0, 5, 1], [0, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 2]]
+    s = scores("sr", {"steps": 12, "weighting": "linear-session-rec"}, train, 6, [0])
+    assert s[1].item() == pytest.approx(0.9 + 0.8) and s[2].item() == 0.0
+
+
+# -- item-kNN, the GRU4Rec baselines' formula ---------------------------------------------------
+def test_itemknn_gru4rec_form_by_hand() -> None:
+    # events: 0 ×3, 1 ×2, 2 ×2; event pairs c(0, 1) = 2·1 (session 0), c(0, 2) = 1, c(1, 2) = 1
+    train = [[0, 1, 0], [0, 2], [1, 2]]
+    p = {"preset": "gru4rec", "lmbd": 1.0}
+    s0 = scores("itemknn", p, train, 3, [0])
+    assert s0.tolist() == pytest.approx([0.0, 2 / math.sqrt(4 * 3), 1 / math.sqrt(4 * 3)])
+    s1 = scores("itemknn", {**p, "alpha": 0.75}, train, 3, [1])
+    assert s1[0].item() == pytest.approx(2 / (3**0.75 * 4**0.25))
+    assert s1[2].item() == pytest.approx(1 / (3**0.75 * 3**0.25))
+    # the default form: sessions holding both / (n_i^a n_j^(1-a) + lmbd): n(0) = 2, n(1) = 2
+    d0 = scores("itemknn", {"lmbd": 1.0}, train, 3, [0])
+    assert d0[1].item() == pytest.approx(1 / (2 + 1)) and d0[2].item() == pytest.approx(1 / 3)
+
+
+def test_itemknn_gru4rec_form_matches_a_loop_over_events() -> None:
+    rng = np.random.default_rng(3)
+    train = [[int(i) for i in rng.integers(0, 8, size=rng.integers(1, 7))] for _ in range(30)]
+    lmbd, alpha = 5.0, 0.3
+    model = create("itemknn", {"preset": "gru4rec", "lmbd": lmbd, "alpha": alpha, "k": 0,
+                               "tiebreak": False}).fit(sessions_data(train, 8))  # fmt: skip
+    supp = [sum(s.count(i) for s in train) for i in range(8)]
+    for i in range(8):
+        # the official loop: for each event of i, +1 for every event of its session
+        row = np.zeros(8)
+        for s in train:
+            for _ in range(s.count(i)):
+                for j in s:
+                    row[j] += 1
+        row[i] = 0
+        norm = [(supp[i] + lmbd) ** alpha * (supp[j] + lmbd) ** (1 - alpha) for j in range(8)]
+        expected = row / np.array(norm)
+        got = model.score_sessions([[i]])[0].double().numpy()
+        np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
+
+
+def test_evaluator_ranks_the_float64_scores() -> None:
+    from sessionrec.evaluation import evaluate
+
+    data, n = _big_tie()
+    model = create("markov").fit(data)
+    test = sessions_data([[0, 2], [0, 1]], n)
+    res = evaluate(model, test, cutoffs=(1, 2))
+    # by hand: after 0, item 2 (more popular) ranks 1 and item 1 ranks 2 (the old float32
+    # tie-break tied them: both rank 2, Recall@1 = 0)
+    assert res.metrics["recall@1"] == 0.5 and res.metrics["recall@2"] == 1.0
+    assert res.metrics["mrr@2"] == pytest.approx(0.75)

@@ -254,3 +254,23 @@ def test_ml100k_test_part_counts_every_prediction(ml100k: Any, tmp_path: Any) ->
     assert res.predictions == 7117 == data.test.n_predictions
     assert res.protocol["popularity_source"] == "given"
     assert 0 < res.metrics["recall@20"] < 1
+
+
+class _NaNModel(TieModel):
+    name = "nan-model"
+
+    def score(self, state: Any) -> Any:
+        return super().score(state) * float("nan")
+
+
+def test_a_model_scoring_nan_gets_no_hits_and_a_warning() -> None:
+    sessions = [[i % 25, (i + 1) % 25, (i + 2) % 25] for i in range(30)]
+    data = session_data(sessions, 25)
+    model = _NaNModel().fit(data)
+    res = evaluate(model, data, cutoffs=(1, 20))
+    assert res.predictions == 60
+    assert res.metrics["recall@20"] == 0.0 and res.metrics["mrr@20"] == 0.0
+    assert res.metrics["coverage@20"] == 0.0  # NaN items are never served
+    assert res.nan_predictions == 60 and "NaN" in res.warnings[0]
+    assert res.to_dict()["nan_predictions"] == 60
+    assert brute_force(model, data, "conservative", False) == res.ranks.tolist()

@@ -28,7 +28,7 @@ def tiny(tmp_path: Path) -> sr.PreparedData:
     rows = [(u, (u + j) % 7 + 1, 1000 * u + 60 * j) for u in range(40) for j in range(5)]
     log = write_log(tmp_path / "log.csv", rows)
     data = sr.prepare(log, tmp_path / "prep", session="user", split="random", test_fraction=0.25,
-                      valid_fraction=0, min_item_support=1)  # fmt: skip
+                      valid_fraction=0.25, min_item_support=1)  # fmt: skip
     assert isinstance(data, sr.PreparedData)
     return data
 
@@ -68,6 +68,14 @@ def test_sweep_grid_runs_every_combination(tiny: sr.PreparedData, tmp_path: Path
     cfg = json.loads((tmp_path / "g" / "config-1" / "seed-0" / "config.json").read_text())
     assert cfg["config"]["dim"] == 8 and cfg["config"]["epochs"] == 1
     assert all(len(c["runs"]) == 2 for c in res["configs"])
+    # comparing configurations is choosing one: by default fit on train, scored on valid
+    assert (res["fit_on"], res["split"], res["selection"]) == ("train", "valid", "valid")
+    assert res["best"] in (0, 1)
+    assert (
+        json.loads((tmp_path / "g" / "config-0" / "seed-0" / "training.json").read_text())["fit_on"]
+        == "train"
+    )
+    assert "compared on valid" in (tmp_path / "g" / "sweep.md").read_text()
     with pytest.raises(ConfigError, match="non-empty list"):
         grid_configs({"dim": 4})  # type: ignore[dict-item]
 
@@ -101,3 +109,41 @@ def test_sweep_resume_keeps_finished_runs_asked_the_same(
     assert [r["mrr@5"] for r in again["configs"][0]["runs"]] == [original[0], 0.123]
     fresh = sweep("two-tower", tiny, out, [0, 1], **kw)  # type: ignore[arg-type]
     assert [r["mrr@5"] for r in fresh["configs"][0]["runs"]] == original
+
+
+def test_a_grid_is_never_scored_on_test_unless_asked_and_labelled(
+    tiny: sr.PreparedData, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    kw = {"params": {"epochs": 1}, "grid": {"dim": [4, 8]}, "cutoffs": (5,)}
+    with pytest.raises(ConfigError, match="tuning on test"):
+        sweep("two-tower", tiny, tmp_path / "a", [0], split="test", **kw)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="trained on"):
+        sweep("two-tower", tiny, tmp_path / "b", [0], fit_on="train+valid", **kw)  # type: ignore[arg-type]
+    res = sweep("two-tower", tiny, tmp_path / "c", [0], split="test", select_on_test=True, **kw)  # type: ignore[arg-type]
+    assert res["selection"] == "test-selected"
+    for name in ("sweep.md", "sweep.html"):
+        assert "TEST-SELECTED" in (tmp_path / "c" / name).read_text()
+    argv = ["sweep", str(tiny.path), "--model", "two-tower", "--seeds", "0", "--out",
+            str(tmp_path / "d"), "-p", "epochs=1", "--grid", "dim=[4,8]", "--split", "test"]  # fmt: skip
+    code, _, err = run_cli(argv, capsys)
+    assert code == 2 and "--select-on-test" in err
+    code, out, err = run_cli([*argv, "--select-on-test"], capsys)
+    assert code == 0 and "TEST-SELECTED" in out
+    # one configuration over seeds chooses nothing: train+valid → test stays its default
+    one = sweep("two-tower", tiny, tmp_path / "e", [0], params={"epochs": 1, "dim": 4})
+    assert (one["fit_on"], one["split"], one["selection"], one["best"]) == (
+        "train+valid",
+        "test",
+        "none",
+        None,
+    )
+
+
+def test_sweep_refuses_an_empty_part(tmp_path: Path) -> None:
+    rows = [(u, (u + j) % 7 + 1, 1000 * u + 60 * j) for u in range(40) for j in range(5)]
+    log = write_log(tmp_path / "log.csv", rows)
+    data = sr.prepare(log, tmp_path / "prep", session="user", split="random", test_fraction=0.25,
+                      valid_fraction=0, min_item_support=1)  # fmt: skip
+    assert isinstance(data, sr.PreparedData)
+    with pytest.raises(ConfigError, match=r"valid part .* no predictions"):
+        sweep("pop", data, tmp_path / "s", [0], grid={"k": [1, 2]})

@@ -44,6 +44,7 @@ def reference_scores(
     weighting: str = "same",
     weighting_score: str = "same",
     idf_weighting: float = 0.0,
+    idf_counts: str = "sessions",
 ) -> list[float]:
     """Scores of one session by the definition (SKNN = V-SKNN with weighting ``same``)."""
     length = len(session)
@@ -79,7 +80,10 @@ def reference_scores(
         for i in items:
             scores[i] += sim * decay
     if idf_weighting:
-        df = [sum(i in set(s) for s in train) for i in range(N_ITEMS)]
+        if idf_counts == "sessions":
+            df = [sum(i in set(s) for s in train) for i in range(N_ITEMS)]
+        else:  # session-rec's VMContextKNN counts the item's events
+            df = [sum(s.count(i) for s in train) for i in range(N_ITEMS)]
         for i in range(N_ITEMS):
             scores[i] *= 1 + idf_weighting * math.log(len(train) / max(df[i], 1))
     return scores
@@ -95,17 +99,25 @@ CASES = [
     ("vsknn", {"k": 4, "sample_size": 8, "weighting": "linear", "weighting_score": "quadratic"}),
     ("vsknn", {"k": 6, "weighting": "quadratic", "similarity": "dot", "idf_weighting": 2.0}),
     ("vsknn", {"k": 3, "weighting": "same", "weighting_score": "same", "idf_weighting": 0.0}),
+    ("vsknn", {"k": 5, "idf_counts": "events"}),
+    ("vsknn", {"preset": "session-rec"}),
+    ("vsknn", {"preset": "session-rec", "k": 4, "sample_size": 8, "idf_weighting": 1.0}),
 ]
 
 
 @pytest.mark.parametrize(("name", "params"), CASES)
 def test_knn_matches_the_reference(name: str, params: dict) -> None:
-    model = create(name, {**params, "tie_epsilon": 0.0}).fit(session_data(TRAIN, N_ITEMS))
+    model = create(name, {**params, "tiebreak": False}).fit(session_data(TRAIN, N_ITEMS))
     got = model.score_sessions(QUERIES).double().numpy()
     ref_params = dict(params)
     if name == "vsknn":
         ref_params = {"weighting": "harmonic", "weighting_score": "harmonic",
                       "idf_weighting": 1.0, **params}  # fmt: skip
+        if ref_params.pop("preset", None) == "session-rec":  # by hand, from session-rec's code
+            ref_params = {"k": 100, "sample_size": 1000, "similarity": "dot",
+                          "weighting": "linear", "weighting_score": "harmonic",
+                          "idf_weighting": 0.0, "idf_counts": "events", **params}  # fmt: skip
+            del ref_params["preset"]
     expected = np.array([reference_scores(TRAIN, q, **ref_params) for q in QUERIES])
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
     # the evaluator's path (a subset of the slots) gives the same rows
@@ -135,7 +147,7 @@ def test_scatter_path_scores_like_the_reference(monkeypatch: pytest.MonkeyPatch)
     """Off the CPU the decay takes the scatter path; run it here through the whole model."""
     from sessionrec.models import sknn
 
-    params = {"k": 5, "weighting_score": "quadratic", "tie_epsilon": 0.0}
+    params = {"k": 5, "weighting_score": "quadratic", "tiebreak": False}
     model = create("vsknn", params).fit(session_data(TRAIN, N_ITEMS))
     fast = model.score_sessions(QUERIES)
     assert model.item_sessions is not None

@@ -150,3 +150,29 @@ def test_top_k_sorted_unique_and_bounded(values: list[int], k: int, exclude: lis
     assert sc == sorted(sc, reverse=True)
     assert not set(idx) & set(exclude)
     assert frame["rank"].to_list() == list(range(1, len(idx) + 1))
+
+
+@pytest.mark.parametrize("ties", M.TIES)
+def test_a_nan_target_ranks_last_in_every_tie_mode(ties: str) -> None:
+    # All-NaN scores used to rank every target first (Recall = MRR = 1.0).
+    scores = torch.full((3, 30), float("nan"))
+    r = M.ranks(scores, torch.tensor([0, 7, 29]), ties)
+    assert r.tolist() == [30.0, 30.0, 30.0]
+    assert M.recall(r, 20) == 0.0 and M.mrr(r, 20) == 0.0 and M.ndcg(r, 20) == 0.0
+    # excluded items are not rankable: last is the number of items left
+    exclude = torch.zeros(3, 30, dtype=torch.bool)
+    exclude[:, :10] = True
+    # an excluded target stays rankable (21 items), item 29 is one of the 20 left
+    want = [21.0, 21.0, 20.0]
+    assert M.ranks(scores, torch.tensor([0, 7, 29]), ties, exclude).tolist() == want
+    # a finite target among NaN items is not hurt by them
+    mixed = torch.tensor([[float("nan"), 0.5, float("nan")]])
+    assert M.ranks(mixed, torch.tensor([1]), ties).item() == 1.0
+
+
+def test_a_nan_target_ranks_last_among_sampled_negatives() -> None:
+    t = torch.tensor([float("nan"), float("nan")])
+    neg = torch.tensor([[float("nan"), 1.0, 0.0], [0.0, 0.0, 5.0]])
+    valid = torch.tensor([[True, True, True], [True, True, False]])
+    for ties in M.TIES:
+        assert M.sampled_ranks(t, neg, ties, valid).tolist() == [4.0, 3.0]

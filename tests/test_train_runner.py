@@ -161,3 +161,60 @@ def test_long_runs_print_about_twenty_epoch_lines(
     printed = [r.getMessage().split(",")[0] for r in caplog.records if "events/s" in r.getMessage()]
     assert printed == ["epoch 1", *(f"epoch {e}" for e in range(3, 61, 3))]
     assert len(history(tmp_path / "b")) == 60  # the file keeps every epoch
+
+
+def test_divergence_stops_training_naming_epoch_and_step(
+    prepared: sr.PreparedData, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sessionrec.errors import TrainingDivergedError
+
+    params = {**PARAMS, "learning_rate": 1e30, "optimizer": "adam"}
+    with pytest.raises(TrainingDivergedError, match=r"gru4rec diverged: .* at epoch 1, step \d+"):
+        sr.train("gru4rec", prepared, tmp_path / "m", params=params, progress=False)
+    # no epoch of a diverged run is recorded as trained, and no model folder looks finished
+    assert not (tmp_path / "m" / "weights.safetensors").exists()
+    argv = ["train", str(prepared.path), "--model", "gru4rec", "--out", str(tmp_path / "c")]
+    for k, v in params.items():
+        argv += ["--param", f"{k}={v if not isinstance(v, list) else v[0]}"]
+    from _helpers import run_cli
+
+    code, _, err = run_cli(argv, capsys)
+    assert code == 2 and "diverged" in err and "Traceback" not in err
+
+
+def test_a_non_finite_epoch_is_never_kept(
+    prepared: sr.PreparedData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An epoch whose weights turned NaN stops the run before it is scored or checkpointed."""
+    from sessionrec.errors import TrainingDivergedError
+    from sessionrec.models.gru4rec import GRU4Rec
+
+    real = GRU4Rec.fit
+
+    def poisoned(self: GRU4Rec, train: Any, valid: Any = None, callback: Any = None) -> Any:
+        def cb(record: dict[str, Any]) -> bool:
+            if record["epoch"] == 2:
+                next(iter(self.params.values())).data.fill_(float("nan"))
+            return bool(callback(record)) if callback else False
+
+        return real(self, train, valid, callback=cb)
+
+    monkeypatch.setattr(GRU4Rec, "fit", poisoned)
+    out = tmp_path / "m"
+    with pytest.raises(TrainingDivergedError, match="epoch 2"):
+        sr.train("gru4rec", prepared, out, params=PARAMS, progress=False)
+    hist = history(out)
+    assert [r["epoch"] for r in hist] == [1]  # epoch 2 never recorded
+    progress = json.loads((out / "checkpoint" / "progress.json").read_text())
+    assert progress["best_epoch"] == 1
+
+
+def test_history_is_valid_json_even_with_non_finite_numbers(tmp_path: Path) -> None:
+    from sessionrec.training.curve import write_history
+
+    def strict(s: str) -> Any:
+        raise ValueError(f"not JSON: {s}")
+
+    write_history(tmp_path / "h.jsonl", [{"epoch": 1, "train_loss": float("nan"), "x": 1.5}])
+    line = (tmp_path / "h.jsonl").read_text().strip()
+    assert json.loads(line, parse_constant=strict) == {"epoch": 1, "train_loss": None, "x": 1.5}

@@ -152,3 +152,57 @@ def test_prepare_examples_cli_writes_one_prediction_per_example(
     code, out, err = run_cli(["prepare", str(log), "--out", str(tmp_path / "x"),
                               "--examples", "bert4rec"], capsys)  # fmt: skip
     assert code == 2 and "tfrs" in err and not (tmp_path / "x").exists()
+
+
+def test_tfrs_preset_is_the_tutorial_model(tmp_path: Path) -> None:
+    m = create("two-tower", {"preset": "tfrs"})
+    c = m.config
+    assert (c.dim, c.epochs, c.batch_size, c.lr, c.optimizer) == (32, 3, 12800, 0.1, "adagrad")
+    assert (c.normalize, c.query_projection, c.logq, c.temperature) == (False, False, False, 1.0)
+    assert (c.mask_accidental_hits, c.loss_reduction, c.padding) == (False, "sum", "right")
+    # a small version of it trains, learns the cycle's direction, and round-trips
+    n = 6
+    sessions = [[(s + t) % n for t in range(5)] for s in range(n)] * 20
+    data = _data(sessions, n)
+    params = {"preset": "tfrs", "dim": 8, "batch_size": 16, "epochs": 8}
+    records: list[dict[str, float]] = []
+    m = create("two-tower", params).fit(data, callback=records.append)
+    assert records[-1]["train_loss"] < records[0]["train_loss"]
+    assert isinstance(m, TwoTower) and m.net is not None
+    assert m.net.query_out is None and isinstance(m._opt, torch.optim.Adagrad)
+    # Keras' initialisers: embeddings within ±0.05 before training
+    fresh = TwoTower.from_params(params)
+    fresh.n_items = n
+    net = fresh._build()
+    assert net.candidate_embedding.weight.abs().max() <= 0.05
+    assert float(net.gru.get_parameter("bias_hh_l0").detach().abs().max()) == 0.0
+    # no normalisation: candidate vectors are the raw embeddings
+    torch.testing.assert_close(m.item_vectors(), m.net.candidate_embedding.weight)
+    probes = [[i, (i + 1) % n] for i in range(n)]
+    scores = m.score_sessions(probes)
+    assert (scores.argmax(1).numpy() == [(i + 2) % n for i in range(n)]).mean() >= 0.8
+    loaded = load_model(m.save(tmp_path / "tfrs"))
+    torch.testing.assert_close(loaded.score_sessions(probes), scores, rtol=0, atol=0)
+
+
+def test_right_padding_reads_the_items_first() -> None:
+    m = TwoTower.from_params({"dim": 4, "context_length": 4, "padding": "right"})
+    m.n_items = 5
+    net = m._build()
+    pad = 5
+    left = torch.tensor([[pad, pad, 1, 2]])
+    out, _ = net.gru(net.query_embedding(torch.tensor([[1, 2, pad, pad]])))
+    assert net.query_out is not None
+    by_hand = torch.nn.functional.normalize(net.query_out(out[:, -1]), dim=-1)
+    torch.testing.assert_close(net.query(left), by_hand)
+
+
+def test_loss_record_is_per_example_under_either_reduction() -> None:
+    data = _data([[0, 1, 2, 3], [2, 3, 0, 1]] * 5, n_items=4)
+    base = {"dim": 4, "epochs": 1, "batch_size": 100, "lr": 0.0}
+    mean: list[dict[str, float]] = []
+    total: list[dict[str, float]] = []
+    create("two-tower", base).fit(data, callback=mean.append)
+    create("two-tower", {**base, "loss_reduction": "sum"}).fit(data, callback=total.append)
+    # lr 0: same weights; the record is per example whichever reduction trained
+    assert total[0]["train_loss"] == pytest.approx(mean[0]["train_loss"], rel=1e-6)

@@ -45,3 +45,16 @@ class UnknownNameError(ConfigError):
     def __init__(self, kind: str, name: str, known: list[str]) -> None:
         self.name = name
         super().__init__(f"unknown {kind} {name!r}; known: {', '.join(sorted(known))}")
+
+
+class TrainingDivergedError(SessionrecError):
+    """Training produced a non-finite loss, parameter or valid metric; names the epoch and step."""
+
+    def __init__(self, model: str, what: str, epoch: int, step: int | None = None) -> None:
+        self.epoch = epoch
+        self.step = step
+        where = f"epoch {epoch}" + (f", step {step}" if step is not None else "")
+        super().__init__(
+            f"{model} diverged: {what} at {where}; nothing from this epoch is kept "
+            "(try a lower learning rate, or gradient-friendlier settings)"
+        )

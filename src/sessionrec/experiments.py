@@ -59,12 +59,13 @@ def sweep(
     *,
     params: dict[str, Any] | None = None,
     grid: dict[str, Sequence[Any]] | None = None,
-    fit_on: str = "train+valid",
-    split: str = "test",
+    fit_on: str | None = None,
+    split: str | None = None,
     cutoffs: Sequence[int] = (20,),
     exclude_seen: bool = False,
     device: str = "auto",
     resume: bool = False,
+    select_on_test: bool = False,
     on_run: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Train ``model_name`` once per seed (and per combination of ``grid``), evaluate each run,
@@ -73,14 +74,24 @@ def sweep(
     Args:
         grid: parameter → values to try (every combination, each over every seed), on top of
             ``params``; None: ``params`` alone.
+        fit_on, split: the part each run is fit on and the part it is scored on. Defaults: one
+            configuration over seeds fits on ``train+valid`` and scores ``test`` (nothing is
+            chosen, the seeds' spread is measured); a grid of several configurations fits on
+            ``train`` and scores ``valid``, because comparing configurations is choosing one.
         resume: keep the runs an interrupted sweep finished (each run's ``run.json`` records
             what it was asked; a run asked otherwise is trained again).
+        select_on_test: allow a grid to be scored on ``test``. Choosing among configurations
+            by their test figures is tuning on test: it must be asked for, and every output
+            says ``test-selected``.
 
     Returns:
         ``{"model", "params", "grid", "data", "fit_on", "split", "exclude_seen", "seeds",
         "configs": [{"params": {...}, "runs": [{"seed", "fit_seconds", "predictions",
         metrics...}], "summary": {metric: {"mean", "sd", "low", "high"}}}]}``, also written
-        to ``out_dir/sweep.json`` (and the report: sweep.html, sweep.md, sweep.png). Runs are
+        to ``out_dir/sweep.json`` (and the report: sweep.html, sweep.md, sweep.png), with
+        ``selection`` (what a reader may conclude from the comparison: ``valid``,
+        ``test-selected`` or ``none`` for one configuration) and ``best`` (the configuration
+        with the highest mean of the first metric, None for one configuration). Runs are
         in ``out_dir/seed-N`` (no grid) or ``out_dir/config-I/seed-N``.
     """
     import time
@@ -102,10 +113,13 @@ def sweep(
     if overlap:
         raise ConfigError(f"{sorted(overlap)} given both as parameters and in the grid")
     configs = grid_configs(grid)
+    fit_on, split, selection = _sweep_parts(len(configs), fit_on, split, select_on_test)
     if not isinstance(data, PreparedData):
         data = PreparedData(data)
     out = Path(out_dir)
     part = data.part(split)
+    if part.n_predictions == 0:
+        raise ConfigError(f"the {split} part of {data.path} has no predictions to score")
     results: list[dict[str, Any]] = []
     for i, varied in enumerate(configs):
         where = out if grid is None else out / f"config-{i}"
@@ -160,6 +174,12 @@ def sweep(
             mean, sd, low, high = t_interval([r[name] for r in runs])
             summary[name] = {"mean": mean, "sd": sd, "low": low, "high": high}
         results.append({"params": varied, "runs": runs, "summary": summary})
+    first = next((k for k in results[0]["summary"]), None)
+    best = (
+        max(range(len(results)), key=lambda i: results[i]["summary"][first]["mean"])
+        if len(results) > 1 and first is not None
+        else None
+    )
     result = {
         "model": model_name,
         "params": dict(params or {}),
@@ -167,6 +187,8 @@ def sweep(
         "data": str(data.path),
         "fit_on": fit_on,
         "split": split,
+        "selection": selection,
+        "best": best,
         "exclude_seen": exclude_seen,
         "seeds": list(seeds),
         "configs": results,
@@ -177,6 +199,34 @@ def sweep(
 
 
 _RANKING_METRICS = ("recall", "mrr", "ndcg")
+
+
+def _sweep_parts(
+    n_configs: int, fit_on: str | None, split: str | None, select_on_test: bool
+) -> tuple[str, str, str]:
+    """(fit_on, split, selection) with the defaults of ``sweep`` and its refusals."""
+    several = n_configs > 1
+    fit_on = fit_on or ("train" if several else "train+valid")
+    split = split or ("valid" if several else "test")
+    if fit_on not in ("train", "train+valid"):
+        raise ConfigError(f"fit_on must be train or train+valid, not {fit_on!r}")
+    if split not in ("train", "valid", "test"):
+        raise ConfigError(f"split must be valid or test, not {split!r}")
+    if split in fit_on.split("+"):
+        raise ConfigError(
+            f"runs fit on {fit_on} cannot be scored on {split}: its sessions were trained on"
+        )
+    if not several:
+        return fit_on, split, "none"
+    if split == "test":
+        if not select_on_test:
+            raise ConfigError(
+                f"a grid of {n_configs} configurations scored on test chooses one by its test "
+                "figures (tuning on test); score valid (the default for a grid: fit on train, "
+                "score valid) or pass --select-on-test, which labels every output test-selected"
+            )
+        return fit_on, split, "test-selected"
+    return fit_on, split, split
 
 
 def _label(varied: dict[str, Any]) -> str:
@@ -206,6 +256,17 @@ def sweep_blocks(result: dict[str, Any]) -> list[Block]:
         for r in c["runs"]
     ]  # fmt: skip
     grid = f"; grid {result['grid']}" if result["grid"] else ""
+    selection = result.get("selection", "none")
+    chosen = {
+        "none": "One configuration: nothing is chosen here; the spread is the seeds'.",
+        "valid": "Configurations are compared on valid (fit on train): a choice made here is "
+        "made on valid, and the chosen one's test figure is still unseen.",
+        "test-selected": "TEST-SELECTED: configurations are compared on test; a configuration "
+        "chosen here is tuned on test and its figures overstate what new data will show.",
+    }.get(selection, f"selection: {selection}")
+    best = result.get("best")
+    if best is not None:
+        chosen += f" Highest mean {names[0]}: config {best} ({_label(configs[best]['params'])})."
     return [
         Heading(f"{result['model']} over seeds {', '.join(map(str, result['seeds']))}", 1),
         Para(
@@ -215,6 +276,7 @@ def sweep_blocks(result: dict[str, Any]) -> list[Block]:
             "[95 % Student-t interval of the mean] — training noise; the test set's own "
             "sampling noise is `sessionrec evaluate --ci`."
         ),
+        Para(chosen),
         Table(["config", "varied", *names], summary_rows, align_left=2),
         Image("sweep", "every run's metric (dots), each configuration's mean and 95 % interval"),
         Heading("Runs"),

@@ -75,7 +75,9 @@ def top_k_frame(
     scores: torch.Tensor, k: int, items: pl.DataFrame | None, exclude: Sequence[int] = ()
 ) -> pl.DataFrame:
     """Top-``k`` of one (n_items,) score vector as a frame with rank, ids, titles and score."""
-    s = scores.detach().float().clone()
+    # float64 scores (exact tie-breaks) keep their dtype; NaN is never recommended.
+    s = scores.detach().to(torch.float64 if scores.dtype == torch.float64 else torch.float32)
+    s = s.masked_fill(torch.isnan(s), -torch.inf)
     if exclude:
         s[torch.tensor(list(exclude), device=s.device)] = -torch.inf
     k = min(k, int(torch.isfinite(s).sum()))

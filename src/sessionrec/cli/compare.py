@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from sessionrec.cli._app import app, console
+from sessionrec.cli._app import app, console, err_console
 
 
 @app.command()
@@ -61,6 +61,8 @@ def compare(
         _check_vocabulary(model, data, path)
         res = evaluate(model, part, cutoffs=cutoffs or (20,), ties=ties, exclude_seen=exclude_seen)
         results.append(res)
+        for w in res.warnings:
+            err_console.print(f"warning: {path}: {w}", markup=False, highlight=False)
         row: dict[str, Any] = {
             "model": str(path),
             "name": model.name,

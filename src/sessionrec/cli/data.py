@@ -54,3 +54,58 @@ def import_(
 
     out = import_dataset(name, path)
     console.print(f"{name}: {out}")
+
+
+@data_app.command("synth")
+def synth(
+    preset: str = typer.Argument(..., help="ecommerce | media | broad (sessionrec.synthetic)."),
+    out: Path = typer.Option(..., "--out", "-o", help="A new or empty folder for the log."),
+    sessions: int | None = typer.Option(None, help="Number of sessions (preset's by default)."),
+    seed: int = typer.Option(0, help="Everything is drawn from this seed."),
+) -> None:
+    """Generate a synthetic log with a known next-item process (log.parquet, process.npz,
+    spec.json); `data ceiling` then gives its Bayes-optimal figures."""
+    from sessionrec.errors import ConfigError
+    from sessionrec.synthetic import generate
+
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ConfigError(f"{out} exists and is not an empty folder; give a new --out")
+    log = generate(preset, seed=seed, **({"n_sessions": sessions} if sessions else {}))
+    log.save(out)
+    spec = log.spec
+    console.print(
+        f"{preset}: {log.events.height:,} events in {spec.n_sessions:,} sessions over "
+        f"{spec.n_items:,} items → {out / 'log.parquet'}",
+        markup=False,
+        highlight=False,
+    )
+    days = max(1, spec.days // 10)
+    console.print(
+        f"next: sessionrec prepare {out / 'log.parquet'} --out DATA --session-column session_id "
+        f"--min-item-support 1 --split time --test-days {days} --valid-days {days}",
+        markup=False,
+        highlight=False,
+    )
+
+
+@data_app.command("ceiling")
+def ceiling(
+    synth_dir: Path = typer.Argument(..., help="A folder written by `data synth`."),
+    data_dir: Path = typer.Argument(..., help="A PreparedData of its log.parquet."),
+    split: str = typer.Option("test", help="The part to score."),
+    exclude_seen: bool = typer.Option(False, help="Remove the session's items from the ranking."),
+) -> None:
+    """The Bayes-optimal (oracle) Recall/MRR@5/10/20 of a synthetic log's prepared part."""
+    from sessionrec.synthetic import SyntheticLog
+    from sessionrec.synthetic import ceiling as oracle_ceiling
+
+    res = oracle_ceiling(SyntheticLog.load(synth_dir), data_dir, split, exclude_seen=exclude_seen)
+    table = Table(title=f"ceiling: the oracle on {split} of {data_dir} ({res.predictions:,} "
+                  "predictions, full ranking)")  # fmt: skip
+    for col in ("k", "recall", "mrr", "ndcg"):
+        table.add_column(col, justify="right")
+    for k in res.protocol["cutoffs"]:
+        m = res.metrics
+        table.add_row(str(k), f"{m[f'recall@{k}']:.4f}", f"{m[f'mrr@{k}']:.4f}",
+                      f"{m[f'ndcg@{k}']:.4f}")  # fmt: skip
+    console.print(table)

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 from typer.core import TyperCommand
 
-from sessionrec.cli._app import app, console
+from sessionrec.cli._app import app, console, err_console
 from sessionrec.errors import ConfigError, DataError, UnknownNameError
 
 
@@ -208,6 +208,8 @@ def evaluate(
         f"predictions: {res.predictions:,} ({what}) over {part.n_sessions:,} sessions "
         f"in {res.seconds:.2f} s"
     )
+    for w in res.warnings:
+        err_console.print(f"warning: {w}", markup=False, highlight=False)
     if protocol == "sampled":
         console.print(
             "[yellow]sampled metrics rank the target among a few negatives only: they are "

@@ -34,8 +34,20 @@ def sweep(
             "runs over every seed."
         ),
     ] = None,
-    fit_on: Annotated[str, typer.Option(help="train | train+valid.")] = "train+valid",
-    split: Annotated[str, typer.Option(help="The part every run is evaluated on.")] = "test",
+    fit_on: Annotated[
+        str | None,
+        typer.Option(
+            help="train | train+valid (default: train+valid for one configuration, train for "
+            "a --grid)."
+        ),
+    ] = None,
+    split: Annotated[
+        str | None,
+        typer.Option(
+            help="The part every run is scored on (default: test for one configuration, valid "
+            "for a --grid)."
+        ),
+    ] = None,
     cutoffs: Annotated[list[int] | None, typer.Option(help="--cutoffs 10 20 (default 20).")] = None,
     exclude_seen: Annotated[
         bool, typer.Option(help="Remove the session's items from the ranking.")
@@ -43,6 +55,14 @@ def sweep(
     device: Annotated[str, typer.Option(help="cpu | cuda | auto.")] = "auto",
     resume: Annotated[
         bool, typer.Option(help="Keep the runs of an interrupted sweep into --out.")
+    ] = False,
+    select_on_test: Annotated[
+        bool,
+        typer.Option(
+            "--select-on-test",
+            help="Let a --grid be scored on test (tuning on test; every output is labelled "
+            "test-selected).",
+        ),
     ] = False,
 ) -> None:
     """Train and evaluate a configuration (or every one of a --grid) once per seed; mean, sd
@@ -71,18 +91,26 @@ def sweep(
         exclude_seen=exclude_seen,
         device=device,
         resume=resume,
+        select_on_test=select_on_test,
         on_run=show,
     )
     configs = result["configs"]
     names = list(configs[0]["summary"])
-    table = Table(title=f"{model} over {len(result['seeds'])} seeds · {split} of {data_dir}")
+    label = {"test-selected": " · TEST-SELECTED", "valid": " · compared on valid"}.get(
+        result["selection"], ""
+    )
+    table = Table(
+        title=f"{model} over {len(result['seeds'])} seeds · fit on {result['fit_on']}, "
+        f"scored on {result['split']} of {data_dir}{label}"
+    )
     table.add_column("config")
     for name in names:
         table.add_column(f"{name}: mean ± sd [95 %]", justify="right")
     for i, c in enumerate(configs):
-        label = ", ".join(f"{k}={v}" for k, v in c["params"].items())
+        varied = ", ".join(f"{k}={v}" for k, v in c["params"].items())
+        star = " (highest mean)" if result["best"] == i else ""
         table.add_row(
-            f"{i} {label}".strip(),
+            f"{i} {varied}{star}".strip(),
             *(
                 f"{c['summary'][n]['mean']:.4f} ± {c['summary'][n]['sd']:.4f} "
                 f"[{c['summary'][n]['low']:.4f}, {c['summary'][n]['high']:.4f}]"

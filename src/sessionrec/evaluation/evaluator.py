@@ -58,6 +58,9 @@ class EvalResult:
         seconds: wall time of the evaluation.
         ranks: (P,) float64 rank of each prediction's target, in event order.
         positions: (P,) int64 index into ``data.items`` of each prediction's target event.
+        nan_predictions: predictions whose scores held a NaN (a NaN target ranks last, NaN
+            items are never served); non-zero means a broken model, and ``warnings`` says so.
+        warnings: what a reader of the figures must know (e.g. NaN scores).
     """
 
     predictions: int
@@ -66,15 +69,22 @@ class EvalResult:
     seconds: float
     ranks: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
     positions: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.int64))
+    nan_predictions: int = 0
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: ``predictions``, the metric keys, ``protocol`` and ``seconds``."""
-        return {
+        """JSON-ready: ``predictions``, the metric keys, ``protocol``, ``seconds`` and, when there
+        are any, ``nan_predictions`` and ``warnings``."""
+        out: dict[str, Any] = {
             "predictions": self.predictions,
             **self.metrics,
             "protocol": dict(self.protocol),
             "seconds": round(self.seconds, 4),
         }
+        if self.nan_predictions or self.warnings:
+            out["nan_predictions"] = self.nan_predictions
+            out["warnings"] = list(self.warnings)
+        return out
 
 
 def prediction_mask(data: SessionData, protocol: str = "every") -> np.ndarray:
@@ -186,6 +196,13 @@ def evaluate(
     }
     if protocol == "sampled":
         proto.update(negatives=negatives, negative_sampling=negative_sampling, seed=seed)
+    warnings: list[str] = []
+    if run.nan_rows:
+        warnings.append(
+            f"the model scored NaN in {run.nan_rows:,} of {n:,} predictions: a NaN target "
+            "ranks last and NaN items are never recommended, but the model is broken"
+        )
+        log.warning(warnings[-1])
     return EvalResult(
         predictions=n,
         metrics=out,
@@ -193,6 +210,8 @@ def evaluate(
         seconds=time.perf_counter() - t0,
         ranks=ranks,
         positions=positions,
+        nan_predictions=run.nan_rows,
+        warnings=warnings,
     )
 
 
@@ -273,6 +292,7 @@ class _Run:
         self.pop = torch.as_tensor(popularity, dtype=fdt, device=self.dev)
         self.covered = torch.zeros(len(cutoffs), n, dtype=torch.bool, device=self.dev)
         self.pop_sum = torch.zeros(len(cutoffs), dtype=fdt, device=self.dev)
+        self.nan_rows = 0
         if sampled:
             w = np.ones(n) if sampling_weights is None else sampling_weights
             self.weights = torch.as_tensor(w, dtype=torch.float32, device=self.dev)
@@ -323,6 +343,7 @@ class _Run:
                     rows = np.flatnonzero(pred)
                     rows_t = torch.from_numpy(rows).to(dev)
                     scores = model.score_rows(state, rows_t)  # (P, n_items)
+                    self.nan_rows += int(torch.isnan(scores).any(1).sum())
                     tgt = torch.from_numpy(items[nxt[rows]]).to(dev)
                     s_seen = seen[rows_t] if seen is not None else None
                     rank_chunks.append(self._rank(scores, tgt, s_seen))
@@ -375,7 +396,10 @@ class _Run:
 
     def _lists(self, scores: torch.Tensor, seen: torch.Tensor | None) -> None:
         """Accumulate coverage and popularity of the top-k lists that would be served."""
-        served = scores.masked_fill(seen, -torch.inf) if seen is not None else scores
+        # NaN would come first in topk: a NaN item is never served.
+        served = scores.masked_fill(torch.isnan(scores), -torch.inf)
+        if seen is not None:
+            served = served.masked_fill(seen, -torch.inf)
         top_v, top_i = torch.topk(served, self.kmax, dim=1)
         finite = torch.isfinite(top_v)
         for j, k in enumerate(self.cutoffs):

@@ -12,8 +12,9 @@ target, whatever their score. The target itself is never excluded: if it already
 the session it stays rankable, otherwise a repeated item would be an impossible prediction that
 no model could get right, and the caller would silently lose it from the denominator.
 
-NaN scores never rank above a target, and a NaN target score counts as ``-inf`` (below every
-other item under the conservative mode), so a broken model cannot score a hit.
+NaN scores never rank above a target, and a target scored NaN ranks **last** among the
+rankable items in every tie mode (rank = the number of items not excluded), so a broken model
+cannot score a hit: an all-NaN model gets Recall@k = 0 for every k below the catalogue size.
 
 Metrics take the ranks (any shape, float or int; empty allowed) and return a Python float:
 Recall@k (= HitRate@k with one target per prediction), MRR@k and NDCG@k. With no predictions
@@ -91,6 +92,15 @@ def ranks(
         out += 1.0 + gt.sum(1, dtype=torch.int64).to(fdt)
     if ties == "average":
         out /= 2.0
+    # A NaN target ranks last: every other rankable item counts as above it.
+    nan_t = torch.isnan(scores.gather(1, targets)).view(-1)
+    if bool(nan_t.any()):
+        n_rankable = (
+            keep.sum(1, dtype=torch.int64).to(fdt)
+            if keep is not None
+            else torch.full_like(out, float(scores.shape[1]))
+        )
+        out = torch.where(nan_t, n_rankable, out)
     return out
 
 
@@ -135,7 +145,9 @@ def sampled_ranks(
         "optimistic": gt.sum(1).to(fdt),
         "average": (geq.sum(1) + gt.sum(1)).to(fdt) / 2.0,
     }[ties]
-    return 1.0 + above
+    # A NaN target ranks last, below every (valid) negative.
+    n_neg = valid.sum(1).to(fdt) if valid is not None else torch.full_like(above, neg.shape[1])
+    return 1.0 + torch.where(torch.isnan(target_scores.view(-1)), n_neg, above)
 
 
 def _as_array(r: np.ndarray | torch.Tensor | list[float]) -> np.ndarray:

@@ -1,8 +1,9 @@
 """Streaming machinery for models that score from the session's last item alone.
 
 Markov, sequential rules and item-kNN all learn an (n_items, n_items) sparse matrix ``M`` and
-score a session as the row of its last item: ``score = M[last] + ε · popularity rank``. Only
-how ``M`` is learned differs, and that lives in each model's file.
+score a session as the row of its last item, ``M[last]`` (float32), with equal scores ordered
+by training popularity, exactly (``_sparse.with_tiebreak``: the scores come back as float64).
+Only how ``M`` is learned differs, and that lives in each model's file.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any, Self
 import numpy as np
 import torch
 
-from sessionrec.models._sparse import CSR, popularity_tiebreak
+from sessionrec.models._sparse import CSR, popularity_tiebreak, tiebreak_tensor, with_tiebreak
 from sessionrec.models.base import EpochCallback, SessionModel
 from sessionrec.prepare.data import SessionData
 
@@ -21,7 +22,8 @@ from sessionrec.prepare.data import SessionData
 class LastItemModel(SessionModel):
     """Base of last-item models. State: (B,) int64 last item per slot, −1 for an empty session.
 
-    Subclasses' configs have a ``tie_epsilon`` field and implement ``_learn``.
+    Subclasses' configs have a ``tiebreak`` field (order equal scores by training popularity)
+    and implement ``_learn``.
     """
 
     def __init__(self, config: Any = None, *, device: str | torch.device = "cpu") -> None:
@@ -44,9 +46,7 @@ class LastItemModel(SessionModel):
         self.n_items = train.n_items
         indptr, indices, data = self._learn(train)
         self.matrix = CSR.from_numpy(indptr, indices, data, self.n_items, self.device)
-        self.tiebreak = torch.as_tensor(
-            popularity_tiebreak(train.item_counts()), dtype=torch.float32, device=self.device
-        )
+        self.tiebreak = tiebreak_tensor(popularity_tiebreak(train.item_counts()), self.device)
         return self
 
     # -- streaming --------------------------------------------------------------------------
@@ -60,11 +60,12 @@ class LastItemModel(SessionModel):
         return items.to(self.device, torch.long).clone()
 
     def score(self, state: torch.Tensor) -> torch.Tensor:
-        """(B, n_items): the last item's row of the matrix plus the popularity tie-break."""
+        """(B, n_items): the last item's row of the matrix; float64 with the popularity
+        tie-break (``tiebreak``), float32 without."""
         if self.matrix is None or self.tiebreak is None:
             raise RuntimeError(f"{self.name}: call fit() or load_from() before scoring")
         out = self.matrix.gather_rows(state)
-        return out.add_(self.tiebreak, alpha=float(self.config.tie_epsilon))
+        return with_tiebreak(out, self.tiebreak) if self.config.tiebreak else out
 
     # -- persistence ------------------------------------------------------------------------
     def state_arrays(self) -> dict[str, torch.Tensor]:
@@ -74,5 +75,5 @@ class LastItemModel(SessionModel):
 
     def load_state_arrays(self, arrays: dict[str, torch.Tensor]) -> None:
         self.matrix = CSR.from_arrays(arrays, "matrix", self.device)
-        self.tiebreak = arrays["tiebreak"].to(self.device, torch.float32)
+        self.tiebreak = tiebreak_tensor(arrays["tiebreak"], self.device)
         self.n_items = self.matrix.n_cols

@@ -19,7 +19,7 @@ import polars as pl
 import torch
 
 from sessionrec._io import atomic_path, write_json
-from sessionrec.errors import ConfigError, DataError
+from sessionrec.errors import ConfigError, DataError, UnknownNameError
 from sessionrec.prepare.data import SessionData
 
 FORMAT = "sessionrec.model/1"
@@ -30,9 +30,31 @@ C = TypeVar("C")
 EpochCallback = Callable[[dict[str, Any]], bool | None]
 
 
+#: The parameter that names a preset (``--param preset=NAME``); not a config field.
+PRESET_KEY = "preset"
+
+
+def presets(cls: type) -> dict[str, dict[str, Any]]:
+    """The named presets of a config class: ``PRESETS`` (a class variable), name → values."""
+    return dict(getattr(cls, "PRESETS", {}))
+
+
 def make_config(cls: type[C], params: dict[str, Any] | None) -> C:
-    """Build a frozen config dataclass from ``params``, rejecting unknown keys by name."""
+    """Build a frozen config dataclass from ``params``, rejecting unknown keys by name.
+
+    ``params["preset"]`` names one of the class's ``PRESETS`` (e.g. ``session-rec`` for
+    ``vsknn``): its values are the starting point, and the other ``params`` override them
+    (defaults < preset < explicit values). The saved config holds the resolved values.
+    """
     params = dict(params or {})
+    if PRESET_KEY in params:
+        name = params.pop(PRESET_KEY)
+        known = presets(cls)
+        if name not in known:
+            raise UnknownNameError(
+                f"preset of {cls.__name__}", str(name), list(known) or ["(none)"]
+            )
+        params = {**known[name], **params}
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(params) - names)
     if unknown:
@@ -175,9 +197,10 @@ class SessionModel(ABC):
     def score_sessions(self, sessions: Sequence[Sequence[int]]) -> torch.Tensor:
         """(len(sessions), n_items) next-item scores after each whole session (item indices).
 
-        Sessions of equal length are stepped together as one batch.
+        Sessions of equal length are stepped together as one batch. The scores keep the
+        model's dtype (float64 for the baselines' exact popularity tie-break).
         """
-        out = torch.empty(len(sessions), self.n_items, device=self.device)
+        out: torch.Tensor | None = None
         by_length: dict[int, list[int]] = {}
         for i, s in enumerate(sessions):
             by_length.setdefault(len(s), []).append(i)
@@ -188,7 +211,14 @@ class SessionModel(ABC):
             )
             for t in range(length):
                 state = self.step(state, seqs[:, t].to(self.device))
-            out[torch.tensor(rows, device=self.device)] = self.score(state).float()
+            scores = self.score(state)
+            if out is None:
+                out = torch.empty(
+                    len(sessions), self.n_items, dtype=scores.dtype, device=self.device
+                )
+            out[torch.tensor(rows, device=self.device)] = scores.to(out.dtype)
+        if out is None:
+            return torch.empty(0, self.n_items, device=self.device)
         return out
 
     def recommend(

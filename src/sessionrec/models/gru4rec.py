@@ -42,6 +42,7 @@ from sessionrec.errors import ConfigError
 from sessionrec.models.base import EpochCallback, SessionModel
 from sessionrec.prepare.data import SessionData
 from sessionrec.training.batching import session_parallel_schedule
+from sessionrec.training.finite import check_loss
 from sessionrec.training.losses import LOSSES, bpr_max_elu, ranking_loss
 from sessionrec.training.optim import Adam, RowOptimizer, make_optimizer
 from sessionrec.training.sampling import NegativeSampler
@@ -374,6 +375,7 @@ class GRU4Rec(SessionModel):
                     hs = [h.index_select(0, act) for h in hidden]
                 samples = sampler.next() if sampler is not None else None
                 loss, new = self._train_step(inp, tgt, samples, hs, gen, log_pop)
+                check_loss(self.name, loss, epoch + 1, t + 1)
                 if act is None:
                     hidden = new
                 else:

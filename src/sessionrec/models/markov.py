@@ -3,7 +3,7 @@
 ``score(next = j | last = i) = C[i, j]``, the number of times ``j`` directly followed ``i`` in a
 training session (row-normalised to transition probabilities with ``normalize``, which leaves
 each row's order unchanged). Items never seen after ``i`` — and sessions with no item yet — are
-ordered by training popularity through a tiny ``tie_epsilon``.
+ordered by training popularity (``tiebreak``; exact, see ``_sparse.with_tiebreak``).
 """
 
 from __future__ import annotations
@@ -25,12 +25,13 @@ class MarkovConfig:
     Attributes:
         normalize: divide each row by its total (transition probabilities) instead of raw
             counts; the ranking of one row does not change, only the scale of the scores.
-        tie_epsilon: weight of the popularity tie-break (popularity rank scaled into (0, 1));
-            below the gap between distinct counts (1) it never reorders what the counts decide.
+        tiebreak: order items with equal scores by training popularity, exactly (below the
+            resolution of the float32 scores, so it never reorders what the scores decide;
+            ``_sparse.with_tiebreak``); false leaves them tied.
     """
 
     normalize: bool = False
-    tie_epsilon: float = 1e-6
+    tiebreak: bool = True
 
 
 class Markov(LastItemModel):

@@ -3,8 +3,11 @@
 ``pop`` recommends the items with the most training events, whatever the session.
 ``spop`` (Ludewig & Jannach, "Evaluation of session-based recommendation algorithms", 2018)
 recommends the items that occur most often in the current session, ties (and all items not in
-the session) broken by training popularity: score = count in the session + popularity in
-[0, 1). Neither learns order, so neither can answer a cyclic session A→B→C→A correctly.
+the session) broken by training popularity: the count in the session, with equal counts
+ordered by the items' training popularity rank (exactly: ``_sparse.with_tiebreak``, float64
+scores). ``pop``'s scores are the training counts themselves (float32, exact below 2**24
+events per item); items with equal counts stay tied. Neither learns order, so neither can
+answer a cyclic session A→B→C→A correctly.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any, ClassVar, Self
 
 import torch
 
+from sessionrec.models._sparse import popularity_tiebreak, tiebreak_tensor, with_tiebreak
 from sessionrec.models.base import EpochCallback, SessionModel
 from sessionrec.prepare.data import SessionData
 
@@ -37,6 +41,7 @@ class _Counts(SessionModel):
     def __init__(self, config: Any = None, *, device: str | torch.device = "cpu") -> None:
         super().__init__(config, device=device)
         self.counts = torch.zeros(0, device=self.device)
+        self._rank: torch.Tensor | None = None  # spop's popularity ranks, from the counts
 
     def fit(
         self,
@@ -47,6 +52,7 @@ class _Counts(SessionModel):
     ) -> Self:
         self.n_items = train.n_items
         self.counts = torch.as_tensor(train.item_counts(), dtype=torch.float32, device=self.device)
+        self._rank = None
         return self
 
     def state_arrays(self) -> dict[str, torch.Tensor]:
@@ -54,6 +60,7 @@ class _Counts(SessionModel):
 
     def load_state_arrays(self, arrays: dict[str, torch.Tensor]) -> None:
         self.counts = arrays["counts"].to(self.device, torch.float32)
+        self._rank = None
         self.n_items = int(self.counts.shape[0])
 
 
@@ -78,14 +85,17 @@ class Pop(_Counts):
 
 
 class SPop(_Counts):
-    """Session popularity: count in the current session + training popularity in [0, 1)."""
+    """Session popularity: count in the current session, ties by training popularity."""
 
     name = "spop"
     Config = SPopConfig
 
     def _tiebreak(self) -> torch.Tensor:
-        # Strictly below 1, so one more occurrence in the session always wins.
-        return self.counts / (self.counts.max() + 1.0) if self.n_items else self.counts
+        """(n_items,) popularity rank in (0, 1), computed once from the counts."""
+        if self._rank is None:
+            counts = self.counts.detach().cpu().numpy()
+            self._rank = tiebreak_tensor(popularity_tiebreak(counts), self.device)
+        return self._rank
 
     def start(self, batch_size: int) -> torch.Tensor:
         """(B, n_items) float32 counts of each item in each slot's session."""
@@ -101,4 +111,5 @@ class SPop(_Counts):
         return state
 
     def score(self, state: torch.Tensor) -> torch.Tensor:
-        return state + self._tiebreak()
+        """(B, n_items) float64: the session counts, equal ones ordered by popularity."""
+        return with_tiebreak(state, self._tiebreak())

@@ -5,8 +5,9 @@ The current session is a binary item vector ``q``. Its similarity to each traini
 ``x`` is the cosine ``q·x / (‖q‖ ‖x‖)``; the ``k`` most similar training sessions are its
 neighbours, and an item scores the summed similarity of the neighbours that contain it:
 ``score(i) = Σ_{n ∈ N_k(q)} sim(q, n) · 1[i ∈ n]``. With ``sample_size`` only the most recent
-sessions sharing an item with ``q`` are candidates (the paper's speed-up). Items no neighbour
-holds are ordered by popularity through a tiny ``tie_epsilon``.
+sessions sharing an item with ``q`` are candidates (the paper's speed-up). Items with equal
+scores (e.g. those no neighbour holds) are ordered by popularity (``tiebreak``; exact, see
+``_sparse.with_tiebreak``: the scores come back as float64).
 
 Batched and vectorised: the (B, S) similarities are one sparse × dense product with the
 sessions → items matrix, neighbours the ``k`` largest per row (ties → the more recent session)
@@ -27,7 +28,14 @@ import numpy as np
 import torch
 
 from sessionrec.errors import ConfigError
-from sessionrec.models._sparse import CSR, csr_from_coo, expand_rows, popularity_tiebreak
+from sessionrec.models._sparse import (
+    CSR,
+    csr_from_coo,
+    expand_rows,
+    popularity_tiebreak,
+    tiebreak_tensor,
+    with_tiebreak,
+)
 from sessionrec.models.base import EpochCallback, SessionModel
 from sessionrec.prepare.data import SessionData
 
@@ -47,13 +55,15 @@ class SKNNConfig:
             an item with the current one (0 = every training session).
         similarity: ``cosine`` (q·x / (‖q‖‖x‖)) or ``dot`` (q·x / number of distinct items in
             the current session, session-rec's "vec").
-        tie_epsilon: weight of the popularity tie-break (popularity rank scaled into (0, 1)).
+        tiebreak: order items with equal scores by training popularity, exactly (below the
+            resolution of the float32 scores, so it never reorders what the scores decide;
+            ``_sparse.with_tiebreak``); false leaves them tied.
     """
 
     k: int = 100
     sample_size: int = 0
     similarity: str = "cosine"
-    tie_epsilon: float = 1e-6
+    tiebreak: bool = True
 
     def __post_init__(self) -> None:
         if self.k < 1 or self.sample_size < 0:
@@ -114,15 +124,18 @@ class SKNN(SessionModel):
         sess = new_index[np.repeat(np.arange(n_sess), train.lengths)]
         indptr, indices, data = csr_from_coo(sess, train.items, None, (n_sess, n), binary=True)
         self._set_sessions(CSR.from_numpy(indptr, indices, data, n, self.device))
-        self.tiebreak = torch.as_tensor(
-            popularity_tiebreak(train.item_counts()), dtype=torch.float32, device=self.device
+        counts = train.item_counts()
+        self.tiebreak = tiebreak_tensor(popularity_tiebreak(counts), self.device)
+        self.item_weights = self._learn_item_weights(
+            np.bincount(indices, minlength=n), counts, n_sess
         )
-        self.item_weights = self._learn_item_weights(indptr, indices, n_sess)
         return self
 
     def _learn_item_weights(
-        self, indptr: np.ndarray, indices: np.ndarray, n_sessions: int
+        self, session_counts: np.ndarray, event_counts: np.ndarray, n_sessions: int
     ) -> torch.Tensor | None:
+        """(n_items,) score multipliers (VSKNN's IDF) from each item's number of training
+        sessions and events, or None."""
         return None
 
     def _set_sessions(self, sessions: CSR) -> None:
@@ -158,7 +171,8 @@ class SKNN(SessionModel):
         return KNNState(buf, state.lengths + 1)
 
     def score(self, state: KNNState) -> torch.Tensor:
-        """(B, n_items) summed neighbour similarities plus the popularity tie-break."""
+        """(B, n_items) summed neighbour similarities; float64 with the popularity tie-break
+        (``tiebreak``), float32 without."""
         return self._score(state.items, state.lengths)
 
     def score_rows(self, state: KNNState, rows: torch.Tensor) -> torch.Tensor:
@@ -175,7 +189,7 @@ class SKNN(SessionModel):
         for lo in range(0, n_batch, block):
             hi = min(n_batch, lo + block)
             out[lo:hi] = self._score_block(items[lo:hi], lengths[lo:hi])
-        return out
+        return with_tiebreak(out, self.tiebreak) if self.config.tiebreak else out
 
     # -- the model --------------------------------------------------------------------------
     def _position_weights(self, dist: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -192,7 +206,6 @@ class SKNN(SessionModel):
 
     def _score_block(self, items: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         assert self.sessions is not None and self.item_sessions is not None
-        assert self.tiebreak is not None
         cfg = self.config
         n_b, width = items.shape
         pos = torch.arange(width, device=self.device).unsqueeze(0)
@@ -228,7 +241,7 @@ class SKNN(SessionModel):
         scores = _spmm(self._item_sessions_t, nb)
         if self.item_weights is not None:
             scores = scores * self.item_weights.unsqueeze(0)
-        return scores.add_(self.tiebreak, alpha=float(cfg.tie_epsilon))
+        return scores
 
     def _shared_distance(self, last_pos: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """(b, S) distance from the end of the most recent item each training session shares
@@ -258,7 +271,7 @@ class SKNN(SessionModel):
     def load_state_arrays(self, arrays: dict[str, torch.Tensor]) -> None:
         self._set_sessions(CSR.from_arrays(arrays, "sessions", self.device))
         self.n_items = self.sessions.n_cols if self.sessions is not None else 0
-        self.tiebreak = arrays["tiebreak"].to(self.device, torch.float32)
+        self.tiebreak = tiebreak_tensor(arrays["tiebreak"], self.device)
         w = arrays.get("item_weights")
         self.item_weights = None if w is None else w.to(self.device, torch.float32)
 

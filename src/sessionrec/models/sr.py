@@ -6,13 +6,20 @@ training session, weighted by a decreasing function of the distance ``d`` betwee
 (``1/d`` by default). A session is scored by the rules of its last item:
 ``score(b) = Σ_{occurrences of a → b} w(d)`` with ``a`` the last item. Optionally only the
 ``pruning`` strongest rules per item are kept. Ties (items with no rule) fall back to
-popularity through ``tie_epsilon``.
+popularity (``tiebreak``; exact, see ``_sparse.with_tiebreak``).
+
+Preset ``session-rec`` (``--param preset=session-rec``): the defaults of session-rec's
+``SequentialRules`` (github.com/rn5l/session-rec, ``algorithms/baselines/sr.py``): steps 10,
+weighting ``div`` (1/d), pruning 20. Our defaults differ only in ``pruning`` (0 = keep every
+rule); ``steps`` was chosen on the valid part of ML-100K (BENCHMARKS.md). session-rec also offers a ``linear`` weighting
+``1 − 0.1·d`` (0 beyond d = 10), here ``linear-session-rec``; our ``linear`` is
+``(steps − d + 1)/steps``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -22,7 +29,7 @@ from sessionrec.models._sparse import csr_from_coo, successor_pairs, top_k_per_r
 from sessionrec.prepare.data import SessionData
 
 #: distance d (1 = the next item) → rule weight
-WEIGHTINGS = ("div", "same", "quadratic", "linear")
+WEIGHTINGS = ("div", "same", "quadratic", "linear", "linear-session-rec")
 
 
 @dataclass(frozen=True)
@@ -32,15 +39,23 @@ class SRConfig:
     Attributes:
         steps: the largest distance between the two items of a rule (1 = Markov counts).
         weighting: weight of a rule at distance d: ``div`` 1/d (the paper's default),
-            ``same`` 1, ``quadratic`` 1/d², ``linear`` (steps − d + 1)/steps.
+            ``same`` 1, ``quadratic`` 1/d², ``linear`` (steps − d + 1)/steps,
+            ``linear-session-rec`` max(0, 1 − 0.1·d) (session-rec's ``linear``).
         pruning: keep only the strongest ``pruning`` rules of each item (0 keeps all).
-        tie_epsilon: weight of the popularity tie-break (popularity rank scaled into (0, 1)).
+        tiebreak: order items with equal scores by training popularity, exactly (below the
+            resolution of the float32 scores, so it never reorders what the scores decide;
+            ``_sparse.with_tiebreak``); false leaves them tied.
     """
 
     steps: int = 10
     weighting: str = "div"
     pruning: int = 0
-    tie_epsilon: float = 1e-6
+    tiebreak: bool = True
+
+    #: named starting points (``--param preset=NAME``; models/base.py ``make_config``)
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "session-rec": {"steps": 10, "weighting": "div", "pruning": 20},
+    }
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -64,6 +79,7 @@ class SR(LastItemModel):
             "same": lambda: np.ones_like(df),
             "quadratic": lambda: 1.0 / df**2,
             "linear": lambda: (cfg.steps - df + 1) / cfg.steps,
+            "linear-session-rec": lambda: np.maximum(0.0, 1.0 - 0.1 * df),
         }[cfg.weighting]()
         indptr, indices, data = csr_from_coo(a, b, w, (self.n_items, self.n_items))
         return top_k_per_row(indptr, indices, data, cfg.pruning)

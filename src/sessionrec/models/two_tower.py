@@ -12,6 +12,22 @@ shared by the batch. Scoring: the query against every item embedding, exact (``B
 
 Streaming state: the last ``context_length`` items per slot; ``score`` runs the query tower on
 that window, the same function training used, so streaming equals ``score_sessions`` exactly.
+
+Two settings side by side (BENCHMARKS.md, "Two-tower"):
+
+* the defaults, an improved variant: dim 64, a linear projection after the GRU, both towers
+  L2-normalised, temperature 0.1, logQ correction, accidental hits masked, Adam 0.002, mean
+  loss over the batch, batch 256, 10 epochs, left padding;
+* preset ``tfrs`` (``--param preset=tfrs``): the TensorFlow Recommenders sequential-retrieval
+  tutorial's model as written (``docs/examples/sequential_retrieval.ipynb``): a GRU of 32 over
+  item embeddings of 32 whose last state is the query (no projection), a candidate embedding of
+  32, no normalisation, no temperature, no logQ, accidental hits not removed, TFRS's
+  ``Retrieval`` loss (in-batch softmax cross-entropy summed over the batch), Keras' Adagrad
+  (lr 0.1, initial accumulator 0.1, ε 1e-7), Keras' initialisers (embeddings U(±0.05), GRU
+  Glorot-uniform input weights, orthogonal recurrent weights per gate, zero biases), contexts
+  right-padded as its example generator writes them, batch 12,800, 3 epochs. Not reproduced:
+  its one shuffle (buffer 10,000) cached across epochs (here a full reshuffle every epoch), and
+  its OOV row in the candidate table (never a label).
 """
 
 from __future__ import annotations
@@ -26,12 +42,41 @@ import numpy as np
 import torch
 from torch import nn
 
+from sessionrec.errors import ConfigError
 from sessionrec.models.base import EpochCallback, SessionModel
 from sessionrec.prepare.data import SessionData
+from sessionrec.training.finite import check_loss
+
+OPTIMIZERS = ("adam", "adagrad")
+REDUCTIONS = ("mean", "sum")
+INITS = ("torch", "keras")
+PADDINGS = ("left", "right")
 
 
 @dataclass(frozen=True)
 class TwoTowerConfig:
+    """Parameters of the two-tower model (the module doc compares the defaults and ``tfrs``).
+
+    Attributes:
+        context_length: items of the session the query tower reads (the last ones).
+        dim: embedding and GRU size.
+        epochs: passes over the training examples.
+        batch_size: examples per in-batch softmax.
+        lr: learning rate.
+        weight_decay: L2 penalty (Adam's ``weight_decay``; Adagrad's too).
+        logq: subtract log(expected count in the batch) from each logit (Yi et al. 2019).
+        extra_negatives: uniformly sampled items added to every batch's candidates.
+        temperature: logits are divided by it.
+        seed: weights and shuffles.
+        optimizer: ``adam`` or ``adagrad`` (Keras' flavour: initial accumulator 0.1, ε 1e-7).
+        normalize: L2-normalise queries and candidates.
+        query_projection: a linear layer after the GRU (else the GRU state is the query).
+        mask_accidental_hits: mask in-batch negatives that are the row's own label item.
+        loss_reduction: ``mean`` or ``sum`` of the batch's cross-entropies (TFRS sums).
+        init: ``torch`` (PyTorch's default initialisers) or ``keras`` (see the module doc).
+        padding: where short contexts are padded before the GRU reads them.
+    """
+
     context_length: int = 10
     dim: int = 64
     epochs: int = 10
@@ -42,26 +87,89 @@ class TwoTowerConfig:
     extra_negatives: int = 0
     temperature: float = 0.1
     seed: int = 0
+    optimizer: str = "adam"
+    normalize: bool = True
+    query_projection: bool = True
+    mask_accidental_hits: bool = True
+    loss_reduction: str = "mean"
+    init: str = "torch"
+    padding: str = "left"
+
+    #: named starting points (``--param preset=NAME``; models/base.py ``make_config``)
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "tfrs": {
+            "dim": 32,
+            "epochs": 3,
+            "batch_size": 12800,
+            "lr": 0.1,
+            "logq": False,
+            "temperature": 1.0,
+            "optimizer": "adagrad",
+            "normalize": False,
+            "query_projection": False,
+            "mask_accidental_hits": False,
+            "loss_reduction": "sum",
+            "init": "keras",
+            "padding": "right",
+        },
+    }
+
+    def __post_init__(self) -> None:
+        for name, value, known in (
+            ("optimizer", self.optimizer, OPTIMIZERS),
+            ("loss_reduction", self.loss_reduction, REDUCTIONS),
+            ("init", self.init, INITS),
+            ("padding", self.padding, PADDINGS),
+        ):
+            if value not in known:
+                raise ConfigError(f"two-tower: {name} must be one of {known}, not {value!r}")
 
 
 class _Towers(nn.Module):
     def __init__(self, n_items: int, cfg: TwoTowerConfig) -> None:
         super().__init__()
+        self.n_items = n_items
+        self.normalize = cfg.normalize
+        self.right_pad = cfg.padding == "right"
         # Index n_items is padding in the query tower (windows shorter than context_length).
         self.query_embedding = nn.Embedding(n_items + 1, cfg.dim)
         self.gru = nn.GRU(cfg.dim, cfg.dim, batch_first=True)
-        self.query_out = nn.Linear(cfg.dim, cfg.dim)
+        self.query_out = nn.Linear(cfg.dim, cfg.dim) if cfg.query_projection else None
         self.candidate_embedding = nn.Embedding(n_items, cfg.dim)
+        if cfg.init == "keras":
+            self._keras_init()
+
+    @torch.no_grad()
+    def _keras_init(self) -> None:
+        """Keras' defaults: embeddings U(±0.05); GRU kernel Glorot-uniform, recurrent kernel
+        orthogonal (per gate), biases 0."""
+        for emb in (self.query_embedding, self.candidate_embedding):
+            nn.init.uniform_(emb.weight, -0.05, 0.05)
+        w_ih, w_hh, b_ih, b_hh = (
+            self.gru.get_parameter(f"{k}_l0")
+            for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        )
+        nn.init.xavier_uniform_(w_ih)
+        for gate in w_hh.chunk(3, dim=0):
+            nn.init.orthogonal_(gate)
+        nn.init.zeros_(b_ih)
+        nn.init.zeros_(b_hh)
 
     def query(self, window: torch.Tensor) -> torch.Tensor:
-        """(B, L) item indices, left padded with n_items → (B, dim) L2-normalised queries."""
+        """(B, L) item indices, left padded with n_items → (B, dim) queries (L2-normalised
+        with ``normalize``). With right padding the items move to the front first."""
+        if self.right_pad:
+            order = torch.sort((window == self.n_items).to(torch.int8), dim=1, stable=True)
+            window = window.gather(1, order.indices)
         out, _ = self.gru(self.query_embedding(window))
-        return nn.functional.normalize(self.query_out(out[:, -1]), dim=-1)
+        q = out[:, -1] if self.query_out is None else self.query_out(out[:, -1])
+        return nn.functional.normalize(q, dim=-1) if self.normalize else q
 
     def candidates(self, items: torch.Tensor | None = None) -> torch.Tensor:
-        """(N, dim) L2-normalised candidate embeddings (all items when ``items`` is None)."""
+        """(N, dim) candidate embeddings, all items when ``items`` is None (L2-normalised
+        with ``normalize``)."""
         e = self.candidate_embedding.weight if items is None else self.candidate_embedding(items)
-        return nn.functional.normalize(e, dim=-1)
+        return nn.functional.normalize(e, dim=-1) if self.normalize else e
 
 
 def training_examples(data: SessionData, context_length: int) -> tuple[np.ndarray, np.ndarray]:
@@ -99,11 +207,23 @@ class TwoTower(SessionModel):
         super().__init__(config, **kw)
         self.net: _Towers | None = None
         self.epochs_done = 0
-        self._opt: torch.optim.Adam | None = None
+        self._opt: torch.optim.Optimizer | None = None
         self._resume = False  # set by load_training_state: the next fit continues
         #: Called as (examples done, examples per epoch, mean loss) during an epoch (the
         #: runner's progress bar).
         self.progress_hook: Callable[[int, int, float], None] | None = None
+
+    def _make_optimizer(self, net: _Towers) -> torch.optim.Optimizer:
+        c = self.config
+        if c.optimizer == "adagrad":
+            return torch.optim.Adagrad(
+                net.parameters(),
+                lr=c.lr,
+                weight_decay=c.weight_decay,
+                initial_accumulator_value=0.1,
+                eps=1e-7,
+            )
+        return torch.optim.Adam(net.parameters(), lr=c.lr, weight_decay=c.weight_decay)
 
     def _build(self) -> _Towers:
         with torch.random.fork_rng(devices=[]):
@@ -124,7 +244,7 @@ class TwoTower(SessionModel):
             self.net, self._opt, self.epochs_done = self._build(), None, 0
         net = self.net
         if self._opt is None:
-            self._opt = torch.optim.Adam(net.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+            self._opt = self._make_optimizer(net)
         opt = self._opt
         windows_np, labels_np = training_examples(train, c.context_length)
         windows = torch.from_numpy(windows_np).to(self.device)
@@ -164,16 +284,19 @@ class TwoTower(SessionModel):
                         ]
                     )
                     logits = logits - expected[None, :]
-                # Mask accidental hits: another column holding this row's label item.
-                hit = cand[None, :] == y[:, None]
-                hit[:, : len(y)].fill_diagonal_(False)
-                logits = logits.masked_fill(hit, float("-inf"))
+                if c.mask_accidental_hits:
+                    # another column holding this row's label item
+                    hit = cand[None, :] == y[:, None]
+                    hit[:, : len(y)].fill_diagonal_(False)
+                    logits = logits.masked_fill(hit, float("-inf"))
                 target = torch.arange(len(y), device=self.device)
-                loss = nn.functional.cross_entropy(logits, target)
+                loss = nn.functional.cross_entropy(logits, target, reduction=c.loss_reduction)
+                check_loss(self.name, loss, epoch, batches + 1)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-                total += float(loss.detach())
+                # per example, whichever reduction trained
+                total += float(loss.detach()) / (len(y) if c.loss_reduction == "sum" else 1)
                 batches += 1
                 if self.progress_hook is not None and (
                     batches % 20 == 0 or a + c.batch_size >= len(order)
@@ -210,8 +333,7 @@ class TwoTower(SessionModel):
         self.n_items = arrays["param/candidate_embedding.weight"].shape[0]
         self.load_state_arrays({k[6:]: v for k, v in arrays.items() if k.startswith("param/")})
         assert self.net is not None
-        c = self.config
-        self._opt = torch.optim.Adam(self.net.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+        self._opt = self._make_optimizer(self.net)
         state: dict[int, dict[str, torch.Tensor]] = {}
         for key, v in arrays.items():
             if key.startswith("opt/"):

@@ -11,15 +11,35 @@ SKNN (see ``sknn.py``) with three refinements from the paper:
   current session lies (``weighting_score``: ``same`` 1, ``harmonic`` 1/(d + 1) (default),
   ``quadratic`` 1/(d + 1)²);
 * an item's score can be raised by its inverse document frequency over training sessions:
-  ``score(i) · (1 + idf_weighting · log(S / S_i))`` (default 1; 0 = off).
+  ``score(i) · (1 + idf_weighting · log(S / S_i))`` (default 1; 0 = off), ``S`` the number of
+  training sessions and ``S_i`` those holding ``i`` (``idf_counts=sessions``) or the number of
+  training events of ``i`` (``idf_counts=events``, as session-rec counts).
 
-Defaults (k 100, harmonic / harmonic, IDF 1) were the best on the valid part of ML-100K.
+Defaults (k 100, harmonic / harmonic, IDF 1) were the best on the valid part of ML-100K. Where
+they differ from session-rec's ``VMContextKNN`` (github.com/rn5l/session-rec,
+``algorithms/knn/vsknn.py``, constructor defaults; its ``k`` has none, its docstring says 100):
+
+=============================  ============================  ==================================
+setting                        sessionrec default            session-rec (preset session-rec)
+=============================  ============================  ==================================
+similarity                     ``cosine``                    ``vec`` = ``dot`` here
+position weight (weighting)    ``harmonic`` 1/(d + 1)        ``div`` i/L = ``linear`` here
+neighbour decay                ``harmonic`` 1/(d + 1)        ``div`` 1/step = ``harmonic``
+IDF                            on (1), session counts        off; when on, event counts
+sample size                    0 (every session)             1000 most recent sharing an item
+k                              100                           100
+=============================  ============================  ==================================
+
+``--param preset=session-rec`` reproduces the right-hand column (explicit ``--param`` values
+override it). Not reproduced: session-rec normalises each list by its maximum (no effect on the
+ranking) and leaves ties in its own order; here they go to the more recent session
+(neighbours) and to the more popular item (scores).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -29,6 +49,7 @@ from sessionrec.models.sknn import SIMILARITIES, SKNN
 
 WEIGHTINGS = ("harmonic", "linear", "quadratic", "same")
 SCORE_WEIGHTINGS = ("same", "harmonic", "quadratic")
+IDF_COUNTS = ("sessions", "events")
 
 
 @dataclass(frozen=True)
@@ -43,7 +64,9 @@ class VSKNNConfig:
         weighting: recency weight of the current session's events (see the module doc).
         weighting_score: neighbour decay by its most recent shared item (module doc).
         idf_weighting: strength of the IDF boost of rare items (0 = off).
-        tie_epsilon: weight of the popularity tie-break (popularity rank scaled into (0, 1)).
+        idf_counts: what the IDF counts per item: ``sessions`` holding it or its ``events``.
+        tiebreak: order items with equal scores by training popularity, exactly
+            (``_sparse.with_tiebreak``); false leaves them tied.
     """
 
     k: int = 100
@@ -52,7 +75,21 @@ class VSKNNConfig:
     weighting: str = "harmonic"
     weighting_score: str = "harmonic"
     idf_weighting: float = 1.0
-    tie_epsilon: float = 1e-6
+    idf_counts: str = "sessions"
+    tiebreak: bool = True
+
+    #: named starting points (``--param preset=NAME``; models/base.py ``make_config``)
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "session-rec": {
+            "k": 100,
+            "sample_size": 1000,
+            "similarity": "dot",
+            "weighting": "linear",
+            "weighting_score": "harmonic",
+            "idf_weighting": 0.0,
+            "idf_counts": "events",
+        },
+    }
 
     def __post_init__(self) -> None:
         if self.k < 1 or self.sample_size < 0 or self.idf_weighting < 0:
@@ -61,6 +98,7 @@ class VSKNNConfig:
             ("similarity", self.similarity, SIMILARITIES),
             ("weighting", self.weighting, WEIGHTINGS),
             ("weighting_score", self.weighting_score, SCORE_WEIGHTINGS),
+            ("idf_counts", self.idf_counts, IDF_COUNTS),
         ):
             if value not in known:
                 raise ConfigError(f"vsknn: {name} must be one of {known}, not {value!r}")
@@ -95,11 +133,12 @@ class VSKNN(SKNN):
         return torch.ones_like(d)
 
     def _learn_item_weights(
-        self, indptr: np.ndarray, indices: np.ndarray, n_sessions: int
+        self, session_counts: np.ndarray, event_counts: np.ndarray, n_sessions: int
     ) -> torch.Tensor | None:
         if self.config.idf_weighting <= 0:
             return None
-        df = np.bincount(indices, minlength=self.n_items).clip(min=1)
+        counts = event_counts if self.config.idf_counts == "events" else session_counts
+        df = np.asarray(counts).clip(min=1)
         idf = np.log(max(n_sessions, 1) / df)
         return torch.as_tensor(
             1.0 + self.config.idf_weighting * idf, dtype=torch.float32, device=self.device

@@ -25,6 +25,7 @@ from torch import nn
 from sessionrec.models.base import EpochCallback
 from sessionrec.rating.base import RatingModel, known_mask
 from sessionrec.rating.data import Ratings
+from sessionrec.training.finite import check_loss
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "selu": nn.SELU,
@@ -172,6 +173,7 @@ class AutoRec(RatingModel):
                     if c.l2:
                         loss = loss + c.l2 / 2 * self.net.l2() * len(x) / len(order)
                     loss = loss / mask.sum().clamp(min=1)
+                    check_loss("autorec", loss, epoch, a // c.batch_size + 1)
                     opt.zero_grad()
                     loss.backward()
                     opt.step()

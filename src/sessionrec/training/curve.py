@@ -12,9 +12,16 @@ from sessionrec._io import atomic_path
 
 
 def write_history(path: Path, history: list[dict[str, Any]]) -> None:
-    """One JSON record per epoch, written atomically."""
+    """One JSON record per epoch, written atomically; a non-finite number is written as null
+    (``json.dumps`` would write a bare ``NaN``, which is not JSON)."""
+    from sessionrec.training.finite import finite_or_none
+
+    lines = (
+        json.dumps({k: finite_or_none(v) for k, v in r.items()}, allow_nan=False) + "\n"
+        for r in history
+    )
     with atomic_path(path) as tmp:
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in history))
+        tmp.write_text("".join(lines))
 
 
 def learning_curve(path: Path, history: list[dict[str, Any]], title: str) -> None:

@@ -11,6 +11,7 @@ learning_curve.png.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,11 +20,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from sessionrec._io import atomic_dir, read_json, write_json
-from sessionrec.errors import ConfigError, DataError
+from sessionrec.errors import ConfigError, DataError, TrainingDivergedError
 from sessionrec.models import model_class
 from sessionrec.models.base import SessionModel, make_config
 from sessionrec.prepare.data import PreparedData, SessionData
 from sessionrec.training.curve import learning_curve, write_history
+from sessionrec.training.finite import check_arrays
 
 if TYPE_CHECKING:
     from sessionrec.rating.base import RatingModel
@@ -146,7 +148,17 @@ def train(
     def on_epoch(record: dict[str, Any]) -> bool:
         nonlocal best_arrays
         bar.finish_epoch()
+        # Before anything is scored, kept or checkpointed: a diverged epoch is never the best.
+        loss = record.get("train_loss")
+        if loss is not None and not math.isfinite(loss):
+            raise TrainingDivergedError(
+                model_name, f"the training loss turned {loss}", record["epoch"]
+            )
+        check_arrays(model_name, model.state_arrays(), record["epoch"])
         record.update(valid_metrics())
+        bad = [k for k, v in record.items() if k.startswith("valid_") and not math.isfinite(v)]
+        if bad:
+            raise TrainingDivergedError(model_name, f"{bad[0]} turned non-finite", record["epoch"])
         state["history"].append(record)
         value = record.get(metric_key)
         improved = False
