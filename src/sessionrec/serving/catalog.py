@@ -231,9 +231,9 @@ def scores_to_top(
 ) -> tuple[list[int], list[float]]:
     """Top-``k`` item indices and scores of one (n_items,) vector, ``exclude`` masked out —
     as ``sessionrec.recommend.top_k_frame`` ranks them."""
-    s = scores.detach().float()
+    s = scores.detach()  # the model's dtype: the kNN baselines' float64 tie-break stays exact
+    s = s.masked_fill(torch.isnan(s), -torch.inf)  # NaN is never served (as recommend)
     if exclude:
-        s = s.clone()
         s[torch.tensor(exclude, dtype=torch.long, device=s.device)] = -torch.inf
     k = min(k, int(torch.isfinite(s).sum()))
     top = torch.topk(s, k)
