@@ -126,7 +126,7 @@ def main() -> None:
         candidates[name] = (name, {})
     candidates |= {
         "bpr-f16": ("bpr", {"factors": 16}),
-        "bpr-f64-lr0.05": ("bpr", {"factors": 64, "lr": 0.05}),
+        "bpr-f64-lr0.05": ("bpr", {"factors": 64, "learning_rate": 0.05}),
         "als-f16": ("als", {"factors": 16}),
         "als-f32-reg1-alpha10": ("als", {"factors": 32, "reg": 1.0, "alpha": 10.0}),
     }

@@ -19,7 +19,20 @@ SHARED = next(
     ),
     Path(__file__).resolve().parents[2] / "shared" / "data",
 )
-ML100K = SHARED / "ml-100k"
+
+
+def _find_ml100k() -> Path:
+    """ML-100K for the end-to-end tests: ../shared/data/ml-100k, else the user's sessionrec
+    cache (``sessionrec data fetch ml-100k`` puts it there), looked up before the tests
+    isolate $SESSIONREC_HOME."""
+    if (SHARED / "ml-100k" / "u.data").exists():
+        return SHARED / "ml-100k"
+    from sessionrec.datasets.registry import cache_dir, is_cached
+
+    return cache_dir("ml-100k") if is_cached("ml-100k") else SHARED / "ml-100k"
+
+
+ML100K = _find_ml100k()
 
 
 @pytest.fixture(autouse=True)
@@ -33,7 +46,10 @@ def _isolated_home(
 @pytest.fixture
 def ml100k() -> Path:
     if not (ML100K / "u.data").exists():
-        pytest.skip("../shared/data/ml-100k not present")
+        pytest.skip(
+            "ML-100K not found in ../shared/data/ml-100k nor in the sessionrec cache: run "
+            "`sessionrec data fetch ml-100k` (or `sessionrec data import ml-100k PATH`)"
+        )
     return ML100K
 
 

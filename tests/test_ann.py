@@ -165,8 +165,8 @@ def test_evaluation_and_recommend_through_an_exact_index_match_the_model() -> No
 def test_an_index_of_other_vectors_is_refused(kind: str, tmp_path: Path) -> None:
     data = _cycle_data()
     params = model_class("two-tower").test_params
-    model = create("two-tower", {**params, "epochs": 2}).fit(data)
-    retrained = create("two-tower", {**params, "epochs": 2, "seed": 1}).fit(data)
+    model = create("two-tower", {**params, "n_epochs": 2}).fit(data)
+    retrained = create("two-tower", {**params, "n_epochs": 2, "seed": 1}).fit(data)
     model.items = retrained.items = pl.DataFrame({"item_idx": range(12), "item_id": range(12)})
     index = load_index(build_index(model, kind).save(tmp_path / "ix"))
     index.check_model(model)  # its own model passes
@@ -174,7 +174,7 @@ def test_an_index_of_other_vectors_is_refused(kind: str, tmp_path: Path) -> None
         retrained.recommend([1, 2], 3, index=index)
     with pytest.raises(ConfigError, match="other item vectors"):
         IndexedModel(retrained, index)
-    small = create("two-tower", {**params, "epochs": 1}).fit(_cycle_data(n=10))
+    small = create("two-tower", {**params, "n_epochs": 1}).fit(_cycle_data(n=10))
     with pytest.raises(ConfigError, match="rebuild"):
         IndexedModel(small, index)
 
@@ -209,7 +209,7 @@ def test_cli_index_recommend_evaluate(tmp_path: Path, capsys: pytest.CaptureFixt
     sr.prepare(log, prep, session="user", split="random", test_fraction=0.2, valid_fraction=0,
                min_item_support=0)  # fmt: skip
     argv = ["train", str(prep), "--model", "two-tower", "--out", str(tmp_path / "m")]
-    assert _run([*argv, "-p", "epochs=2", "-p", "dim=8"], capsys)[0] == 0
+    assert _run([*argv, "-p", "n_epochs=2", "-p", "dim=8"], capsys)[0] == 0
     code, out = _run(["index", str(tmp_path / "m"), "--kind", "hnsw", "--data", str(prep)], capsys)
     assert code == 0, out
     meta = json.loads((tmp_path / "m" / "index" / "index.json").read_text())

@@ -72,8 +72,8 @@ def test_train_evaluate_recommend_rating(
 
 RATING_MODELS_TEST = {
     "baseline": {},
-    "svd": {"epochs": 3},
-    "autorec": {"epochs": 2},
+    "svd": {"n_epochs": 3},
+    "autorec": {"n_epochs": 2},
 }
 
 
@@ -81,7 +81,7 @@ def test_epoch_progress_printed(
     rated: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = ["train", str(rated), "--model", "svd", "--out", str(tmp_path / "m")]
-    code, out = run([*argv, "--param", "epochs=2"], capsys)
+    code, out = run([*argv, "--param", "n_epochs=2"], capsys)
     assert code == 0, out
     assert "epoch 1:" in out and "epoch 2:" in out and "valid rmse" in out
     lines = (tmp_path / "m" / "history.jsonl").read_text().splitlines()
@@ -110,7 +110,7 @@ def test_python_train_fits_rating_models_on_a_random_event_split(tmp_path: Path)
         counts["test"]["events"] + dropped["unknown_item_events"] + dropped["short_session_events"]
     )
     assert held == 60 and counts["valid"]["events"] + counts["train"]["events"] <= 140
-    model = sr.train("svd", prep, tmp_path / "m", params={"epochs": 3}, seed=4, progress=False)
+    model = sr.train("svd", prep, tmp_path / "m", params={"n_epochs": 3}, seed=4, progress=False)
     from sessionrec.rating import RatingModel
     from sessionrec.rating.prepared import prepared_ratings
 
@@ -133,7 +133,7 @@ def test_recommend_bpr_for_user(
     rated: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = ["train", str(rated), "--model", "bpr", "--out", str(tmp_path / "b")]
-    code, out = run([*argv, "--param", "epochs=2"], capsys)
+    code, out = run([*argv, "--param", "n_epochs=2"], capsys)
     assert code == 0, out
     code, out = run(["recommend", str(tmp_path / "b"), "--user", "5", "-k", "3"], capsys)
     assert code == 0, out

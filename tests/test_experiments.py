@@ -38,7 +38,7 @@ def test_sweep_cli_runs_every_seed_and_summarises(
 ) -> None:
     out = tmp_path / "sw"
     argv = ["sweep", str(tiny.path), "--model", "two-tower", "--seeds", "3", "4", "--out",
-            str(out), "-p", "epochs=1", "-p", "dim=4", "--cutoffs", "5"]  # fmt: skip
+            str(out), "-p", "n_epochs=1", "-p", "dim=4", "--cutoffs", "5"]  # fmt: skip
     code, stdout, err = run_cli(argv, capsys)
     assert code == 0, err
     res = json.loads((out / "sweep.json").read_text())
@@ -62,11 +62,11 @@ def test_sweep_cli_runs_every_seed_and_summarises(
 
 def test_sweep_grid_runs_every_combination(tiny: sr.PreparedData, tmp_path: Path) -> None:
     assert grid_configs({"a": [1, 2], "b": ["x"]}) == [{"a": 1, "b": "x"}, {"a": 2, "b": "x"}]
-    res = sweep("two-tower", tiny, tmp_path / "g", [0, 1], params={"epochs": 1},
+    res = sweep("two-tower", tiny, tmp_path / "g", [0, 1], params={"n_epochs": 1},
                 grid={"dim": [4, 8]}, cutoffs=(5,))  # fmt: skip
     assert [c["params"] for c in res["configs"]] == [{"dim": 4}, {"dim": 8}]
     cfg = json.loads((tmp_path / "g" / "config-1" / "seed-0" / "config.json").read_text())
-    assert cfg["config"]["dim"] == 8 and cfg["config"]["epochs"] == 1
+    assert cfg["config"]["dim"] == 8 and cfg["config"]["n_epochs"] == 1
     assert all(len(c["runs"]) == 2 for c in res["configs"])
     # comparing configurations is choosing one: by default fit on train, scored on valid
     assert (res["fit_on"], res["split"], res["selection"]) == ("train", "valid", "valid")
@@ -95,7 +95,7 @@ def test_sweep_resume_keeps_finished_runs_asked_the_same(
     tiny: sr.PreparedData, tmp_path: Path
 ) -> None:
     out = tmp_path / "r"
-    kw = {"params": {"epochs": 1, "dim": 4}, "cutoffs": (5,)}
+    kw = {"params": {"n_epochs": 1, "dim": 4}, "cutoffs": (5,)}
     first = sweep("two-tower", tiny, out, [0, 1], **kw)  # type: ignore[arg-type]
     original = [r["mrr@5"] for r in first["configs"][0]["runs"]]
     kept = json.loads((out / "seed-1" / "run.json").read_text())
@@ -114,7 +114,7 @@ def test_sweep_resume_keeps_finished_runs_asked_the_same(
 def test_a_grid_is_never_scored_on_test_unless_asked_and_labelled(
     tiny: sr.PreparedData, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    kw = {"params": {"epochs": 1}, "grid": {"dim": [4, 8]}, "cutoffs": (5,)}
+    kw = {"params": {"n_epochs": 1}, "grid": {"dim": [4, 8]}, "cutoffs": (5,)}
     with pytest.raises(ConfigError, match="tuning on test"):
         sweep("two-tower", tiny, tmp_path / "a", [0], split="test", **kw)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="trained on"):
@@ -124,13 +124,13 @@ def test_a_grid_is_never_scored_on_test_unless_asked_and_labelled(
     for name in ("sweep.md", "sweep.html"):
         assert "TEST-SELECTED" in (tmp_path / "c" / name).read_text()
     argv = ["sweep", str(tiny.path), "--model", "two-tower", "--seeds", "0", "--out",
-            str(tmp_path / "d"), "-p", "epochs=1", "--grid", "dim=[4,8]", "--split", "test"]  # fmt: skip
+            str(tmp_path / "d"), "-p", "n_epochs=1", "--grid", "dim=[4,8]", "--split", "test"]  # fmt: skip
     code, _, err = run_cli(argv, capsys)
     assert code == 2 and "--select-on-test" in err
     code, out, err = run_cli([*argv, "--select-on-test"], capsys)
     assert code == 0 and "TEST-SELECTED" in out
     # one configuration over seeds chooses nothing: train+valid → test stays its default
-    one = sweep("two-tower", tiny, tmp_path / "e", [0], params={"epochs": 1, "dim": 4})
+    one = sweep("two-tower", tiny, tmp_path / "e", [0], params={"n_epochs": 1, "dim": 4})
     assert (one["fit_on"], one["split"], one["selection"], one["best"]) == (
         "train+valid",
         "test",

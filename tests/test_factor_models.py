@@ -46,11 +46,11 @@ def test_interaction_matrix_rows() -> None:
 @pytest.mark.parametrize("name", ["bpr", "als"])
 def test_factor_model_protocol(name: str, tmp_path: Path) -> None:
     data = _cyclic()
-    tuned = {"epochs": 100, "lr": 0.1} if name == "bpr" else {"epochs": 5}
+    tuned = {"n_epochs": 100, "learning_rate": 0.1} if name == "bpr" else {"n_epochs": 5}
     params = {**model_class(name).test_params, **tuned}  # type: ignore[attr-defined]
     records: list[dict[str, float]] = []
     m = create(name, params).fit(data, callback=records.append)
-    assert len(records) == params["epochs"]
+    assert len(records) == params["n_epochs"]
     assert {"epoch", "train_loss", "seconds", "events_per_second"} <= set(records[0])
     sessions = [[0, 1, 2], [7, 8], [3]]
     scores = m.score_sessions(sessions)
@@ -74,7 +74,7 @@ def test_factor_model_protocol(name: str, tmp_path: Path) -> None:
 
 
 def test_early_stop_by_callback() -> None:
-    m = create("als", {"factors": 4, "epochs": 10}).fit(
+    m = create("als", {"factors": 4, "n_epochs": 10}).fit(
         _cyclic(), callback=lambda r: r["epoch"] >= 2
     )
     assert m.item_factors.shape == (12, 4)

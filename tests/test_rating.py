@@ -110,7 +110,7 @@ def test_rating_model_contract(name: str, tmp_path: Path) -> None:
 def test_models_beat_the_global_mean(name: str) -> None:
     data = _synthetic(80, 60)
     train, test = random_split(data, 0.2, seed=0)
-    params = {"epochs": 40, "factors": 8, "lr": 0.02} if name != "baseline" else {}
+    params = {"n_epochs": 40, "factors": 8, "learning_rate": 0.02} if name != "baseline" else {}
     m = create_rating_model(name, params).fit(train)
     mean_rmse = rmse(test.ratings, np.full(len(test), train.ratings.mean()))
     assert m.evaluate(test)["rmse"] < 0.9 * mean_rmse
@@ -119,13 +119,22 @@ def test_models_beat_the_global_mean(name: str) -> None:
 def test_divergence_is_an_error_not_nan_predictions() -> None:
     data = _synthetic(80, 60)
     with pytest.raises(ConfigError, match="diverged in epoch"):
-        create_rating_model("svdpp", {"batch_size": 4096, "lr": 0.02, "epochs": 40}).fit(data)
+        create_rating_model(
+            "svdpp", {"batch_size": 4096, "learning_rate": 0.02, "n_epochs": 40}
+        ).fit(data)
 
 
 def test_svdpp_with_batches_of_one_is_koren_per_rating_sgd() -> None:
     """batch_size=1 is the per-rating algorithm (Surprise's SVDpp loop), written plainly."""
     data = _synthetic(12, 9, seed=2)
-    c = {"factors": 3, "epochs": 2, "lr": 0.01, "reg": 0.05, "batch_size": 1, "seed": 4}
+    c = {
+        "factors": 3,
+        "n_epochs": 2,
+        "learning_rate": 0.01,
+        "reg": 0.05,
+        "batch_size": 1,
+        "seed": 4,
+    }
     m = create_rating_model("svdpp", c).fit(data)
     rng = np.random.default_rng(4)
     nu, ni, f = data.n_users, data.n_items, 3
@@ -155,7 +164,7 @@ def test_svdpp_with_batches_of_one_is_koren_per_rating_sgd() -> None:
 def test_baseline_matches_closed_form_one_step() -> None:
     # Two users, two items; one ALS epoch: item biases from zero user biases, then user biases.
     data = Ratings.from_arrays([0, 0, 1], [0, 1, 0], [5.0, 3.0, 4.0])
-    m = create_rating_model("baseline", {"epochs": 1, "reg_user": 1.0, "reg_item": 1.0})
+    m = create_rating_model("baseline", {"n_epochs": 1, "reg_user": 1.0, "reg_item": 1.0})
     m.fit(data)
     mu = 4.0
     bi = np.array([(1.0 + 0.0) / (1 + 2), -1.0 / (1 + 1)])
@@ -197,7 +206,7 @@ def test_crossval_function_and_cli(tmp_path: Path) -> None:
             "--seed",
             "1",
             "-p",
-            "epochs=2",
+            "n_epochs=2",
             "-p",
             "factors=3",
             "--json",
@@ -209,7 +218,7 @@ def test_crossval_function_and_cli(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     saved = json.loads(out.read_text())
     assert len(saved["folds"]) == 2 and {"rmse", "mae", "fcp"} <= set(saved["mean"])
-    assert saved["params"] == {"epochs": 2, "factors": 3}
+    assert saved["params"] == {"n_epochs": 2, "factors": 3}
 
 
 def test_crossval_single_split_protocols(tmp_path: Path) -> None:

@@ -83,6 +83,8 @@ def test_events_advance_the_session_and_return_the_list(client: TestClient) -> N
     assert [x["rank"] for x in recs] == [1, 2, 3]
     assert set(recs[0]) >= {"rank", "item_id", "title", "year", "genres", "score", "because"}
     assert recs[0]["because"][0]["title"] == "Toy Story (1995)"  # kNN: the item that led to it
+    moved = post(client, "s0", "The Shawshank Redemption")  # articles moved, as recommend
+    assert moved.status_code == 200 and moved.json()["events"] == 1
     r = post(client, "s1", 101, k=5)  # by id
     assert r.json()["events"] == 2
     got = client.get("/v1/sessions/s1").json()

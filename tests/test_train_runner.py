@@ -71,7 +71,7 @@ def test_train_writes_the_model_directory(prepared: sr.PreparedData, tmp_path: P
     ("name", "params", "epochs_key"),
     [
         ("gru4rec", PARAMS, "n_epochs"),
-        ("two-tower", {"dim": 8, "epochs": 3, "batch_size": 16}, "epochs"),
+        ("two-tower", {"dim": 8, "n_epochs": 3, "batch_size": 16}, "n_epochs"),
     ],
 )
 def test_resume_continues_from_the_checkpoint(
@@ -156,7 +156,7 @@ def test_long_runs_print_about_twenty_epoch_lines(
     import logging
 
     with caplog.at_level(logging.INFO, logger="sessionrec.training.runner"):
-        sr.train("bpr", prepared, tmp_path / "b", params={"epochs": 60, "factors": 4},
+        sr.train("bpr", prepared, tmp_path / "b", params={"n_epochs": 60, "factors": 4},
                  fit_on="train+valid", progress=False)  # fmt: skip
     printed = [r.getMessage().split(",")[0] for r in caplog.records if "events/s" in r.getMessage()]
     assert printed == ["epoch 1", *(f"epoch {e}" for e in range(3, 61, 3))]

@@ -52,7 +52,7 @@ def test_learns_a_cycle_and_keeps_the_protocol(tmp_path: Path) -> None:
         start = int(rng.integers(n))
         sessions.append([(start + t) % n for t in range(int(rng.integers(3, 8)))])
     data = _data(sessions, n)
-    params = {"dim": 16, "epochs": 15, "batch_size": 32, "lr": 0.01}
+    params = {"dim": 16, "n_epochs": 15, "batch_size": 32, "learning_rate": 0.01}
     records: list[dict[str, float]] = []
     m = create("two-tower", params).fit(data, callback=records.append)
     assert len(records) == 15 and records[-1]["train_loss"] < records[0]["train_loss"]
@@ -79,7 +79,7 @@ def test_learns_a_cycle_and_keeps_the_protocol(tmp_path: Path) -> None:
 def test_extra_negatives_and_no_logq_train() -> None:
     data = _data([[0, 1, 2, 3], [2, 3, 0, 1]] * 5, n_items=4)
     m = create(
-        "two-tower", {"dim": 4, "epochs": 1, "batch_size": 8, "extra_negatives": 3, "logq": False}
+        "two-tower", {"dim": 4, "n_epochs": 1, "batch_size": 8, "extra_negatives": 3, "logq": False}
     ).fit(data)
     assert torch.isfinite(m.score_sessions([[0]])).all()
 
@@ -111,7 +111,7 @@ def test_sequence_examples_by_hand() -> None:
 
 def test_progress_hook_reports_every_example_of_an_epoch() -> None:
     data = _data([[i % 5, (i + 1) % 5, (i + 2) % 5] for i in range(50)], 5)
-    m = create("two-tower", {"dim": 4, "epochs": 2, "batch_size": 2})
+    m = create("two-tower", {"dim": 4, "n_epochs": 2, "batch_size": 2})
     calls: list[tuple[int, int, float]] = []
     m.progress_hook = lambda done, total, loss: calls.append((done, total, loss))  # type: ignore[attr-defined]
     m.fit(data)
@@ -157,14 +157,20 @@ def test_prepare_examples_cli_writes_one_prediction_per_example(
 def test_tfrs_preset_is_the_tutorial_model(tmp_path: Path) -> None:
     m = create("two-tower", {"preset": "tfrs"})
     c = m.config
-    assert (c.dim, c.epochs, c.batch_size, c.lr, c.optimizer) == (32, 3, 12800, 0.1, "adagrad")
+    assert (c.dim, c.n_epochs, c.batch_size, c.learning_rate, c.optimizer) == (
+        32,
+        3,
+        12800,
+        0.1,
+        "adagrad",
+    )
     assert (c.normalize, c.query_projection, c.logq, c.temperature) == (False, False, False, 1.0)
     assert (c.mask_accidental_hits, c.loss_reduction, c.padding) == (False, "sum", "right")
     # a small version of it trains, learns the cycle's direction, and round-trips
     n = 6
     sessions = [[(s + t) % n for t in range(5)] for s in range(n)] * 20
     data = _data(sessions, n)
-    params = {"preset": "tfrs", "dim": 8, "batch_size": 16, "epochs": 8}
+    params = {"preset": "tfrs", "dim": 8, "batch_size": 16, "n_epochs": 8}
     records: list[dict[str, float]] = []
     m = create("two-tower", params).fit(data, callback=records.append)
     assert records[-1]["train_loss"] < records[0]["train_loss"]
@@ -199,7 +205,7 @@ def test_right_padding_reads_the_items_first() -> None:
 
 def test_loss_record_is_per_example_under_either_reduction() -> None:
     data = _data([[0, 1, 2, 3], [2, 3, 0, 1]] * 5, n_items=4)
-    base = {"dim": 4, "epochs": 1, "batch_size": 100, "lr": 0.0}
+    base = {"dim": 4, "n_epochs": 1, "batch_size": 100, "learning_rate": 0.0}
     mean: list[dict[str, float]] = []
     total: list[dict[str, float]] = []
     create("two-tower", base).fit(data, callback=mean.append)

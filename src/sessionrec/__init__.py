@@ -12,6 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+# Before anything can load torch: idle OpenMP threads sleep instead of spinning
+# (sessionrec._threads says why; an OMP_WAIT_POLICY already set is kept).
+from sessionrec import _threads
+
+_threads.quiet_openmp()
+
 # Names resolved lazily so that `import sessionrec` stays fast and imports no torch.
 _LAZY = {
     "load": "sessionrec.datasets",
@@ -24,6 +30,8 @@ _LAZY = {
     "EvalResult": "sessionrec.evaluation",
     "train": "sessionrec.training",
     "sweep": "sessionrec.experiments",
+    "load_model": "sessionrec.models",
+    "models_table": "sessionrec.catalog",
     "serve": "sessionrec.serving",
 }
 
@@ -46,6 +54,8 @@ __all__ = [
     "evaluate",
     "explore",
     "load",
+    "load_model",
+    "models_table",
     "prepare",
     "serve",
     "sweep",
@@ -53,9 +63,11 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from sessionrec.catalog import models_table
     from sessionrec.datasets import ColumnMapping, Dataset, load
     from sessionrec.evaluation import EvalResult, evaluate
     from sessionrec.experiments import sweep
+    from sessionrec.models import load_model
     from sessionrec.prepare import PrepareConfig, PreparedData, SessionData
     from sessionrec.serving import serve
     from sessionrec.training import train
@@ -67,3 +79,8 @@ def __getattr__(name: str) -> Any:
 
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'sessionrec' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The public names, lazy ones included (tab completion sees ``sr.load``, ``sr.train``)."""
+    return sorted(set(globals()) | set(__all__))

@@ -191,13 +191,9 @@ class ExactIndex(ItemIndex):
 
 
 def _faiss() -> Any:
-    try:
-        import faiss
-    except ImportError:
-        raise SessionrecError(
-            'the HNSW index needs faiss: pip install "sessionrec[ann]" (faiss-cpu)'
-        ) from None
-    return faiss
+    from sessionrec._optional import require
+
+    return require("faiss")
 
 
 class HNSWIndex(ItemIndex):

@@ -284,6 +284,20 @@ def sweep_blocks(result: dict[str, Any]) -> list[Block]:
     ]
 
 
+def varied_names(configs: list[dict[str, Any]]) -> list[str]:
+    """The grid's parameter names, in the order the configurations list them."""
+    return list(dict.fromkeys(k for c in configs for k in c["params"]))
+
+
+def tick_labels(configs: list[dict[str, Any]]) -> list[str]:
+    """One x tick per configuration: its values of the varied parameters (``32`` for one
+    parameter, ``32, 0.1`` for two, named on the axis), or the settings of a single run."""
+    names = varied_names(configs)
+    if not names:
+        return ["one setting"] * len(configs)
+    return [", ".join(str(c["params"].get(n, "—")) for n in names) for c in configs]
+
+
 def sweep_figure(result: dict[str, Any]) -> bytes:
     """PNG: one panel per metric; per configuration a dot per seed, the mean and its interval."""
     import io
@@ -305,8 +319,8 @@ def sweep_figure(result: dict[str, Any]) -> bytes:
             ax.plot([x] * len(values), values, "o", color="black", alpha=0.6, markersize=4)
             below, above = s["mean"] - s["low"], s["high"] - s["mean"]
             ax.errorbar(x + 0.15, s["mean"], yerr=[[below], [above]], fmt="s", capsize=4)
-        ax.set_xticks(range(len(configs)), [str(i) for i in range(len(configs))])
-        ax.set_xlabel("config" if len(configs) > 1 else "")
+        ax.set_xticks(range(len(configs)), tick_labels(configs), fontsize=8)
+        ax.set_xlabel(", ".join(varied_names(configs)))
         ax.set_title(name)
     fig.tight_layout()
     buf = io.BytesIO()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 from sessionrec.cli._app import app, console, err_console
@@ -19,6 +18,7 @@ from sessionrec.cli import train as _train  # noqa: F401  isort: skip
 from sessionrec.cli import index as _index  # noqa: F401  isort: skip
 from sessionrec.cli import compare as _compare  # noqa: F401  isort: skip
 from sessionrec.cli import sweep as _sweep  # noqa: F401  isort: skip
+from sessionrec.cli import models as _models  # noqa: F401  isort: skip
 from sessionrec.cli import serve as _serve  # noqa: F401  isort: skip
 
 __all__ = ["app", "console", "main"]
@@ -26,7 +26,6 @@ __all__ = ["app", "console", "main"]
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: runs the app; a SessionrecError becomes one line on stderr and exit code 2."""
-    _passive_openmp()
     try:
         app(args=argv, standalone_mode=False)
     except SessionrecError as exc:
@@ -47,14 +46,3 @@ def main(argv: list[str] | None = None) -> None:
             show()
             sys.exit(exc.exit_code)  # type: ignore[attr-defined]
         raise
-
-
-def _passive_openmp() -> None:
-    """Let idle OpenMP threads sleep rather than spin (unless OMP_WAIT_POLICY is set).
-
-    Training and evaluation run many small tensor ops; on a busy machine, spinning threads wait
-    for a core at every op (over ten times slower on the shared 2-core box, BENCHMARKS.md).
-    OpenMP reads the variable when torch loads, so it only applies before torch is imported.
-    """
-    if "torch" not in sys.modules:
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

@@ -59,6 +59,7 @@ def compare(
             raise ConfigError(f"{path} is a rating model: compare ranks next-item models")
         model = load_model(path, device=device)
         _check_vocabulary(model, data, path)
+        fit_on = _fit_part(path)
         res = evaluate(model, part, cutoffs=cutoffs or (20,), ties=ties, exclude_seen=exclude_seen)
         results.append(res)
         for w in res.warnings:
@@ -66,6 +67,7 @@ def compare(
         row: dict[str, Any] = {
             "model": str(path),
             "name": model.name,
+            "fit_on": fit_on,
             "predictions": res.predictions,
             "intervals": bootstrap_interval(res, part, metrics, n_boot=n_boot, seed=seed),
         }
@@ -80,24 +82,29 @@ def compare(
         f"{part.n_sessions:,} sessions · ties {ties} · "
         f"{'excluding' if exclude_seen else 'including'} seen items"
     )
+    parts = {row["fit_on"] for row in rows} - {"unknown"}
     table = Table(title=title)
     table.add_column("model")
+    table.add_column("fit on")
     for m in metrics:
         table.add_column(f"{m} [95 %]", justify="right")
         table.add_column(f"Δ {m} vs first (p)", justify="right")
 
-    def p_text(p: float) -> str:
-        return f"p < {1 / n_boot:.3g}" if p == 0 else f"p {p:.3f}"
+    def p_text(d: dict[str, Any]) -> str:
+        return f"p < {d['p_value']:.3g}" if d.get("p_value_is_bound") else f"p {d['p_value']:.3f}"
 
     for row in rows:
         folder = Path(row["model"]).name
-        cells = [row["name"] if folder == row["name"] else f"{row['name']} ({folder})"]
+        cells = [
+            row["name"] if folder == row["name"] else f"{row['name']} ({folder})",
+            row["fit_on"],
+        ]
         for m in metrics:
             iv = row["intervals"][m]
             cells.append(f"{iv['value']:.4f} [{iv['low']:.4f}, {iv['high']:.4f}]")
             d = row.get("vs_first", {}).get(m)
             cells.append(
-                f"{d['difference']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}] ({p_text(d['p_value'])})"
+                f"{d['difference']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}] ({p_text(d)})"
                 if d
                 else "—"
             )
@@ -108,6 +115,13 @@ def compare(
         "sessions for every model (paired); p is two-sided, for no difference",
         highlight=False,
     )
+    if len(parts) > 1:
+        err_console.print(
+            "[yellow]warning:[/] these models were fit on different parts "
+            f"({', '.join(sorted(parts))}): a model fit on train+valid saw more data, so the "
+            "differences mix the data with the method; train them on the same --fit-on",
+            highlight=False,
+        )
     if json_path is not None:
         write_json(
             json_path,
@@ -122,3 +136,11 @@ def compare(
             },
         )
         console.print(f"results: {json_path}")
+
+
+def _fit_part(model_dir: Path) -> str:
+    """The part a model was fit on, from the data_meta.json `sessionrec train` writes."""
+    from sessionrec._io import read_json
+
+    meta = model_dir / "data_meta.json"
+    return str(read_json(meta).get("fit_on", "unknown")) if meta.exists() else "unknown"

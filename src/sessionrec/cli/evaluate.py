@@ -315,20 +315,47 @@ def recommend(
             help="Search this item index (from `sessionrec index`) instead of scoring all."
         ),
     ] = None,
+    sessions: Annotated[
+        Path | None,
+        typer.Option(
+            "--sessions",
+            help="Batch mode: a CSV/TSV/Parquet file of session_id,item rows (one event a row, "
+            "in order; item = id or title), or of user_id rows; writes --out.",
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="Batch mode's table: .csv, .tsv, .parquet or .json (by suffix)."
+        ),
+    ] = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the answer as JSON instead of a table.")
+    ] = False,
 ) -> None:
-    """The next items for a session (titles or ids) or for a user, with titles in the answer."""
+    """The next items for a session (titles or ids) or for a user, with titles in the answer;
+    or, with --sessions FILE --out FILE, for every session or user of a file."""
     from sessionrec.models import load_model
     from sessionrec.recommend import resolve_items
 
+    if sessions is not None:
+        if session is not None or user is not None or out is None:
+            raise ConfigError("batch mode takes --sessions FILE --out FILE (no --session/--user)")
+        from sessionrec.cli._batch import recommend_batch
+
+        recommend_batch(model_dir, sessions, out, k, include_seen, device)
+        return
+    if out is not None:
+        raise ConfigError("--out is for batch mode (--sessions FILE); use --json for one answer")
     if (session is None) == (user is None):
         raise ConfigError("recommend takes either --session ... or --user USER_ID")
     if _is_rating_model(model_dir):
         if user is None:
             raise ConfigError("a rating model recommends for a --user, not for a --session")
-        _recommend_rating(model_dir, user, k, include_seen, device)
+        _recommend_rating(model_dir, user, k, include_seen, device, json_out)
         return
     if user is not None:
-        session = [str(i) for i in _user_history(model_dir, user)]
+        session = [str(i) for i in _user_history(model_dir, user, quiet=json_out)]
     assert session is not None
     model = load_model(model_dir, device=device)
     item_index = None
@@ -337,13 +364,30 @@ def recommend(
 
         item_index = load_index(index)
     frame = model.recommend(session, k, exclude_seen=not include_seen, index=item_index)
-    if user is None and model.items is not None and "title" in model.items.columns:
+    shown: list[Any] = list(session)
+    if model.items is not None and "title" in model.items.columns:
         idx = resolve_items(model.items, session)
         titles = dict(
             zip(model.items["item_idx"].to_list(), model.items["title"].to_list(), strict=True)
         )
-        console.print("session: " + " → ".join(str(titles.get(i, i)) for i in idx))
+        shown = [titles.get(i, i) for i in idx]
+    if json_out:
+        print_json(
+            {"model": model.name, "session": shown, "user": user, "k": k},
+            frame,
+        )
+        return
+    if user is None and model.items is not None and "title" in model.items.columns:
+        console.print("session: " + " → ".join(str(t) for t in shown))
     print_recommendations(frame, f"{model.name}: top {frame.height}")
+
+
+def print_json(head: dict[str, Any], frame: Any) -> None:
+    """One JSON object on stdout: ``head`` and the recommendations as a list of rows."""
+    import json
+
+    rows = frame.drop("item_idx", strict=False).to_dicts()
+    typer.echo(json.dumps({**head, "recommendations": rows}, ensure_ascii=False))
 
 
 def _user_id(raw: str, ids: Any) -> Any:
@@ -354,17 +398,22 @@ def _user_id(raw: str, ids: Any) -> Any:
         return raw
 
 
-def _recommend_rating(model_dir: Path, user: str, k: int, include_seen: bool, device: str) -> None:
+def _recommend_rating(
+    model_dir: Path, user: str, k: int, include_seen: bool, device: str, json_out: bool = False
+) -> None:
     from sessionrec.rating import load_rating_model
 
     model = load_rating_model(model_dir, device=device)
     frame = model.recommend(_user_id(user, model.user_ids), k, exclude_seen=not include_seen)
     frame = frame.rename({"predicted": "score"})
+    if json_out:
+        print_json({"model": model.name, "user": user, "k": k}, frame)
+        return
     rated = "" if include_seen else "unrated "
     print_recommendations(frame, f"{model.name}: top {frame.height} {rated}items for user {user}")
 
 
-def _user_history(model_dir: Path, user: str) -> list[int | str]:
+def _user_history(model_dir: Path, user: str, quiet: bool = False) -> list[int | str]:
     """The user's items in the data the model was fitted on, in time order.
 
     A user-as-session model (bpr, als: the mean of the items' factors) then scores the user's
@@ -391,7 +440,8 @@ def _user_history(model_dir: Path, user: str) -> list[int | str]:
     if rows.height == 0:
         raise DataError(data.path, column="user_id", expected="a user seen in training", found=user)
     history: list[int | str] = rows["item_id"].unique(maintain_order=True).to_list()
-    console.print(f"user {user}: {len(history)} training items as the session")
+    if not quiet:
+        console.print(f"user {user}: {len(history)} training items as the session")
     return history
 
 

@@ -36,11 +36,21 @@ def train(
     data_dir: Annotated[
         Path, typer.Argument(help="A PreparedData directory (sessionrec prepare).")
     ],
-    model: Annotated[str, typer.Option("--model", "-m", help="Model name (gru4rec, ...).")],
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model", "-m", help="Model name (gru4rec, ...); `sessionrec models` lists them all."
+        ),
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="The model directory to write.")],
     param: Annotated[
         list[str] | None,
-        typer.Option("--param", "-p", help="Hyperparameter key=value (JSON values); repeatable."),
+        typer.Option(
+            "--param",
+            "-p",
+            help="Hyperparameter key=value (JSON values); repeatable. `sessionrec models` lists "
+            "every model's parameters, types and defaults.",
+        ),
     ] = None,
     fit_on: Annotated[
         str, typer.Option(help="train (valid metrics each epoch) | train+valid (final fit).")
@@ -54,8 +64,17 @@ def train(
         int | None, typer.Option(help="Stop after N epochs without a better valid metric.")
     ] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the checkpoint in --out.")] = False,
+    valid_every: Annotated[
+        int | None,
+        typer.Option(
+            help="With --fit-on train, score valid after every N-th epoch and the last "
+            "(default: about 10 times per run; --patience counts these validations)."
+        ),
+    ] = None,
 ) -> None:
-    """Train a model on a prepared dataset; writes the model dir with history and curve."""
+    """Train a model on a prepared dataset; writes the model dir with history and curve.
+
+    `sessionrec models` lists the models with their parameters, types and defaults."""
     from sessionrec.prepare import PreparedData
     from sessionrec.rating import RATING_MODELS
     from sessionrec.training import train as run
@@ -80,6 +99,7 @@ def train(
         patience=patience,
         resume=resume,
         progress=True,
+        valid_every=valid_every,
     )
     history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
     last = history[-1] if history else {}

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+import polars as pl
 
 from sessionrec.datasets._events import Dataset
 from sessionrec.datasets.fetch import read_source
@@ -10,7 +13,7 @@ from sessionrec.datasets.movielens import detect_layout, load_movielens
 from sessionrec.datasets.registry import DATASETS, ensure, spec
 from sessionrec.datasets.tabular import ColumnMapping, load_table
 from sessionrec.datasets.yoochoose import load_yoochoose
-from sessionrec.errors import DataError
+from sessionrec.errors import ConfigError, DataError
 
 __all__ = [
     "DATASETS",
@@ -23,13 +26,19 @@ __all__ = [
 ]
 
 
-def load(source: str | Path, mapping: ColumnMapping | None = None) -> Dataset:
-    """Load a dataset by registry name (``ml-100k``) or by path (a folder or a file).
+def load(source: str | Path | Any, mapping: ColumnMapping | None = None) -> Dataset:
+    """Load a dataset by registry name (``ml-100k``), by path (a folder or a file), or from a
+    pandas or polars DataFrame in memory.
 
     Args:
-        source: a known dataset name (fetched into the cache when missing) or a path.
-        mapping: column roles for CSV/TSV/Parquet logs; ignored for known layouts.
+        source: a known dataset name (fetched into the cache when missing), a path, or a
+            DataFrame (pandas or polars) with a file's columns (same names, same ``mapping``).
+        mapping: column roles for CSV/TSV/Parquet logs and DataFrames; ignored for known
+            layouts.
     """
+    frame = _as_polars(source)
+    if frame is not None:
+        return load_table("<DataFrame>", mapping, frame=frame.lazy())
     text = str(source)
     path = Path(source)
     if text in DATASETS and not path.exists():
@@ -46,6 +55,22 @@ def load(source: str | Path, mapping: ColumnMapping | None = None) -> Dataset:
     if path.name.startswith("yoochoose-"):
         return load_yoochoose(path.parent if path.name != "yoochoose-clicks.dat" else path)
     return load_table(path, mapping)
+
+
+def _as_polars(source: Any) -> pl.DataFrame | None:
+    """A polars DataFrame for a polars or pandas one (pandas through ``pl.from_pandas``)."""
+    if isinstance(source, pl.LazyFrame):
+        return source.collect()
+    if isinstance(source, pl.DataFrame):
+        return source
+    if type(source).__module__.startswith("pandas") and hasattr(source, "columns"):
+        return pl.from_pandas(source)
+    if isinstance(source, str | Path):
+        return None
+    raise ConfigError(
+        f"sr.load takes a dataset name, a path or a pandas/polars DataFrame, "
+        f"not {type(source).__name__}"
+    )
 
 
 def _load_folder(folder: Path, name: str) -> Dataset:

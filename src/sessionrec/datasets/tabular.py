@@ -49,18 +49,24 @@ def _sniff_separator(path: Path) -> str:
     return best if counts[best] else ","
 
 
-def load_table(path: str | Path, mapping: ColumnMapping | None = None) -> Dataset:
+def load_table(
+    path: str | Path, mapping: ColumnMapping | None = None, *, frame: pl.LazyFrame | None = None
+) -> Dataset:
     """Load a CSV/TSV/Parquet log into the Events contract.
+
+    With ``frame`` (a DataFrame in memory, ``sr.load(df)``), the columns are read from it and
+    ``path`` only names it in messages.
 
     Raises:
         DataError: a missing column, or values that do not parse (naming file, line, column).
     """
     path = Path(path)
     m = mapping or ColumnMapping()
-    check_file(path)
-    is_parquet = path.suffix.lower() in (".parquet", ".pq")
+    if frame is None:
+        check_file(path)
+    is_parquet = frame is not None or path.suffix.lower() in (".parquet", ".pq")
     if is_parquet:
-        lf = pl.scan_parquet(path)
+        lf = pl.scan_parquet(path) if frame is None else frame
         sep = ""
         try:
             columns = lf.collect_schema().names()
@@ -162,8 +168,12 @@ def load_table(path: str | Path, mapping: ColumnMapping | None = None) -> Datase
         str(path),
         ev,
         None,
-        files=[path],
-        info={"format": "parquet" if is_parquet else "csv", "columns": roles, "time_unit": unit},
+        files=[] if frame is not None else [path],
+        info={
+            "format": "dataframe" if frame is not None else "parquet" if is_parquet else "csv",
+            "columns": roles,
+            "time_unit": unit,
+        },
         diagnose=explain,
     )
 

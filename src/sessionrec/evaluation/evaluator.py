@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from sessionrec._threads import evaluation_threads
 from sessionrec.errors import ConfigError, DataError, UnknownNameError
 from sessionrec.evaluation import metrics as M
 
@@ -151,7 +152,7 @@ def evaluate(
     if protocol != "last" and expected != data.n_predictions:
         raise AssertionError(f"{expected} != data.n_predictions {data.n_predictions}")
 
-    with torch.no_grad():
+    with torch.no_grad(), evaluation_threads():
         run = _Run(
             model,
             data,

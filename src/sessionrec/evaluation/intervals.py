@@ -9,7 +9,8 @@ computed). Intervals are percentile intervals of ``n_boot`` replicates.
 A paired comparison resamples the same sessions for both models, so the interval of the
 difference reflects only how the two models disagree on the same predictions; ``p_value`` is
 the two-sided bootstrap p-value of "no difference" (twice the share of replicates on the far
-side of zero, capped at 1).
+side of zero, capped at 1); when no replicate lies there, it is the bound ``2 / n_boot`` with
+``p_value_is_bound`` true (p is below it).
 """
 
 from __future__ import annotations
@@ -138,7 +139,10 @@ def paired_difference(
         "difference": observed,
         "low": float(np.percentile(diff, tail)),
         "high": float(np.percentile(diff, 100 - tail)),
-        "p_value": float(min(1.0, 2 * far)) if observed != 0 else 1.0,
+        # No replicate on the far side resolves p only to below 2 / n_boot: that bound is
+        # stored (with p_value_is_bound), never a p-value of 0.
+        "p_value": (float(min(1.0, 2 * far)) if far > 0 else 2 / n_boot) if observed != 0 else 1.0,
+        "p_value_is_bound": bool(observed != 0 and far == 0),
         "n_boot": n_boot,
         "level": level,
     }

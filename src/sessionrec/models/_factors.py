@@ -62,19 +62,18 @@ class FactorSessionModel(SessionModel):
         """``implicit.gpu.<kind>`` on a CUDA device when implicit was built with CUDA, else
         ``implicit.cpu.<kind>`` (PyPI's implicit wheels are CPU-only: CUDA needs implicit built
         with it, e.g. from conda-forge)."""
-        import importlib
+        from sessionrec._optional import require
 
         if self.device.type == "cuda":
-            import implicit.gpu
-
-            if implicit.gpu.HAS_CUDA:
-                return importlib.import_module(f"implicit.gpu.{kind}")
+            gpu = require("implicit.gpu")
+            if gpu.HAS_CUDA:
+                return require(f"implicit.gpu.{kind}")
             log.warning(
                 "implicit was built without CUDA: %s trains on the CPU (scoring stays on %s)",
                 self.name,
                 self.device,
             )
-        return importlib.import_module(f"implicit.cpu.{kind}")
+        return require(f"implicit.cpu.{kind}")
 
     def _on_gpu(self, module: Any) -> bool:
         return bool(module.__name__.startswith("implicit.gpu"))
@@ -97,8 +96,10 @@ class FactorSessionModel(SessionModel):
     ) -> Self:
         """Fit on the session×item (``rows="session"``) or user×item count matrix, one
         ``implicit`` iteration per epoch so the callback sees every epoch and may stop."""
-        from threadpoolctl import threadpool_limits
+        from sessionrec._optional import require
 
+        threadpool_limits = require("threadpoolctl").threadpool_limits
+        require("implicit")  # before any work: a missing extra is the first thing said
         config: Any = self.config
         self.n_items = train.n_items
         matrix = interaction_matrix(train, config.rows)
@@ -107,7 +108,7 @@ class FactorSessionModel(SessionModel):
             model = self._implicit_model()
         progress: dict[str, float] = {}
         record = self._loss_recorder(matrix, progress)
-        for epoch in range(1, config.epochs + 1):
+        for epoch in range(1, config.n_epochs + 1):
             started = time.perf_counter()
             with threadpool_limits(1, "blas"):
                 model.fit(matrix, show_progress=False, callback=record)

@@ -20,7 +20,7 @@ from sessionrec.models._factors import FactorSessionModel
 @dataclass(frozen=True)
 class ALSConfig:
     factors: int = 100
-    epochs: int = 15
+    n_epochs: int = 15
     reg: float = 0.01
     alpha: float = 1.0
     rows: str = "session"
@@ -35,7 +35,7 @@ class ALS(FactorSessionModel):
     Config = ALSConfig
     config: ALSConfig
     tasks = frozenset({"next-item", "top-n"})
-    test_params: ClassVar[dict[str, Any]] = {"factors": 8, "epochs": 2}
+    test_params: ClassVar[dict[str, Any]] = {"factors": 8, "n_epochs": 2}
 
     def _implicit_model(self) -> Any:
         module = self._implicit_module("als")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -33,18 +34,25 @@ EpochCallback = Callable[[dict[str, Any]], bool | None]
 #: The parameter that names a preset (``--param preset=NAME``); not a config field.
 PRESET_KEY = "preset"
 
+#: Old parameter names, still accepted (scripts, saved model folders) → the one vocabulary every
+#: model uses: GRU4Rec's official names (``n_epochs``, ``learning_rate``).
+ALIASES: dict[str, str] = {"epochs": "n_epochs", "lr": "learning_rate"}
+
 
 def presets(cls: type) -> dict[str, dict[str, Any]]:
     """The named presets of a config class: ``PRESETS`` (a class variable), name → values."""
     return dict(getattr(cls, "PRESETS", {}))
 
 
-def make_config(cls: type[C], params: dict[str, Any] | None) -> C:
+def make_config(cls: type[C], params: dict[str, Any] | None, *, warn: bool = True) -> C:
     """Build a frozen config dataclass from ``params``, rejecting unknown keys by name.
 
     ``params["preset"]`` names one of the class's ``PRESETS`` (e.g. ``session-rec`` for
     ``vsknn``): its values are the starting point, and the other ``params`` override them
     (defaults < preset < explicit values). The saved config holds the resolved values.
+
+    An old name of ``ALIASES`` is renamed, with a ``FutureWarning`` when ``warn`` (saved model
+    folders and checkpoints written before the rename load silently).
     """
     params = dict(params or {})
     if PRESET_KEY in params:
@@ -56,6 +64,18 @@ def make_config(cls: type[C], params: dict[str, Any] | None) -> C:
             )
         params = {**known[name], **params}
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    for old, new in ALIASES.items():
+        if old in params and old not in names and new in names:
+            if new in params:
+                raise ConfigError(f"{old} and {new} are the same parameter: give {new} only")
+            if warn:
+                warnings.warn(
+                    f"parameter {old!r} is deprecated, use {new!r} (one vocabulary for every "
+                    "model: `sessionrec models` lists them)",
+                    FutureWarning,
+                    stacklevel=3,
+                )
+            params[new] = params.pop(old)
     unknown = sorted(set(params) - names)
     if unknown:
         raise ConfigError(
@@ -183,7 +203,7 @@ class SessionModel(ABC):
 
         path = Path(path)
         cfg = json.loads((path / "config.json").read_text())
-        model = cls(make_config(cls.Config, cfg["config"]), device=device)
+        model = cls(make_config(cls.Config, cfg["config"], warn=False), device=device)
         model.n_items = int(cfg["n_items"])
         model.load_state_arrays(
             load_file(str(path / "weights.safetensors"), device=str(model.device))

@@ -21,8 +21,8 @@ from sessionrec.models._factors import FactorSessionModel
 @dataclass(frozen=True)
 class BPRConfig:
     factors: int = 100
-    epochs: int = 100
-    lr: float = 0.01
+    n_epochs: int = 100
+    learning_rate: float = 0.01
     reg: float = 0.01
     rows: str = "session"
     verify_negative_samples: bool = True
@@ -37,7 +37,7 @@ class BPR(FactorSessionModel):
     Config = BPRConfig
     config: BPRConfig
     tasks = frozenset({"next-item", "top-n"})
-    test_params: ClassVar[dict[str, Any]] = {"factors": 8, "epochs": 3}
+    test_params: ClassVar[dict[str, Any]] = {"factors": 8, "n_epochs": 3}
 
     def _implicit_model(self) -> Any:
         module = self._implicit_module("bpr")
@@ -45,7 +45,7 @@ class BPR(FactorSessionModel):
         threads = {} if self._on_gpu(module) else {"num_threads": c.threads}
         return module.BayesianPersonalizedRanking(
             factors=c.factors,
-            learning_rate=c.lr,
+            learning_rate=c.learning_rate,
             regularization=c.reg,
             dtype=np.float32,
             iterations=1,

@@ -60,9 +60,9 @@ class TwoTowerConfig:
     Attributes:
         context_length: items of the session the query tower reads (the last ones).
         dim: embedding and GRU size.
-        epochs: passes over the training examples.
+        n_epochs: passes over the training examples.
         batch_size: examples per in-batch softmax.
-        lr: learning rate.
+        learning_rate: learning rate.
         weight_decay: L2 penalty (Adam's ``weight_decay``; Adagrad's too).
         logq: subtract log(expected count in the batch) from each logit (Yi et al. 2019).
         extra_negatives: uniformly sampled items added to every batch's candidates.
@@ -79,9 +79,9 @@ class TwoTowerConfig:
 
     context_length: int = 10
     dim: int = 64
-    epochs: int = 10
+    n_epochs: int = 10
     batch_size: int = 256
-    lr: float = 0.002
+    learning_rate: float = 0.002
     weight_decay: float = 0.0
     logq: bool = True
     extra_negatives: int = 0
@@ -99,9 +99,9 @@ class TwoTowerConfig:
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "tfrs": {
             "dim": 32,
-            "epochs": 3,
+            "n_epochs": 3,
             "batch_size": 12800,
-            "lr": 0.1,
+            "learning_rate": 0.1,
             "logq": False,
             "temperature": 1.0,
             "optimizer": "adagrad",
@@ -198,9 +198,9 @@ class TwoTower(SessionModel):
     tasks = frozenset({"next-item", "top-n"})
     test_params: ClassVar[dict[str, Any]] = {
         "dim": 16,
-        "epochs": 12,
+        "n_epochs": 12,
         "batch_size": 32,
-        "lr": 0.01,
+        "learning_rate": 0.01,
     }
 
     def __init__(self, config: Any = None, **kw: Any) -> None:
@@ -218,12 +218,12 @@ class TwoTower(SessionModel):
         if c.optimizer == "adagrad":
             return torch.optim.Adagrad(
                 net.parameters(),
-                lr=c.lr,
+                lr=c.learning_rate,
                 weight_decay=c.weight_decay,
                 initial_accumulator_value=0.1,
                 eps=1e-7,
             )
-        return torch.optim.Adam(net.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+        return torch.optim.Adam(net.parameters(), lr=c.learning_rate, weight_decay=c.weight_decay)
 
     def _build(self) -> _Towers:
         with torch.random.fork_rng(devices=[]):
@@ -253,7 +253,7 @@ class TwoTower(SessionModel):
         freq = np.bincount(labels_np, minlength=self.n_items).astype(np.float64)
         log_q = torch.from_numpy(np.log(np.maximum(freq, 1.0) / max(len(labels_np), 1))).float()
         log_q = log_q.to(self.device)
-        for epoch in range(self.epochs_done + 1, c.epochs + 1):
+        for epoch in range(self.epochs_done + 1, c.n_epochs + 1):
             started = time.perf_counter()
             # Each epoch's shuffles and negatives are seeded from (seed, epoch): the epoch
             # number is the whole RNG state, so a resumed run repeats an uninterrupted one.

@@ -49,9 +49,9 @@ class AutoRecConfig:
     dropout: float = 0.0
     constrained: bool = False
     dense_refeed: bool = False
-    epochs: int = 20
+    n_epochs: int = 20
     batch_size: int = 64
-    lr: float = 0.001
+    learning_rate: float = 0.001
     weight_decay: float = 0.0
     l2: float = 100.0
     seed: int = 0
@@ -115,7 +115,7 @@ class AutoRec(RatingModel):
     name = "autorec"
     Config = AutoRecConfig
     config: AutoRecConfig
-    test_params: ClassVar[dict[str, Any]] = {"hidden": [8], "epochs": 3, "batch_size": 4}
+    test_params: ClassVar[dict[str, Any]] = {"hidden": [8], "n_epochs": 3, "batch_size": 4}
 
     def __init__(self, config: Any = None, **kw: Any) -> None:
         super().__init__(config, **kw)
@@ -153,8 +153,10 @@ class AutoRec(RatingModel):
             True
         )
         active = torch.nonzero(present).flatten()
-        opt = torch.optim.Adam(self.net.parameters(), lr=c.lr, weight_decay=c.weight_decay)
-        for epoch in range(1, c.epochs + 1):
+        opt = torch.optim.Adam(
+            self.net.parameters(), lr=c.learning_rate, weight_decay=c.weight_decay
+        )
+        for epoch in range(1, c.n_epochs + 1):
             started = time.perf_counter()
             self.net.train()
             total, n_obs = 0.0, 0

@@ -228,7 +228,7 @@ class RatingModel(ABC):
 
         path = Path(path)
         cfg = json.loads((path / "config.json").read_text())
-        model = cls(make_config(cls.Config, cfg["config"]), device=device)
+        model = cls(make_config(cls.Config, cfg["config"], warn=False), device=device)
         model.global_mean = float(cfg["global_mean"])
         lo, hi = cfg["scale"]
         model.scale = (float(lo), float(hi))

@@ -21,7 +21,7 @@ from sessionrec.rating.data import Ratings
 
 @dataclass(frozen=True)
 class BaselineConfig:
-    epochs: int = 10
+    n_epochs: int = 10
     reg_user: float = 15.0
     reg_item: float = 10.0
 
@@ -32,7 +32,7 @@ class Baseline(RatingModel):
     name = "baseline"
     Config = BaselineConfig
     config: BaselineConfig
-    test_params: ClassVar[dict[str, Any]] = {"epochs": 3}
+    test_params: ClassVar[dict[str, Any]] = {"n_epochs": 3}
 
     def __init__(self, config: Any = None, **kw: Any) -> None:
         super().__init__(config, **kw)
@@ -47,7 +47,7 @@ class Baseline(RatingModel):
         n_i = np.bincount(i, minlength=self.n_items)
         self.user_bias = np.zeros(self.n_users)
         self.item_bias = np.zeros(self.n_items)
-        for epoch in range(1, c.epochs + 1):
+        for epoch in range(1, c.n_epochs + 1):
             started = time.perf_counter()
             self.item_bias = np.bincount(i, r - self.user_bias[u], self.n_items) / (
                 c.reg_item + n_i

@@ -27,8 +27,8 @@ from sessionrec.rating.data import Ratings
 @dataclass(frozen=True)
 class SVDConfig:
     factors: int = 100
-    epochs: int = 20
-    lr: float = 0.005
+    n_epochs: int = 20
+    learning_rate: float = 0.005
     reg: float = 0.02
     init_std: float = 0.1
     batch_size: int = 64
@@ -42,7 +42,7 @@ class SVD(RatingModel):
     name = "svd"
     Config = SVDConfig
     config: SVDConfig
-    test_params: ClassVar[dict[str, Any]] = {"factors": 4, "epochs": 3}
+    test_params: ClassVar[dict[str, Any]] = {"factors": 4, "n_epochs": 3}
 
     def __init__(self, config: Any = None, **kw: Any) -> None:
         super().__init__(config, **kw)
@@ -64,13 +64,13 @@ class SVD(RatingModel):
         P, Q = torch.from_numpy(self.user_factors), torch.from_numpy(self.item_factors)
         users, items = torch.from_numpy(train.users), torch.from_numpy(train.items)
         r = torch.from_numpy(train.ratings.astype(np.float64))
-        mu, lr, reg = self.global_mean, c.lr, c.reg
+        mu, lr, reg = self.global_mean, c.learning_rate, c.reg
         # Tiny scattered ops: intra-op threads only add overhead (20x slower on a busy
         # 2-core machine), so run single-threaded and restore the caller's setting.
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            for epoch in range(1, c.epochs + 1):
+            for epoch in range(1, c.n_epochs + 1):
                 started = time.perf_counter()
                 order = torch.from_numpy(rng.permutation(len(r)))
                 sq = 0.0

@@ -35,11 +35,11 @@ class SVDppConfig(SVDConfig):
     ``batch_size`` is the speed knob: a batch visits each distinct user's N(u) once, so larger
     batches do less work (ML-100K fold 1: RMSE 0.9211 in 88 s at 64, 0.9211 in 44 s at 1,024,
     0.9212 in 14 s at 4,096) — but steps are summed, so on small or dense data large batches
-    with a large ``lr`` diverge; the default stays at SVD's 64.
+    with a large ``learning_rate`` diverge; the default stays at SVD's 64.
     """
 
     factors: int = 20
-    lr: float = 0.007
+    learning_rate: float = 0.007
 
 
 class SVDpp(SVD):
@@ -49,7 +49,7 @@ class SVDpp(SVD):
     name = "svdpp"
     Config = SVDppConfig
     config: SVDppConfig
-    test_params: ClassVar[dict[str, Any]] = {"factors": 4, "epochs": 3}
+    test_params: ClassVar[dict[str, Any]] = {"factors": 4, "n_epochs": 3}
 
     def __init__(self, config: Any = None, **kw: Any) -> None:
         super().__init__(config, **kw)
@@ -76,11 +76,11 @@ class SVDpp(SVD):
         degree = torch.from_numpy(np.bincount(train.users, minlength=nu))
         start = torch.cat([torch.zeros(1, dtype=torch.long), degree.cumsum(0)])
         inv_sqrt = degree.clamp(min=1).double().rsqrt()
-        mu, lr, reg = self.global_mean, c.lr, c.reg
+        mu, lr, reg = self.global_mean, c.learning_rate, c.reg
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # small scattered ops: extra threads only add overhead
         try:
-            for epoch in range(1, c.epochs + 1):
+            for epoch in range(1, c.n_epochs + 1):
                 started = time.perf_counter()
                 order = torch.from_numpy(rng.permutation(len(r)))
                 sq = 0.0

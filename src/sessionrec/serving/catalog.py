@@ -8,7 +8,6 @@ request costs a few lookups instead of a scan of the catalogue. On a miss the er
 
 from __future__ import annotations
 
-import difflib
 import json
 import unicodedata
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ import polars as pl
 import torch
 
 from sessionrec import _schema as S
-from sessionrec.recommend import ItemLookupError, resolve_items
+from sessionrec.recommend import ItemLookupError, _closest, _core, resolve_items
 
 
 def fold(text: str) -> str:
@@ -90,12 +89,14 @@ class ServedModel:
         self._exact: dict[str, list[int]] = {}
         self._no_year: dict[str, list[int]] = {}
         self._lower: dict[str, list[int]] = {}
+        self._cores: dict[str, list[int]] = {}
         for i, t in enumerate(self.titles):
             if not t:
                 continue
             self._exact.setdefault(t, []).append(i)
             self._no_year.setdefault(t.rsplit(" (", 1)[0].strip().lower(), []).append(i)
             self._lower.setdefault(t.lower(), []).append(i)
+            self._cores.setdefault(_core(t), []).append(i)
         self._folded = [fold(t) if t else "" for t in self.titles]
         self.item_dicts = [self.item_json(i) for i in range(n)]
         # the kNN "because": training sessions of each item, when the model keeps them
@@ -120,29 +121,29 @@ class ServedModel:
             return hits[0]
         if not hits and key in self.idx_of_id:
             return self.idx_of_id[key]
-        try:  # the slow path only builds the message: recommend's own words
-            resolve_items(self.items, [entry])
+        try:  # the slow path: recommend's own rules and words
+            return resolve_items(self.items, [entry])[0]
         except ItemLookupError as exc:
             if hits:
                 cands = [f"{self.titles[h]}" for h in hits[:8]]
                 raise LookupFailed(str(exc), ambiguous=True, candidates=cands) from None
             raise LookupFailed(str(exc), ambiguous=False, candidates=self.closest(key)) from None
-        raise AssertionError(f"resolve_items accepted {key!r}, the fast path did not")
 
     def _title_hits(self, key: str) -> list[int]:
+        """``recommend._title_matches`` from the dictionaries: exact, without the year,
+        any case, then articles moved either way."""
         if key in self._exact:
             return self._exact[key]
         low = key.lower()
-        return self._no_year.get(low) or self._lower.get(low) or []
+        hits = self._no_year.get(low) or self._lower.get(low)
+        if hits:
+            return hits
+        core = _core(key)
+        return self._cores.get(core, []) if core else []
 
-    def closest(self, key: str, n: int = 5) -> list[str]:
-        """The titles ``recommend`` names as closest to ``key`` (difflib, then substrings)."""
-        known = [t for t in self.titles if t]
-        close = difflib.get_close_matches(key, known, n=n, cutoff=0.5)
-        if not close:
-            low = key.lower()
-            close = [t for t in known if low in t.lower()][:n]
-        return close
+    def closest(self, key: str) -> list[str]:
+        """The titles ``recommend`` names as closest to ``key``."""
+        return _closest(self.titles, key)
 
     def search(self, q: str, limit: int) -> list[int]:
         """Item indices whose title holds every word of ``q`` (case and accents ignored, words

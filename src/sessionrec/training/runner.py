@@ -49,6 +49,7 @@ def train(
     patience: int | None = None,
     resume: bool = False,
     progress: bool = True,
+    valid_every: int | None = None,
 ) -> SessionModel | RatingModel:
     """Train ``model_name`` on ``data`` and write the model directory ``out_dir``.
 
@@ -68,6 +69,9 @@ def train(
         patience: stop after this many epochs without improvement (None = never).
         resume: continue from the checkpoint in ``out_dir`` (same parameters).
         progress: show a progress bar per epoch on stderr.
+        valid_every: with ``fit_on="train"``, score valid after every N-th epoch (and the
+            last); None: often enough for about 10 validations (every epoch up to 10 epochs,
+            every 10th of bpr's 100). Early stopping's ``patience`` counts validations.
 
     Returns:
         The trained model (the best epoch's weights when valid metrics were computed).
@@ -110,7 +114,7 @@ def train(
         state = read_json(ckpt / "progress.json")
         if state["model"] != model_name:
             raise ConfigError(f"the checkpoint is of model {state['model']!r}, not {model_name!r}")
-        saved: Any = make_config(cls.Config, state["config"])
+        saved: Any = make_config(cls.Config, state["config"], warn=False)
         asked: Any = make_config(cls.Config, params)
         if saved != asked and params:
             log.warning("resuming with the checkpoint's parameters, not the ones given")
@@ -137,10 +141,15 @@ def train(
     # Long runs without valid metrics (bpr: 100 epochs) print about 20 lines, not one each.
     planned = getattr(model.config, "epochs", None) or getattr(model.config, "n_epochs", None)
     print_every = max(1, -(-int(planned) // 20)) if planned else 1
+    if valid_every is not None and valid_every < 1:
+        raise ConfigError(f"valid_every must be 1 or more, not {valid_every}")
+    every = valid_every or (max(1, -(-int(planned) // 10)) if planned else 1)
     bar = _ProgressBar(progress, first_epoch=getattr(model, "epochs_done", 0))
 
-    def valid_metrics() -> dict[str, float]:
+    def valid_metrics(epoch: int) -> dict[str, float]:
         if evaluate is None or valid_part is None:
+            return {}
+        if epoch % every and epoch != planned:
             return {}
         res = evaluate(model, valid_part)
         return {f"valid_{k}": float(v) for k, v in res.items()}
@@ -155,7 +164,7 @@ def train(
                 model_name, f"the training loss turned {loss}", record["epoch"]
             )
         check_arrays(model_name, model.state_arrays(), record["epoch"])
-        record.update(valid_metrics())
+        record.update(valid_metrics(record["epoch"]))
         bad = [k for k, v in record.items() if k.startswith("valid_") and not math.isfinite(v)]
         if bad:
             raise TrainingDivergedError(model_name, f"{bad[0]} turned non-finite", record["epoch"])
@@ -190,7 +199,7 @@ def train(
             "seconds": seconds,
             "events_per_second": train_part.n_events / max(seconds, 1e-9),
         }
-        record.update(valid_metrics())
+        record.update(valid_metrics(1))
         state["history"].append(record)
         write_history(out / "history.jsonl", state["history"])
     if best_arrays is not None and state["best_epoch"] != state["history"][-1]["epoch"]:
@@ -280,6 +289,7 @@ class _ProgressBar:
     def __init__(self, enabled: bool, first_epoch: int = 0) -> None:
         self.enabled = enabled
         self._progress: Any = None
+        self._console: Any = None
         self._task: Any = None
         self._epoch = first_epoch
         self._t0 = 0.0
@@ -287,6 +297,10 @@ class _ProgressBar:
     def __enter__(self) -> _ProgressBar:
         if self.enabled:
             from rich.console import Console
+
+            self._console = Console(stderr=True)
+        # The bar only on a terminal: elsewhere rich leaves a blank line per bar behind.
+        if self._console is not None and self._console.is_terminal:
             from rich.progress import (
                 BarColumn,
                 MofNCompleteColumn,
@@ -304,7 +318,7 @@ class _ProgressBar:
                 TextColumn("{task.fields[speed]:,.0f} events/s"),
                 TimeElapsedColumn(),
                 TimeRemainingColumn(),
-                console=Console(stderr=True),
+                console=self._console,
                 transient=True,
             )
             self._progress.__enter__()
@@ -333,5 +347,5 @@ class _ProgressBar:
 
     def print(self, line: str) -> None:
         log.info(line)
-        if self._progress is not None:
-            self._progress.console.print(line, highlight=False)
+        if self._console is not None:
+            self._console.print(line, highlight=False)
