@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+from _helpers import session_data
 
 from sessionrec.models import create
-from tests._helpers import session_data
 
 TITLES = [
     "Toy Story (1995)",

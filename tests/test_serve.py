@@ -12,6 +12,8 @@ import pytest
 pytest.importorskip("fastapi", reason='needs the serve extra: pip install -e ".[serve]"')
 
 import torch
+from _helpers import run_cli
+from _serve_helpers import GRU_PARAMS, model_folder
 from fastapi.testclient import TestClient
 
 from sessionrec.errors import ConfigError
@@ -19,8 +21,6 @@ from sessionrec.models import load_model
 from sessionrec.serving import ServeConfig, build_app, require_serve_extra
 from sessionrec.serving.catalog import fold
 from sessionrec.serving.state import MemoryStore, SQLiteStore, open_store
-from tests._helpers import run_cli
-from tests._serve_helpers import GRU_PARAMS, model_folder
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,9 @@ import pytest
 pytest.importorskip("fastapi", reason='needs the serve extra: pip install -e ".[serve]"')
 pytest.importorskip("playwright", reason="needs playwright (the dev extra)")
 
+from _serve_helpers import GRU_PARAMS, model_folder, running_server
+
 from sessionrec.serving import ServeConfig, build_app
-from tests._serve_helpers import GRU_PARAMS, model_folder, running_server
 
 CHROMIUM_ARGS = [
     "--no-sandbox",

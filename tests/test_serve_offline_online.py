@@ -18,13 +18,14 @@ import pytest
 
 pytest.importorskip("fastapi", reason='needs the serve extra: pip install -e ".[serve]"')
 
+from _serve_helpers import asgi_call
+
 import sessionrec as sr
 from sessionrec.evaluation import evaluate
 from sessionrec.evaluation import metrics as M
 from sessionrec.evaluation.evaluator import prediction_mask
 from sessionrec.models import create
 from sessionrec.serving import ServeConfig, build_app
-from tests._serve_helpers import asgi_call
 
 CUT = 20
 MISS = float(CUT + 1)  # any rank past the cutoff scores 0 in Recall@20 and MRR@20

@@ -18,12 +18,12 @@ import pytest
 pytest.importorskip("fastapi", reason='needs the serve extra: pip install -e ".[serve]"')
 pytest.importorskip("redis", reason='needs the redis client: pip install -e ".[redis]"')
 
+from _serve_helpers import GRU_PARAMS, free_port, model_folder
 from fastapi.testclient import TestClient
 
 from sessionrec.models import load_model
 from sessionrec.serving import ServeConfig, build_app
 from sessionrec.serving.state import RedisStore
-from tests._serve_helpers import GRU_PARAMS, free_port, model_folder
 
 
 @pytest.fixture(scope="module")

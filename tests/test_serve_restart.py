@@ -23,8 +23,7 @@ import pytest
 pytest.importorskip("fastapi", reason='needs the serve extra: pip install -e ".[serve]"')
 
 import httpx
-
-from tests._serve_helpers import GRU_PARAMS, free_port, model_folder
+from _serve_helpers import GRU_PARAMS, free_port, model_folder
 
 N_CLIENTS = 6
 EVENTS = 14

@@ -10,6 +10,7 @@ import pytest
 pytest.importorskip("fastapi", reason='needs the serve extra: pip install -e ".[serve]"')
 schemathesis = pytest.importorskip("schemathesis", reason="needs schemathesis (the dev extra)")
 
+from _serve_helpers import GRU_PARAMS, model_folder  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis.errors import Unsatisfiable  # noqa: E402
 from schemathesis import GenerationMode  # noqa: E402
@@ -21,7 +22,6 @@ from schemathesis.checks import (  # noqa: E402
 )
 
 from sessionrec.serving import ServeConfig, build_app  # noqa: E402
-from tests._serve_helpers import GRU_PARAMS, model_folder  # noqa: E402
 
 CHECKS = [
     not_a_server_error,
