@@ -202,15 +202,19 @@ def test_sampled_protocol_is_marked_and_ranks_among_negatives() -> None:
         )
         assert np.array_equal(again.ranks, res.ranks)  # seeded
     # with every other item as a negative, the sampled rank is the full rank minus the
-    # session's items scored above the target (they are never negatives)
-    all_neg = evaluate(model, data, cutoffs=(5,), protocol="sampled", negatives=10_000)
+    # session's items scored above the target (they are never negatives); more than the
+    # catalogue is refused (issue 9: it was capped silently)
+    every = data.n_items - 1
+    all_neg = evaluate(model, data, cutoffs=(5,), protocol="sampled", negatives=every)
+    with pytest.raises(ConfigError, match="exceeds"):
+        evaluate(model, data, cutoffs=(5,), protocol="sampled", negatives=every + 1)
     excl = evaluate(model, data, cutoffs=(5,), exclude_seen=True)
     assert np.array_equal(all_neg.ranks, excl.ranks)
 
 
 def test_popularity_sampling_never_draws_unseen_items() -> None:
-    # items 5..9 have no training count: they can never be negatives, so with ten negatives
-    # asked for, only the popular items not in the session compete.
+    # items 5..9 have no training count: they can never be negatives, so with nine negatives
+    # asked for, only the popular items not in the session compete (and that is recorded).
     train = session_data([[0, 1, 2, 3, 4]], 10)
     test = session_data([[9, 0]], 10)
     model = create("pop").fit(train)
@@ -218,12 +222,13 @@ def test_popularity_sampling_never_draws_unseen_items() -> None:
         model,
         test,
         protocol="sampled",
-        negatives=10,
+        negatives=9,
         negative_sampling="popularity",
         popularity=train.item_counts(),
     )
     # target 0 (count 1) vs negatives {1, 2, 3, 4} all with count 1: conservative rank 5
     assert res.ranks.tolist() == [5.0]
+    assert res.protocol["negatives_drawn"] == {"min": 4, "mean": 4.0}
 
 
 def test_prediction_mask_counts() -> None:

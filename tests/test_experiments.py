@@ -107,7 +107,7 @@ def test_sweep_resume_keeps_finished_runs_asked_the_same(
     (out / "seed-0" / "run.json").write_text(json.dumps(stale))
     again = sweep("two-tower", tiny, out, [0, 1], resume=True, **kw)  # type: ignore[arg-type]
     assert [r["mrr@5"] for r in again["configs"][0]["runs"]] == [original[0], 0.123]
-    fresh = sweep("two-tower", tiny, out, [0, 1], **kw)  # type: ignore[arg-type]
+    fresh = sweep("two-tower", tiny, out, [0, 1], overwrite=True, **kw)  # type: ignore[arg-type]
     assert [r["mrr@5"] for r in fresh["configs"][0]["runs"]] == original
 
 

@@ -223,7 +223,7 @@ def test_save_writes_plots_reports_and_the_same_numbers(rated: Exploration, tmp_
     out = rated.save(tmp_path / "report")
     names = {p.name for p in out.iterdir()}
     pngs = {"lengths.png", "gaps.png", "activity.png", "popularity.png", "ratings.png"}
-    assert names == pngs | {"report.md", "report.html", "summary.json"}
+    assert names == pngs | {"report.md", "report.html", "summary.json", ".sessionrec.json"}
     for png in pngs:
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = json.loads((out / "summary.json").read_text())

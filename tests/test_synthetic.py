@@ -124,7 +124,7 @@ def test_cli_synth_and_ceiling(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert code == 0, err
     assert "sessionrec prepare" in stdout and (out / "process.npz").exists()
     code, _, err = run_cli(["data", "synth", "media", "--out", str(out)], capsys)
-    assert code == 2 and "not an empty folder" in err
+    assert code == 2 and "already holds sessionrec output" in err and "--overwrite" in err
     prep = tmp_path / "prep"
     code, _, err = run_cli(["prepare", str(out / "log.parquet"), "--out", str(prep),
                             "--session-column", "session_id", "--min-item-support", "1",

@@ -100,7 +100,7 @@ def test_early_stopping_restores_the_best_epoch(
     values = iter([0.1, 0.3, 0.2, 0.25, 0.9])
     snapshots: list[torch.Tensor] = []
 
-    def fake_evaluator() -> Any:
+    def fake_evaluator(*_: Any) -> Any:  # (valid_metric, exclude_seen)
         def run(model: Any, data: Any) -> dict[str, float]:
             snapshots.append(model.state_arrays()["item.weight"].clone())
             v = next(values)

@@ -30,6 +30,7 @@ _LAZY = {
     "EvalResult": "sessionrec.evaluation",
     "train": "sessionrec.training",
     "sweep": "sessionrec.experiments",
+    "tune": "sessionrec.tuning",
     "load_model": "sessionrec.models",
     "models_table": "sessionrec.catalog",
     "serve": "sessionrec.serving",
@@ -60,6 +61,7 @@ __all__ = [
     "serve",
     "sweep",
     "train",
+    "tune",
 ]
 
 if TYPE_CHECKING:
@@ -71,6 +73,7 @@ if TYPE_CHECKING:
     from sessionrec.prepare import PrepareConfig, PreparedData, SessionData
     from sessionrec.serving import serve
     from sessionrec.training import train
+    from sessionrec.tuning import tune
 
 
 def __getattr__(name: str) -> Any:

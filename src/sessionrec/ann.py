@@ -30,7 +30,7 @@ from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 import numpy as np
 import torch
 
-from sessionrec._io import atomic_dir
+from sessionrec._io import output_dir
 from sessionrec.errors import ConfigError, DataError, SessionrecError
 from sessionrec.models.base import EpochCallback, SessionModel
 from sessionrec.prepare.data import SessionData
@@ -116,10 +116,13 @@ class ItemIndex(ABC):
     def params(self) -> dict[str, Any]:
         return {}
 
-    def save(self, path: str | Path, **info: Any) -> Path:
-        """Write the index directory (``index.json`` plus the kind's files) atomically."""
+    def save(self, path: str | Path, *, overwrite: bool = False, **info: Any) -> Path:
+        """Write the index directory (``index.json`` plus the kind's files) atomically.
+
+        ``path`` must be new or empty, or (with ``overwrite``) an index sessionrec wrote.
+        """
         path = Path(path)
-        with atomic_dir(path) as tmp:
+        with output_dir(path, overwrite=overwrite, verb="index") as tmp:
             self._save(tmp)
             meta = {
                 "format": INDEX_FORMAT,
@@ -292,7 +295,14 @@ def load_index(path: str | Path) -> ItemIndex:
     meta_path = path / "index.json"
     if not meta_path.exists():
         raise DataError(path, expected="an item index directory with index.json", found="none")
-    meta = json.loads(meta_path.read_text())
+    try:
+        meta = json.loads(meta_path.read_bytes())
+    except json.JSONDecodeError as exc:
+        raise DataError(meta_path, line=exc.lineno, expected="JSON", found=exc.msg) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(meta_path, expected="a readable JSON file", found=str(exc)) from None
+    if not isinstance(meta, dict):
+        raise DataError(meta_path, expected="a JSON object", found=type(meta).__name__)
     if meta.get("format") != INDEX_FORMAT or meta.get("kind") not in INDEXES:
         raise DataError(
             meta_path,
@@ -300,7 +310,13 @@ def load_index(path: str | Path) -> ItemIndex:
             found=f"{meta.get('format')} / {meta.get('kind')}",
         )
     cls: Any = INDEXES[meta["kind"]]
-    index: ItemIndex = cls._load(path, meta)
+    try:
+        index: ItemIndex = cls._load(path, meta)
+    except SessionrecError:
+        raise
+    except Exception as exc:  # a truncated vector file, faiss' RuntimeError, a missing key
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise DataError(path, expected=f"a {meta['kind']} index's files", found=first) from None
     return index
 
 

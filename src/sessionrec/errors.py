@@ -47,6 +47,11 @@ class UnknownNameError(ConfigError):
         super().__init__(f"unknown {kind} {name!r}; known: {', '.join(sorted(known))}")
 
 
+class OutputError(ConfigError):
+    """An output that cannot or must not be written: a folder holding other files, a file where
+    a folder should go, a location that refuses writes. Nothing is written or deleted."""
+
+
 class TrainingDivergedError(SessionrecError):
     """Training produced a non-finite loss, parameter or valid metric; names the epoch and step."""
 

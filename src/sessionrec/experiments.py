@@ -17,7 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from sessionrec._io import atomic_path, read_json, write_json
+from sessionrec._io import (
+    atomic_path,
+    check_output,
+    claim_dir,
+    mark_complete,
+    read_json,
+    write_json,
+    written_by_sessionrec,
+)
 from sessionrec._report import Block, Heading, Image, Para, Table, blocks_html, blocks_markdown
 from sessionrec.errors import ConfigError
 from sessionrec.prepare.data import PreparedData
@@ -67,6 +75,7 @@ def sweep(
     resume: bool = False,
     select_on_test: bool = False,
     on_run: Callable[[dict[str, Any]], None] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Train ``model_name`` once per seed (and per combination of ``grid``), evaluate each run,
     summarise each configuration over its seeds.
@@ -80,6 +89,8 @@ def sweep(
             ``train`` and scores ``valid``, because comparing configurations is choosing one.
         resume: keep the runs an interrupted sweep finished (each run's ``run.json`` records
             what it was asked; a run asked otherwise is trained again).
+        overwrite: replace ``out_dir`` when it is a sweep sessionrec wrote; without it (and
+            without ``resume``) ``out_dir`` must be new or empty.
         select_on_test: allow a grid to be scored on ``test``. Choosing among configurations
             by their test figures is tuning on test: it must be asked for, and every output
             says ``test-selected``.
@@ -120,6 +131,11 @@ def sweep(
     part = data.part(split)
     if part.n_predictions == 0:
         raise ConfigError(f"the {split} part of {data.path} has no predictions to score")
+    data.part(fit_on)  # read (and checked) before the output is claimed
+    if resume and written_by_sessionrec(out):
+        check_output(out, overwrite=True, verb="sweep")  # nothing foreign inside
+    else:
+        claim_dir(out, overwrite=overwrite, verb="sweep")
     results: list[dict[str, Any]] = []
     for i, varied in enumerate(configs):
         where = out if grid is None else out / f"config-{i}"
@@ -151,6 +167,7 @@ def sweep(
                     seed=seed,
                     device=device,
                     progress=False,
+                    overwrite=True,  # a run folder inside the sweep's own folder
                 )
                 assert isinstance(model, SessionModel)
                 fit_seconds = time.perf_counter() - t0
@@ -165,6 +182,7 @@ def sweep(
                     {k: v for k, v in res.metrics.items() if k.split("@")[0] in _RANKING_METRICS}
                 )
                 write_json(run_dir / "run.json", {"asked": asked, "run": run})
+                mark_complete(run_dir, "train")  # run.json is the sweep's, not a stranger's
             runs.append(run)
             log.info("config %d %s, seed %d: %s", i, varied, seed, run)
             if on_run is not None:
@@ -195,6 +213,7 @@ def sweep(
         "interval": "95 % Student-t interval of the mean over seeds",
     }
     write_sweep_report(result, out)
+    mark_complete(out, "sweep")
     return result
 
 

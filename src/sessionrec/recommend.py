@@ -10,7 +10,7 @@ import polars as pl
 import torch
 
 from sessionrec import _schema as S
-from sessionrec.errors import SessionrecError
+from sessionrec.errors import ConfigError, SessionrecError
 
 if TYPE_CHECKING:
     from sessionrec.ann import ItemIndex
@@ -161,6 +161,8 @@ def recommend(
     With ``index`` (``sessionrec.ann``), the model's query vector is searched in the index
     instead of scoring the whole catalogue (two-tower, bpr, als).
     """
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ConfigError(f"k must be a whole number of at least 1 (how many items), not {k!r}")
     if model.items is None:
         raise SessionrecError("the model has no item table; train it through sessionrec.train")
     idx = resolve_items(model.items, session)

@@ -173,17 +173,17 @@ class SyntheticLog:
     process: Process
     events: pl.DataFrame
 
-    def save(self, path: str | Path) -> Path:
-        """``log.parquet``, ``process.npz`` (arrays only, no pickle) and ``spec.json``."""
-        from sessionrec._io import atomic_path, write_json
+    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """``log.parquet``, ``process.npz`` (arrays only, no pickle) and ``spec.json``, into a
+        new or empty folder (or, with ``overwrite``, one an earlier ``save`` wrote)."""
+        from sessionrec._io import output_dir, write_json
 
         path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path / "log.parquet") as tmp:
-            self.events.write_parquet(tmp)
-        with atomic_path(path / "process.npz") as tmp, tmp.open("wb") as f:
-            np.savez_compressed(f, **self.process.arrays())  # type: ignore[arg-type]
-        write_json(path / "spec.json", dataclasses.asdict(self.spec))
+        with output_dir(path, overwrite=overwrite, verb="data synth") as tmp:
+            self.events.write_parquet(tmp / "log.parquet")
+            with (tmp / "process.npz").open("wb") as f:
+                np.savez_compressed(f, **self.process.arrays())  # type: ignore[arg-type]
+            write_json(tmp / "spec.json", dataclasses.asdict(self.spec))
         return path
 
     @classmethod
@@ -193,7 +193,7 @@ class SyntheticLog:
             spec = SyntheticSpec(**json.loads((path / "spec.json").read_text()))
             with np.load(path / "process.npz", allow_pickle=False) as z:
                 process = Process.from_arrays({k: z[k] for k in z.files})
-            events = pl.read_parquet(path / "log.parquet")
+            events = pl.read_parquet(path / "log.parquet", glob=False)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise DataError(
                 path, expected="a synthetic log folder (spec.json, process.npz, log.parquet)",

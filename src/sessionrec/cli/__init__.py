@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from rich.text import Text
+
 from sessionrec.cli._app import app, console, err_console
 from sessionrec.errors import SessionrecError
 
@@ -18,6 +20,7 @@ from sessionrec.cli import train as _train  # noqa: F401  isort: skip
 from sessionrec.cli import index as _index  # noqa: F401  isort: skip
 from sessionrec.cli import compare as _compare  # noqa: F401  isort: skip
 from sessionrec.cli import sweep as _sweep  # noqa: F401  isort: skip
+from sessionrec.cli import tune as _tune  # noqa: F401  isort: skip
 from sessionrec.cli import models as _models  # noqa: F401  isort: skip
 from sessionrec.cli import serve as _serve  # noqa: F401  isort: skip
 
@@ -29,7 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, standalone_mode=False)
     except SessionrecError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        print_error(str(exc))
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("interrupted")
@@ -41,8 +44,26 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(exc.exit_code)
         if isinstance(exc, typer.Abort):
             sys.exit(1)
-        show = getattr(exc, "show", None)
-        if callable(show) and isinstance(getattr(exc, "exit_code", None), int):
-            show()
-            sys.exit(exc.exit_code)  # type: ignore[attr-defined]
+        code = getattr(exc, "exit_code", None)
+        message = getattr(exc, "format_message", None)
+        if callable(message) and isinstance(code, int):
+            # click's usage errors, in the same "error: ..." form as every other error
+            ctx = getattr(exc, "ctx", None)
+            if ctx is not None:
+                err_console.print(ctx.get_usage(), highlight=False, soft_wrap=True)
+                err_console.print(
+                    f"Try '{ctx.command_path} {ctx.help_option_names[0]}' for help.",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+            print_error(str(message()))
+            sys.exit(code)
         raise
+
+
+def print_error(message: str) -> None:
+    """``error: <message>`` on stderr, the message printed literally (no markup, no emoji:
+    a path like ``in/[red]dir`` or a value like ``:100:`` shows as it is)."""
+    err_console.print(
+        Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True
+    )

@@ -13,8 +13,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # plain help: no rich panels, no `<bool>` type beside every flag
 )
-console = Console()
-err_console = Console(stderr=True)
+# No markup and no emoji codes: paths, ids and error text print literally ("[bold]x" and
+# "line :100:" stay as they are). Styles are given as arguments, never inside the text.
+console = Console(markup=False, emoji=False)
+err_console = Console(stderr=True, markup=False, emoji=False)
 
 
 def _version(value: bool) -> None:

@@ -29,10 +29,10 @@ def read_sessions(path: Path) -> tuple[str, list[tuple[Any, list[Any]]]]:
         raise DataError(path, expected="a CSV/TSV/Parquet file of sessions", found="no such file")
     suffix = path.suffix.lower()
     if suffix == ".parquet":
-        frame = pl.read_parquet(path)
+        frame = pl.read_parquet(path, glob=False)
     elif suffix in (".csv", ".tsv", ".txt"):
         frame = pl.read_csv(
-            path, separator="\t" if suffix == ".tsv" else ",", infer_schema_length=0
+            path, separator="\t" if suffix == ".tsv" else ",", infer_schema_length=0, glob=False
         )  # every column as text: ids and titles alike, resolved against the model
     else:
         raise DataError(path, expected="a .csv, .tsv or .parquet file", found=f"{suffix!r}")

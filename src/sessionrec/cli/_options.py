@@ -17,7 +17,19 @@ TimeColumn = Annotated[str | None, typer.Option(help="Column holding event times
 RatingColumn = Annotated[str | None, typer.Option(help="Column holding ratings.")]
 EventTypeColumn = Annotated[str | None, typer.Option(help="Column holding event types.")]
 TimeUnit = Annotated[
-    str | None, typer.Option(help="s | ms | us | iso; detected from the values when not given.")
+    str | None,
+    typer.Option(help="s | ms | us | ns | iso; detected from the whole column when not given."),
+]
+Encoding = Annotated[
+    str | None,
+    typer.Option(help="Text encoding of a CSV/TSV log (latin-1, cp1252, ...); UTF-8 by default."),
+]
+OnBadTime = Annotated[
+    str,
+    typer.Option(
+        help="drop | error: what to do with times before 1990 or after next year (warned and "
+        "counted in meta.json when dropped)."
+    ),
 ]
 Separator = Annotated[
     str | None, typer.Option(help="Field separator of a text log; detected when not given.")
@@ -37,6 +49,8 @@ def load_source(
     event_type_column: str | None = None,
     time_unit: str | None = None,
     separator: str | None = None,
+    encoding: str | None = None,
+    on_bad_time: str = "drop",
 ) -> Dataset:
     sep = separator.encode().decode("unicode_escape") if separator else None
     mapping = ColumnMapping(
@@ -48,5 +62,7 @@ def load_source(
         event_type=event_type_column,
         time_unit=time_unit,
         separator=sep,
+        encoding=encoding,
+        on_bad_time=on_bad_time,
     )
     return load(source, mapping)

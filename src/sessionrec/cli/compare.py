@@ -34,18 +34,28 @@ def compare(
         Path | None, typer.Option("--json", help="Also write the comparison as JSON here.")
     ] = None,
     device: Annotated[str, typer.Option(help="cpu | cuda | auto")] = "auto",
+    allow_other_data: Annotated[
+        bool,
+        typer.Option(
+            help="Compare models trained on another prepared dataset than DATA_DIR "
+            "(refused otherwise; recorded in the JSON)."
+        ),
+    ] = False,
 ) -> None:
     """Compare models on the same predictions: each metric with its 95 % interval, and each
     model against the first by a paired session bootstrap (difference, interval, p-value)."""
-    from sessionrec._io import write_json
+    from sessionrec._io import check_output_file, write_json
     from sessionrec.cli.evaluate import SPLITS, _check_vocabulary, _is_rating_model
     from sessionrec.errors import ConfigError, UnknownNameError
     from sessionrec.evaluation import bootstrap_interval, evaluate, paired_difference
     from sessionrec.models import load_model
     from sessionrec.prepare import PreparedData
+    from sessionrec.prepare.data import check_trained_on
 
     if split not in SPLITS:
         raise UnknownNameError("split", split, list(SPLITS))
+    if json_path is not None:
+        check_output_file(json_path)  # before any work
     if len(model_dirs) < 2:
         raise ConfigError("compare takes two or more model directories")
     metrics = metric or ["recall@20", "mrr@20"]
@@ -54,13 +64,26 @@ def compare(
     part = data.part(split)
     rows: list[dict[str, Any]] = []
     results = []
-    for path in model_dirs:
+    models = []
+    for path in model_dirs:  # every model loaded and checked before any is evaluated
         if _is_rating_model(path):
             raise ConfigError(f"{path} is a rating model: compare ranks next-item models")
         model = load_model(path, device=device)
+        check = check_trained_on(
+            model.trained_on, data, model=path, allow_other_data=allow_other_data
+        )
         _check_vocabulary(model, data, path)
+        models.append((path, model, check))
+    for path, model, check in models:
         fit_on = _fit_part(path)
-        res = evaluate(model, part, cutoffs=cutoffs or (20,), ties=ties, exclude_seen=exclude_seen)
+        res = evaluate(
+            model,
+            part,
+            cutoffs=cutoffs or (20,),
+            ties=ties,
+            exclude_seen=exclude_seen,
+            allow_other_data=allow_other_data,
+        )
         results.append(res)
         for w in res.warnings:
             err_console.print(f"warning: {path}: {w}", markup=False, highlight=False)
@@ -69,6 +92,7 @@ def compare(
             "name": model.name,
             "fit_on": fit_on,
             "predictions": res.predictions,
+            "data_check": check,
             "intervals": bootstrap_interval(res, part, metrics, n_boot=n_boot, seed=seed),
         }
         if len(results) > 1:
@@ -117,10 +141,11 @@ def compare(
     )
     if len(parts) > 1:
         err_console.print(
-            "[yellow]warning:[/] these models were fit on different parts "
+            "warning: these models were fit on different parts "
             f"({', '.join(sorted(parts))}): a model fit on train+valid saw more data, so the "
             "differences mix the data with the method; train them on the same --fit-on",
             highlight=False,
+            style="yellow",
         )
     if json_path is not None:
         write_json(
@@ -132,6 +157,7 @@ def compare(
                 "exclude_seen": exclude_seen,
                 "n_boot": n_boot,
                 "seed": seed,
+                "allow_other_data": allow_other_data,
                 "models": rows,
             },
         )
@@ -140,7 +166,7 @@ def compare(
 
 def _fit_part(model_dir: Path) -> str:
     """The part a model was fit on, from the data_meta.json `sessionrec train` writes."""
-    from sessionrec._io import read_json
+    from sessionrec.prepare.data import read_trained_on
 
-    meta = model_dir / "data_meta.json"
-    return str(read_json(meta).get("fit_on", "unknown")) if meta.exists() else "unknown"
+    trained_on = read_trained_on(model_dir)
+    return str(trained_on.get("fit_on", "unknown")) if trained_on else "unknown"

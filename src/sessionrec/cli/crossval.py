@@ -44,10 +44,12 @@ def crossval(
     separator: o.Separator = None,
 ) -> None:
     """Cross-validate a rating model on raw ratings (k-fold, random or time split): RMSE, MAE, FCP."""
-    from sessionrec._io import write_json
+    from sessionrec._io import check_output_file, write_json
     from sessionrec.rating import Ratings, rating_model_class
     from sessionrec.rating import crossval as run_crossval
 
+    if json_out is not None:
+        check_output_file(json_out)  # before any work
     params = parse_params(param)
     rating_model_class(model).from_params(params)  # fail on a bad name/parameter before loading
     ds = o.load_source(

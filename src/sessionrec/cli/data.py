@@ -62,16 +62,16 @@ def synth(
     out: Path = typer.Option(..., "--out", "-o", help="A new or empty folder for the log."),
     sessions: int | None = typer.Option(None, help="Number of sessions (preset's by default)."),
     seed: int = typer.Option(0, help="Everything is drawn from this seed."),
+    overwrite: bool = typer.Option(False, help="Replace --out when an earlier synth wrote it."),
 ) -> None:
     """Generate a synthetic log with a known next-item process (log.parquet, process.npz,
     spec.json); `data ceiling` then gives its Bayes-optimal figures."""
-    from sessionrec.errors import ConfigError
+    from sessionrec._io import check_output
     from sessionrec.synthetic import generate
 
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ConfigError(f"{out} exists and is not an empty folder; give a new --out")
+    check_output(out, overwrite=overwrite, verb="data synth")  # before generating
     log = generate(preset, seed=seed, **({"n_sessions": sessions} if sessions else {}))
-    log.save(out)
+    log.save(out, overwrite=overwrite)
     spec = log.spec
     console.print(
         f"{preset}: {log.events.height:,} events in {spec.n_sessions:,} sessions over "

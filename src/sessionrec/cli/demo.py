@@ -23,9 +23,13 @@ def demo(
         typer.Option(help="Example session (titles or ids, repeatable) to recommend for."),
     ] = None,
     device: Annotated[str, typer.Option(help="cpu | cuda | auto.")] = "auto",
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace --out when it holds an earlier demo's output.")
+    ] = False,
 ) -> None:
     """Fetch MovieLens-100K, explore it, prepare sessions, train GRU4Rec and the baselines,
     compare them on the test part, and recommend the next movies for an example session."""
+    from sessionrec._io import claim_dir, mark_complete
     from sessionrec.cli.explore import print_exploration
     from sessionrec.cli.prepare import print_prepared
     from sessionrec.datasets import load
@@ -33,6 +37,7 @@ def demo(
     from sessionrec.prepare import PrepareConfig, PreparedData, prepare
 
     _check_models(models or [])
+    claim_dir(out, overwrite=overwrite, verb="demo")
     console.rule("1. data")
     ds = load(source)
     console.print(f"{ds.name}: {ds.events.height:,} events from {', '.join(map(str, ds.files))}")
@@ -40,12 +45,12 @@ def demo(
         console.print(f"source used: {ds.info['source_used']}")
     console.rule("2. explore")
     ex = explore(ds)
-    ex.save(out / "explore")
+    ex.save(out / "explore", overwrite=True)
     print_exploration(ex)
     console.print(f"report: {out / 'explore' / 'report.html'}")
     console.rule("3. prepare")
     cfg = PrepareConfig(session="1h", split="time", test_days=21, valid_days=21)
-    data = prepare(ds, out / "prepared", cfg)
+    data = prepare(ds, out / "prepared", cfg, overwrite=True)
     assert isinstance(data, PreparedData)
     print_prepared(data)
     console.rule("4. train and evaluate")
@@ -65,6 +70,7 @@ def demo(
     recs = model.recommend(example, k=10)
     print_recommendations(recs, f"{best}: top 10")
     write_results(results, out, example={"model": best, "session": example, "top": recs})
+    mark_complete(out, "demo")
     console.print(f"results: {out / 'results.md'}, {out / 'results.json'}")
     console.print(
         f"try: sessionrec recommend {out / 'models' / best} --session "
@@ -147,11 +153,11 @@ def compare(
     test = data.part("test")
     results: dict[str, dict[str, Any]] = {}
     for name in names:
-        console.print(f"[bold]{name}[/]")
+        console.print(name, style="bold")
         t0 = time.perf_counter()
         model = train(
             name, data, root / name, params=DEMO_MODELS[name], fit_on="train+valid",
-            seed=seed, device=device,
+            seed=seed, device=device, overwrite=True,
         )  # fmt: skip
         fit_s = time.perf_counter() - t0
         assert isinstance(model, SessionModel)  # DEMO_MODELS are next-item models

@@ -114,25 +114,38 @@ def evaluate(
         typer.Option(help="95 % intervals of Recall/MRR/NDCG by resampling sessions (bootstrap)."),
     ] = False,
     n_boot: Annotated[int, typer.Option(help="Bootstrap replicates for --ci.")] = 1000,
+    allow_other_data: Annotated[
+        bool,
+        typer.Option(
+            help="Evaluate although the model was trained on another prepared dataset "
+            "(refused otherwise; recorded in the JSON)."
+        ),
+    ] = False,
 ) -> None:
     """Next-item accuracy of a model: every position, full ranking, ties stated."""
     import torch
 
-    from sessionrec._io import write_json
+    from sessionrec._io import check_output_file, write_json
     from sessionrec.evaluation import evaluate as do_evaluate
     from sessionrec.models import load_model
     from sessionrec.prepare import PreparedData
+    from sessionrec.prepare.data import check_trained_on
 
     cutoffs = cutoffs or [5, 10, 20]
     if split not in SPLITS:
         raise UnknownNameError("split", split, list(SPLITS))
+    if json_path is not None:
+        check_output_file(json_path)  # before any work
     if _is_rating_model(model_dir):
-        _evaluate_rating(model_dir, data_dir, split, json_path, device)
+        _evaluate_rating(model_dir, data_dir, split, json_path, device, allow_other_data)
         return
-    if threads:
+    if threads is not None:
+        if threads < 1:
+            raise ConfigError(f"--threads must be at least 1, not {threads}")
         torch.set_num_threads(threads)
     model = load_model(model_dir, device=device)
     data = PreparedData(data_dir)
+    check_trained_on(model.trained_on, data, model=model_dir, allow_other_data=allow_other_data)
     _check_vocabulary(model, data, model_dir)
     if index is not None:
         from sessionrec.ann import IndexedModel, load_index
@@ -160,6 +173,7 @@ def evaluate(
         seed=seed,
         popularity=popularity,
         progress=True,
+        allow_other_data=allow_other_data,
     )
     res.protocol["popularity_source"] = "train counts"
     title = (
@@ -212,11 +226,18 @@ def evaluate(
         err_console.print(f"warning: {w}", markup=False, highlight=False)
     if protocol == "sampled":
         console.print(
-            "[yellow]sampled metrics rank the target among a few negatives only: they are "
-            "higher than, and not comparable with, full-ranking metrics[/]"
+            "sampled metrics rank the target among a few negatives only: they are "
+            "higher than, and not comparable with, full-ranking metrics",
+            style="yellow",
         )
     if json_path is not None:
-        out = {**res.to_dict(), "model": str(model_dir), "data": str(data_dir), "split": split}
+        out = {
+            **res.to_dict(),
+            "model": str(model_dir),
+            "data": str(data_dir),
+            "split": split,
+            "allow_other_data": allow_other_data,
+        }
         if index is not None:
             out["index"] = {"path": str(index), "depth": index_depth}
         if intervals:
@@ -226,26 +247,35 @@ def evaluate(
 
 
 def _is_rating_model(model_dir: Path) -> bool:
-    """Whether config.json names a model of ``sessionrec.rating.RATING_MODELS``."""
-    import json
-
+    """Whether config.json names a model of ``sessionrec.rating.RATING_MODELS`` (a missing or
+    damaged config.json is reported, as one line, by whoever loads the model)."""
+    from sessionrec.models.base import read_model_config
     from sessionrec.rating import RATING_MODELS
 
-    cfg = model_dir / "config.json"
-    return cfg.exists() and json.loads(cfg.read_text()).get("model") in RATING_MODELS
+    return read_model_config(model_dir)["model"] in RATING_MODELS
 
 
 def _evaluate_rating(
-    model_dir: Path, data_dir: Path, split: str, json_path: Path | None, device: str
+    model_dir: Path,
+    data_dir: Path,
+    split: str,
+    json_path: Path | None,
+    device: str,
+    allow_other_data: bool = False,
 ) -> None:
     """RMSE, MAE and FCP of a rating model on the target ratings of ``split``."""
     from sessionrec._io import write_json
     from sessionrec.prepare import PreparedData
+    from sessionrec.prepare.data import check_trained_on, read_trained_on
     from sessionrec.rating import load_rating_model
     from sessionrec.rating.prepared import prepared_ratings
 
     model = load_rating_model(model_dir, device=device)
-    part = prepared_ratings(PreparedData(data_dir), split)
+    data = PreparedData(data_dir)
+    check = check_trained_on(
+        read_trained_on(model_dir), data, model=model_dir, allow_other_data=allow_other_data
+    )
+    part = prepared_ratings(data, split)
     pred = model.predict_ids(part.user_ids[part.users], part.item_ids[part.items])
     from sessionrec.rating import rating_metrics
 
@@ -262,6 +292,8 @@ def _evaluate_rating(
             "model": str(model_dir),
             "data": str(data_dir),
             "split": split,
+            "allow_other_data": allow_other_data,
+            "data_check": check,
         }
         write_json(json_path, out)
         console.print(f"results: {json_path}")
@@ -338,9 +370,13 @@ def recommend(
     from sessionrec.models import load_model
     from sessionrec.recommend import resolve_items
 
+    if k < 1:
+        raise ConfigError(f"-k must be at least 1 (how many items to recommend), not {k}")
     if sessions is not None:
         if session is not None or user is not None or out is None:
             raise ConfigError("batch mode takes --sessions FILE --out FILE (no --session/--user)")
+        if out.exists() and sessions.exists() and out.resolve() == sessions.resolve():
+            raise ConfigError(f"--out {out} is the --sessions file itself; choose another file")
         from sessionrec.cli._batch import recommend_batch
 
         recommend_batch(model_dir, sessions, out, k, include_seen, device)
@@ -421,15 +457,16 @@ def _user_history(model_dir: Path, user: str, quiet: bool = False) -> list[int |
     """
     import polars as pl
 
-    from sessionrec._io import read_json
     from sessionrec.prepare import PreparedData
+    from sessionrec.prepare.data import read_trained_on
 
-    meta_path = model_dir / "data_meta.json"
-    if not meta_path.exists():
+    meta = read_trained_on(model_dir)
+    if meta is None or not isinstance(meta.get("path"), str):
         raise DataError(
-            model_dir, expected="data_meta.json (from `sessionrec train`)", found="none"
+            model_dir / "data_meta.json",
+            expected="the path of the training data (from `sessionrec train`)",
+            found="none",
         )
-    meta = read_json(meta_path)
     data = PreparedData(meta["path"])
     parts = ["train", "valid"] if meta.get("fit_on") == "train+valid" else ["train"]
     frame = pl.concat([data.frame(p) for p in parts], how="diagonal_relaxed")

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from sessionrec._io import check_output
 from sessionrec.cli import _options as o
 from sessionrec.cli._app import app, console
 from sessionrec.explore import Exploration
@@ -37,15 +38,21 @@ def explore(
     event_type_column: o.EventTypeColumn = None,
     time_unit: o.TimeUnit = None,
     separator: o.Separator = None,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace --out when it holds an earlier sessionrec report.")
+    ] = False,
+    encoding: o.Encoding = None,
+    on_bad_time: o.OnBadTime = "drop",
 ) -> None:
     """Describe a log (counts, lengths, gaps and a suggested session gap, activity, long tail,
     bursty and heavy users, ratings) and write the report."""
+    check_output(out, overwrite=overwrite, verb="explore")  # before reading the source
     ds = o.load_source(
         source, session_column, user_column, item_column, time_column, rating_column,
-        event_type_column, time_unit, separator,
+        event_type_column, time_unit, separator, encoding, on_bad_time,
     )  # fmt: skip
     ex = do_explore(ds, session_gap=session_gap)
-    ex.save(out)
+    ex.save(out, overwrite=overwrite)
     print_exploration(ex)
     console.print(f"report: {out / 'report.html'} (and report.md, summary.json, PNG plots)")
 
@@ -88,6 +95,8 @@ def print_exploration(ex: Exploration) -> None:
                 f"{h['users']:,} ({h['users_share']:.1%})",
             )
         )
+    d = s["duplicates"]
+    rows.append(("exact duplicate rows", f"{d['events']:,} ({d['share']:.1%})"))
     if s["ratings"]:
         rows.append(("mean rating", f"{s['ratings']['mean']:.2f}"))
     for k, v in rows:

@@ -37,10 +37,17 @@ def index(
         list[int] | None, typer.Option("--k", help="Recall@k against exact top-k (10 100).")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the query sample.")] = 0,
+    allow_other_data: Annotated[
+        bool, typer.Option(help="Measure on --data although the model was trained on other data.")
+    ] = False,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace the index folder when sessionrec wrote it.")
+    ] = False,
 ) -> None:
     """Build an item index for a model and report its recall against exact top-k."""
     import torch
 
+    from sessionrec._io import check_output
     from sessionrec.ann import (
         INDEXES,
         ExactIndex,
@@ -55,7 +62,13 @@ def index(
 
     if kind not in INDEXES:
         raise ConfigError(f"--kind must be one of {', '.join(INDEXES)}, not {kind!r}")
+    for name, value in (("--queries", queries), ("--m", m), ("--ef-construction", ef_construction),
+                        ("--ef-search", ef_search), *(("--k", kk) for kk in k or [])):  # fmt: skip
+        if value < 1:
+            raise ConfigError(f"{name} must be at least 1, not {value}")
+    target = out or model_dir / "index"
     model = load_model(model_dir, device="cpu")
+    check_output(target, overwrite=overwrite, verb="index")
     vectors = item_vectors(model)  # a clear error for models without vectors
     params = {"m": m, "ef_construction": ef_construction, "ef_search": ef_search}
     built = build_index(model, kind, **(params if kind == "hnsw" else {}))
@@ -63,8 +76,12 @@ def index(
     if data is not None:
         from sessionrec.cli.evaluate import _check_vocabulary
         from sessionrec.prepare import PreparedData
+        from sessionrec.prepare.data import check_trained_on
 
         prepared = PreparedData(data)
+        check_trained_on(
+            model.trained_on, prepared, model=model_dir, allow_other_data=allow_other_data
+        )
         _check_vocabulary(model, prepared, model_dir)
         sessions = prefix_sessions(prepared.part(split), queries, seed)
         source = f"{len(sessions):,} prefixes of {split} of {data}"
@@ -83,9 +100,9 @@ def index(
         t0 = time.perf_counter()
         ix.search(q, max(ks))
         speed[name] = len(q) / max(time.perf_counter() - t0, 1e-9)
-    target = out or model_dir / "index"
     built.save(
         target,
+        overwrite=overwrite,
         model=str(model_dir),
         queries=source,
         **recall,

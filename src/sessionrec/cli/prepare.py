@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from sessionrec._io import check_output
 from sessionrec.cli import _options as o
 from sessionrec.cli._app import app, console
 from sessionrec.errors import ConfigError
@@ -35,10 +36,19 @@ def prepare(
     event_type_column: o.EventTypeColumn = None,
     time_unit: o.TimeUnit = None,
     separator: o.Separator = None,
+    encoding: o.Encoding = None,
+    on_bad_time: o.OnBadTime = "drop",
     min_rating: Annotated[float | None, typer.Option(help="Keep ratings >= this.")] = None,
     event_type: Annotated[str | None, typer.Option(help="Keep only this event type.")] = None,
     drop_repeats: Annotated[
         bool, typer.Option(help="Drop consecutive repeats of an item in a session.")
+    ] = False,
+    drop_duplicates: Annotated[
+        bool,
+        typer.Option(
+            help="Drop events that repeat an earlier row exactly (counted in meta.json and "
+            "warned about either way)."
+        ),
     ] = False,
     min_session_length: Annotated[int, typer.Option(help="Recursive filter; 0 disables.")] = 2,
     max_session_length: Annotated[int | None, typer.Option(help="Recursive filter.")] = None,
@@ -74,6 +84,9 @@ def prepare(
     ] = None,
     max_context: Annotated[int, typer.Option(help="--examples: context length.")] = 10,
     min_timeline: Annotated[int, typer.Option(help="--examples: shortest timeline.")] = 3,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace --out when it holds earlier sessionrec output.")
+    ] = False,
 ) -> None:
     """Sessionize, filter (recursively) and split a log into a PreparedData directory."""
     chosen = [x for x in (session, session_gap, session_column) if x]
@@ -87,19 +100,21 @@ def prepare(
         how = "user"
     else:
         how = session_gap or "1h"
+    check_output(out, overwrite=overwrite, verb="prepare")  # before reading the source
     ds = o.load_source(
         source, session_column, user_column, item_column, time_column, rating_column,
-        event_type_column, time_unit, separator,
+        event_type_column, time_unit, separator, encoding, on_bad_time,
     )  # fmt: skip
     if examples is not None:
         _prepare_examples(ds, out, examples, min_rating, min_timeline, max_context,
-                          test_fraction, seed)  # fmt: skip
+                          test_fraction, seed, overwrite)  # fmt: skip
         return
     cfg = PrepareConfig(
         session=how,
         min_rating=min_rating,
         event_type=event_type,
         drop_repeats=drop_repeats,
+        drop_duplicates=drop_duplicates,
         min_session_length=min_session_length or None,
         max_session_length=max_session_length,
         min_item_support=min_item_support or None,
@@ -112,7 +127,7 @@ def prepare(
         valid_fraction=valid_fraction,
         seed=seed,
     )
-    data = do_prepare(ds, out, cfg)
+    data = do_prepare(ds, out, cfg, overwrite=overwrite)
     assert isinstance(data, PreparedData)
     print_prepared(data)
 
@@ -141,6 +156,7 @@ def _prepare_examples(
     max_context: int,
     test_fraction: float,
     seed: int,
+    overwrite: bool,
 ) -> None:
     from sessionrec.prepare.examples import prepare_examples
 
@@ -154,6 +170,7 @@ def _prepare_examples(
         max_context=max_context,
         test_fraction=test_fraction,
         seed=seed,
+        overwrite=overwrite,
     )
     table = Table(title=f"tfrs examples: {data.path}")
     for col in ("part", "examples", "rows (with context)", "items"):

@@ -56,6 +56,9 @@ def sweep(
     resume: Annotated[
         bool, typer.Option(help="Keep the runs of an interrupted sweep into --out.")
     ] = False,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace --out when it holds an earlier sessionrec sweep.")
+    ] = False,
     select_on_test: Annotated[
         bool,
         typer.Option(
@@ -93,6 +96,7 @@ def sweep(
         resume=resume,
         select_on_test=select_on_test,
         on_run=show,
+        overwrite=overwrite,
     )
     configs = result["configs"]
     names = list(configs[0]["summary"])

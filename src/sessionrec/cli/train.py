@@ -63,7 +63,16 @@ def train(
     patience: Annotated[
         int | None, typer.Option(help="Stop after N epochs without a better valid metric.")
     ] = None,
-    resume: Annotated[bool, typer.Option(help="Continue from the checkpoint in --out.")] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            help="Continue from the checkpoint in --out (same data, same parameters; a larger "
+            "-p n_epochs=N extends a finished run)."
+        ),
+    ] = False,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace --out when it is a model folder sessionrec wrote.")
+    ] = False,
     valid_every: Annotated[
         int | None,
         typer.Option(
@@ -85,7 +94,7 @@ def train(
             raise ConfigError(
                 f"{model} is a rating model: --resume and --patience apply to next-item models"
             )  # (sr.train refuses them too; said here in the CLI's own words)
-        _train_rating(model, data, out, parse_params(param), fit_on, seed, device)
+        _train_rating(model, data, out, parse_params(param), fit_on, seed, device, overwrite)
         return
     m = run(
         model,
@@ -99,6 +108,7 @@ def train(
         patience=patience,
         resume=resume,
         progress=True,
+        overwrite=overwrite,
         valid_every=valid_every,
     )
     history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
@@ -111,7 +121,14 @@ def train(
 
 
 def _train_rating(
-    name: str, data: Any, out: Path, params: dict[str, Any], fit_on: str, seed: int, device: str
+    name: str,
+    data: Any,
+    out: Path,
+    params: dict[str, Any],
+    fit_on: str,
+    seed: int,
+    device: str,
+    overwrite: bool,
 ) -> None:
     """Fit a rating model on a PreparedData's ratings; per-epoch RMSE on valid when it has some."""
     from sessionrec.rating.prepared import train_rating
@@ -130,8 +147,9 @@ def _train_rating(
 
     console.print(f"{name} on {fit_on} of {data.path}", highlight=False)
     m = train_rating(
-        name, data, out, params=params, fit_on=fit_on, seed=seed, device=device, on_epoch=on_epoch
-    )
+        name, data, out, params=params, fit_on=fit_on, seed=seed, device=device,
+        on_epoch=on_epoch, overwrite=overwrite,
+    )  # fmt: skip
     console.print(
         f"trained {name} on {len(m.train_ratings):,} ratings ({m.n_users:,} users, "
         f"{m.n_items:,} items): {epochs} epoch(s) → {out}",

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import polars as pl
 
 from sessionrec import _schema as S
@@ -113,6 +114,29 @@ def to_events(
         cols.append(event_type.cast(pl.Utf8).alias(S.EVENT_TYPE))
     # Column order as in _schema.EVENT_COLUMNS, then the optional ones.
     return lf.with_row_index(S.ROW).select(cols)
+
+
+def repeated_events(events: pl.DataFrame, by: str | None) -> pl.Series:
+    """True on each event that repeats an earlier one exactly (every column but the source row).
+
+    ``events`` must be sorted by ``by`` (the actor: user or session; None for none), then time,
+    then source row, as sessionizing and exploring leave them: equal rows then sit in one run
+    of equal ``by`` and time, so only rows tied with a neighbour are hashed.
+    """
+    if events.height < 2:
+        return pl.Series("repeated", [False] * events.height, dtype=pl.Boolean)
+    keys = [c for c in (by, S.TIME) if c is not None]
+    same = pl.all_horizontal(pl.col(c).eq_missing(pl.col(c).shift(1)) for c in keys)
+    tied = events.select(
+        (same.fill_null(False) | same.shift(-1).fill_null(False)).alias("t")
+    ).to_series()
+    out = np.zeros(events.height, dtype=bool)
+    if tied.any():
+        cols = [c for c in events.columns if c != S.ROW]
+        at = np.flatnonzero(tied.to_numpy())
+        candidates = events[at].select(cols)
+        out[at] = ~candidates.select(pl.struct(cols).is_first_distinct()).to_series().to_numpy()
+    return pl.Series("repeated", out)
 
 
 def epoch_to_time(col: str, unit: Literal["s", "ms", "us"]) -> pl.Expr:

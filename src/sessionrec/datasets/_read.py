@@ -6,6 +6,7 @@ find the first offending line, so good files are read once and cheaply.
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -87,6 +88,7 @@ def read_delimited(
         # polars decodes latin-1 etc. only in the eager reader; such files are small.
         df = pl.read_csv(
             path,
+            glob=False,
             separator=separator,
             has_header=has_header,
             schema=schema,
@@ -96,6 +98,7 @@ def read_delimited(
         return df.lazy().select(list(dtypes))
     return pl.scan_csv(
         path,
+        glob=False,
         separator=separator,
         has_header=has_header,
         schema=schema,
@@ -127,17 +130,28 @@ def diagnose(
     dtypes: Mapping[str, pl.DataType | type[pl.DataType]],
     has_header: bool,
     encoding: str,
+    data: bytes | None = None,
+    skip_blank: bool = False,
 ) -> DataError:
     """Re-read ``path`` as text and describe the first value that does not parse.
 
     The re-read is a lazy scan that stops at the first bad line, so explaining an error in a
-    25M-row file does not hold the file as text in memory.
+    25M-row file does not hold the file as text in memory. A byte that is not UTF-8 is found
+    first (by line), since the lossy re-read would not see it. ``data`` is the file's content
+    when the loader read it into memory (decoded or with its line endings fixed); with
+    ``skip_blank``, lines without a value in any of ``dtypes``' columns are passed over, as
+    the loader skips them.
     """
+    if encoding in ("utf8", "utf-8"):
+        bad_text = text_error(path, "utf-8", data)
+        if bad_text is not None:
+            return bad_text
     header_names = _header(path, separator, has_header, encoding)
     file_names = header_names if has_header else list(names or [])
     file_names += [f"_extra{i}" for i in range(len(header_names) - len(file_names))]
     text = pl.scan_csv(
-        path,
+        path if data is None else data,
+        glob=False,
         separator=separator,
         has_header=has_header,
         schema=dict.fromkeys(file_names, pl.Utf8),
@@ -145,6 +159,8 @@ def diagnose(
         encoding="utf8-lossy",
         truncate_ragged_lines=False,
     ).with_row_index("_line", offset=2 if has_header else 1)
+    if skip_blank:  # the loader skips lines without any of the columns it reads
+        text = text.filter(~pl.all_horizontal(pl.col(c).is_null() for c in dtypes))
     bad = {col: _is_bad(pl.col(col), dtype) for col, dtype in dtypes.items()}
     try:
         # Flags first, then filter: a datetime format inferred from the bad row alone could
@@ -156,6 +172,9 @@ def diagnose(
             .collect()
         )
     except pl.exceptions.PolarsError as exc:
+        ragged = _ragged_line(path, data, separator, len(file_names), has_header)
+        if ragged is not None:
+            return ragged
         msg = str(exc).strip().splitlines()[0]
         return DataError(path, expected=f"{len(file_names)} fields per line", found=msg)
     if first.height == 0:
@@ -172,6 +191,131 @@ def diagnose(
     )
 
 
+def _ragged_line(
+    path: Path, data: bytes | None, separator: str, n_fields: int, has_header: bool
+) -> DataError | None:
+    """The first line whose number of separators differs from the header's (counted without
+    regard to quotes: only called once a parse has failed)."""
+    if len(separator) != 1:
+        return None
+    try:
+        lines = (
+            pl.scan_csv(
+                path if data is None else data,
+                glob=False,
+                has_header=False,
+                separator="\x1f",
+                quote_char=None,
+                schema={"text": pl.Utf8},
+                encoding="utf8-lossy",
+            )
+            .with_row_index("_line", offset=1)
+            .filter(pl.col("_line") > int(has_header))
+            .filter(pl.col("text").str.count_matches(separator, literal=True) != n_fields - 1)
+            .head(1)
+            .collect()
+        )
+    except pl.exceptions.PolarsError:
+        return None
+    if lines.height == 0:
+        return _unclosed_quote(path, data, has_header)
+    text = (lines["text"][0] or "").rstrip("\r")
+    return DataError(
+        path,
+        line=int(lines["_line"][0]),
+        expected=f"{n_fields} fields separated by {separator!r}",
+        found=f"{text.count(separator) + 1} in {text[:80]!r}",
+    )
+
+
+def _unclosed_quote(path: Path, data: bytes | None, has_header: bool) -> DataError | None:
+    """The first line with an odd number of double quotes (a quote opened and not closed)."""
+    try:
+        lines = (
+            pl.scan_csv(
+                path if data is None else data,
+                glob=False,
+                has_header=False,
+                separator="\x1f",
+                quote_char=None,
+                schema={"text": pl.Utf8},
+                encoding="utf8-lossy",
+            )
+            .with_row_index("_line", offset=1)
+            .filter(pl.col("_line") > int(has_header))
+            .filter(pl.col("text").str.count_matches('"', literal=True) % 2 == 1)
+            .head(1)
+            .collect()
+        )
+    except pl.exceptions.PolarsError:
+        return None
+    if lines.height == 0:
+        return None
+    text = (lines["text"][0] or "").rstrip("\r")
+    return DataError(
+        path,
+        line=int(lines["_line"][0]),
+        expected="fields with their double quotes closed on the same line",
+        found=f"an unclosed quote in {text[:80]!r}",
+    )
+
+
+def text_error(path: Path, encoding: str, data: bytes | None = None) -> DataError | None:
+    """The first line of ``path`` (or of ``data``, its bytes) that does not decode, as a
+    DataError that suggests ``--encoding``; None when the whole file decodes.
+
+    Read in 4 MiB blocks; a character cut by a block's end is completed by the next block.
+    """
+    line = 1
+    pending = b""
+    with open(path, "rb") if data is None else _BytesReader(data) as f:
+        while True:
+            chunk = f.read(1 << 22)
+            block = pending + chunk
+            try:
+                block.decode(encoding)
+                pending = b""
+            except UnicodeDecodeError as exc:
+                if chunk and exc.reason == "unexpected end of data":
+                    line += block.count(b"\n", 0, exc.start)
+                    pending = block[exc.start :]
+                    continue
+                line += block.count(b"\n", 0, exc.start)
+                start = block.rfind(b"\n", 0, exc.start) + 1
+                end = block.find(b"\n", exc.start)
+                text = block[start : end if end >= 0 else len(block)].rstrip(b"\r")
+                shown = text.decode(encoding, errors="backslashreplace")[:80]
+                hint = "--encoding latin-1" if encoding.replace("-", "") == "utf8" else "--encoding"
+                return DataError(
+                    path,
+                    line=line,
+                    expected=f"{codecs.lookup(encoding).name} text (give the file's encoding "
+                    f"with {hint} or another)",
+                    found=f'byte 0x{block[exc.start]:02x} in "{shown}"',
+                )
+            if not chunk:
+                return None
+            line += block.count(b"\n")
+
+
+class _BytesReader:
+    """``open(path, "rb")``'s read/with for bytes already in memory."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data, self._at = data, 0
+
+    def read(self, n: int) -> bytes:
+        out = self._data[self._at : self._at + n]
+        self._at += len(out)
+        return out
+
+    def __enter__(self) -> _BytesReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
 def _is_bad(raw: pl.Expr, dtype: pl.DataType | type[pl.DataType]) -> pl.Expr:
     """True where the text ``raw`` is empty or does not parse as ``dtype``."""
     if isinstance(dtype, pl.Datetime):
@@ -181,12 +325,18 @@ def _is_bad(raw: pl.Expr, dtype: pl.DataType | type[pl.DataType]) -> pl.Expr:
         )
     else:
         parsed = raw.str.strip_chars().cast(dtype, strict=False)
+        if dtype in (pl.Int64, pl.Int32):
+            # "3.0" is the integer 3 (a float column holding ids); "3.5" is not an integer
+            number = raw.str.strip_chars().cast(pl.Float64, strict=False)
+            whole = pl.when(number == number.floor()).then(number)
+            parsed = pl.coalesce(parsed, whole)
     return raw.is_null() | parsed.is_null()
 
 
 def _first_line(path: Path, encoding: str) -> str:
-    with open(path, encoding="latin-1" if encoding != "utf8" else "utf-8", errors="replace") as f:
-        return f.readline().rstrip("\r\n")[:80]
+    utf8 = encoding in ("utf8", "utf-8")
+    with open(path, encoding="utf-8" if utf8 else "latin-1", errors="replace") as f:
+        return f.readline().lstrip("\ufeff").rstrip("\r\n")[:80]
 
 
 def _header(path: Path, separator: str, has_header: bool, encoding: str) -> list[str]:

@@ -121,6 +121,7 @@ def _items_100k(path: Path) -> pl.DataFrame:
     cols = ["item_id", "title", "release", "video_release", "url", *GENRES_100K]
     raw = pl.read_csv(
         path,
+        glob=False,
         separator="|",
         has_header=False,
         new_columns=cols,
@@ -230,7 +231,9 @@ def _load_csv(folder: Path, name: str) -> Dataset:
     )
     mpath = folder / "movies.csv"
     check_file(mpath)
-    raw = pl.read_csv(mpath, schema_overrides={"movieId": pl.Utf8}, infer_schema_length=0)
+    raw = pl.read_csv(
+        mpath, glob=False, schema_overrides={"movieId": pl.Utf8}, infer_schema_length=0
+    )
     items = _movie_table(
         raw.rename({"movieId": "item"}).select("item", "title", "genres"), mpath, header_lines=1
     )

@@ -114,6 +114,7 @@ def evaluate(
     seed: int = 0,
     popularity: np.ndarray | None = None,
     progress: bool = False,
+    allow_other_data: bool = False,
 ) -> EvalResult:
     """Next-item accuracy of ``model`` on ``data`` through the streaming protocol.
 
@@ -134,6 +135,9 @@ def evaluate(
             by default the ``count`` column of ``model.items``, else the counts in ``data``
             (recorded in ``protocol["popularity_source"]``).
         progress: show a progress bar (rich) on stderr.
+        allow_other_data: evaluate although ``model`` was trained on another PreparedData
+            than the one ``data`` comes from (refused otherwise: the test sessions may have been
+            in its training data). Recorded in ``protocol["data_check"]``.
 
     Returns:
         An ``EvalResult``.
@@ -145,6 +149,12 @@ def evaluate(
             None,
             expected=f"sessions over the model's {model.n_items:,} items",
             found=f"data with {data.n_items:,} items (another vocabulary?)",
+        )
+    data_check = _check_data(model, data, allow_other_data)
+    if protocol == "sampled" and negatives > data.n_items - 1:
+        raise ConfigError(
+            f"negatives {negatives} exceeds the {data.n_items - 1:,} items besides the target "
+            f"in a catalogue of {data.n_items:,}"
         )
     counts, pop_source = _popularity(model, data, popularity)
     is_pred = prediction_mask(data, protocol)
@@ -167,6 +177,7 @@ def evaluate(
             popularity=M.normalized_popularity(counts),
         )
         ranks, positions, cov, pop = run.loop(batch_size, expected, progress)
+        drawn = run.negatives_drawn
     # An evaluator that stops early or skips a slot is the classic bug this guards against.
     if len(ranks) != expected:
         raise AssertionError(f"made {len(ranks)} predictions, expected {expected}")
@@ -197,6 +208,14 @@ def evaluate(
     }
     if protocol == "sampled":
         proto.update(negatives=negatives, negative_sampling=negative_sampling, seed=seed)
+        # Fewer where a session's own items (never negatives) or zero-popularity items leave
+        # fewer to draw from: what was drawn is recorded beside what was asked.
+        proto["negatives_drawn"] = {
+            "min": int(drawn.min()) if len(drawn) else 0,
+            "mean": float(drawn.mean()) if len(drawn) else 0.0,
+        }
+    if data_check is not None:
+        proto["data_check"] = data_check
     warnings: list[str] = []
     if run.nan_rows:
         warnings.append(
@@ -213,6 +232,24 @@ def evaluate(
         positions=positions,
         nan_predictions=run.nan_rows,
         warnings=warnings,
+    )
+
+
+def _check_data(
+    model: SessionModel, data: SessionData, allow_other_data: bool
+) -> dict[str, Any] | None:
+    """Whether ``model`` was trained on the PreparedData that ``data`` is a part of."""
+    prepared = data.extra.get("prepared")
+    trained_on = getattr(model, "trained_on", None)
+    if prepared is None or not trained_on:
+        return None
+    from sessionrec.prepare.data import check_trained_on
+
+    return check_trained_on(
+        trained_on,
+        prepared,
+        model=getattr(model, "name", "model"),
+        allow_other_data=allow_other_data,
     )
 
 
@@ -281,6 +318,7 @@ class _Run:
         self.model = model
         self.data = data
         self.is_pred = is_pred
+        self._drawn: list[torch.Tensor] = []  # sampled: negatives drawn per prediction
         self.cutoffs = cutoffs
         self.ties = ties
         self.exclude_seen = exclude_seen
@@ -376,6 +414,13 @@ class _Run:
         cov = self.covered.sum(1).cpu().numpy()
         return ranks[order], positions[order], cov, self.pop_sum.cpu().double().numpy()
 
+    @property
+    def negatives_drawn(self) -> np.ndarray:
+        """(P,) the negatives each sampled prediction was ranked among (empty otherwise)."""
+        if not self._drawn:
+            return np.zeros(0, dtype=np.int64)
+        return torch.cat(self._drawn).numpy()
+
     def _rank(
         self, scores: torch.Tensor, tgt: torch.Tensor, seen: torch.Tensor | None
     ) -> torch.Tensor:
@@ -392,6 +437,7 @@ class _Run:
         n_neg = min(self.negatives, scores.shape[1])
         k_val, neg = torch.topk(keys, n_neg, dim=1, largest=False)
         valid = torch.isfinite(k_val)
+        self._drawn.append(valid.sum(1).cpu())
         target_scores = scores.gather(1, tgt.view(-1, 1)).view(-1)
         return M.sampled_ranks(target_scores, scores.gather(1, neg), self.ties, valid)
 

@@ -57,6 +57,8 @@ def _replicates(
     values: list[np.ndarray], sessions: np.ndarray, n_sessions: int, n_boot: int, seed: int
 ) -> list[np.ndarray]:
     """(n_boot,) bootstrap replicates of the mean of each of ``values`` (same draws for all)."""
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 1:
+        raise ConfigError(f"n_boot (bootstrap replicates) must be at least 1, not {n_boot!r}")
     counts = np.bincount(sessions, minlength=n_sessions).astype(np.float64)
     sums = [np.bincount(sessions, weights=v, minlength=n_sessions) for v in values]
     rng = np.random.default_rng(seed)

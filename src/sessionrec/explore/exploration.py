@@ -16,6 +16,7 @@ import polars as pl
 
 from sessionrec import _schema as S
 from sessionrec.datasets import Dataset, load
+from sessionrec.datasets._events import repeated_events
 from sessionrec.explore import stats as st
 from sessionrec.prepare.sessionize import parse_duration
 
@@ -71,15 +72,16 @@ class Exploration:
 
         return render_html(self)
 
-    def save(self, out_dir: str | Path) -> Path:
+    def save(self, out_dir: str | Path, *, overwrite: bool = False) -> Path:
         """Write ``NAME.png`` plots, ``summary.json``, ``report.md`` and ``report.html``.
 
-        Each file is written atomically; the reports come last, so they never point at a
-        missing plot. Other files in ``out_dir`` are left alone. Returns ``out_dir``.
+        The folder is written whole, then renamed into place. ``out_dir`` must be new or empty,
+        or (with ``overwrite``) an earlier report sessionrec wrote; anything else is refused
+        (``sessionrec._io.output_dir``). Returns ``out_dir``.
         """
         from sessionrec.explore.report import save
 
-        return save(self, Path(out_dir))
+        return save(self, Path(out_dir), overwrite=overwrite)
 
     def _repr_html_(self) -> str:
         from sessionrec.explore.report import render_html
@@ -130,7 +132,9 @@ def explore(
     if isinstance(source, str | Path):
         source = load(source)
     if isinstance(source, Dataset):
-        lf, items_meta = source.lazy_events, source.items
+        # collected through the Dataset: a bad value is explained by file, line and column
+        keep = [c for c in source.lazy_events.collect_schema().names() if c != S.EVENT_TYPE]
+        lf, items_meta = source.collect(keep).lazy(), source.items
         where = str(source.files[0]) if source.files else source.name
         name = name or source.name
     else:
@@ -165,6 +169,7 @@ def explore(
     log.info("explore: gaps and sessions in %.1fs", time.perf_counter() - t0)
 
     counts = st.item_counts(frame)
+    n_repeated = int(repeated_events(frame, o.actor).sum())
     unit = st.activity_unit(days)
     per_period = st.activity(frame, unit)
     hours = st.hour_of_day(frame)
@@ -251,6 +256,8 @@ def explore(
             "values": int(ratings.height),
         },
         "repeats": {"consecutive_repeat_share": st.repeat_share(o)},
+        # rows equal to an earlier row in every column (actor, session, item, time, rating)
+        "duplicates": {"events": n_repeated, "share": n_repeated / o.n_events},
     }
     tables: dict[str, pl.DataFrame] = {
         "candidate_gaps": candidates,

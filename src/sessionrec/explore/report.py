@@ -10,9 +10,8 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from sessionrec import _schema as S
-from sessionrec._io import atomic_path
+from sessionrec._io import output_dir
 from sessionrec._report import Block, Heading, Image, Para, Table, blocks_html, blocks_markdown
-from sessionrec.errors import ConfigError
 from sessionrec.explore.stats import GAP_QUANTILES, QUANTILES
 
 if TYPE_CHECKING:
@@ -83,6 +82,10 @@ def blocks(ex: Exploration) -> list[Block]:
                 [
                     "consecutive repeats of an item",
                     pct(s["repeats"]["consecutive_repeat_share"]),
+                ],
+                [
+                    "exact duplicate rows",
+                    f"{n(s['duplicates']['events'])} ({pct(s['duplicates']['share'])})",
                 ],
             ],
         )
@@ -254,22 +257,16 @@ def render_html(ex: Exploration, full_page: bool = True) -> str:
     return blocks_html(blocks(ex), ex.figures, f"Exploration of {ex.name}", full_page)
 
 
-def save(ex: Exploration, out_dir: Path) -> Path:
-    """Plots first, then ``summary.json``, then the two reports; each file atomically."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ConfigError(f"--out {out_dir}: expected a directory, found a file")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name, png in ex.figures.items():
-        with atomic_path(out_dir / f"{name}.png") as tmp:
-            tmp.write_bytes(png)
-            tmp.chmod(0o644)  # a report is for reading: not the 0600 of a temp file
-    texts = {
-        "summary.json": json.dumps(ex.to_dict(), indent=2, default=str) + "\n",
-        "report.md": render_markdown(ex, images="files"),
-        "report.html": render_html(ex),
-    }
-    for fname, text in texts.items():
-        with atomic_path(out_dir / fname) as tmp:
-            tmp.write_text(text, encoding="utf-8")
-            tmp.chmod(0o644)
+def save(ex: Exploration, out_dir: Path, *, overwrite: bool = False) -> Path:
+    """Plots, ``summary.json`` and the two reports into a new folder that replaces ``out_dir``."""
+    with output_dir(out_dir, overwrite=overwrite, verb="explore") as tmp:
+        for name, png in ex.figures.items():
+            (tmp / f"{name}.png").write_bytes(png)
+        texts = {
+            "summary.json": json.dumps(ex.to_dict(), indent=2, default=str) + "\n",
+            "report.md": render_markdown(ex, images="files"),
+            "report.html": render_html(ex),
+        }
+        for fname, text in texts.items():
+            (tmp / fname).write_text(text, encoding="utf-8")
     return out_dir

@@ -7,14 +7,14 @@ imported only when asked for, so `import sessionrec` stays light.
 from __future__ import annotations
 
 import importlib
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from sessionrec.errors import DataError, UnknownNameError
-from sessionrec.models.base import SessionModel
+from sessionrec.models.base import SessionModel, read_model_config
+from sessionrec.prepare.data import read_trained_on
 
 #: --model name → (module, class). One line per model.
 REGISTRY: dict[str, tuple[str, str]] = {
@@ -48,17 +48,22 @@ def create(
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> SessionModel:
-    """Load a saved model directory (config.json + weights + items)."""
+    """Load a saved model directory (config.json + weights + items).
+
+    A damaged folder ends in a ``DataError`` naming the file and what is wrong. The model's
+    ``trained_on`` holds what ``data_meta.json`` says of its training data (path, part,
+    fingerprint), or None for a model saved without it (``model.save``).
+    """
     path = Path(path)
-    cfg_path = path / "config.json"
-    if not cfg_path.exists():
-        raise DataError(
-            path,
-            expected="a model directory with config.json (from `sessionrec train`)",
-            found="no config.json" if path.is_dir() else "no such directory",
-        )
-    name = json.loads(cfg_path.read_text())["model"]
-    return model_class(name).load_from(path, device=device)
+    name = read_model_config(path)["model"]
+    try:
+        cls = model_class(name)
+    except UnknownNameError as exc:
+        raise DataError(path / "config.json", column="model", expected="a next-item model name",
+                        found=str(exc)) from None  # fmt: skip
+    model = cls.load_from(path, device=device)
+    model.trained_on = read_trained_on(path)
+    return model
 
 
 __all__ = ["REGISTRY", "SessionModel", "create", "load_model", "model_class"]

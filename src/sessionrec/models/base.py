@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import types
+import typing
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -45,7 +48,8 @@ def presets(cls: type) -> dict[str, dict[str, Any]]:
 
 
 def make_config(cls: type[C], params: dict[str, Any] | None, *, warn: bool = True) -> C:
-    """Build a frozen config dataclass from ``params``, rejecting unknown keys by name.
+    """Build a frozen config dataclass from ``params``, rejecting unknown keys by name and
+    values of the wrong type or range by name, type and value (``check_param``).
 
     ``params["preset"]`` names one of the class's ``PRESETS`` (e.g. ``session-rec`` for
     ``vsknn``): its values are the starting point, and the other ``params`` override them
@@ -82,10 +86,121 @@ def make_config(cls: type[C], params: dict[str, Any] | None, *, warn: bool = Tru
             f"unknown parameter(s) {', '.join(unknown)} for {cls.__name__}; "
             f"known: {', '.join(sorted(names))}"
         )
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        if f.name in params and isinstance(params[f.name], list) and "tuple" in str(f.type):
-            params[f.name] = tuple(params[f.name])
-    return cls(**params)
+    hints = typing.get_type_hints(cls)
+    for name in list(params):
+        params[name] = check_param(name, hints.get(name, Any), params[name])
+        _check_range(name, params[name])
+    try:
+        return cls(**params)
+    except (TypeError, ValueError) as exc:  # a model's own checks that are not ConfigErrors
+        raise ConfigError(f"invalid parameters for {cls.__name__}: {exc}") from None
+
+
+#: Ranges shared by name across models (a model checks the rest in its ``__post_init__``):
+#: sizes of at least 1, counts and rates of at least 0 (a rate of 0 freezes the weights: a
+#: diagnostic), a softmax temperature above 0.
+_AT_LEAST = {"factors": 1, "dim": 1, "batch_size": 1, "context_length": 1, "layers": 1,
+             "hidden": 1, "epochs": 0, "n_epochs": 0, "extra_negatives": 0, "threads": 0,
+             "weight_decay": 0, "l2": 0, "lr": 0, "learning_rate": 0}  # fmt: skip
+_ABOVE_ZERO = ("temperature",)
+
+
+def _check_range(name: str, value: Any) -> None:
+    values = value if isinstance(value, tuple) else (value,)
+    for v in values:
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            continue
+        low = _AT_LEAST.get(name)
+        if low is not None and v < low:
+            raise ConfigError(f"parameter {name}: expected at least {low}, found {value!r}")
+        if name in _ABOVE_ZERO and v <= 0:
+            raise ConfigError(f"parameter {name}: expected a number above 0, found {value!r}")
+
+
+_TRUE = ("true", "1", "yes")
+_FALSE = ("false", "0", "no")
+
+
+def check_param(name: str, kind: Any, value: Any) -> Any:
+    """``value`` as the declared type ``kind`` of parameter ``name``, or a ConfigError naming
+    the parameter, its type and the value.
+
+    Booleans take true/false/1/0/yes/no; integers take whole numbers (``2.0`` but not ``2.5``);
+    numbers must be finite; ``tuple[int, ...]`` takes a list of integers or one integer.
+    """
+
+    def bad(expected: str) -> ConfigError:
+        return ConfigError(
+            f"parameter {name} ({_type_name(kind)}): expected {expected}, found {value!r}"
+        )
+
+    origin = typing.get_origin(kind)
+    if kind is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(kind)
+        if value is None and type(None) in options:
+            return None
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return check_param(name, option, value)
+            except ConfigError:
+                continue
+        raise bad(" or ".join(_type_name(o) for o in options))
+    if origin is typing.Literal:
+        choices = typing.get_args(kind)
+        if value not in choices:
+            raise bad("one of " + ", ".join(map(repr, choices)))
+        return value
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        if isinstance(value, str) and value.strip().lower() in (*_TRUE, *_FALSE):
+            return value.strip().lower() in _TRUE
+        raise bad("true or false (true/false, 1/0, yes/no)")
+    if kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+            return int(value)
+        raise bad("a whole number")
+    if kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise bad("a finite number")
+            return float(value)
+        raise bad("a number")
+    if kind is str:
+        if isinstance(value, str):
+            return value
+        raise bad("text")
+    if origin is tuple:
+        args = typing.get_args(kind)
+        item = args[0] if args else Any
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = [value]  # one number: a tuple of one (layers=224)
+        if not isinstance(value, (list, tuple)):
+            raise bad(_type_name(kind))
+        try:
+            return tuple(check_param(name, item, v) for v in value)
+        except ConfigError:
+            raise bad(_type_name(kind)) from None
+    return value
+
+
+def _type_name(kind: Any) -> str:
+    if kind is type(None):
+        return "null"
+    if typing.get_origin(kind) is tuple:  # said in words: brackets read as markup in terminals
+        args = typing.get_args(kind)
+        return f"list of {_type_name(args[0]) if args else 'values'}"
+    if isinstance(kind, type) and not typing.get_args(kind):
+        return kind.__name__
+    return str(kind).replace("typing.", "")
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -124,6 +239,8 @@ class SessionModel(ABC):
         self.device = resolve_device(device)
         self.n_items = 0
         self.items: pl.DataFrame | None = None  # item_idx ↔ item_id + titles, set by training
+        #: The data it was trained on (path, fit_on, fingerprint), set by training and loading.
+        self.trained_on: dict[str, Any] | None = None
 
     @classmethod
     def from_params(cls, params: dict[str, Any] | None = None, **kw: Any) -> Self:
@@ -199,17 +316,41 @@ class SessionModel(ABC):
 
     @classmethod
     def load_from(cls, path: str | Path, device: str | torch.device = "cpu") -> Self:
-        from safetensors.torch import load_file
-
+        """Load a model directory; a damaged file ends in a ``DataError`` naming it."""
         path = Path(path)
-        cfg = json.loads((path / "config.json").read_text())
-        model = cls(make_config(cls.Config, cfg["config"], warn=False), device=device)
-        model.n_items = int(cfg["n_items"])
-        model.load_state_arrays(
-            load_file(str(path / "weights.safetensors"), device=str(model.device))
-        )
+        cfg = read_model_config(path)
+        n_items = cfg.get("n_items")
+        if not isinstance(n_items, int) or isinstance(n_items, bool) or n_items < 0:
+            raise DataError(path / "config.json", column="n_items",
+                            expected="a non-negative integer", found=repr(n_items))  # fmt: skip
+        try:
+            config: Any = make_config(cls.Config, cfg["config"], warn=False)
+        except ConfigError as exc:
+            raise DataError(
+                path / "config.json", expected=f"valid {cls.name} parameters", found=str(exc)
+            ) from None
+        model = cls(config, device=device)
+        model.n_items = n_items
+        arrays = load_weights(path / "weights.safetensors", device=str(model.device))
+        try:
+            model.load_state_arrays(arrays)
+            if model.n_items != n_items:
+                raise ValueError(f"arrays over {model.n_items:,} items, config.json {n_items:,}")
+            if n_items:  # one step and one score: shapes that disagree fail here, not later
+                scores = model.score_sessions([[0]])
+                if tuple(scores.shape) != (1, n_items):
+                    raise ValueError(f"scores of shape {tuple(scores.shape)}")
+        except (RuntimeError, KeyError, ValueError, IndexError, TypeError, AttributeError) as exc:
+            raise DataError(
+                path / "weights.safetensors",
+                expected=f"arrays that fit config.json ({cls.name}, {n_items:,} items)",
+                found=one_line(exc),
+            ) from None
         if (path / "items.parquet").exists():
-            model.items = pl.read_parquet(path / "items.parquet")
+            model.items = read_parquet(path / "items.parquet")
+            if model.items.height != n_items:
+                raise DataError(path / "items.parquet", expected=f"{n_items:,} items (config.json)",
+                                found=f"{model.items.height:,} rows")  # fmt: skip
         return model
 
     # -- convenience ------------------------------------------------------------------------
@@ -258,6 +399,64 @@ class SessionModel(ABC):
         from sessionrec.recommend import recommend
 
         return recommend(self, session, k, exclude_seen=exclude_seen, index=index)
+
+
+def one_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (what a user sees of a library's error)."""
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else type(exc).__name__
+    return first if len(first) <= limit else first[: limit - 1] + "…"
+
+
+def read_model_config(path: str | Path) -> dict[str, Any]:
+    """``config.json`` of a model directory, checked: a JSON object naming its ``model`` and
+    holding its ``config``; anything else is a ``DataError`` naming the file."""
+    path = Path(path)
+    cfg_path = path / "config.json"
+    if not cfg_path.is_file():
+        raise DataError(
+            path,
+            expected="a model directory with config.json (from `sessionrec train`)",
+            found="no config.json" if path.is_dir() else "no such directory",
+        )
+    try:
+        cfg = json.loads(cfg_path.read_bytes())
+    except json.JSONDecodeError as exc:
+        raise DataError(cfg_path, line=exc.lineno, expected="JSON", found=exc.msg) from None
+    except (UnicodeDecodeError, OSError) as exc:
+        raise DataError(cfg_path, expected="a readable JSON file", found=one_line(exc)) from None
+    if not isinstance(cfg, dict):
+        raise DataError(cfg_path, expected="a JSON object", found=type(cfg).__name__)
+    if not isinstance(cfg.get("model"), str):
+        raise DataError(
+            cfg_path, column="model", expected="a model name", found=repr(cfg.get("model"))
+        )
+    if not isinstance(cfg.get("config"), dict):
+        raise DataError(cfg_path, column="config", expected="an object of parameters",
+                        found=repr(cfg.get("config")))  # fmt: skip
+    return cfg
+
+
+def load_weights(path: Path, device: str = "cpu") -> dict[str, torch.Tensor]:
+    """A safetensors file's arrays; a missing, truncated or foreign file is a ``DataError``."""
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise DataError(path, expected="the model's weights", found="no such file")
+    try:
+        return load_file(str(path), device=device)
+    except Exception as exc:  # safetensors raises its own SafetensorError (and OSError, ...)
+        raise DataError(path, expected="a safetensors file", found=one_line(exc)) from None
+
+
+def read_parquet(path: Path) -> pl.DataFrame:
+    """A Parquet file; a missing or damaged one is a ``DataError`` naming it."""
+    if not path.is_file():
+        raise DataError(path, expected="a Parquet file", found="no such file")
+    try:
+        return pl.read_parquet(path, glob=False)
+    except Exception as exc:  # polars' ComputeError, OSError, ...
+        raise DataError(path, expected="a Parquet file", found=one_line(exc)) from None
 
 
 def check_session_data(data: SessionData, n_items: int, where: str = "data") -> None:

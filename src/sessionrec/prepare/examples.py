@@ -113,6 +113,7 @@ def prepare_examples(
     max_context: int = 10,
     test_fraction: float = 0.1,
     seed: int = 0,
+    overwrite: bool = False,
 ) -> PreparedData:
     """Write the tutorial's examples as a PreparedData directory (valid empty).
 
@@ -123,11 +124,13 @@ def prepare_examples(
     """
     from datetime import UTC, datetime
 
+    from sessionrec._io import check_output
     from sessionrec.datasets import load
     from sessionrec.prepare.pipeline import _version, write_prepared
 
     if not 0 < test_fraction < 1:
         raise ConfigError(f"test_fraction must lie in (0, 1), not {test_fraction}")
+    check_output(out, overwrite=overwrite, verb="prepare")
     ds = source if isinstance(source, Dataset) else load(source)
     ex = sequence_examples(
         ds.events,
@@ -179,4 +182,4 @@ def prepare_examples(
         "has_users": False,
         "package_version": _version(),
     }
-    return write_prepared(out, {**parts, "items": items}, meta)
+    return write_prepared(out, {**parts, "items": items}, meta, overwrite=overwrite)

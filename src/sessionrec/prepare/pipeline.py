@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
+import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,11 +17,19 @@ import numpy as np
 import polars as pl
 
 from sessionrec import _schema as S
-from sessionrec._io import atomic_dir, write_json
+from sessionrec._io import check_output, output_dir, write_json
 from sessionrec.datasets import Dataset, load
+from sessionrec.datasets._events import repeated_events
 from sessionrec.errors import ConfigError, DataError
 from sessionrec.prepare import split as sp
-from sessionrec.prepare.data import PARTS, TARGET, PreparedData
+from sessionrec.prepare.data import (
+    FIT_PARTS,
+    PARTS,
+    TARGET,
+    PreparedData,
+    data_fingerprint,
+    file_sha256,
+)
 from sessionrec.prepare.filters import SupportFilter, filter_events, filter_recursive
 from sessionrec.prepare.sessionize import parse_duration, sessionize
 
@@ -38,6 +48,7 @@ class PrepareConfig:
     min_rating: float | None = None
     event_type: str | None = None
     drop_repeats: bool = False
+    drop_duplicates: bool = False
     min_session_length: int | None = 2
     max_session_length: int | None = None
     min_item_support: int | None = 5
@@ -57,10 +68,16 @@ class PrepareConfig:
             parse_duration(self.session)
         for name in ("test_fraction", "valid_fraction"):
             v = getattr(self, name)
-            if not 0 <= v < 1:
-                raise ConfigError(f"{name} must lie in [0, 1), not {v}")
-        if self.test_days < 0 or self.valid_days < 0:
-            raise ConfigError("test_days and valid_days must be >= 0")
+            if not 0 <= v < 1:  # false for nan too
+                raise ConfigError(f"--{name.replace('_', '-')} must lie in [0, 1), not {v}")
+        for name in ("test_days", "valid_days"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v >= 0):
+                raise ConfigError(
+                    f"--{name.replace('_', '-')} must be a finite number of days >= 0, not {v}"
+                )
+        if self.min_rating is not None and not math.isfinite(self.min_rating):
+            raise ConfigError(f"--min-rating must be a finite number, not {self.min_rating}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -70,6 +87,8 @@ def prepare(
     source: str | Path | Dataset,
     out: str | Path | None = None,
     config: PrepareConfig | None = None,
+    *,
+    overwrite: bool = False,
     **params: Any,
 ) -> PreparedData | dict[str, pl.DataFrame]:
     """Sessionize, filter and split a log; write a PreparedData directory to ``out``.
@@ -79,16 +98,20 @@ def prepare(
         out: the output directory (written atomically). Without it the parts are returned as
             DataFrames instead.
         config: a :class:`PrepareConfig`; keyword ``params`` override its fields.
+        overwrite: replace ``out`` when it is a folder sessionrec wrote (a new or empty
+            folder is always fine; anything else is refused, before any work).
 
     Returns:
         The written :class:`PreparedData`, or ``{"train", "valid", "test", "items"}`` frames.
     """
     cfg = dataclasses.replace(config or PrepareConfig(), **params)
+    if out is not None:
+        check_output(out, overwrite=overwrite, verb="prepare")  # refuse before the work
     ds = source if isinstance(source, Dataset) else load(source)
     parts, meta = prepare_frames(ds, cfg)
     if out is None:
         return parts
-    return write_prepared(out, parts, meta)
+    return write_prepared(out, parts, meta, overwrite=overwrite)
 
 
 def prepare_frames(
@@ -104,8 +127,10 @@ def prepare_frames(
     where = str(ds.files[0]) if ds.files else ds.name
     checksum = _Background(ds.checksum)
     dropped: dict[str, Any] = {}
-    events, n_raw = _read_sessions(ds, cfg, where)
-    dropped["event_filters"] = n_raw - events.height
+    bad_times = ds.info.get("bad_times")
+    dropped["bad_times"] = bad_times["count"] if isinstance(bad_times, dict) else 0
+    events, n_raw, n_dup = _read_sessions(ds, cfg, where, dropped)
+    dropped["event_filters"] = n_raw - events.height - dropped["duplicates"]
     # Items are coded once, in id order: the support filter counts on the codes, the item
     # table is their bincount over train and item_idx a lookup, so item ids are hashed once.
     item_ids, events = _code_items(events)
@@ -186,6 +211,7 @@ def prepare_frames(
         },
         "params": cfg.to_dict(),
         "raw_events": n_raw,
+        "duplicates": {"events": n_dup, "dropped": cfg.drop_duplicates},
         "dropped": dropped,
         "counts": counts,
         "n_items": items.height,
@@ -196,10 +222,16 @@ def prepare_frames(
     return {**encoded, "items": items}, meta
 
 
-def _read_sessions(ds: Dataset, cfg: PrepareConfig, where: str) -> tuple[pl.DataFrame, int]:
+def _read_sessions(
+    ds: Dataset, cfg: PrepareConfig, where: str, dropped: dict[str, Any]
+) -> tuple[pl.DataFrame, int, int]:
     """Read the events once, with only the columns needed, filtered per event and sessionized.
 
-    Returns the events (sorted by session, time, row) and the number of raw events.
+    Exact duplicates (rows equal in every column but the source row, after the per-event
+    filters) are counted, warned about, and dropped with ``drop_duplicates``.
+
+    Returns the events (sorted by session, time, row), the number of raw events and the number
+    of duplicate events found.
     """
     lf = ds.lazy_events
     schema = lf.collect_schema()
@@ -209,17 +241,29 @@ def _read_sessions(ds: Dataset, cfg: PrepareConfig, where: str) -> tuple[pl.Data
         raise DataError(
             where, column=S.EVENT_TYPE, expected="event types for --event-type", found="none"
         )
-    # event_type only serves the filter; it is not part of the prepared parts.
-    columns = [*S.EVENT_COLUMNS, *(c for c in (S.RATING,) if c in schema)]
-    if cfg.event_type is not None:
-        columns.append(S.EVENT_TYPE)
+    # event_type serves the filter and tells events apart when looking for duplicates; it is
+    # not part of the prepared parts.
+    columns = [*S.EVENT_COLUMNS, *(c for c in (S.RATING, S.EVENT_TYPE) if c in schema)]
     raw = ds.collect(columns)
     n_raw = raw.height
     if cfg.session == "column" and raw[S.USER].null_count() == n_raw:
         raw = raw.drop(S.USER)  # a log of sessions without users (YOOCHOOSE)
     kept = filter_events(raw.lazy(), min_rating=cfg.min_rating, event_type=cfg.event_type)
-    sessions = sessionize(kept.drop(S.EVENT_TYPE, strict=False).collect(), cfg.session, where)
-    return filter_events(sessions, drop_repeats=cfg.drop_repeats).collect(), n_raw
+    sessions = sessionize(kept.collect(), cfg.session, where).collect()
+    repeated = repeated_events(sessions, S.SESSION)
+    n_dup = int(repeated.sum())
+    dropped["duplicates"] = n_dup if cfg.drop_duplicates else 0
+    if n_dup:
+        log.warning(
+            "%s: %s event(s) repeat an earlier row exactly (same %s); %s",
+            where, f"{n_dup:,}", ", ".join(c for c in raw.columns if c != S.ROW and raw[c].null_count() < n_raw),
+            "dropped (--drop-duplicates)" if cfg.drop_duplicates
+            else "kept: --drop-duplicates removes them",
+        )  # fmt: skip
+        if cfg.drop_duplicates:
+            sessions = sessions.filter(~repeated)
+    sessions = sessions.drop(S.EVENT_TYPE, strict=False)
+    return filter_events(sessions.lazy(), drop_repeats=cfg.drop_repeats).collect(), n_raw, n_dup
 
 
 _CODE = "_item_code"
@@ -289,14 +333,37 @@ class _Background:
 
 
 def write_prepared(
-    out: str | Path, parts: dict[str, pl.DataFrame], meta: dict[str, Any]
+    out: str | Path,
+    parts: dict[str, pl.DataFrame],
+    meta: dict[str, Any],
+    *,
+    overwrite: bool = False,
 ) -> PreparedData:
-    """Write the PreparedData directory atomically (a crash leaves no complete-looking dir)."""
-    with atomic_dir(out) as tmp:
+    """Write the PreparedData directory atomically (a crash leaves no complete-looking dir).
+
+    ``out`` must be new or empty, or a folder sessionrec wrote and ``overwrite`` (the rule of
+    ``sessionrec._io.output_dir``). meta.json records the sha256 of the train and valid files
+    and the fingerprints a model trained on them records (``PreparedData.fingerprint``).
+    """
+    with output_dir(out, overwrite=overwrite, verb="prepare") as tmp:
+        hashing: dict[str, _Background] = {}
         for name, df in parts.items():
             # lz4: about 2.5x faster to write than polars' default zstd level, files ~40 %
             # larger, the fastest to read back.
-            df.write_parquet(Path(tmp) / f"{name}.parquet", compression="lz4")
+            path = Path(tmp) / f"{name}.parquet"
+            df.write_parquet(path, compression="lz4")
+            if name in ("train", "valid"):  # hashed while the next part is written
+                hashing[name] = _Background(functools.partial(file_sha256, path))
+        sha = {name: h.result() for name, h in hashing.items()}
+        meta = {
+            **meta,
+            "part_sha256": sha,
+            "fingerprints": {
+                fit: data_fingerprint(sha, fit, meta.get("params"))
+                for fit, names in FIT_PARTS.items()
+                if all(n in sha for n in names)
+            },
+        }
         write_json(Path(tmp) / "meta.json", meta)
     return PreparedData(out)
 

@@ -62,6 +62,8 @@ def label_time(events: pl.DataFrame, test_days: float, valid_days: float) -> pl.
     valid is then cut the same way from what remains (within ``valid_days`` of the
     remainder's last event).
     """
+    # A window beyond a million days (2,700 years) covers any log; timedelta stops near 2.7M.
+    test_days, valid_days = min(test_days, 1e6), min(valid_days, 1e6)
     ends = _session_end(events)
     t_max = ends["_end"].max()
     is_test = pl.col("_end") >= pl.lit(t_max) - timedelta(days=test_days)

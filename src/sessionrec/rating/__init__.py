@@ -7,13 +7,12 @@ their own registry, ``RATING_MODELS``, beside ``sessionrec.models.REGISTRY``.
 from __future__ import annotations
 
 import importlib
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from sessionrec.errors import DataError, UnknownNameError
+from sessionrec.errors import ConfigError, DataError, UnknownNameError
 from sessionrec.rating.base import RatingModel
 from sessionrec.rating.crossval import crossval
 from sessionrec.rating.data import Ratings, kfold, random_split, time_split
@@ -44,11 +43,16 @@ def create_rating_model(
 
 
 def load_rating_model(path: str | Path, device: str | torch.device = "cpu") -> RatingModel:
+    from sessionrec.models.base import read_model_config
+
     path = Path(path)
-    cfg_path = path / "config.json"
-    if not cfg_path.exists():
-        raise DataError(path, expected="a rating model directory with config.json", found="none")
-    return rating_model_class(json.loads(cfg_path.read_text())["model"]).load_from(path, device)
+    name = read_model_config(path)["model"]
+    try:
+        cls = rating_model_class(name)
+    except ConfigError as exc:
+        raise DataError(path / "config.json", column="model", expected="a rating model name",
+                        found=str(exc)) from None  # fmt: skip
+    return cls.load_from(path, device)
 
 
 __all__ = [

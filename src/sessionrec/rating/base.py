@@ -10,7 +10,6 @@ share the persistence format (config.json + weights.safetensors + id tables) and
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -152,6 +151,8 @@ class RatingModel(ABC):
 
     def recommend(self, user_id: Any, k: int = 10, *, exclude_seen: bool = True) -> pl.DataFrame:
         """Top-``k`` items by predicted rating for a raw user id, with titles when known."""
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ConfigError(f"k must be a whole number of at least 1 (how many items), not {k!r}")
         u = _lookup(self.user_ids, np.asarray([user_id]))[0]
         if u < 0:
             raise DataError(
@@ -224,23 +225,40 @@ class RatingModel(ABC):
 
     @classmethod
     def load_from(cls, path: str | Path, device: str | torch.device = "cpu") -> Self:
-        from safetensors.torch import load_file
+        """Load a rating model directory; a damaged file ends in a ``DataError`` naming it."""
+        from sessionrec.models.base import load_weights, one_line, read_model_config, read_parquet
 
         path = Path(path)
-        cfg = json.loads((path / "config.json").read_text())
-        model = cls(make_config(cls.Config, cfg["config"], warn=False), device=device)
-        model.global_mean = float(cfg["global_mean"])
-        lo, hi = cfg["scale"]
-        model.scale = (float(lo), float(hi))
-        items = pl.read_parquet(path / "items.parquet")
-        model.item_ids = items[S.ITEM].to_numpy()
+        cfg = read_model_config(path)
+        try:
+            model = cls(make_config(cls.Config, cfg["config"], warn=False), device=device)
+            model.global_mean = float(cfg["global_mean"])
+            lo, hi = cfg["scale"]
+            model.scale = (float(lo), float(hi))
+        except (ConfigError, KeyError, TypeError, ValueError) as exc:
+            raise DataError(path / "config.json", expected=f"a {cls.name} model's settings",
+                            found=one_line(exc)) from None  # fmt: skip
+        items = read_parquet(path / "items.parquet")
+        users = read_parquet(path / "users.parquet")
+        try:
+            model.item_ids = items[S.ITEM].to_numpy()
+            model.user_ids = users[S.USER].to_numpy()
+        except pl.exceptions.ColumnNotFoundError as exc:
+            raise DataError(path, expected="item_id and user_id columns in items/users.parquet",
+                            found=one_line(exc)) from None  # fmt: skip
         model.items = items if items.width > 1 else None
-        model.user_ids = pl.read_parquet(path / "users.parquet")[S.USER].to_numpy()
-        arrays = load_file(str(path / "weights.safetensors"), device="cpu")
-        model.train_users = arrays.pop("train_users").numpy()
-        model.train_items = arrays.pop("train_items").numpy()
-        model.train_ratings = arrays.pop("train_ratings").numpy()
-        model._load_arrays(arrays)
+        arrays = load_weights(path / "weights.safetensors")
+        try:
+            model.train_users = arrays.pop("train_users").numpy()
+            model.train_items = arrays.pop("train_items").numpy()
+            model.train_ratings = arrays.pop("train_ratings").numpy()
+            model._load_arrays(arrays)
+            if len(model.user_ids) and len(model.item_ids):  # shapes that disagree fail here
+                model.predict(np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64))
+        except (RuntimeError, KeyError, ValueError, IndexError, TypeError, AttributeError) as exc:
+            raise DataError(path / "weights.safetensors",
+                            expected=f"arrays that fit config.json ({cls.name})",
+                            found=one_line(exc)) from None  # fmt: skip
         return model
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 
 from sessionrec import _schema as S
-from sessionrec._io import write_json
+from sessionrec._io import claim_dir, mark_complete, write_json
 from sessionrec.errors import DataError
 from sessionrec.prepare import PreparedData
 from sessionrec.rating.base import RatingModel
@@ -71,6 +71,7 @@ def train_rating(
     seed: int = 0,
     device: str = "cpu",
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    overwrite: bool = False,
 ) -> RatingModel:
     """Fit a rating model on a PreparedData's ratings and write its directory.
 
@@ -87,6 +88,7 @@ def train_rating(
         params.setdefault("seed", seed)
     model = cls.from_params(params, device=device)
     train_r = prepared_ratings(data, fit_on)
+    out = claim_dir(out_dir, overwrite=overwrite, verb="train")
     valid_r = prepared_ratings(data, "valid") if fit_on == "train" else None
     if valid_r is not None and len(valid_r) == 0:
         valid_r = None
@@ -107,9 +109,10 @@ def train_rating(
     )
     model.items = data.items.drop(S.ITEM_IDX, strict=False)
     model.fit(train_r, valid_r, callback=record)
-    out = Path(out_dir)
     model.save(out)
     write_history(out / "history.jsonl", history)
     learning_curve(out / "learning_curve.png", history, model_name)
-    write_json(out / "data_meta.json", {"path": str(data.path), "fit_on": fit_on, **data.meta})
+    trained_on = {"path": str(data.path), "fit_on": fit_on, "fingerprint": data.fingerprint(fit_on)}
+    write_json(out / "data_meta.json", {**data.meta, **trained_on})
+    mark_complete(out, "train")
     return model

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from sessionrec._io import atomic_dir, read_json, write_json
+from sessionrec._io import atomic_dir, claim_dir, mark_complete, write_json
 from sessionrec.errors import ConfigError, DataError, TrainingDivergedError
 from sessionrec.models import model_class
-from sessionrec.models.base import SessionModel, make_config
+from sessionrec.models.base import SessionModel, load_weights, make_config, one_line
 from sessionrec.prepare.data import PreparedData, SessionData
 from sessionrec.training.curve import learning_curve, write_history
 from sessionrec.training.finite import check_arrays
@@ -34,6 +34,11 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint"
 FIT_ON = ("train", "train+valid")
+#: The config fields that count epochs: the one parameter a resumed run may change.
+EPOCH_KEYS = ("n_epochs", "epochs")
+#: The valid metrics computed after each epoch (``_evaluator``).
+#: valid metrics per epoch: any cutoff K (recall@20 and mrr@20 are always recorded too)
+VALID_METRICS = ("recall", "mrr", "ndcg")
 
 
 def train(
@@ -49,6 +54,9 @@ def train(
     patience: int | None = None,
     resume: bool = False,
     progress: bool = True,
+    exclude_seen: bool = False,
+    after_epoch: Callable[[dict[str, Any]], bool | None] | None = None,
+    overwrite: bool = False,
     valid_every: int | None = None,
 ) -> SessionModel | RatingModel:
     """Train ``model_name`` on ``data`` and write the model directory ``out_dir``.
@@ -67,8 +75,15 @@ def train(
         device: ``cpu``, ``cuda`` or ``auto``.
         valid_metric: the valid metric early stopping and the best epoch follow.
         patience: stop after this many epochs without improvement (None = never).
-        resume: continue from the checkpoint in ``out_dir`` (same parameters).
+        resume: continue from the checkpoint in ``out_dir``, on the same data (its
+            fingerprint is checked), with the checkpoint's parameters; only the number of
+            epochs may be raised, which extends a finished run.
         progress: show a progress bar per epoch on stderr.
+        exclude_seen: the valid metrics rank without the session's own items.
+        after_epoch: called with each epoch's record once its valid metrics are in (next-item
+            models); returning True stops training, an exception propagates (tune's pruning).
+        overwrite: replace ``out_dir`` when it is a model folder sessionrec wrote. Without
+            it (and without ``resume``) ``out_dir`` must be new or empty.
         valid_every: with ``fit_on="train"``, score valid after every N-th epoch (and the
             last); None: often enough for about 10 validations (every epoch up to 10 epochs,
             every 10th of bpr's 100). Early stopping's ``patience`` counts validations.
@@ -99,50 +114,55 @@ def train(
             seed=seed,
             device=device,
             on_epoch=lambda r: log.info(_summary(r, improved=False)) if progress else None,
+            overwrite=overwrite,
         )
     out = Path(out_dir)
     cls = model_class(model_name)
-    params = dict(params or {})
+    given = dict(params or {})
+    params = dict(given)
     fields = set(getattr(cls.Config, "__dataclass_fields__", {}))
     if "seed" in fields:
         params.setdefault("seed", seed)
     ckpt = out / CHECKPOINT
+    has_valid = fit_on == "train" and data.valid.n_sessions > 0
+    _check_stopping(patience, valid_metric, has_valid, fit_on)
+    if valid_every is not None and valid_every < 1:
+        raise ConfigError(f"valid_every must be 1 or more, not {valid_every}")
     state: dict[str, Any] = {"history": [], "best_epoch": None, "best_value": None, "bad": 0}
+    train_part = data.part(fit_on)  # read (and checked) before anything is written
+    valid_part = data.part("valid") if has_valid else None
+    fingerprint = data.fingerprint(fit_on)
     if resume:
         if not (ckpt / "progress.json").exists():
             raise DataError(ckpt, expected="a checkpoint to resume from", found="none")
-        state = read_json(ckpt / "progress.json")
+        state = _read_progress(ckpt / "progress.json")
         if state["model"] != model_name:
             raise ConfigError(f"the checkpoint is of model {state['model']!r}, not {model_name!r}")
-        saved: Any = make_config(cls.Config, state["config"], warn=False)
-        asked: Any = make_config(cls.Config, params)
-        if saved != asked and params:
-            log.warning("resuming with the checkpoint's parameters, not the ones given")
-        model = cls(saved, device=device)
+        _check_resume_data(state, data, fit_on, out)
+        model = cls(_resumed_config(cls, state, given, ckpt / "progress.json"), device=device)
     else:
-        model = cls.from_params(params, device=device)
+        model = cls.from_params(params, device=device)  # a bad parameter fails before the claim
+        claim_dir(out, overwrite=overwrite, verb="train")
+    state["fit_on"] = fit_on
+    state["fingerprint"] = fingerprint
     model.items = data.items
-    train_part = data.part(fit_on)
-    valid_part = data.part("valid") if fit_on == "train" and data.valid.n_sessions else None
-    evaluate = _evaluator() if valid_part is not None else None
+    evaluate = _evaluator(valid_metric, exclude_seen) if valid_part is not None else None
     if resume:
-        from safetensors.torch import load_file
-
-        model.load_training_state(  # type: ignore[attr-defined]
-            load_file(str(ckpt / "state.safetensors"), device=str(model.device))
-        )
+        try:
+            model.load_training_state(  # type: ignore[attr-defined]
+                load_weights(ckpt / "state.safetensors", device=str(model.device))
+            )
+        except (RuntimeError, KeyError, ValueError, IndexError, TypeError) as exc:
+            raise DataError(ckpt / "state.safetensors", expected="the checkpoint's arrays",
+                            found=one_line(exc)) from None  # fmt: skip
         log.info("resuming after epoch %d", model.epochs_done)  # type: ignore[attr-defined]
     best_arrays: dict[str, torch.Tensor] | None = None
     if resume and (ckpt / "best.safetensors").exists():
-        from safetensors.torch import load_file
-
-        best_arrays = load_file(str(ckpt / "best.safetensors"), device=str(model.device))
+        best_arrays = load_weights(ckpt / "best.safetensors", device=str(model.device))
     metric_key = f"valid_{valid_metric}"
     # Long runs without valid metrics (bpr: 100 epochs) print about 20 lines, not one each.
     planned = getattr(model.config, "epochs", None) or getattr(model.config, "n_epochs", None)
     print_every = max(1, -(-int(planned) // 20)) if planned else 1
-    if valid_every is not None and valid_every < 1:
-        raise ConfigError(f"valid_every must be 1 or more, not {valid_every}")
     every = valid_every or (max(1, -(-int(planned) // 10)) if planned else 1)
     bar = _ProgressBar(progress, first_epoch=getattr(model, "epochs_done", 0))
 
@@ -184,7 +204,8 @@ def train(
         write_history(out / "history.jsonl", state["history"])
         if hasattr(model, "training_state"):
             _checkpoint(ckpt, model, model_name, state, best_arrays if improved else None)
-        return patience is not None and state["bad"] >= patience
+        stop = after_epoch(record) if after_epoch is not None else False
+        return bool(stop) or (patience is not None and state["bad"] >= patience)
 
     if hasattr(model, "progress_hook"):
         model.progress_hook = bar.update
@@ -211,7 +232,12 @@ def train(
         )
         model.load_state_arrays(best_arrays)
     model.save(out)
-    write_json(out / "data_meta.json", {"path": str(data.path), "fit_on": fit_on, **data.meta})
+    model.trained_on = {
+        "path": str(data.path),
+        "fit_on": fit_on,
+        "fingerprint": state["fingerprint"],
+    }
+    write_json(out / "data_meta.json", {**data.meta, **model.trained_on})
     write_json(
         out / "training.json",
         {
@@ -225,11 +251,101 @@ def train(
         },
     )
     learning_curve(out / "learning_curve.png", state["history"], model_name)
+    mark_complete(out, "train")
     return model
 
 
-def _evaluator() -> Callable[[SessionModel, SessionData], dict[str, float]] | None:
-    """Recall@20 / MRR@20 through ``sessionrec.evaluation.evaluate`` when it is installed."""
+def _check_stopping(patience: int | None, valid_metric: str, has_valid: bool, fit_on: str) -> None:
+    """Early stopping needs valid metrics: refuse what would be silently ignored."""
+    name, _, k = valid_metric.partition("@")
+    if name not in VALID_METRICS or not k.isdigit() or int(k) < 1:
+        raise ConfigError(
+            f"valid_metric must be {', '.join(f'{m}@K' for m in VALID_METRICS)}, "
+            f"not {valid_metric!r}"
+        )
+    if patience is None:
+        return
+    if patience < 1:
+        raise ConfigError(f"patience must be at least 1, not {patience}")
+    if not has_valid:
+        why = "fit_on is train+valid" if fit_on != "train" else "the valid part is empty"
+        raise ConfigError(f"patience {patience} needs valid metrics, and there are none: {why}")
+
+
+def _read_progress(path: Path) -> dict[str, Any]:
+    """A checkpoint's progress.json, checked: a damaged one is a DataError naming it."""
+    import json
+
+    try:
+        state = json.loads(path.read_bytes())
+    except json.JSONDecodeError as exc:
+        raise DataError(path, line=exc.lineno, expected="JSON", found=exc.msg) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(path, expected="a readable JSON file", found=one_line(exc)) from None
+    keys = ("model", "config", "history")
+    if not isinstance(state, dict) or not all(k in state for k in keys):
+        raise DataError(path, expected=f"a checkpoint record with {', '.join(keys)}",
+                        found=f"keys {sorted(state) if isinstance(state, dict) else type(state).__name__}")  # fmt: skip
+    if not isinstance(state["config"], dict) or not isinstance(state["history"], list):
+        raise DataError(path, expected="config (an object) and history (a list)",
+                        found=f"{type(state['config']).__name__}, {type(state['history']).__name__}")  # fmt: skip
+    return state
+
+
+def _check_resume_data(state: dict[str, Any], data: PreparedData, fit_on: str, out: Path) -> None:
+    """A checkpoint continues on the data it was trained on, and only there."""
+    was = state.get("fit_on")
+    if was is not None and was != fit_on:
+        raise ConfigError(f"the checkpoint in {out} was fit on {was}, not {fit_on}")
+    saved = state.get("fingerprint")
+    if saved is None:
+        log.warning("the checkpoint in %s records no data fingerprint (older sessionrec)", out)
+        return
+    ours = data.fingerprint(fit_on)
+    if saved != ours:
+        raise DataError(
+            out / CHECKPOINT,
+            expected=f"a checkpoint of {fit_on} of {data.path} (fingerprint {ours[:12]})",
+            found=f"one trained on other data (fingerprint {saved[:12]}); --resume continues "
+            "on the same data only",
+        )
+
+
+def _resumed_config(cls: Any, state: dict[str, Any], given: dict[str, Any], where: Path) -> Any:
+    """The checkpoint's config, with the number of epochs raised where ``given`` says so;
+    any other parameter given differently is refused (a resumed run is the same run)."""
+    import dataclasses
+
+    from sessionrec.models.base import ALIASES, PRESET_KEY
+
+    if PRESET_KEY in given:
+        raise ConfigError("--resume continues the checkpoint's parameters: drop the preset")
+    fields = {f.name for f in dataclasses.fields(cls.Config)}
+    given = {(ALIASES[k] if k in ALIASES and k not in fields else k): v for k, v in given.items()}
+    try:
+        saved: Any = make_config(cls.Config, state["config"], warn=False)
+    except ConfigError as exc:
+        raise DataError(where, expected="the run's parameters", found=str(exc)) from None
+    asked: Any = make_config(cls.Config, {**dataclasses.asdict(saved), **given})
+    changed = [k for k in given if getattr(asked, k) != getattr(saved, k) and k not in EPOCH_KEYS]
+    if changed:
+        raise ConfigError(
+            "--resume continues the checkpoint's run with its parameters; only the number of "
+            "epochs may change, not "
+            + ", ".join(f"{k} ({getattr(saved, k)!r} → {getattr(asked, k)!r})" for k in changed)
+        )
+    done = len(state.get("history", []))
+    for k in EPOCH_KEYS:
+        if k in given and getattr(asked, k) < done:
+            raise ConfigError(f"{k}={getattr(asked, k)} is below the {done} epochs already done")
+    return asked
+
+
+def _evaluator(
+    valid_metric: str = "mrr@20", exclude_seen: bool = False
+) -> Callable[[SessionModel, SessionData], dict[str, float]] | None:
+    """Recall@20, MRR@20 and ``valid_metric`` through ``sessionrec.evaluation.evaluate`` when
+    it is installed."""
     import importlib
 
     try:
@@ -238,9 +354,13 @@ def _evaluator() -> Callable[[SessionModel, SessionData], dict[str, float]] | No
         log.warning("sessionrec.evaluation is not available: no valid metrics, no early stopping")
         return None
 
+    keep = {"recall@20", "mrr@20", valid_metric}
+    k = valid_metric.partition("@")[2]
+    cutoffs = tuple(sorted({20, int(k)})) if k.isdigit() else (20,)
+
     def run(model: SessionModel, data: SessionData) -> dict[str, float]:
-        res = evaluate(model, data, cutoffs=(20,))
-        return {k: float(v) for k, v in res.metrics.items() if k in ("recall@20", "mrr@20")}
+        res = evaluate(model, data, cutoffs=cutoffs, exclude_seen=exclude_seen)
+        return {k: float(v) for k, v in res.metrics.items() if k in keep}
 
     return run
 
