@@ -35,6 +35,9 @@ def test_demo_end_to_end_with_cheap_models(
         assert after.strip(), f"a blank line after {name}"
     assert "4. train and evaluate" in out  # headers whole at 80 columns without a terminal
     assert "try: sessionrec recommend" in out and '"Fargo (1996)" -k 10' in out.split("try:")[1]
+    models = tmp_path / "models"
+    assert f"sessionrec serve {models / 'pop'} {models / 'markov'}" in out  # the page, live
+    assert out.rstrip().endswith("then open http://127.0.0.1:8000/")
 
 
 def test_demo_rejects_unknown_model(tmp_path: Path, ml100k: Path) -> None:

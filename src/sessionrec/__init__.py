@@ -33,6 +33,7 @@ _LAZY = {
     "tune": "sessionrec.tuning",
     "load_model": "sessionrec.models",
     "models_table": "sessionrec.catalog",
+    "serve": "sessionrec.serving",
 }
 
 # Functions named like their subpackage are bound eagerly: importing the subpackage would
@@ -57,6 +58,7 @@ __all__ = [
     "load_model",
     "models_table",
     "prepare",
+    "serve",
     "sweep",
     "train",
     "tune",
@@ -69,6 +71,7 @@ if TYPE_CHECKING:
     from sessionrec.experiments import sweep
     from sessionrec.models import load_model
     from sessionrec.prepare import PrepareConfig, PreparedData, SessionData
+    from sessionrec.serving import serve
     from sessionrec.training import train
     from sessionrec.tuning import tune
 

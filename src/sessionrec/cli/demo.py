@@ -78,6 +78,13 @@ def demo(
         + " -k 10",
         soft_wrap=True,  # one line to copy, whatever the width
     )
+    served = " ".join(str(out / "models" / m) for m in [best, *(m for m in results if m != best)])
+    console.print(
+        f"live, in a browser (needs the serve extra): sessionrec serve {served}\n"
+        "then open http://127.0.0.1:8000/",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 #: The models the demo compares and their settings on ML-100K (BENCHMARKS.md). GRU4Rec uses

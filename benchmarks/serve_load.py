@@ -1,0 +1,314 @@
+"""Load test of `sessionrec serve` on loopback: events/s and latency percentiles.
+
+Trains pop, vsknn and gru4rec on the ML-100K acceptance protocol (session gap 1 h, min length
+2, min support 5, 21/21-day time split), then for each model, session store and worker count
+starts `sessionrec serve` as its own process and streams the test part's events into it with
+`wrk` (Debian package; one load-generator thread, C): every request is
+``POST /v1/sessions/{id}/events`` with the next event of one of the test sessions, the sessions
+interleaved so that many are live at once (the events of ``--live`` sessions in round robin).
+Each run reports requests/s, wrk's p50/p90/p99 latency (client side, loopback), non-2xx
+answers, and the CPU the load generator used (its user + system time over the run's wall time).
+
+    PYTHONPATH=src python benchmarks/serve_load.py --source ../shared/data/ml-100k \\
+        --seconds 10 --workers 1 2 --stores sqlite redis
+
+Writes benchmarks/results/serve_load.json and prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS: dict[str, dict[str, Any] | None] = {
+    "pop": None,
+    "vsknn": None,
+    # a short fit (default architecture, 100 hidden units): the service's speed does not
+    # depend on how well the weights were trained
+    "gru4rec": {"n_epochs": 1, "n_sample": 256, "batch_size": 128},
+}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def train(source: str, work: Path, names: list[str]) -> tuple[Path, list[tuple[str, Any]]]:
+    """Model folders for every model, and the test part's events as (session, item id)."""
+    import sessionrec as sr
+    from sessionrec.models import create
+
+    data = sr.prepare(
+        source, work / "prepared", session="1h", split="time", test_days=21, valid_days=21
+    )
+    ids = data.items.sort("item_idx")["item_id"].to_list()
+    for name in names:
+        params = MODELS[name]
+        out = work / name
+        if not (out / "config.json").exists():
+            model = create(name, params).fit(data.train)
+            model.items = data.items
+            model.save(out)
+    test = data.test
+    events = []
+    for s in range(test.n_sessions):
+        lo, hi = int(test.offsets[s]), int(test.offsets[s + 1])
+        events += [(str(s), ids[i]) for i in test.items[lo:hi]]
+    return work, events
+
+
+def interleave(events: list[tuple[str, Any]], live: int) -> list[tuple[str, Any]]:
+    """Round robin over ``live`` sessions at a time: each event comes after its session's
+    previous one, and ``live`` sessions receive events concurrently."""
+    by: dict[str, list[Any]] = {}
+    for sid, item in events:
+        by.setdefault(sid, []).append(item)
+    queue = list(by.items())
+    active: list[tuple[str, list[Any]]] = []
+    out: list[tuple[str, Any]] = []
+    nxt = 0
+    while queue[nxt:] or active:
+        while len(active) < live and nxt < len(queue):
+            sid, items = queue[nxt]
+            active.append((sid, list(items)))
+            nxt += 1
+        keep = []
+        for sid, items in active:
+            out.append((sid, items.pop(0)))
+            if items:
+                keep.append((sid, items))
+        active = keep
+    return out
+
+
+def wrk_script(path: Path, stream: list[tuple[str, Any]], run_id: str, k: int) -> None:
+    lines = [
+        "local reqs = {}",
+        'local h = {["Content-Type"] = "application/json"}',
+        "init = function(args)",
+    ]
+    for sid, item in stream:
+        body = json.dumps({"item": item, "k": k}).replace("\\", "\\\\").replace('"', '\\"')
+        lines.append(
+            f'  reqs[#reqs + 1] = wrk.format("POST", "/v1/sessions/{run_id}-{sid}/events", h, "{body}")'
+        )
+    lines += [
+        "end",
+        "local i = 0",
+        "request = function()",
+        "  i = i % #reqs + 1",
+        "  return reqs[i]",
+        "end",
+    ]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def start_server(
+    folder: Path, state: str, workers: int, port: int, log: Path
+) -> subprocess.Popen[bytes]:
+    cmd = [
+        sys.executable,
+        "-c",
+        "from sessionrec.cli import main; main()",
+        "serve",
+        str(folder),
+        "--port",
+        str(port),
+        "--state",
+        state,
+        "--workers",
+        str(workers),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
+    with log.open("ab") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=out, env=env)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                if r.status == 200:
+                    return proc
+        except OSError:
+            pass
+        if proc.poll() is not None:
+            break
+        time.sleep(0.3)
+    proc.kill()
+    raise RuntimeError(f"serve did not start: {log.read_text()[-2000:]}")
+
+
+def parse_wrk(text: str) -> dict[str, Any]:
+    def ms(v: str) -> float:
+        m = re.match(r"([\d.]+)(us|ms|s)", v)
+        if not m:
+            return float("nan")
+        return float(m.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[m.group(2)]
+
+    out: dict[str, Any] = {}
+    for pct in ("50", "90", "99"):
+        m = re.search(rf"^\s+{pct}(?:\.000)?%\s+(\S+)", text, re.M)
+        out[f"p{pct}_ms"] = ms(m.group(1)) if m else float("nan")
+    m = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    out["requests_per_s"] = float(m.group(1)) if m else float("nan")
+    m = re.search(r"(\d+) requests in", text)
+    out["requests"] = int(m.group(1)) if m else 0
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    out["non_2xx"] = int(m.group(1)) if m else 0
+    m = re.search(r"Socket errors: (.*)", text)
+    out["socket_errors"] = m.group(1).strip() if m else ""
+    return out
+
+
+def server_cpu(pid: int) -> float:
+    """User + system CPU seconds of the server process and its workers so far."""
+    import psutil
+
+    root = psutil.Process(pid)
+    total = 0.0
+    for p in [root, *root.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def run_wrk(port: int, script: Path, seconds: int, connections: int, pid: int) -> dict[str, Any]:
+    server_before = server_cpu(pid)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    res = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            str(script),
+            f"http://127.0.0.1:{port}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    out = parse_wrk(res.stdout)
+    out["loadgen_cores"] = round(cpu / wall, 2)
+    server = server_cpu(pid) - server_before
+    out["server_cores"] = round(server / wall, 2)
+    # CPU the server spent per event: a figure the other jobs on the machine do not inflate
+    # (much), and what a core of its own would turn into events/s
+    out["server_cpu_ms_per_event"] = round(1000 * server / max(out["requests"], 1), 3)
+    return out
+
+
+def redis_server(work: Path) -> tuple[subprocess.Popen[bytes] | None, str | None]:
+    exe = shutil.which("redis-server")
+    if exe is None:
+        return None, None
+    port = free_port()
+    proc = subprocess.Popen(
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        cwd=work,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(1.0)
+    return proc, f"redis://127.0.0.1:{port}/0"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--source", default="ml-100k")
+    ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "_work" / "serve_load")
+    ap.add_argument("--models", nargs="+", default=list(MODELS))
+    ap.add_argument("--stores", nargs="+", default=["sqlite", "redis"])
+    ap.add_argument("--workers", nargs="+", type=int, default=[1, 2])
+    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--connections", type=int, default=16)
+    ap.add_argument("--live", type=int, default=500, help="sessions receiving events at once")
+    ap.add_argument("-k", type=int, default=10)
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "serve_load.json")
+    args = ap.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("needs wrk (Debian: apt-get install -y wrk)")
+    args.work.mkdir(parents=True, exist_ok=True)
+    work, events = train(args.source, args.work, args.models)
+    stream = interleave(events, args.live)
+    redis_proc, redis_url = redis_server(args.work) if "redis" in args.stores else (None, None)
+    rows = []
+    try:
+        for name in args.models:
+            for store in args.stores:
+                if store == "redis" and redis_url is None:
+                    print("redis: no redis-server, skipped", file=sys.stderr)
+                    continue
+                for workers in args.workers:
+                    tmp = Path(tempfile.mkdtemp(dir=args.work))
+                    state = redis_url if store == "redis" else str(tmp / "sessions.sqlite")
+                    assert state is not None
+                    port = free_port()
+                    run_id = f"r{int(time.time() * 1000) % 10**9}"
+                    script = tmp / "events.lua"
+                    wrk_script(script, stream, run_id, args.k)
+                    proc = start_server(work / name, state, workers, port, tmp / "serve.log")
+                    try:
+                        run_wrk(port, script, 2, args.connections, proc.pid)  # warm up
+                        res = run_wrk(port, script, args.seconds, args.connections, proc.pid)
+                    finally:
+                        proc.terminate()
+                        proc.wait(timeout=30)
+                    row = {"model": name, "store": store, "workers": workers, **res}
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+    finally:
+        if redis_proc is not None:
+            redis_proc.terminate()
+    meta = {
+        "command": " ".join(sys.argv),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "load_average": os.getloadavg(),
+        "events_in_stream": len(stream),
+        "connections": args.connections,
+        "live_sessions": args.live,
+        "k": args.k,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"meta": meta, "runs": rows}, indent=2) + "\n")
+    print(
+        "\n| model | store | workers | events/s | p50 ms | p90 ms | p99 ms | non-2xx "
+        "| server cores used | server CPU ms/event | load-generator cores |"
+    )
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in rows:
+        print(
+            f"| {r['model']} | {r['store']} | {r['workers']} | {r['requests_per_s']:,.0f} | "
+            f"{r['p50_ms']:.1f} | {r['p90_ms']:.1f} | {r['p99_ms']:.1f} | {r['non_2xx']} | "
+            f"{r['server_cores']} | {r['server_cpu_ms_per_event']} | {r['loadgen_cores']} |"
+        )
+    print(f"\nload average at the end: {meta['load_average']}")
+
+
+if __name__ == "__main__":
+    main()

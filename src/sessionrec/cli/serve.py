@@ -1,0 +1,90 @@
+"""`sessionrec serve MODEL_DIR [MODEL_DIR ...]`: the HTTP API and web page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sessionrec.cli._app import app, console
+from sessionrec.errors import ConfigError
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(text: str) -> float:
+    """``90`` or ``90s``, ``30m``, ``2h``, ``1d`` → seconds."""
+    raw = text.strip().lower()
+    unit = _UNITS.get(raw[-1:]) if raw else None
+    number = raw[:-1] if unit else raw
+    try:
+        value = float(number) * (unit or 1.0)
+    except ValueError:
+        raise ConfigError(
+            f"--session-ttl: expected seconds or a duration like 30m, 2h; found {text!r}"
+        ) from None
+    if value <= 0:
+        raise ConfigError(f"--session-ttl must be positive, found {text!r}")
+    return value
+
+
+@app.command()
+def serve(
+    model_dirs: Annotated[
+        list[Path],
+        typer.Argument(help="Model folders; the first is the default, others by model=NAME."),
+    ],
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
+    state: Annotated[
+        str | None,
+        typer.Option(
+            help="Session store: sqlite:///PATH or a path (default: MODEL_DIR.sessions.sqlite "
+            "beside the first folder), redis://HOST:PORT/DB, or memory."
+        ),
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    session_ttl: Annotated[
+        str, typer.Option(help="Idle time after which a session expires (30m, 2h, 90s).")
+    ] = "30m",
+    max_session_events: Annotated[int, typer.Option(help="Latest events a session keeps.")] = 200,
+    admin_token: Annotated[
+        str | None,
+        typer.Option(help="Token that enables POST /admin/reload (Authorization: Bearer ...)."),
+    ] = None,
+    max_body: Annotated[int, typer.Option(help="Largest request body in bytes (413 above).")] = (
+        64 * 1024
+    ),
+    device: Annotated[str, typer.Option(help="cpu | cuda | auto")] = "cpu",
+    threads: Annotated[int, typer.Option(help="Torch threads per worker.")] = 1,
+) -> None:
+    """Serve recommendations over HTTP with server-side sessions, and a web page at /."""
+    from sessionrec.serving import ServeConfig, require_serve_extra, run
+
+    require_serve_extra()
+    ttl = parse_duration(session_ttl)
+    for d in model_dirs:
+        if not (d / "config.json").exists():
+            from sessionrec.errors import DataError
+
+            raise DataError(d, expected="a model folder with config.json", found="none")
+    config = ServeConfig(
+        model_dirs=tuple(str(d) for d in model_dirs),
+        host=host,
+        port=port,
+        state=state,
+        workers=workers,
+        session_ttl=ttl,
+        max_session_events=max_session_events,
+        admin_token=admin_token,
+        max_body=max_body,
+        device=device,
+        threads=threads,
+    )
+    console.print(
+        f"serving {', '.join(d.name for d in model_dirs)} on http://{host}:{port}/ "
+        f"(API docs: /docs; sessions: {config.state_url}; Ctrl-C stops)",
+        highlight=False,
+    )
+    run(config)

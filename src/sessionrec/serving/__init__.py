@@ -1,0 +1,183 @@
+"""Live recommendations over HTTP: ``sessionrec serve`` / ``sr.serve(...)``.
+
+The service keeps each visitor's session on the server (the client sends only the latest
+click), advances the model's streaming state by one step per event through the same
+``start / step / score_rows`` code the evaluator runs (so served ranks equal evaluated ranks),
+and serves a web page at ``/``. Sessions live in SQLite (embedded default, survives restarts)
+or Redis (shared by several processes or machines); see ``serving.state`` and
+``serving.engine`` for what is stored and what is rebuilt.
+
+Needs the ``serve`` extra: ``pip install -e ".[serve]"``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sessionrec.errors import ConfigError
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+INSTALL_HINT = 'the web service needs the serve extra: pip install -e ".[serve]"'
+
+
+def require_serve_extra() -> None:
+    """Raise a ``ConfigError`` naming the extra when FastAPI, uvicorn or prometheus-client
+    is missing."""
+    import importlib.util
+
+    missing = [
+        m
+        for m in ("fastapi", "uvicorn", "prometheus_client")
+        if importlib.util.find_spec(m) is None
+    ]
+    if missing:
+        raise ConfigError(f"{INSTALL_HINT} (missing: {', '.join(missing)})")
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Everything ``serve`` is asked for (JSON round-trip: handed to each worker process).
+
+    Attributes:
+        model_dirs: model folders; the first is the default, the others are chosen with
+            ``model=NAME`` (the folder name).
+        state: ``sqlite:///PATH`` or a path (default: ``<first model folder>.sessions.sqlite``
+            beside it, so it survives the folder being replaced by a retrained one),
+            ``redis://HOST:PORT/DB``, or ``memory`` (lost on restart).
+        session_ttl: seconds of inactivity after which a session expires.
+        max_session_events: events a session keeps (the latest).
+        admin_token: enables ``POST /admin/reload``; None turns admin routes off.
+        max_body: request bodies above this many bytes get 413.
+        device: where models score (cpu, cuda, auto).
+        threads: torch threads per worker (1 is fastest with one request at a time).
+        cache_size: sessions whose streaming state a worker keeps in memory.
+    """
+
+    model_dirs: tuple[str, ...]
+    host: str = "127.0.0.1"
+    port: int = 8000
+    state: str | None = None
+    workers: int = 1
+    session_ttl: float = 1800.0
+    max_session_events: int = 200
+    admin_token: str | None = None
+    max_body: int = 64 * 1024
+    device: str = "cpu"
+    threads: int = 1
+    cache_size: int = 100_000
+    log_level: str = "info"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.model_dirs:
+            raise ConfigError("serve needs at least one model folder")
+        if self.workers < 1 or self.threads < 1:
+            raise ConfigError("--workers and --threads must be ≥ 1")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"--port must be in 0..65535, got {self.port}")
+
+    @property
+    def state_url(self) -> str:
+        if self.state:
+            return self.state
+        first = Path(self.model_dirs[0])
+        return str(first.parent / f"{first.resolve().name}.sessions.sqlite")
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> ServeConfig:
+        raw = json.loads(text)
+        raw["model_dirs"] = tuple(raw["model_dirs"])
+        return cls(**raw)
+
+
+def build_app(config: ServeConfig, *, handle_sighup: bool = False) -> FastAPI:
+    """Load the models, open the session store and return the ASGI app (not yet running)."""
+    require_serve_extra()
+    import torch
+
+    from sessionrec.serving.app import AppOptions, create_app
+    from sessionrec.serving.engine import Engine
+    from sessionrec.serving.state import open_store
+
+    torch.set_num_threads(config.threads)
+    store = open_store(config.state_url, config.session_ttl, config.max_session_events)
+    engine = Engine(config.model_dirs, store, device=config.device, cache_size=config.cache_size)
+    options = AppOptions(
+        admin_token=config.admin_token,
+        max_body=config.max_body,
+        sweep_seconds=min(60.0, max(1.0, config.session_ttl / 2)),
+        handle_sighup=handle_sighup,
+    )
+    return create_app(engine, options)
+
+
+def serve(
+    model_dirs: str | Path | list[str | Path] | tuple[str | Path, ...],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    state: str | None = None,
+    workers: int = 1,
+    session_ttl: float = 1800.0,
+    max_session_events: int = 200,
+    admin_token: str | None = None,
+    max_body: int = 64 * 1024,
+    device: str = "cpu",
+    threads: int = 1,
+    log_level: str = "info",
+) -> None:
+    """Serve one or more model folders over HTTP until interrupted (blocks).
+
+    ``http://HOST:PORT/`` is the web page, ``/docs`` the API. SIGHUP reloads the model
+    folders (as ``POST /admin/reload``). See ``ServeConfig`` for the parameters.
+    """
+    dirs = [model_dirs] if isinstance(model_dirs, str | Path) else list(model_dirs)
+    config = ServeConfig(
+        model_dirs=tuple(str(d) for d in dirs),
+        host=host,
+        port=port,
+        state=state,
+        workers=workers,
+        session_ttl=session_ttl,
+        max_session_events=max_session_events,
+        admin_token=admin_token,
+        max_body=max_body,
+        device=device,
+        threads=threads,
+        log_level=log_level,
+    )
+    run(config)
+
+
+def run(config: ServeConfig) -> None:
+    """Run the server for ``config`` (blocks)."""
+    require_serve_extra()
+    import os
+
+    import uvicorn
+
+    common: dict[str, Any] = {
+        "host": config.host,
+        "port": config.port,
+        "log_level": config.log_level,
+        "access_log": False,
+    }
+    if config.workers == 1:
+        uvicorn.run(build_app(config, handle_sighup=True), **common)
+        return
+    # Worker processes build their own app from the config (uvicorn imports the factory).
+    os.environ["SESSIONREC_SERVE_CONFIG"] = config.to_json()
+    build_app(config)  # fail here, once, on a bad folder or store rather than in each worker
+    uvicorn.run("sessionrec.serving._worker:app", factory=True, workers=config.workers, **common)
+
+
+__all__ = ["INSTALL_HINT", "ServeConfig", "build_app", "require_serve_extra", "run", "serve"]

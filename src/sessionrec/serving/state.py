@@ -1,0 +1,485 @@
+"""Where live sessions are kept: SQLite (the embedded default) or Redis.
+
+A session is the list of its latest events (item ids as text), stored under its id with:
+
+* ``epoch``: a random token drawn when the session is created (again after it expires or is
+  deleted), so that a cached streaming state of an older incarnation of the same id is never
+  continued;
+* ``first_seq``: the sequence number of the first kept event. Events are numbered from 0 for
+  the life of an epoch; when a session passes ``max_events`` the oldest are dropped and
+  ``first_seq`` moves on, so ``first_seq + len(items)`` is the number of events ever appended.
+
+Every append is one transaction (SQLite ``BEGIN IMMEDIATE``; a Lua script in Redis), so several
+threads, workers or machines may append to the same session without losing or doubling events.
+An optional ``event_id`` makes an append idempotent: a retried request whose first attempt was
+recorded (e.g. the server was killed before it answered) is not applied twice.
+
+SQLite runs in WAL mode with ``synchronous=NORMAL``: a committed event survives the process
+being killed (``kill -9``); only a power cut or OS crash may lose the last transactions.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+import threading
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sessionrec.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    """A session as stored: ``items`` are its latest events, oldest first."""
+
+    session_id: str
+    epoch: str
+    first_seq: int
+    items: tuple[str, ...]
+    created: float
+    updated: float
+
+    @property
+    def total(self) -> int:
+        """Events ever appended in this epoch (kept or dropped)."""
+        return self.first_seq + len(self.items)
+
+
+class SessionStore(ABC):
+    """Sessions by id, with idle expiry after ``ttl`` seconds and at most ``max_events`` kept."""
+
+    def __init__(self, ttl: float, max_events: int) -> None:
+        if ttl <= 0 or max_events < 1:
+            raise ConfigError(
+                f"session ttl must be > 0 and max events ≥ 1, got {ttl}, {max_events}"
+            )
+        self.ttl = float(ttl)
+        self.max_events = int(max_events)
+
+    @abstractmethod
+    def append(
+        self,
+        session_id: str,
+        item: str,
+        now: float,
+        *,
+        event_id: str | None = None,
+        known: SessionRecord | None = None,
+    ) -> tuple[SessionRecord, bool]:
+        """Append one event; returns the session after it and whether it was appended
+        (False: ``event_id`` was already recorded). ``known`` is the caller's cached copy:
+        when the store still matches it, the events need not be read back."""
+
+    @abstractmethod
+    def get(self, session_id: str, now: float) -> SessionRecord | None:
+        """The live session, or None (unknown or expired)."""
+
+    @abstractmethod
+    def delete(self, session_id: str) -> bool:
+        """Forget a session; whether it existed."""
+
+    @abstractmethod
+    def expire(self, now: float) -> int:
+        """Delete the sessions idle for longer than ``ttl``; how many."""
+
+    @abstractmethod
+    def live(self, now: float) -> int:
+        """Sessions active within the last ``ttl`` seconds."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """Where the sessions are (for logs and /readyz)."""
+
+    def close(self) -> None:  # noqa: B027  (optional hook)
+        """Release connections."""
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    epoch TEXT NOT NULL,
+    first_seq INTEGER NOT NULL,
+    next_seq INTEGER NOT NULL,
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sessions_updated ON sessions (updated);
+CREATE TABLE IF NOT EXISTS events (
+    session TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    item TEXT NOT NULL,
+    event_id TEXT,
+    at REAL NOT NULL,
+    PRIMARY KEY (session, seq)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS events_event_id ON events (session, event_id)
+    WHERE event_id IS NOT NULL;
+"""
+
+
+class SQLiteStore(SessionStore):
+    """Sessions in one SQLite file (WAL), shared safely by the workers of one machine."""
+
+    def __init__(self, path: str | Path, ttl: float, max_events: int) -> None:
+        super().__init__(ttl, max_events)
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # One connection behind a lock: SQLite serialises writers anyway, and the service
+        # runs requests on one event loop per worker.
+        self._db = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+        )
+        self._lock = threading.Lock()
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+
+    def describe(self) -> str:
+        return f"sqlite:///{self.path}"  # an absolute path gives sqlite:////...
+
+    def _head(self, session_id: str) -> tuple[str, int, int, float, float] | None:
+        row = self._db.execute(
+            "SELECT epoch, first_seq, next_seq, created, updated FROM sessions WHERE id = ?",
+            (session_id,),
+        ).fetchone()
+        return None if row is None else (row[0], int(row[1]), int(row[2]), row[3], row[4])
+
+    def _items(self, session_id: str) -> tuple[str, ...]:
+        rows = self._db.execute(
+            "SELECT item FROM events WHERE session = ? ORDER BY seq", (session_id,)
+        ).fetchall()
+        return tuple(r[0] for r in rows)
+
+    def append(
+        self,
+        session_id: str,
+        item: str,
+        now: float,
+        *,
+        event_id: str | None = None,
+        known: SessionRecord | None = None,
+    ) -> tuple[SessionRecord, bool]:
+        db = self._db
+        with self._lock:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                out = self._append(session_id, item, now, event_id, known)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return out
+
+    def _append(
+        self,
+        sid: str,
+        item: str,
+        now: float,
+        event_id: str | None,
+        known: SessionRecord | None,
+    ) -> tuple[SessionRecord, bool]:
+        db = self._db
+        head = self._head(sid)
+        if head is not None and head[4] + self.ttl < now:  # expired: a new session
+            db.execute("DELETE FROM events WHERE session = ?", (sid,))
+            db.execute("DELETE FROM sessions WHERE id = ?", (sid,))
+            head = None
+        if head is None:
+            epoch, first, nxt, created = secrets.token_hex(8), 0, 0, now
+            db.execute(
+                "INSERT INTO sessions (id, epoch, first_seq, next_seq, created, updated) "
+                "VALUES (?, ?, 0, 0, ?, ?)",
+                (sid, epoch, now, now),
+            )
+            items: tuple[str, ...] = ()
+        else:
+            epoch, first, nxt, created, _ = head
+            if event_id is not None:
+                dup = db.execute(
+                    "SELECT 1 FROM events WHERE session = ? AND event_id = ?", (sid, event_id)
+                ).fetchone()
+                if dup is not None:
+                    db.execute("UPDATE sessions SET updated = ? WHERE id = ?", (now, sid))
+                    rec = SessionRecord(sid, epoch, first, self._items(sid), created, now)
+                    return rec, False
+            fresh = (
+                known is not None
+                and known.epoch == epoch
+                and known.first_seq == first
+                and known.total == nxt
+            )
+            items = known.items if fresh and known is not None else self._items(sid)
+        db.execute(
+            "INSERT INTO events (session, seq, item, event_id, at) VALUES (?, ?, ?, ?, ?)",
+            (sid, nxt, item, event_id, now),
+        )
+        nxt += 1
+        items = (*items, item)
+        if len(items) > self.max_events:
+            drop = len(items) - self.max_events
+            first += drop
+            items = items[drop:]
+            db.execute("DELETE FROM events WHERE session = ? AND seq < ?", (sid, first))
+        db.execute(
+            "UPDATE sessions SET first_seq = ?, next_seq = ?, updated = ? WHERE id = ?",
+            (first, nxt, now, sid),
+        )
+        return SessionRecord(sid, epoch, first, items, created, now), True
+
+    def get(self, session_id: str, now: float) -> SessionRecord | None:
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN")
+            try:
+                head = self._head(session_id)
+                if head is None or head[4] + self.ttl < now:
+                    return None
+                items = self._items(session_id)
+            finally:
+                db.execute("COMMIT")
+        epoch, first, _, created, updated = head
+        return SessionRecord(session_id, epoch, first, items, created, updated)
+
+    def delete(self, session_id: str) -> bool:
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute("DELETE FROM events WHERE session = ?", (session_id,))
+                n = db.execute("DELETE FROM sessions WHERE id = ?", (session_id,)).rowcount
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return n > 0
+
+    def expire(self, now: float) -> int:
+        cutoff = now - self.ttl
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute(
+                    "DELETE FROM events WHERE session IN "
+                    "(SELECT id FROM sessions WHERE updated < ?)",
+                    (cutoff,),
+                )
+                n = db.execute("DELETE FROM sessions WHERE updated < ?", (cutoff,)).rowcount
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return int(n)
+
+    def live(self, now: float) -> int:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT COUNT(*) FROM sessions WHERE updated >= ?", (now - self.ttl,)
+            ).fetchone()
+        return int(row[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+class MemoryStore(SessionStore):
+    """Sessions in this process only (``--state memory``): lost on restart; for tests and
+    benchmarks that measure the model without the store."""
+
+    def __init__(self, ttl: float, max_events: int) -> None:
+        super().__init__(ttl, max_events)
+        self._s: dict[str, tuple[SessionRecord, set[str]]] = {}
+        self._lock = threading.Lock()
+
+    def describe(self) -> str:
+        return "memory"
+
+    def append(
+        self,
+        session_id: str,
+        item: str,
+        now: float,
+        *,
+        event_id: str | None = None,
+        known: SessionRecord | None = None,
+    ) -> tuple[SessionRecord, bool]:
+        with self._lock:
+            cur = self._s.get(session_id)
+            if cur is None or cur[0].updated + self.ttl < now:
+                cur = (SessionRecord(session_id, secrets.token_hex(8), 0, (), now, now), set())
+            rec, ids = cur
+            if event_id is not None and event_id in ids:
+                rec = SessionRecord(
+                    session_id, rec.epoch, rec.first_seq, rec.items, rec.created, now
+                )
+                self._s[session_id] = (rec, ids)
+                return rec, False
+            items = (*rec.items, item)
+            first = rec.first_seq
+            if len(items) > self.max_events:
+                first += len(items) - self.max_events
+                items = items[-self.max_events :]
+            if event_id is not None:
+                ids.add(event_id)
+            rec = SessionRecord(session_id, rec.epoch, first, items, rec.created, now)
+            self._s[session_id] = (rec, ids)
+            return rec, True
+
+    def get(self, session_id: str, now: float) -> SessionRecord | None:
+        with self._lock:
+            cur = self._s.get(session_id)
+        if cur is None or cur[0].updated + self.ttl < now:
+            return None
+        return cur[0]
+
+    def delete(self, session_id: str) -> bool:
+        with self._lock:
+            return self._s.pop(session_id, None) is not None
+
+    def expire(self, now: float) -> int:
+        with self._lock:
+            old = [k for k, (r, _) in self._s.items() if r.updated + self.ttl < now]
+            for k in old:
+                del self._s[k]
+        return len(old)
+
+    def live(self, now: float) -> int:
+        with self._lock:
+            return sum(1 for r, _ in self._s.values() if r.updated + self.ttl >= now)
+
+
+# KEYS: meta hash, events list, event-id set, live zset. ARGV: item, event_id ('' = none),
+# now, ttl seconds, max events, new epoch, session id.
+_REDIS_APPEND = """
+local meta, ev, ids, live = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local item, eid, now, ttl, maxn = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local ttl_ms = math.ceil(ttl * 1000)
+local applied = 1
+if redis.call('EXISTS', meta) == 0 then
+  redis.call('DEL', ev, ids)
+  redis.call('HSET', meta, 'epoch', ARGV[6], 'first', 0, 'created', ARGV[3])
+end
+if eid ~= '' and redis.call('SADD', ids, eid) == 0 then
+  applied = 0
+else
+  local n = redis.call('RPUSH', ev, item)
+  if n > maxn then
+    redis.call('LTRIM', ev, n - maxn, -1)
+    redis.call('HINCRBY', meta, 'first', n - maxn)
+  end
+end
+redis.call('HSET', meta, 'updated', ARGV[3])
+redis.call('PEXPIRE', meta, ttl_ms)
+redis.call('PEXPIRE', ev, ttl_ms)
+if redis.call('EXISTS', ids) == 1 then redis.call('PEXPIRE', ids, ttl_ms) end
+redis.call('ZADD', live, now, ARGV[7])
+local m = redis.call('HMGET', meta, 'epoch', 'first', 'created')
+return {applied, m[1], m[2], m[3], redis.call('LRANGE', ev, 0, -1)}
+"""
+
+
+class RedisStore(SessionStore):
+    """Sessions in Redis (``--state redis://HOST:PORT/DB``): shared by every process and
+    machine that points at the same server; Redis expires idle sessions by itself."""
+
+    def __init__(self, url: str, ttl: float, max_events: int, prefix: str = "sessionrec:") -> None:
+        super().__init__(ttl, max_events)
+        try:
+            import redis
+        except ImportError:
+            raise ConfigError(
+                '--state redis:// needs the redis client: pip install -e ".[redis]"'
+            ) from None
+        self.url = url
+        self.prefix = prefix
+        self._r: Any = redis.Redis.from_url(url, decode_responses=True)
+        self._append = self._r.register_script(_REDIS_APPEND)
+
+    def describe(self) -> str:
+        return self.url
+
+    def ping(self) -> bool:
+        return bool(self._r.ping())
+
+    def _keys(self, sid: str) -> list[str]:
+        p = f"{self.prefix}s:{sid}"
+        return [f"{p}:m", f"{p}:e", f"{p}:i", f"{self.prefix}live"]
+
+    def append(
+        self,
+        session_id: str,
+        item: str,
+        now: float,
+        *,
+        event_id: str | None = None,
+        known: SessionRecord | None = None,
+    ) -> tuple[SessionRecord, bool]:
+        applied, epoch, first, created, items = self._append(
+            keys=self._keys(session_id),
+            args=[
+                item,
+                event_id or "",
+                repr(now),
+                repr(self.ttl),
+                self.max_events,
+                secrets.token_hex(8),
+                session_id,
+            ],
+        )
+        rec = SessionRecord(session_id, epoch, int(first), tuple(items), float(created), float(now))
+        return rec, bool(applied)
+
+    def get(self, session_id: str, now: float) -> SessionRecord | None:
+        meta, ev, _, _ = self._keys(session_id)
+        pipe = self._r.pipeline(transaction=True)
+        pipe.hgetall(meta)
+        pipe.lrange(ev, 0, -1)
+        m, items = pipe.execute()
+        if not m or "epoch" not in m:
+            return None
+        return SessionRecord(
+            session_id,
+            m["epoch"],
+            int(m["first"]),
+            tuple(items),
+            float(m["created"]),
+            float(m.get("updated", m["created"])),
+        )
+
+    def delete(self, session_id: str) -> bool:
+        meta, ev, ids, live = self._keys(session_id)
+        pipe = self._r.pipeline(transaction=True)
+        pipe.delete(meta, ev, ids)
+        pipe.zrem(live, session_id)
+        n, _ = pipe.execute()
+        return bool(n)
+
+    def expire(self, now: float) -> int:
+        # Redis drops the session keys itself; this trims the index of live sessions.
+        return int(self._r.zremrangebyscore(f"{self.prefix}live", "-inf", now - self.ttl))
+
+    def live(self, now: float) -> int:
+        return int(self._r.zcount(f"{self.prefix}live", now - self.ttl, "+inf"))
+
+    def close(self) -> None:
+        self._r.close()
+
+
+def open_store(url: str, ttl: float, max_events: int) -> SessionStore:
+    """``sqlite:///PATH`` or a plain path, ``redis://HOST:PORT/DB``, or ``memory``."""
+    if url == "memory":
+        return MemoryStore(ttl, max_events)
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        return RedisStore(url, ttl, max_events)
+    if url.startswith("sqlite:///"):  # as SQLAlchemy: sqlite:///rel.db, sqlite:////abs.db
+        url = url[len("sqlite:///") :]
+    if "://" in url:
+        raise ConfigError(
+            f"--state {url!r}: expected sqlite:///PATH, a file path, redis://HOST:PORT/DB or memory"
+        )
+    return SQLiteStore(url, ttl, max_events)

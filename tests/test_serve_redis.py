@@ -1,0 +1,118 @@
+"""`serve --state redis://...`: sessions shared by several servers through a real redis-server.
+
+The test starts Debian's ``redis-server`` on a free loopback port (no persistence) and skips
+when it is not installed (CI installs it: .ci/run).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("fastapi", reason='needs the serve extra: pip install -e ".[serve]"')
+pytest.importorskip("redis", reason='needs the redis client: pip install -e ".[redis]"')
+
+from _serve_helpers import GRU_PARAMS, free_port, model_folder
+from fastapi.testclient import TestClient
+
+from sessionrec.models import load_model
+from sessionrec.serving import ServeConfig, build_app
+from sessionrec.serving.state import RedisStore
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    exe = shutil.which("redis-server")
+    if exe is None:
+        pytest.skip("no redis-server (Debian: apt-get install -y redis-server; .ci/run does)")
+    port = free_port()
+    work = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen(
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        cwd=work,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    import redis
+
+    client = redis.Redis(port=port)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                pytest.fail("redis-server did not start")
+            time.sleep(0.05)
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        client.close()
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("models")
+    return {
+        "gru": model_folder("gru4rec", root / "gru", GRU_PARAMS),
+        "vsknn": model_folder("vsknn", root / "vsknn"),
+    }
+
+
+def client(folders: dict[str, Path], url: str, **kw: Any) -> TestClient:
+    dirs = (str(folders["gru"]), str(folders["vsknn"]))
+    return TestClient(build_app(ServeConfig(model_dirs=dirs, state=url, **kw)))
+
+
+def test_two_servers_share_sessions(folders: dict[str, Path], redis_url: str) -> None:
+    """Events sent alternately to two servers build one session; each answers for all of it."""
+    session = [100, 101, 102, 103, 104, 111]
+    with client(folders, redis_url) as a, client(folders, redis_url) as b:
+        for n, item in enumerate(session, 1):
+            server = a if n % 2 else b
+            r = server.post("/v1/sessions/shared/events", json={"item": item, "k": 5})
+            assert r.status_code == 200 and r.json()["events"] == n
+        want = load_model(folders["gru"]).recommend(session, 5, exclude_seen=False)
+        for server in (a, b):
+            got = server.get("/v1/sessions/shared/recommendations", params={"k": 5}).json()
+            assert [x["item_id"] for x in got["recommendations"]] == want["item_id"].to_list()
+            items = server.get("/v1/sessions/shared").json()["items"]
+            assert [x["item_id"] for x in items] == session
+        assert a.get("/readyz").json() == {"status": "ok"}
+        assert b.delete("/v1/sessions/shared").status_code == 200
+        assert a.get("/v1/sessions/shared").status_code == 404
+
+
+def test_redis_event_ids_cap_and_expiry(folders: dict[str, Path], redis_url: str) -> None:
+    with client(folders, redis_url, max_session_events=3, session_ttl=0.5) as c:
+        first = c.post("/v1/sessions/r1/events", json={"item": 100, "event_id": "a"}).json()
+        again = c.post("/v1/sessions/r1/events", json={"item": 100, "event_id": "a"}).json()
+        assert first["applied"] and not again["applied"] and again["events"] == 1
+        for item in (101, 102, 103, 104):
+            r = c.post("/v1/sessions/r1/events", json={"item": item, "model": "vsknn", "k": 4})
+        assert r.json()["events"] == 3
+        want = load_model(folders["vsknn"]).recommend([102, 103, 104], 4, exclude_seen=False)
+        assert [x["item_id"] for x in r.json()["recommendations"]] == want["item_id"].to_list()
+        time.sleep(1.0)  # Redis expires the idle session by itself
+        assert c.get("/v1/sessions/r1").status_code == 404
+        assert c.post("/v1/sessions/r1/events", json={"item": 101}).json()["events"] == 1
+
+
+def test_redis_store_counts_live_sessions(redis_url: str) -> None:
+    store = RedisStore(redis_url, ttl=60, max_events=5, prefix="sessionrec-live-test:")
+    now = time.time()
+    store.append("x", "1", now)
+    store.append("y", "1", now)
+    assert store.live(now) == 2
+    assert store.expire(now + 61) == 2 and store.live(now + 61) == 0
+    assert store.describe() == redis_url
