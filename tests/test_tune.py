@@ -403,3 +403,27 @@ def test_a_diverged_trial_fails_alone(
     result = sr.tune("sr", tiny.path, tmp_path / "t", trials=2, metric="mrr@5", final=False)
     states = [t["state"] for t in result["study"]["trials"]]
     assert states[0] == "fail" and states.count("complete") == 1
+
+
+def test_tune_writes_only_into_its_own_new_or_empty_folder(
+    tiny: PreparedData, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The output rule: a folder with the user's files, or another verb's output, is refused
+    in one line and left as it was; tune's own folder is a study to continue."""
+    from sessionrec._io import OutputError
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    with pytest.raises(OutputError, match="not empty"):
+        sr.tune("sr", tiny.path, mine, trials=1, metric="mrr@5", final=False)
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+    code, _, err = run_cli(["tune", str(tiny.path), "--model", "sr", "--trials", "1",
+                            "--out", str(tiny.path), "--no-final"], capsys)  # fmt: skip
+    assert code == 2 and "prepare" in err and len(err.strip().splitlines()) == 1
+    out = tmp_path / "t"
+    sr.tune("sr", tiny.path, out, trials=1, metric="mrr@5", final=False)
+    sr.tune("sr", tiny.path, out, trials=2, metric="mrr@5", final=False)  # continues the study
+    from sessionrec._io import written_by
+
+    assert written_by(out) == "tune"

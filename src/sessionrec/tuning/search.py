@@ -204,12 +204,23 @@ _CATCH = _catchable()
 
 
 def tune_dir(out_dir: str | Path) -> Path:
-    """The tuning folder, created when missing. The one place that decides what ``DIR`` may
-    hold: an existing folder is a study to continue."""
+    """The tuning folder: the one place that decides what ``DIR`` may hold.
+
+    A folder ``tune`` wrote (its marker, or an older one's ``worker.json``) is a study to
+    continue; otherwise the output rule of ``sessionrec._io`` applies: a new or empty folder
+    is claimed (and marked), anything else is refused in one line, nothing touched.
+    """
+    from sessionrec._io import check_output, write_marker, written_by
+
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise DataError(out, expected="a folder for the tuning results", found="a file")
-    out.mkdir(parents=True, exist_ok=True)
+    if out.is_dir() and (written_by(out) == "tune" or (out / "worker.json").is_file()):
+        return out
+    check_output(out, verb="tune")  # raises for a file, a link or a non-empty folder
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(out, expected="a folder for the tuning results", found=str(exc)) from None
+    write_marker(out, "tune")
     return out
 
 
