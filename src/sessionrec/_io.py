@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sessionrec.errors import OutputError
+from sessionrec.errors import DataError, OutputError
 
 #: The file that says "sessionrec wrote this folder" (and which entries it wrote).
 MARKER = ".sessionrec.json"
@@ -360,6 +360,22 @@ def write_json(path: str | Path, obj: Any) -> None:
     """Write ``obj`` as indented JSON, atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def read_json_object(path: str | Path) -> dict[str, Any]:
+    """A JSON object from a file sessionrec wrote, or a ``DataError`` naming the file (and the
+    line of a syntax error): for the config/meta files of model, data and index folders."""
+    path = Path(path)
+    try:
+        obj = json.loads(path.read_bytes())
+    except json.JSONDecodeError as exc:
+        raise DataError(path, line=exc.lineno, expected="JSON", found=exc.msg) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        found = " ".join(str(exc).split())
+        raise DataError(path, expected="a readable JSON file", found=found) from None
+    if not isinstance(obj, dict):
+        raise DataError(path, expected="a JSON object", found=type(obj).__name__)
+    return obj
 
 
 def read_json(path: str | Path) -> Any:

@@ -30,7 +30,7 @@ from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 import numpy as np
 import torch
 
-from sessionrec._io import output_dir
+from sessionrec._io import output_dir, read_json_object
 from sessionrec.errors import ConfigError, DataError, SessionrecError
 from sessionrec.models.base import EpochCallback, SessionModel
 from sessionrec.prepare.data import SessionData
@@ -295,14 +295,7 @@ def load_index(path: str | Path) -> ItemIndex:
     meta_path = path / "index.json"
     if not meta_path.exists():
         raise DataError(path, expected="an item index directory with index.json", found="none")
-    try:
-        meta = json.loads(meta_path.read_bytes())
-    except json.JSONDecodeError as exc:
-        raise DataError(meta_path, line=exc.lineno, expected="JSON", found=exc.msg) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(meta_path, expected="a readable JSON file", found=str(exc)) from None
-    if not isinstance(meta, dict):
-        raise DataError(meta_path, expected="a JSON object", found=type(meta).__name__)
+    meta = read_json_object(meta_path)
     if meta.get("format") != INDEX_FORMAT or meta.get("kind") not in INDEXES:
         raise DataError(
             meta_path,

@@ -9,7 +9,6 @@ and takes the next session, so what is measured is what is served.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import types
 import typing
@@ -22,7 +21,7 @@ from typing import Any, ClassVar, Self, TypeVar
 import polars as pl
 import torch
 
-from sessionrec._io import atomic_path, write_json
+from sessionrec._io import atomic_path, read_json_object, write_json
 from sessionrec.errors import ConfigError, DataError, UnknownNameError
 from sessionrec.prepare.data import SessionData
 
@@ -419,14 +418,7 @@ def read_model_config(path: str | Path) -> dict[str, Any]:
             expected="a model directory with config.json (from `sessionrec train`)",
             found="no config.json" if path.is_dir() else "no such directory",
         )
-    try:
-        cfg = json.loads(cfg_path.read_bytes())
-    except json.JSONDecodeError as exc:
-        raise DataError(cfg_path, line=exc.lineno, expected="JSON", found=exc.msg) from None
-    except (UnicodeDecodeError, OSError) as exc:
-        raise DataError(cfg_path, expected="a readable JSON file", found=one_line(exc)) from None
-    if not isinstance(cfg, dict):
-        raise DataError(cfg_path, expected="a JSON object", found=type(cfg).__name__)
+    cfg = read_json_object(cfg_path)
     if not isinstance(cfg.get("model"), str):
         raise DataError(
             cfg_path, column="model", expected="a model name", found=repr(cfg.get("model"))

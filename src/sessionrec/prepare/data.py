@@ -14,6 +14,7 @@ import numpy as np
 import polars as pl
 
 from sessionrec import _schema as S
+from sessionrec._io import read_json_object
 from sessionrec.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -348,14 +349,7 @@ def check_trained_on(
 
 
 def _read_meta(path: Path) -> dict[str, Any]:
-    try:
-        meta = json.loads(path.read_bytes())
-    except json.JSONDecodeError as exc:
-        raise DataError(path, line=exc.lineno, expected="JSON", found=exc.msg) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(path, expected="a readable JSON file", found=str(exc)) from None
-    if not isinstance(meta, dict):
-        raise DataError(path, expected="a JSON object", found=type(meta).__name__)
+    meta = read_json_object(path)
     if path.name == "meta.json":
         n = meta.get("n_items")
         if not isinstance(n, int) or isinstance(n, bool) or n < 0:
