@@ -8,9 +8,11 @@ kept), and divide each figure by the oracle's (``OracleModel``: ranks by the tru
 probability, the best any model can do in expectation).
 
     PYTHONPATH=src python benchmarks/synthetic_ceiling.py [--presets ecommerce media broad]
-        [--models pop markov sr itemknn sknn vsknn gru4rec] [--scale 1.0] [--json FILE]
+        [--models pop markov sr itemknn sknn vsknn gru4rec] [--scale 1.0] [--seed 0] [--json FILE]
 
-``--scale`` multiplies each preset's number of sessions (a quick look at 0.3).
+``--scale`` multiplies each preset's number of sessions (a quick look at 0.3). ``--seed`` draws
+another process of the same shape (new intents, chains and popularity): the defaults were chosen
+on seed 0's logs (``benchmarks/choose_defaults.py``), so seed 1 is a log nobody tuned them on.
 Writes benchmarks/results/synthetic_ceiling.json and prints a Markdown table.
 """
 
@@ -36,9 +38,11 @@ MODELS = ("pop", "markov", "sr", "itemknn", "sknn", "vsknn", "gru4rec")
 CUTOFF = 20
 
 
-def run_preset(name: str, models: list[str], scale: float, work: Path) -> dict[str, Any]:
+def run_preset(
+    name: str, models: list[str], scale: float, work: Path, seed: int = 0
+) -> dict[str, Any]:
     spec = syn.PRESETS[name]
-    log = syn.generate(name, n_sessions=max(200, int(spec.n_sessions * scale)))
+    log = syn.generate(name, n_sessions=max(200, int(spec.n_sessions * scale)), seed=seed)
     folder = log.save(work / name / "log")
     days = max(1, spec.days // 10)  # the last tenth of the span is test, the one before valid
     data = sr.prepare(str(folder / "log.parquet"), work / name / "data", session="column",
@@ -75,6 +79,7 @@ def main() -> None:
     ap.add_argument("--presets", nargs="+", default=list(syn.PRESETS))
     ap.add_argument("--models", nargs="+", default=list(MODELS))
     ap.add_argument("--scale", type=float, default=1.0)
+    ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", type=Path, default=RESULTS)
     args = ap.parse_args()
@@ -91,7 +96,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.presets:
             print(f"{name}:", flush=True)
-            out["presets"].append(run_preset(name, args.models, args.scale, Path(tmp)))
+            out["presets"].append(run_preset(name, args.models, args.scale, Path(tmp), args.seed))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(out, indent=2) + "\n")
     print("\n| log | events | ceiling R@20 / MRR@20 | " + " | ".join(args.models) + " |")

@@ -119,6 +119,12 @@ class GRU4RecConfig:
         optimizer: ``adagrad`` (with Nesterov momentum) | ``adam``.
         seed: seeds the weights, the dropout masks and the samples.
         sample_store_size: negatives drawn per refill of the sample buffer.
+
+    The defaults were chosen on the VALID parts of five logs (ML-100K, three synthetic shapes,
+    a YOOCHOOSE-shaped log; ``benchmarks/choose_defaults.py``, BENCHMARKS.md "How GRU4Rec's
+    defaults were chosen"): cross-entropy over every item (``n_sample=-1``; its cost grows
+    with the catalogue, so for catalogues of many tens of thousands of items ``n_sample=2048``
+    is the faster choice), 8 epochs.
     """
 
     loss: str = "cross-entropy"
@@ -126,7 +132,7 @@ class GRU4RecConfig:
     embedding: int | str = 0
     elu_param: float = 0.0
     layers: tuple[int, ...] = (100,)
-    n_epochs: int = 10
+    n_epochs: int = 8
     batch_size: int = 64
     dropout_p_embed: float = 0.0
     dropout_p_hidden: float = 0.0
@@ -134,7 +140,7 @@ class GRU4RecConfig:
     learning_rate: float = 0.05
     momentum: float = 0.0
     momentum_type: str = "nesterov"
-    n_sample: int = 2048
+    n_sample: int = -1
     sample_alpha: float = 0.5
     bpreg: float = 1.0
     logq: float = 0.0
