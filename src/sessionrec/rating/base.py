@@ -1,8 +1,8 @@
 """The rating-model protocol: ``fit(Ratings)`` then ``predict(users, items) -> ratings``.
 
 Rating models are not :class:`~sessionrec.models.base.SessionModel`\\ s: they predict how a
-*user* rates an item, and a session has no user to ask about. They live in their own registry
-(``sessionrec.rating.RATING_MODELS``) so the next-item contract suite does not meet them; they
+*user* rates an item, and a session has no user to ask about. They are registered with task
+``rating`` in ``sessionrec.registry`` (so the next-item contract suite does not meet them); they
 share the persistence format (config.json + weights.safetensors + id tables) and the epoch
 ``callback`` protocol.
 """

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from sessionrec import registry
 from sessionrec._io import atomic_dir, claim_dir, mark_complete, write_json
 from sessionrec.errors import ConfigError, DataError, TrainingDivergedError
 from sessionrec.models import model_class
@@ -63,8 +64,8 @@ def train(
     """Train ``model_name`` on ``data`` and write the model directory ``out_dir``.
 
     Args:
-        model_name: a name of ``sessionrec.models.REGISTRY`` (``gru4rec``, ...) or of
-            ``sessionrec.rating.RATING_MODELS`` (``svd``, ...: fitted on the parts' ratings,
+        model_name: a model of ``sessionrec.registry``: a next-item model (``gru4rec``,
+            ...) or a rating model (``svd``, ...: fitted on the parts' ratings,
             valid RMSE per epoch; ``valid_metric`` does not apply, ``patience`` and ``resume``
             are refused).
         data: a PreparedData (or its directory).
@@ -108,9 +109,9 @@ def train(
         data = PreparedData(data)
     if fit_on not in FIT_ON:
         raise ConfigError(f"fit_on must be one of {', '.join(FIT_ON)}, not {fit_on!r}")
-    from sessionrec.rating import RATING_MODELS
-
-    if model_name in RATING_MODELS:  # rating models: valid RMSE per epoch, no checkpoints
+    if (
+        registry.spec(model_name).task == registry.RATING
+    ):  # rating models: valid RMSE per epoch, no checkpoints
         from sessionrec.rating.prepared import train_rating
 
         if resume or patience is not None:
