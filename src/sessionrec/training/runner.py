@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from sessionrec import registry
 from sessionrec._io import claim_dir, mark_complete, write_json
+from sessionrec._threads import calm_threads
 from sessionrec.errors import ConfigError, DataError
 from sessionrec.models import model_class
 from sessionrec.models.base import SessionModel, make_config
@@ -203,7 +204,7 @@ def train(
     if hasattr(model, "progress_hook"):
         model.progress_hook = bar.update
     t0 = time.perf_counter()
-    with bar:
+    with bar, calm_threads():
         model.fit(train_part, valid_part, callback=on_epoch)
     if not state["history"]:  # a model fitted once (no epochs): one record
         seconds = time.perf_counter() - t0
