@@ -21,7 +21,9 @@ pytest.importorskip("fastapi", reason='needs the serve extra: pip install -e ".[
 import httpx
 from _serve_helpers import GRU_PARAMS, free_port, model_folder
 
+from sessionrec.errors import ConfigError
 from sessionrec.models import load_model
+from sessionrec.serving import ServeConfig
 
 ITEMS = [100, 101, 102, 103, 104, 105, 106, 108, 109, 110, 111]
 EVENTS_ROUTE = 'method="POST",route="/v1/sessions/{session_id}/events",status="200"'
@@ -31,6 +33,12 @@ def metric(text: str, name: str) -> float:
     m = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
     assert m is not None, f"{name} not in /metrics"
     return float(m.group(1))
+
+
+def test_workers_refuse_a_store_of_one_process() -> None:
+    with pytest.raises(ConfigError, match="--state memory"):
+        ServeConfig(model_dirs=("m",), state="memory", workers=2)
+    assert ServeConfig(model_dirs=("m",), state="memory").workers == 1
 
 
 def test_two_workers_share_sessions_and_metrics(tmp_path: Path) -> None:

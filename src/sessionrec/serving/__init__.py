@@ -83,6 +83,11 @@ class ServeConfig:
             raise ConfigError("serve needs at least one model folder")
         if self.workers < 1 or self.threads < 1:
             raise ConfigError("--workers and --threads must be ≥ 1")
+        if self.workers > 1 and self.state == "memory":
+            raise ConfigError(
+                f"--state memory keeps the sessions inside one process, so --workers "
+                f"{self.workers} would split them: use the SQLite default or --state redis://"
+            )
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"--port must be in 0..65535, got {self.port}")
 
