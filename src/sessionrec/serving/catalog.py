@@ -133,6 +133,8 @@ class ServedModel:
     def resolve(self, entry: int | str) -> int:
         """The item index of an id or title (``recommend``'s rules); raises ``LookupFailed``."""
         key = str(entry).strip()
+        if not isinstance(entry, str) and key in self.idx_of_id:  # a number: an id, never a title
+            return self.idx_of_id[key]
         hits = self._title_hits(key)
         if key in self.idx_of_id and not (isinstance(entry, str) and hits):
             return self.idx_of_id[key]
