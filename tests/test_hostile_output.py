@@ -480,9 +480,29 @@ def test_zero_replicates_and_threads_end_in_one_line(
         (["evaluate", model, data, "--ci", "--n-boot", "0"], "n_boot"),
         (["compare", data, model, model, "--n-boot", "0"], "n_boot"),
         (["evaluate", model, data, "--threads", "-1"], "--threads"),
+        (
+            ["train", data, "-m", "pop", "-o", str(world["root"] / "t0"), "--threads", "0"],
+            "--threads",
+        ),
     ):
         code, err = run(args, capsys)
         one_line(code, err, named, "at least 1")
+
+
+def test_train_runs_on_the_threads_asked_for(
+    world: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        out = world["root"] / "threads"
+        code, err = run(["train", str(world["a"].path), "-m", "pop", "-o", str(out),
+                         "--threads", "3"], capsys)  # fmt: skip
+        assert code == 0, err
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
 
 
 # == 5. Damaged model and data folders: every verb, one line ====================================

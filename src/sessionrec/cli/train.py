@@ -88,6 +88,13 @@ def train(
             "(default: about 10 times per run; --patience counts these validations)."
         ),
     ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            help="CPU threads for torch (default: one per core; idle threads sleep, so a "
+            "busy machine costs no more than one thread)."
+        ),
+    ] = None,
 ) -> None:
     """Train a model on a prepared dataset; writes the model dir with history and curve.
 
@@ -96,6 +103,12 @@ def train(
     from sessionrec.rating import RATING_MODELS
     from sessionrec.training import train as run
 
+    if threads is not None:
+        if threads < 1:
+            raise ConfigError(f"--threads must be at least 1, not {threads}")
+        import torch
+
+        torch.set_num_threads(threads)
     if param_file is not None and model != "gru4rec":
         raise ConfigError(f"--param-file ({param_file}) is read for gru4rec only, not {model!r}")
     data = PreparedData(data_dir)

@@ -198,31 +198,14 @@ def _ragged_line(
     regard to quotes: only called once a parse has failed)."""
     if len(separator) != 1:
         return None
-    try:
-        lines = (
-            pl.scan_csv(
-                path if data is None else data,
-                glob=False,
-                has_header=False,
-                separator="\x1f",
-                quote_char=None,
-                schema={"text": pl.Utf8},
-                encoding="utf8-lossy",
-            )
-            .with_row_index("_line", offset=1)
-            .filter(pl.col("_line") > int(has_header))
-            .filter(pl.col("text").str.count_matches(separator, literal=True) != n_fields - 1)
-            .head(1)
-            .collect()
-        )
-    except pl.exceptions.PolarsError:
-        return None
-    if lines.height == 0:
+    separators = pl.col("text").str.count_matches(separator, literal=True)
+    found = _first_matching_line(path, data, has_header, separators != n_fields - 1)
+    if found is None:
         return _unclosed_quote(path, data, has_header)
-    text = (lines["text"][0] or "").rstrip("\r")
+    line, text = found
     return DataError(
         path,
-        line=int(lines["_line"][0]),
+        line=line,
         expected=f"{n_fields} fields separated by {separator!r}",
         found=f"{text.count(separator) + 1} in {text[:80]!r}",
     )
@@ -230,6 +213,26 @@ def _ragged_line(
 
 def _unclosed_quote(path: Path, data: bytes | None, has_header: bool) -> DataError | None:
     """The first line with an odd number of double quotes (a quote opened and not closed)."""
+    found = _first_matching_line(
+        path, data, has_header, pl.col("text").str.count_matches('"', literal=True) % 2 == 1
+    )
+    if found is None:
+        return None
+    line, text = found
+    return DataError(
+        path,
+        line=line,
+        expected="fields with their double quotes closed on the same line",
+        found=f"an unclosed quote in {text[:80]!r}",
+    )
+
+
+def _first_matching_line(
+    path: Path, data: bytes | None, has_header: bool, bad: pl.Expr
+) -> tuple[int, str] | None:
+    """(line number, text) of the first line after the header where ``bad`` holds, the file
+    read as raw lines (column ``text``, no quoting); None when no line does or the file cannot
+    be read so."""
     try:
         lines = (
             pl.scan_csv(
@@ -243,7 +246,7 @@ def _unclosed_quote(path: Path, data: bytes | None, has_header: bool) -> DataErr
             )
             .with_row_index("_line", offset=1)
             .filter(pl.col("_line") > int(has_header))
-            .filter(pl.col("text").str.count_matches('"', literal=True) % 2 == 1)
+            .filter(bad)
             .head(1)
             .collect()
         )
@@ -251,13 +254,7 @@ def _unclosed_quote(path: Path, data: bytes | None, has_header: bool) -> DataErr
         return None
     if lines.height == 0:
         return None
-    text = (lines["text"][0] or "").rstrip("\r")
-    return DataError(
-        path,
-        line=int(lines["_line"][0]),
-        expected="fields with their double quotes closed on the same line",
-        found=f"an unclosed quote in {text[:80]!r}",
-    )
+    return int(lines["_line"][0]), (lines["text"][0] or "").rstrip("\r")
 
 
 def text_error(path: Path, encoding: str, data: bytes | None = None) -> DataError | None:
