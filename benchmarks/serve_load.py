@@ -7,10 +7,17 @@ starts `sessionrec serve` as its own process and streams the test part's events 
 ``POST /v1/sessions/{id}/events`` with the next event of one of the test sessions, the sessions
 interleaved so that many are live at once (the events of ``--live`` sessions in round robin).
 Each run reports requests/s, wrk's p50/p90/p99 latency (client side, loopback), non-2xx
-answers, and the CPU the load generator used (its user + system time over the run's wall time).
+answers, the CPU the load generator used (its user + system time over the run's wall time)
+and the CPU the server used per event.
+
+``--rate R`` paces wrk at R requests/s in all (a schedule shared by the connections, in its
+Lua script): latency at a target rate, rather than at saturation; ``late`` counts requests
+that could not leave on time (the server fell behind). ``--baseline REF`` also serves every
+configuration from the ``src/`` of git ref REF (``git archive``), alternating with this
+checkout, so that before and after are measured in the same run on the same machine load.
 
     PYTHONPATH=src python benchmarks/serve_load.py --source ../shared/data/ml-100k \\
-        --seconds 10 --workers 1 2 --stores sqlite redis
+        --seconds 10 --workers 1 2 --stores sqlite redis --rate 0 1000 --baseline main
 
 Writes benchmarks/results/serve_load.json and prints a Markdown table.
 """
@@ -56,7 +63,13 @@ def train(source: str, work: Path, names: list[str]) -> tuple[Path, list[tuple[s
     from sessionrec.models import create
 
     data = sr.prepare(
-        source, work / "prepared", session="1h", split="time", test_days=21, valid_days=21
+        source,
+        work / "prepared",
+        session="1h",
+        split="time",
+        test_days=21,
+        valid_days=21,
+        overwrite=True,  # the same parameters: the same folder again
     )
     ids = data.items.sort("item_idx")["item_id"].to_list()
     for name in names:
@@ -98,8 +111,48 @@ def interleave(events: list[tuple[str, Any]], live: int) -> list[tuple[str, Any]
     return out
 
 
-def wrk_script(path: Path, stream: list[tuple[str, Any]], run_id: str, k: int) -> None:
-    lines = [
+# Pacing: one schedule of send times, one every 1000/rate ms, shared by the connections of
+# the (single) wrk thread; a request whose time has passed leaves at once and counts as late.
+PACE = """
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct { long tv_sec; long tv_nsec; } sr_timespec;
+int clock_gettime(int clk, sr_timespec *tp);
+]]
+local ts = ffi.new("sr_timespec")
+local function now_ms()
+  ffi.C.clock_gettime(1, ts)
+  return tonumber(ts.tv_sec) * 1000 + tonumber(ts.tv_nsec) / 1e6
+end
+local interval = 1000 / RATE
+local next_t = nil
+late = 0
+delay = function()
+  local t = now_ms()
+  if next_t == nil then next_t = t end
+  next_t = next_t + interval
+  local d = next_t - t
+  if d < 0 then
+    late = late + 1
+    return 0
+  end
+  return d
+end
+local threads = {}
+setup = function(thread) table.insert(threads, thread) end
+done = function(summary, latency, requests)
+  local n = 0
+  for _, thread in ipairs(threads) do n = n + (thread:get("late") or 0) end
+  io.write(string.format("late requests: %d\\n", n))
+end
+"""
+
+
+def wrk_script(
+    path: Path, stream: list[tuple[str, Any]], run_id: str, k: int, rate: float = 0
+) -> None:
+    lines = [PACE.replace("RATE", repr(float(rate)))] if rate > 0 else []
+    lines += [
         "local reqs = {}",
         'local h = {["Content-Type"] = "application/json"}',
         "init = function(args)",
@@ -121,7 +174,7 @@ def wrk_script(path: Path, stream: list[tuple[str, Any]], run_id: str, k: int) -
 
 
 def start_server(
-    folder: Path, state: str, workers: int, port: int, log: Path
+    folder: Path, state: str, workers: int, port: int, log: Path, src: Path = ROOT / "src"
 ) -> subprocess.Popen[bytes]:
     cmd = [
         sys.executable,
@@ -136,7 +189,7 @@ def start_server(
         "--workers",
         str(workers),
     ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(src)}
     with log.open("ab") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=out, env=env)
     deadline = time.monotonic() + 180
@@ -173,6 +226,8 @@ def parse_wrk(text: str) -> dict[str, Any]:
     out["non_2xx"] = int(m.group(1)) if m else 0
     m = re.search(r"Socket errors: (.*)", text)
     out["socket_errors"] = m.group(1).strip() if m else ""
+    m = re.search(r"late requests: (\d+)", text)
+    out["late"] = int(m.group(1)) if m else None
     return out
 
 
@@ -223,6 +278,21 @@ def run_wrk(port: int, script: Path, seconds: int, connections: int, pid: int) -
     return out
 
 
+def baseline_src(ref: str, work: Path) -> Path:
+    """``src/`` of git ref ``ref``, extracted under ``work`` (once per commit)."""
+    sha = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", ref], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    out = work / f"baseline-{sha[:12]}"
+    if not (out / "src").exists():
+        out.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", sha, "src"], capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(out)], input=archive, check=True)
+    return out / "src"
+
+
 def redis_server(work: Path) -> tuple[subprocess.Popen[bytes] | None, str | None]:
     exe = shutil.which("redis-server")
     if exe is None:
@@ -238,6 +308,32 @@ def redis_server(work: Path) -> tuple[subprocess.Popen[bytes] | None, str | None
     return proc, f"redis://127.0.0.1:{port}/0"
 
 
+def measure(
+    args: argparse.Namespace,
+    work: Path,
+    stream: list[tuple[str, Any]],
+    name: str,
+    store: str,
+    workers: int,
+    rate: float,
+    src: Path,
+) -> dict[str, Any]:
+    """One server for one configuration, warmed up, then one measured wrk run."""
+    tmp = Path(tempfile.mkdtemp(dir=args.work))
+    state = args.redis_url if store == "redis" else str(tmp / "sessions.sqlite")
+    port = free_port()
+    run_id = f"r{int(time.time() * 1000) % 10**9}"
+    script = tmp / "events.lua"
+    wrk_script(script, stream, run_id, args.k, rate)
+    proc = start_server(work / name, state, workers, port, tmp / "serve.log", src)
+    try:
+        run_wrk(port, script, 2, args.connections, proc.pid)  # warm up
+        return run_wrk(port, script, args.seconds, args.connections, proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--source", default="ml-100k")
@@ -249,6 +345,14 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--live", type=int, default=500, help="sessions receiving events at once")
     ap.add_argument("-k", type=int, default=10)
+    ap.add_argument(
+        "--rate",
+        nargs="+",
+        type=float,
+        default=[0.0],
+        help="requests/s wrk is paced at (0: as fast as the server answers)",
+    )
+    ap.add_argument("--baseline", help="git ref whose src/ is measured too (before vs after)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "serve_load.json")
     args = ap.parse_args()
     if shutil.which("wrk") is None:
@@ -257,6 +361,10 @@ def main() -> None:
     work, events = train(args.source, args.work, args.models)
     stream = interleave(events, args.live)
     redis_proc, redis_url = redis_server(args.work) if "redis" in args.stores else (None, None)
+    args.redis_url = redis_url
+    versions = [("after", ROOT / "src")]
+    if args.baseline:
+        versions.insert(0, ("before", baseline_src(args.baseline, args.work)))
     rows = []
     try:
         for name in args.models:
@@ -265,23 +373,19 @@ def main() -> None:
                     print("redis: no redis-server, skipped", file=sys.stderr)
                     continue
                 for workers in args.workers:
-                    tmp = Path(tempfile.mkdtemp(dir=args.work))
-                    state = redis_url if store == "redis" else str(tmp / "sessions.sqlite")
-                    assert state is not None
-                    port = free_port()
-                    run_id = f"r{int(time.time() * 1000) % 10**9}"
-                    script = tmp / "events.lua"
-                    wrk_script(script, stream, run_id, args.k)
-                    proc = start_server(work / name, state, workers, port, tmp / "serve.log")
-                    try:
-                        run_wrk(port, script, 2, args.connections, proc.pid)  # warm up
-                        res = run_wrk(port, script, args.seconds, args.connections, proc.pid)
-                    finally:
-                        proc.terminate()
-                        proc.wait(timeout=30)
-                    row = {"model": name, "store": store, "workers": workers, **res}
-                    rows.append(row)
-                    print(json.dumps(row), flush=True)
+                    for rate in args.rate:
+                        for version, src in versions:
+                            res = measure(args, work, stream, name, store, workers, rate, src)
+                            row = {
+                                "version": version,
+                                "model": name,
+                                "store": store,
+                                "workers": workers,
+                                "rate": rate,
+                                **res,
+                            }
+                            rows.append(row)
+                            print(json.dumps(row), flush=True)
     finally:
         if redis_proc is not None:
             redis_proc.terminate()
@@ -293,19 +397,26 @@ def main() -> None:
         "connections": args.connections,
         "live_sessions": args.live,
         "k": args.k,
+        "baseline": args.baseline,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"meta": meta, "runs": rows}, indent=2) + "\n")
     print(
-        "\n| model | store | workers | events/s | p50 ms | p90 ms | p99 ms | non-2xx "
-        "| server cores used | server CPU ms/event | load-generator cores |"
+        "\n| version | model | store | workers | target/s | events/s | p50 ms | p90 ms "
+        "| p99 ms | late | non-2xx | server cores used | server CPU ms/event "
+        "| load-generator cores |"
     )
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print(
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    )
     for r in rows:
+        target = f"{r['rate']:,.0f}" if r["rate"] else "max"
+        late = "" if r["late"] is None else r["late"]
         print(
-            f"| {r['model']} | {r['store']} | {r['workers']} | {r['requests_per_s']:,.0f} | "
-            f"{r['p50_ms']:.1f} | {r['p90_ms']:.1f} | {r['p99_ms']:.1f} | {r['non_2xx']} | "
-            f"{r['server_cores']} | {r['server_cpu_ms_per_event']} | {r['loadgen_cores']} |"
+            f"| {r['version']} | {r['model']} | {r['store']} | {r['workers']} | {target} | "
+            f"{r['requests_per_s']:,.0f} | {r['p50_ms']:.1f} | {r['p90_ms']:.1f} | "
+            f"{r['p99_ms']:.1f} | {late} | {r['non_2xx']} | {r['server_cores']} | "
+            f"{r['server_cpu_ms_per_event']} | {r['loadgen_cores']} |"
         )
     print(f"\nload average at the end: {meta['load_average']}")
 

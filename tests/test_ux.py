@@ -9,6 +9,7 @@ import sys
 import types
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -269,7 +270,7 @@ import sessionrec, sessionrec._threads as t
 import torch
 print(os.environ.get("OMP_WAIT_POLICY"), t.openmp_may_spin())
 torch.set_num_threads(2)
-with t.evaluation_threads():
+with t.calm_threads():
     inside = torch.get_num_threads()
 print(inside, torch.get_num_threads())
 """
@@ -294,3 +295,37 @@ def test_import_sets_the_wait_policy_before_torch(
         check=True,
     ).stdout.split()  # fmt: skip
     assert out == [policy, spin, inside, "2"]
+
+
+@pytest.mark.parametrize(("spinning", "inside"), [(True, 1), (False, 2)])
+def test_training_runs_on_one_thread_only_when_threads_may_spin(
+    tiny: sr.PreparedData,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    spinning: bool,
+    inside: int,
+) -> None:
+    """Torch loaded before sessionrec (spinning waits): sr.train fits on one thread, as
+    evaluate does; with passive waits it keeps the threads it was given."""
+    import torch
+
+    import sessionrec._threads as t
+    from sessionrec.models.pop import Pop
+
+    seen: list[int] = []
+    fit = Pop.fit
+
+    def recording_fit(self: Pop, *args: Any, **kwargs: Any) -> Pop:
+        seen.append(torch.get_num_threads())
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(t, "_SPINNING", spinning)
+    monkeypatch.setattr(Pop, "fit", recording_fit)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        sr.train("pop", tiny, tmp_path / "pop", progress=False)
+        assert seen == [inside]
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

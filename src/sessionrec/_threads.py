@@ -43,8 +43,12 @@ def openmp_may_spin() -> bool:
 
 
 @contextmanager
-def evaluation_threads() -> Iterator[None]:
-    """One torch thread inside the block when OpenMP may spin; otherwise nothing changes."""
+def calm_threads() -> Iterator[None]:
+    """One torch thread inside the block when OpenMP may spin; otherwise nothing changes.
+
+    Evaluation and training run inside it: with passive waits (the CLI, or sessionrec
+    imported before torch) they keep every thread, which the large products of training use
+    when the cores are free (BENCHMARKS.md, "GRU4Rec on one and two threads")."""
     if not _SPINNING:
         yield
         return
@@ -58,3 +62,7 @@ def evaluation_threads() -> Iterator[None]:
     finally:
         if before > 1:
             torch.set_num_threads(before)
+
+
+#: The name evaluation used first.
+evaluation_threads = calm_threads

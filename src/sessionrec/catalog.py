@@ -1,4 +1,5 @@
-"""Every model of both registries with its tasks and parameters, read from the config classes.
+"""Every registered model (``sessionrec.registry``) with its tasks and parameters, read from the
+config classes.
 
 ``sessionrec models`` prints it, and the README's model table is generated from it
 (``sessionrec models --markdown``; tests/test_ux.py checks that the README is up to date).
@@ -6,45 +7,35 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from typing import Any
 
 import polars as pl
 
 
 def model_catalog() -> list[dict[str, Any]]:
-    """One dict per model: ``model``, ``registry``, ``tasks``, ``parameters`` (name, type,
-    default as JSON, i.e. as ``--param name=VALUE`` takes it)."""
-    from sessionrec.models import REGISTRY, model_class
-    from sessionrec.rating import RATING_MODELS, rating_model_class
+    """One dict per registered model (``sessionrec.registry``): ``model``, ``task``
+    (``next-item`` or ``rating``), ``tasks`` (what it serves), ``space`` (the search space
+    ``tune`` ships, or None) and ``parameters`` (name, type in words, default as JSON, i.e. as
+    ``--param name=VALUE`` takes it, and old names still accepted)."""
+    from sessionrec import registry
 
-    classes: list[tuple[str, str, Any]] = [
-        *((n, "sessionrec.models.REGISTRY", model_class(n)) for n in REGISTRY),
-        *((n, "sessionrec.rating.RATING_MODELS", rating_model_class(n)) for n in RATING_MODELS),
-    ]
     out = []
-    for name, registry, cls in classes:
-        params = []
-        for f in dataclasses.fields(cls.Config):
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[operator]
-            params.append({"name": f.name, "type": str(f.type), "default": _shown(default)})
+    for name, spec in registry.MODELS.items():
+        space = spec.space_file
+        params = [
+            {"name": p.name, "type": p.type, "default": p.shown_default, "aliases": list(p.aliases)}
+            for p in spec.parameters()
+        ]
         out.append(
             {
                 "model": name,
-                "registry": registry,
-                "tasks": sorted(cls.tasks),
+                "task": spec.task,
+                "tasks": spec.tasks,
+                "space": f"sessionrec/tuning/spaces/{name}.toml" if space is not None else None,
                 "parameters": params,
             }
         )
     return out
-
-
-def _shown(value: Any) -> str:
-    """A default as ``--param`` takes it: JSON, except plain strings (``loss=bpr-max``)."""
-    if isinstance(value, str):
-        return value
-    return json.dumps(list(value) if isinstance(value, tuple) else value)
 
 
 def models_table() -> pl.DataFrame:
@@ -64,13 +55,18 @@ def models_table() -> pl.DataFrame:
 
 
 def models_markdown() -> str:
-    """The README's table: one row per model, its tasks and ``name = default`` per parameter."""
+    """The README's table: one row per model, its tasks and ``name=default`` (type) per
+    parameter."""
     lines = [
-        "| `--model` | tasks | parameters (`--param name=value`, here with the defaults) |",
+        "| `--model` | tasks "
+        "| parameters (`--param name=value`, here with the defaults, and types) |",
         "| --- | --- | --- |",
     ]
     for m in model_catalog():
-        params = ", ".join(f"`{p['name']}={p['default']}`" for p in m["parameters"]) or "none"
+        params = (
+            ", ".join(f"`{p['name']}={p['default']}` ({p['type']})" for p in m["parameters"])
+            or "none"
+        )
         lines.append(f"| `{m['model']}` | {', '.join(m['tasks'])} | {params} |")
     return "\n".join(lines) + "\n"
 

@@ -107,12 +107,12 @@ def sweep(
     """
     import time
 
+    from sessionrec import registry
     from sessionrec.evaluation import evaluate
     from sessionrec.models.base import SessionModel
-    from sessionrec.rating import RATING_MODELS
     from sessionrec.training import train
 
-    if model_name in RATING_MODELS:
+    if registry.is_rating(model_name):
         raise ConfigError(f"{model_name} is a rating model: sweep ranks next-item models")
     if not seeds:
         raise ConfigError("a sweep needs at least one seed")

@@ -247,12 +247,11 @@ def evaluate(
 
 
 def _is_rating_model(model_dir: Path) -> bool:
-    """Whether config.json names a model of ``sessionrec.rating.RATING_MODELS`` (a missing or
+    """Whether config.json names a rating model of ``sessionrec.registry`` (a missing or
     damaged config.json is reported, as one line, by whoever loads the model)."""
-    from sessionrec.models.base import read_model_config
-    from sessionrec.rating import RATING_MODELS
+    from sessionrec import registry
 
-    return read_model_config(model_dir)["model"] in RATING_MODELS
+    return registry.folder_task(model_dir) == registry.RATING
 
 
 def _evaluate_rating(

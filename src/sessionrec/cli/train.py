@@ -99,8 +99,8 @@ def train(
     """Train a model on a prepared dataset; writes the model dir with history and curve.
 
     `sessionrec models` lists the models with their parameters, types and defaults."""
+    from sessionrec import registry
     from sessionrec.prepare import PreparedData
-    from sessionrec.rating import RATING_MODELS
     from sessionrec.training import train as run
 
     if threads is not None:
@@ -112,7 +112,7 @@ def train(
     if param_file is not None and model != "gru4rec":
         raise ConfigError(f"--param-file ({param_file}) is read for gru4rec only, not {model!r}")
     data = PreparedData(data_dir)
-    if model in RATING_MODELS:
+    if registry.spec(model).task == registry.RATING:
         if resume or patience is not None:
             raise ConfigError(
                 f"{model} is a rating model: --resume and --patience apply to next-item models"

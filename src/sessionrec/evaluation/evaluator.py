@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from sessionrec._threads import evaluation_threads
+from sessionrec._threads import calm_threads
 from sessionrec.errors import ConfigError, DataError, UnknownNameError
 from sessionrec.evaluation import metrics as M
 
@@ -162,7 +162,7 @@ def evaluate(
     if protocol != "last" and expected != data.n_predictions:
         raise AssertionError(f"{expected} != data.n_predictions {data.n_predictions}")
 
-    with torch.no_grad(), evaluation_threads():
+    with torch.no_grad(), calm_threads():
         run = _Run(
             model,
             data,

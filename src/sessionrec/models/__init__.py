@@ -1,43 +1,29 @@
-"""Models behind one protocol (``sessionrec.models.base.SessionModel``).
+"""Next-item models behind one protocol (``sessionrec.models.base.SessionModel``).
 
-The registry maps a ``--model`` name to the module and class that implement it; modules are
-imported only when asked for, so `import sessionrec` stays light.
+Every model, next-item and rating, is registered in ``sessionrec.registry``; ``REGISTRY``,
+``model_class``, ``create`` and ``load_model`` here are its next-item view, kept for scripts
+and notebooks that import them from here.
 """
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
-from sessionrec.errors import DataError, UnknownNameError
-from sessionrec.models.base import SessionModel, read_model_config
-from sessionrec.prepare.data import read_trained_on
+from sessionrec import registry
+from sessionrec.models.base import SessionModel
 
-#: --model name → (module, class). One line per model.
+#: --model name → (module, class) of every next-item model (a view of ``registry.MODELS``).
 REGISTRY: dict[str, tuple[str, str]] = {
-    "pop": ("sessionrec.models.pop", "Pop"),
-    "spop": ("sessionrec.models.pop", "SPop"),
-    "bpr": ("sessionrec.models.bpr", "BPR"),
-    "als": ("sessionrec.models.als", "ALS"),
-    "markov": ("sessionrec.models.markov", "Markov"),
-    "sr": ("sessionrec.models.sr", "SR"),
-    "itemknn": ("sessionrec.models.itemknn", "ItemKNN"),
-    "sknn": ("sessionrec.models.sknn", "SKNN"),
-    "vsknn": ("sessionrec.models.vsknn", "VSKNN"),
-    "gru4rec": ("sessionrec.models.gru4rec", "GRU4Rec"),
-    "two-tower": ("sessionrec.models.two_tower", "TwoTower"),
+    n: (s.module, s.cls) for n, s in registry.MODELS.items() if s.task == registry.NEXT_ITEM
 }
 
 
 def model_class(name: str) -> type[SessionModel]:
-    try:
-        module, cls = REGISTRY[name]
-    except KeyError:
-        raise UnknownNameError("model", name, list(REGISTRY)) from None
-    return getattr(importlib.import_module(module), cls)
+    """The class of next-item model ``name``; ``UnknownNameError`` listing the known ones."""
+    return cast(type[SessionModel], registry.model_class(name, registry.NEXT_ITEM))
 
 
 def create(
@@ -48,22 +34,13 @@ def create(
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> SessionModel:
-    """Load a saved model directory (config.json + weights + items).
+    """Load a saved next-item model directory (config.json + weights + items).
 
     A damaged folder ends in a ``DataError`` naming the file and what is wrong. The model's
     ``trained_on`` holds what ``data_meta.json`` says of its training data (path, part,
     fingerprint), or None for a model saved without it (``model.save``).
     """
-    path = Path(path)
-    name = read_model_config(path)["model"]
-    try:
-        cls = model_class(name)
-    except UnknownNameError as exc:
-        raise DataError(path / "config.json", column="model", expected="a next-item model name",
-                        found=str(exc)) from None  # fmt: skip
-    model = cls.load_from(path, device=device)
-    model.trained_on = read_trained_on(path)
-    return model
+    return cast(SessionModel, registry.load_model(path, device, task=registry.NEXT_ITEM))
 
 
 __all__ = ["REGISTRY", "SessionModel", "create", "load_model", "model_class"]

@@ -57,7 +57,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
@@ -70,15 +69,32 @@ from sessionrec.errors import ConfigError
 from sessionrec.models.base import EpochCallback, SessionModel
 from sessionrec.prepare.data import SessionData
 from sessionrec.training.batching import session_parallel_schedule
-from sessionrec.training.finite import check_loss
 from sessionrec.training.losses import LOSSES, bpr_max_elu, ranking_loss
 from sessionrec.training.optim import Adam, RowOptimizer, make_optimizer
 from sessionrec.training.sampling import NegativeSampler
+from sessionrec.training.trainer import EpochSteps, fit_epochs
 
 log = logging.getLogger(__name__)
 
 #: Called every few hundred steps with (pairs done, pairs in the epoch, running mean loss).
 ProgressHook = Callable[[int, int, float], None]
+
+
+@dataclass(frozen=True)
+class _EpochData:
+    """What ``fit`` prepares once and every epoch reads: the session-parallel schedule as
+    tensors, (steps, B) inputs and targets, the slots to reset before each step, the active
+    slots of the last steps, the item counts (for the sampler) and log popularities (logQ)."""
+
+    inputs: torch.Tensor
+    targets: torch.Tensor
+    reset_slots: torch.Tensor
+    reset_off: list[int]
+    active: np.ndarray
+    n_full: int
+    n_steps: int
+    counts: np.ndarray
+    log_pop: torch.Tensor
 
 
 @dataclass(frozen=True)
@@ -237,6 +253,7 @@ class GRU4Rec(SessionModel):
         self.epochs_done = 0
         self.progress_hook: ProgressHook | None = None
         self._opt: RowOptimizer | None = None
+        self._epoch_data: _EpochData | None = None
 
     # -- parameters -------------------------------------------------------------------------
     @property
@@ -429,69 +446,67 @@ class GRU4Rec(SessionModel):
             few = np.flatnonzero(active[sched.n_full :].sum(axis=1) < 2)
             if len(few):
                 n_steps = sched.n_full + int(few[0])
-        n_pairs = int(active[:n_steps].sum())
-        for epoch in range(self.epochs_done, cfg.n_epochs):
-            t0 = time.perf_counter()
-            seed = (cfg.seed * 1_000_003 + epoch) % 2**63
-            gen = torch.Generator(device=dev).manual_seed(seed)
-            sampler = (
-                NegativeSampler(
-                    counts,
-                    cfg.sample_alpha,
-                    cfg.n_sample,
-                    seed=seed,
-                    buffer_size=min(cfg.sample_store_size, n_steps * cfg.n_sample),
-                    device=dev,
-                )
-                if cfg.n_sample > 0
-                else None
+        self._epoch_data = _EpochData(
+            inputs, targets, reset_slots, reset_off, active, sched.n_full, n_steps, counts, log_pop
+        )
+        try:
+            fit_epochs(
+                self,
+                cfg.n_epochs,
+                n_steps=n_steps,
+                n_events=int(active[:n_steps].sum()),
+                report_every=200,
+                callback=callback,
             )
-            hidden = list(self.start(cfg.batch_size))
-            loss_sum = torch.zeros((), device=dev)
-            done = 0
-            report_every = 200
-            for t in range(n_steps):
-                a, b = reset_off[t], reset_off[t + 1]
-                if b > a:
-                    slots = reset_slots[a:b]
-                    for h in hidden:
-                        h.index_fill_(0, slots, 0.0)
-                if t < sched.n_full:
-                    act = None
-                    inp, tgt, hs = inputs[t], targets[t], hidden
-                else:
-                    act = torch.from_numpy(np.flatnonzero(active[t])).to(dev)
-                    inp, tgt = inputs[t, act], targets[t, act]
-                    hs = [h.index_select(0, act) for h in hidden]
-                samples = sampler.next() if sampler is not None else None
-                loss, new = self._train_step(inp, tgt, samples, hs, gen, log_pop)
-                check_loss(self.name, loss, epoch + 1, t + 1)
-                if act is None:
-                    hidden = new
-                else:
-                    for h, n in zip(hidden, new, strict=True):
-                        h.index_copy_(0, act, n)
-                loss_sum += loss * len(tgt)
-                done += len(tgt)
-                if self.progress_hook is not None and (t % report_every == 0 or t == n_steps - 1):
-                    self.progress_hook(done, n_pairs, float(loss_sum) / max(done, 1))
-            seconds = time.perf_counter() - t0
-            self.epochs_done = epoch + 1
-            record: dict[str, Any] = {
-                "epoch": epoch + 1,
-                "train_loss": float(loss_sum) / max(n_pairs, 1),
-                "seconds": seconds,
-                "events_per_second": n_pairs / max(seconds, 1e-9),
-            }
-            log.info(
-                "epoch %d: loss %.4f, %.0f events/s",
-                epoch + 1,
-                record["train_loss"],
-                record["events_per_second"],
-            )
-            if callback is not None and callback(record):
-                break
+        finally:
+            self._epoch_data = None  # the schedule's tensors are not kept with the model
         return self
+
+    def train_epoch(self, epoch: int, steps: EpochSteps) -> None:
+        """One pass over the session-parallel schedule (epoch 1-based); each mini-batch is
+        reported to ``steps`` with its loss weighted by its pairs."""
+        cfg = self.config
+        d = self._epoch_data
+        assert d is not None, "train_epoch runs inside fit"
+        dev = self.device
+        # The random streams of an epoch are seeded from (seed, 0-based epoch): the epoch number
+        # is the whole RNG state, so a resumed run repeats an uninterrupted one.
+        seed = (cfg.seed * 1_000_003 + epoch - 1) % 2**63
+        gen = torch.Generator(device=dev).manual_seed(seed)
+        sampler = (
+            NegativeSampler(
+                d.counts,
+                cfg.sample_alpha,
+                cfg.n_sample,
+                seed=seed,
+                buffer_size=min(cfg.sample_store_size, d.n_steps * cfg.n_sample),
+                device=dev,
+            )
+            if cfg.n_sample > 0
+            else None
+        )
+        hidden = list(self.start(cfg.batch_size))
+        for t in range(d.n_steps):
+            a, b = d.reset_off[t], d.reset_off[t + 1]
+            if b > a:
+                slots = d.reset_slots[a:b]
+                for h in hidden:
+                    h.index_fill_(0, slots, 0.0)
+            if t < d.n_full:
+                act = None
+                inp, tgt, hs = d.inputs[t], d.targets[t], hidden
+            else:
+                act = torch.from_numpy(np.flatnonzero(d.active[t])).to(dev)
+                inp, tgt = d.inputs[t, act], d.targets[t, act]
+                hs = [h.index_select(0, act) for h in hidden]
+            samples = sampler.next() if sampler is not None else None
+            loss, new = self._train_step(inp, tgt, samples, hs, gen, d.log_pop)
+            if act is None:
+                hidden = new
+            else:
+                for h, n in zip(hidden, new, strict=True):
+                    h.index_copy_(0, act, n)
+            steps.done(loss, value=loss * len(tgt), weight=len(tgt))
 
     def _log_q(self, log_pop: torch.Tensor, columns: torch.Tensor | None, n: int) -> torch.Tensor:
         """(C,) log sampling probability of each scored column (before the ``logq`` weight).

@@ -33,7 +33,6 @@ Two settings side by side (BENCHMARKS.md, "Two-tower"):
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
@@ -45,7 +44,7 @@ from torch import nn
 from sessionrec.errors import ConfigError
 from sessionrec.models.base import EpochCallback, SessionModel
 from sessionrec.prepare.data import SessionData
-from sessionrec.training.finite import check_loss
+from sessionrec.training.trainer import EpochSteps, fit_epochs
 
 OPTIMIZERS = ("adam", "adagrad")
 REDUCTIONS = ("mean", "sum")
@@ -212,6 +211,8 @@ class TwoTower(SessionModel):
         #: Called as (examples done, examples per epoch, mean loss) during an epoch (the
         #: runner's progress bar).
         self.progress_hook: Callable[[int, int, float], None] | None = None
+        #: (windows, labels, log_q) of the current fit: what every epoch reads.
+        self._examples: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     def _make_optimizer(self, net: _Towers) -> torch.optim.Optimizer:
         c = self.config
@@ -245,77 +246,79 @@ class TwoTower(SessionModel):
         net = self.net
         if self._opt is None:
             self._opt = self._make_optimizer(net)
-        opt = self._opt
         windows_np, labels_np = training_examples(train, c.context_length)
         windows = torch.from_numpy(windows_np).to(self.device)
         labels = torch.from_numpy(labels_np).to(self.device)
         # logQ: the probability that an item is a batch's label (its share of the labels).
         freq = np.bincount(labels_np, minlength=self.n_items).astype(np.float64)
         log_q = torch.from_numpy(np.log(np.maximum(freq, 1.0) / max(len(labels_np), 1))).float()
-        log_q = log_q.to(self.device)
-        for epoch in range(self.epochs_done + 1, c.n_epochs + 1):
-            started = time.perf_counter()
-            # Each epoch's shuffles and negatives are seeded from (seed, epoch): the epoch
-            # number is the whole RNG state, so a resumed run repeats an uninterrupted one.
-            gen = torch.Generator().manual_seed((c.seed * 1_000_003 + epoch) % 2**63)
-            net.train()
-            order = torch.randperm(len(labels), generator=gen).to(self.device)
-            total, batches = 0.0, 0
-            for a in range(0, len(order), c.batch_size):
-                rows = order[a : a + c.batch_size]
-                y = labels[rows]  # (B,)
-                q = net.query(windows[rows])  # (B, D)
-                cand = y
-                if c.extra_negatives:
-                    extra = torch.randint(self.n_items, (c.extra_negatives,), generator=gen).to(
-                        self.device
-                    )
-                    cand = torch.cat([y, extra])
-                logits = q @ net.candidates(cand).T / c.temperature  # (B, B + M)
-                if c.logq:
-                    expected = torch.cat(
-                        [
-                            log_q[y] + math.log(len(y)),
-                            torch.full(
-                                (len(cand) - len(y),),
-                                math.log(max(c.extra_negatives, 1) / self.n_items),
-                                device=self.device,
-                            ),
-                        ]
-                    )
-                    logits = logits - expected[None, :]
-                if c.mask_accidental_hits:
-                    # another column holding this row's label item
-                    hit = cand[None, :] == y[:, None]
-                    hit[:, : len(y)].fill_diagonal_(False)
-                    logits = logits.masked_fill(hit, float("-inf"))
-                target = torch.arange(len(y), device=self.device)
-                loss = nn.functional.cross_entropy(logits, target, reduction=c.loss_reduction)
-                check_loss(self.name, loss, epoch, batches + 1)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                # per example, whichever reduction trained
-                total += float(loss.detach()) / (len(y) if c.loss_reduction == "sum" else 1)
-                batches += 1
-                if self.progress_hook is not None and (
-                    batches % 20 == 0 or a + c.batch_size >= len(order)
-                ):
-                    self.progress_hook(
-                        min(a + c.batch_size, len(order)), len(order), total / batches
-                    )
-            self.epochs_done = epoch
-            seconds = time.perf_counter() - started
-            rec: dict[str, Any] = {
-                "epoch": epoch,
-                "train_loss": total / max(batches, 1),
-                "seconds": seconds,
-                "events_per_second": len(labels) / max(seconds, 1e-9),
-            }
-            if callback is not None and callback(rec):
-                break
+        self._examples = (windows, labels, log_q.to(self.device))
+        try:
+            fit_epochs(
+                self,
+                c.n_epochs,
+                n_steps=-(-len(labels) // c.batch_size),
+                n_events=len(labels),
+                report_every=20,
+                first_report=20,
+                callback=callback,
+            )
+        finally:
+            self._examples = None
         net.eval()
         return self
+
+    def train_epoch(self, epoch: int, steps: EpochSteps) -> None:
+        """One pass over the (context, next item) examples in a fresh order (epoch 1-based);
+        each batch is reported to ``steps`` with its loss per example."""
+        c = self.config
+        net, opt = self.net, self._opt
+        assert net is not None and opt is not None and self._examples is not None
+        windows, labels, log_q = self._examples
+        # Each epoch's shuffles and negatives are seeded from (seed, epoch): the epoch
+        # number is the whole RNG state, so a resumed run repeats an uninterrupted one.
+        gen = torch.Generator().manual_seed((c.seed * 1_000_003 + epoch) % 2**63)
+        net.train()
+        order = torch.randperm(len(labels), generator=gen).to(self.device)
+        for a in range(0, len(order), c.batch_size):
+            rows = order[a : a + c.batch_size]
+            y = labels[rows]  # (B,)
+            q = net.query(windows[rows])  # (B, D)
+            cand = y
+            if c.extra_negatives:
+                extra = torch.randint(self.n_items, (c.extra_negatives,), generator=gen).to(
+                    self.device
+                )
+                cand = torch.cat([y, extra])
+            logits = q @ net.candidates(cand).T / c.temperature  # (B, B + M)
+            if c.logq:
+                expected = torch.cat(
+                    [
+                        log_q[y] + math.log(len(y)),
+                        torch.full(
+                            (len(cand) - len(y),),
+                            math.log(max(c.extra_negatives, 1) / self.n_items),
+                            device=self.device,
+                        ),
+                    ]
+                )
+                logits = logits - expected[None, :]
+            if c.mask_accidental_hits:
+                # another column holding this row's label item
+                hit = cand[None, :] == y[:, None]
+                hit[:, : len(y)].fill_diagonal_(False)
+                logits = logits.masked_fill(hit, float("-inf"))
+            target = torch.arange(len(y), device=self.device)
+            loss = nn.functional.cross_entropy(logits, target, reduction=c.loss_reduction)
+            steps.done(
+                loss.detach(),
+                # per example, whichever reduction trained
+                value=float(loss.detach()) / (len(y) if c.loss_reduction == "sum" else 1),
+                events=len(y),
+            )
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
 
     # -- checkpoints (the runner's --resume) ---------------------------------------------------
     def training_state(self) -> dict[str, torch.Tensor]:

@@ -1,38 +1,32 @@
 """Rating prediction (explicit ratings; RMSE, MAE, FCP): biased baseline, SVD, SVD++, AutoRec.
 
-Rating models predict ``r̂(user, item)``; they are not next-item ``SessionModel``\\ s and sit in
-their own registry, ``RATING_MODELS``, beside ``sessionrec.models.REGISTRY``.
+Rating models predict ``r̂(user, item)``; they are not next-item ``SessionModel``\\ s. They are
+registered with every other model in ``sessionrec.registry`` (task ``rating``);
+``RATING_MODELS`` and the functions here are its rating view.
 """
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
-from sessionrec.errors import ConfigError, DataError, UnknownNameError
+from sessionrec import registry
 from sessionrec.rating.base import RatingModel
 from sessionrec.rating.crossval import crossval
 from sessionrec.rating.data import Ratings, kfold, random_split, time_split
 from sessionrec.rating.metrics import fcp, mae, rating_metrics, rmse
 
-#: --model name → (module, class) for rating models.
+#: --model name → (module, class) of every rating model (a view of ``registry.MODELS``).
 RATING_MODELS: dict[str, tuple[str, str]] = {
-    "baseline": ("sessionrec.rating.baseline", "Baseline"),
-    "svd": ("sessionrec.rating.svd", "SVD"),
-    "svdpp": ("sessionrec.rating.svdpp", "SVDpp"),
-    "autorec": ("sessionrec.rating.autorec", "AutoRec"),
+    n: (s.module, s.cls) for n, s in registry.MODELS.items() if s.task == registry.RATING
 }
 
 
 def rating_model_class(name: str) -> type[RatingModel]:
-    try:
-        module, cls = RATING_MODELS[name]
-    except KeyError:
-        raise UnknownNameError("rating model", name, list(RATING_MODELS)) from None
-    return getattr(importlib.import_module(module), cls)
+    """The class of rating model ``name``; ``UnknownNameError`` listing the known ones."""
+    return cast(type[RatingModel], registry.model_class(name, registry.RATING))
 
 
 def create_rating_model(
@@ -43,16 +37,8 @@ def create_rating_model(
 
 
 def load_rating_model(path: str | Path, device: str | torch.device = "cpu") -> RatingModel:
-    from sessionrec.models.base import read_model_config
-
-    path = Path(path)
-    name = read_model_config(path)["model"]
-    try:
-        cls = rating_model_class(name)
-    except ConfigError as exc:
-        raise DataError(path / "config.json", column="model", expected="a rating model name",
-                        found=str(exc)) from None  # fmt: skip
-    return cls.load_from(path, device)
+    """Load a saved rating model directory; a damaged one is a ``DataError`` naming the file."""
+    return cast(RatingModel, registry.load_model(path, device, task=registry.RATING))
 
 
 __all__ = [

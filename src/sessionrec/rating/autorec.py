@@ -14,7 +14,6 @@ entry u of item i's reconstruction (or entry i of user u's).
 from __future__ import annotations
 
 import itertools
-import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -25,7 +24,7 @@ from torch import nn
 from sessionrec.models.base import EpochCallback
 from sessionrec.rating.base import RatingModel, known_mask
 from sessionrec.rating.data import Ratings
-from sessionrec.training.finite import check_loss
+from sessionrec.training.trainer import EpochSteps, fit_epochs
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "selu": nn.SELU,
@@ -120,6 +119,12 @@ class AutoRec(RatingModel):
     def __init__(self, config: Any = None, **kw: Any) -> None:
         super().__init__(config, **kw)
         self.net: _AutoEncoder | None = None
+        self.epochs_done = 0
+        self.progress_hook: Any = None
+        #: (matrix, active rows, optimiser, generator) of the current fit: what epochs read.
+        self._fitting: (
+            tuple[torch.Tensor, torch.Tensor, torch.optim.Optimizer, torch.Generator] | None
+        ) = None
 
     def _shape(self) -> tuple[int, int]:
         """(rows, width): examples are items (width = users) or users (width = items)."""
@@ -156,41 +161,60 @@ class AutoRec(RatingModel):
         opt = torch.optim.Adam(
             self.net.parameters(), lr=c.learning_rate, weight_decay=c.weight_decay
         )
-        for epoch in range(1, c.n_epochs + 1):
-            started = time.perf_counter()
-            self.net.train()
-            total, n_obs = 0.0, 0
-            order = active[torch.randperm(len(active), generator=gen)]
-            for a in range(0, len(order), c.batch_size):
-                x = matrix[order[a : a + c.batch_size].to(self.device)]
-                mask = x != 0
-                with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(int(torch.randint(2**31, (1,), generator=gen)))
-                    out = self.net(x)
-                    sq = ((out - x) ** 2 * mask).sum()
-                    # AutoRec's objective Σ_observed (r - r̂)² + λ/2·|W|², with the penalty
-                    # shared out over batches by their share of the rows, divided by the
-                    # batch's observed count so the step size does not depend on density.
-                    loss = sq
-                    if c.l2:
-                        loss = loss + c.l2 / 2 * self.net.l2() * len(x) / len(order)
-                    loss = loss / mask.sum().clamp(min=1)
-                    check_loss("autorec", loss, epoch, a // c.batch_size + 1)
-                    opt.zero_grad()
-                    loss.backward()
-                    opt.step()
-                    if c.dense_refeed:
-                        x2 = out.detach()
-                        out2 = self.net(x2)
-                        opt.zero_grad()
-                        ((out2 - x2) ** 2).mean().backward()
-                        opt.step()
-                total += float(sq.detach())
-                n_obs += int(mask.sum())
-            self._recon = None
-            if self._epoch_done(callback, epoch, total / max(n_obs, 1), started, n_obs, valid):
-                break
+        # One generator for the whole fit: each epoch's order and dropout seeds follow the last.
+        self._fitting = (matrix, active, opt, gen)
+        self.epochs_done = 0
+
+        def after_epoch(record: dict[str, Any]) -> None:
+            self._recon = None  # valid_rmse reads the reconstruction of this epoch's weights
+            self._epoch_record(record, valid)
+
+        try:
+            fit_epochs(
+                self,
+                c.n_epochs,
+                n_steps=-(-len(active) // c.batch_size),
+                n_events=len(self.train_ratings),
+                callback=callback,
+                after_epoch=after_epoch,
+            )
+        finally:
+            self._fitting = None
         self._recon = None
+
+    def train_epoch(self, epoch: int, steps: EpochSteps) -> None:
+        """One pass over the rating vectors in a fresh order; each batch is reported to
+        ``steps`` with its squared error and observed count (train_loss: the observed MSE)."""
+        c = self.config
+        assert self.net is not None and self._fitting is not None
+        matrix, active, opt, gen = self._fitting
+        self.net.train()
+        order = active[torch.randperm(len(active), generator=gen)]
+        for a in range(0, len(order), c.batch_size):
+            x = matrix[order[a : a + c.batch_size].to(self.device)]
+            mask = x != 0
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(torch.randint(2**31, (1,), generator=gen)))
+                out = self.net(x)
+                sq = ((out - x) ** 2 * mask).sum()
+                # AutoRec's objective Σ_observed (r - r̂)² + λ/2·|W|², with the penalty
+                # shared out over batches by their share of the rows, divided by the
+                # batch's observed count so the step size does not depend on density.
+                loss = sq
+                if c.l2:
+                    loss = loss + c.l2 / 2 * self.net.l2() * len(x) / len(order)
+                loss = loss / mask.sum().clamp(min=1)
+                observed = int(mask.sum())
+                steps.done(loss.detach(), value=float(sq.detach()), weight=observed)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                if c.dense_refeed:
+                    x2 = out.detach()
+                    out2 = self.net(x2)
+                    opt.zero_grad()
+                    ((out2 - x2) ** 2).mean().backward()
+                    opt.step()
 
     _recon: torch.Tensor | None = None
 

@@ -1,8 +1,8 @@
 """The rating-model protocol: ``fit(Ratings)`` then ``predict(users, items) -> ratings``.
 
 Rating models are not :class:`~sessionrec.models.base.SessionModel`\\ s: they predict how a
-*user* rates an item, and a session has no user to ask about. They live in their own registry
-(``sessionrec.rating.RATING_MODELS``) so the next-item contract suite does not meet them; they
+*user* rates an item, and a session has no user to ask about. They are registered with task
+``rating`` in ``sessionrec.registry`` (so the next-item contract suite does not meet them); they
 share the persistence format (config.json + weights.safetensors + id tables) and the epoch
 ``callback`` protocol.
 """
@@ -100,12 +100,10 @@ class RatingModel(ABC):
         n: int,
         valid: Ratings | None,
     ) -> bool:
-        """Build the epoch record, hand it to ``callback``; True means stop."""
+        """Build the epoch record, hand it to ``callback``; True means stop. (The loops of
+        baseline, svd and svdpp; autorec's epochs run in ``sessionrec.training.trainer``.)"""
         if not np.isfinite(loss):
-            raise ConfigError(
-                f"{self.name} diverged in epoch {epoch} (train loss {loss}): lower lr "
-                "(or batch_size, whose steps are summed)"
-            )
+            self._epoch_record({"epoch": epoch, "train_loss": loss}, None)
         seconds = time.perf_counter() - started
         record: dict[str, Any] = {
             "epoch": epoch,
@@ -113,10 +111,20 @@ class RatingModel(ABC):
             "seconds": seconds,
             "events_per_second": n / max(seconds, 1e-9),
         }
+        self._epoch_record(record, valid)
+        return bool(callback(record)) if callback is not None else False
+
+    def _epoch_record(self, record: dict[str, Any], valid: Ratings | None) -> None:
+        """Refuse an epoch whose train loss is not finite; add ``valid_rmse`` to ``record``."""
+        loss = record["train_loss"]
+        if not np.isfinite(loss):
+            raise ConfigError(
+                f"{self.name} diverged in epoch {record['epoch']} (train loss {loss}): lower lr "
+                "(or batch_size, whose steps are summed)"
+            )
         if valid is not None and len(valid):
             pred = self.predict(valid.users, valid.items)
             record["valid_rmse"] = float(np.sqrt(np.mean((pred - valid.ratings) ** 2)))
-        return bool(callback(record)) if callback is not None else False
 
     # -- prediction -------------------------------------------------------------------------
     def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:

@@ -57,6 +57,9 @@ class ServeConfig:
         device: where models score (cpu, cuda, auto).
         threads: torch threads per worker (1 is fastest with one request at a time).
         cache_size: sessions whose streaming state a worker keeps in memory.
+        metrics_dir: prometheus_client's multiprocess folder; ``run`` creates one (and
+            removes it at exit) when ``workers`` > 1, so that ``/metrics`` counts the
+            requests of every worker.
     """
 
     model_dirs: tuple[str, ...]
@@ -72,6 +75,7 @@ class ServeConfig:
     threads: int = 1
     cache_size: int = 100_000
     log_level: str = "info"
+    metrics_dir: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -79,6 +83,11 @@ class ServeConfig:
             raise ConfigError("serve needs at least one model folder")
         if self.workers < 1 or self.threads < 1:
             raise ConfigError("--workers and --threads must be ≥ 1")
+        if self.workers > 1 and self.state == "memory":
+            raise ConfigError(
+                f"--state memory keeps the sessions inside one process, so --workers "
+                f"{self.workers} would split them: use the SQLite default or --state redis://"
+            )
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"--port must be in 0..65535, got {self.port}")
 
@@ -116,6 +125,7 @@ def build_app(config: ServeConfig, *, handle_sighup: bool = False) -> FastAPI:
         max_body=config.max_body,
         sweep_seconds=min(60.0, max(1.0, config.session_ttl / 2)),
         handle_sighup=handle_sighup,
+        metrics_dir=config.metrics_dir,
     )
     return create_app(engine, options)
 
@@ -162,6 +172,8 @@ def run(config: ServeConfig) -> None:
     """Run the server for ``config`` (blocks)."""
     require_serve_extra()
     import os
+    import shutil
+    import tempfile
 
     import uvicorn
 
@@ -174,10 +186,22 @@ def run(config: ServeConfig) -> None:
     if config.workers == 1:
         uvicorn.run(build_app(config, handle_sighup=True), **common)
         return
-    # Worker processes build their own app from the config (uvicorn imports the factory).
-    os.environ["SESSIONREC_SERVE_CONFIG"] = config.to_json()
+    # Several workers share the session store (SQLite in WAL mode across processes, or
+    # Redis); each keeps its own cache of streaming states, checked against the store at
+    # every event. Their metrics meet in prometheus_client's multiprocess folder, which
+    # must be named in the environment before a worker imports prometheus_client.
     build_app(config)  # fail here, once, on a bad folder or store rather than in each worker
-    uvicorn.run("sessionrec.serving._worker:app", factory=True, workers=config.workers, **common)
+    metrics_dir = tempfile.mkdtemp(prefix="sessionrec-metrics-")
+    try:
+        config = dataclasses.replace(config, metrics_dir=metrics_dir)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        # Worker processes build their own app from the config (uvicorn imports the factory).
+        os.environ["SESSIONREC_SERVE_CONFIG"] = config.to_json()
+        uvicorn.run(
+            "sessionrec.serving._worker:app", factory=True, workers=config.workers, **common
+        )
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 __all__ = ["INSTALL_HINT", "ServeConfig", "build_app", "require_serve_extra", "run", "serve"]

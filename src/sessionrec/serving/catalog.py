@@ -9,6 +9,8 @@ request costs a few lookups instead of a scan of the catalogue. On a miss the er
 from __future__ import annotations
 
 import json
+import math
+import threading
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,8 +101,25 @@ class ServedModel:
             self._cores.setdefault(_core(t), []).append(i)
         self._folded = [fold(t) if t else "" for t in self.titles]
         self.item_dicts = [self.item_json(i) for i in range(n)]
+        # Each item's JSON written once: a response is then joined from these strings
+        # (``objects``: ``{...}``; ``fields``: the same without its braces, to splice rank and
+        # score around). The same text ``json.dumps`` writes (tests compare the bytes).
+        self.item_objects = [json_text(d) for d in self.item_dicts]
+        self.item_fields = [o[1:-1] for o in self.item_objects]
+        # one (1,) index tensor per item, made once: a request steps the model with a view
+        self._index = torch.arange(n, dtype=torch.long, device=self.model.device)
+        self.first_row = torch.zeros(1, dtype=torch.long, device=self.model.device)
         # the kNN "because": training sessions of each item, when the model keeps them
         self._item_sessions = getattr(self.model, "item_sessions", None)
+        self._scratch: np.ndarray | None = None  # ``because``'s bits, one int64 a session
+        self._scratch_lock = threading.Lock()
+        if self._item_sessions is not None:
+            self._sess_indptr = self._item_sessions.indptr.cpu().numpy()
+            self._sess_indices = self._item_sessions.indices.cpu().numpy()
+
+    def index_tensor(self, idx: int) -> torch.Tensor:
+        """``torch.tensor([idx])`` on the model's device, without building a tensor."""
+        return self._index[idx : idx + 1]
 
     @property
     def kind(self) -> str:
@@ -114,6 +133,8 @@ class ServedModel:
     def resolve(self, entry: int | str) -> int:
         """The item index of an id or title (``recommend``'s rules); raises ``LookupFailed``."""
         key = str(entry).strip()
+        if not isinstance(entry, str) and key in self.idx_of_id:  # a number: an id, never a title
+            return self.idx_of_id[key]
         hits = self._title_hits(key)
         if key in self.idx_of_id and not (isinstance(entry, str) and hits):
             return self.idx_of_id[key]
@@ -167,12 +188,49 @@ class ServedModel:
     # -- explanation ------------------------------------------------------------------------
     def because(self, session: list[int], recommended: list[int], most: int = 2) -> list[list[int]]:
         """For each recommended item, the session items (at most ``most``, latest first) that
-        share the most training sessions with it: the items that led kNN to it."""
+        share the most training sessions with it: the items that led kNN to it.
+
+        The counts of shared training sessions of every (recommended, session item) pair
+        come from a bit per session item set in a per-model array over training sessions
+        (``because_reference`` is the loop of set intersections it replaces)."""
+        if self._item_sessions is None or not session:
+            return [[] for _ in recommended]
+        if not recommended:
+            return []
+        indptr, indices = self._sess_indptr, self._sess_indices
+        distinct = np.fromiter(dict.fromkeys(reversed(session)), dtype=np.int64)  # latest first
+        b, lengths = _rows(indptr, indices, recommended)  # each recommended item's sessions
+        full = lengths > 0
+        starts = (np.cumsum(lengths) - lengths)[full]  # of the recommended items in ``b``
+        counts = np.zeros((len(recommended), len(distinct)), dtype=np.int64)
+        with self._scratch_lock:
+            if self._scratch is None:
+                self._scratch = np.zeros(self._item_sessions.n_cols, dtype=np.int64)
+            mark = self._scratch
+            for lo in range(0, len(distinct), 62):  # 62 session items per pass: one bit each
+                part = distinct[lo : lo + 62].tolist()
+                a, n = _rows(indptr, indices, part)
+                owner = np.repeat(np.arange(len(part), dtype=np.int64), n)
+                np.bitwise_or.at(mark, a, np.left_shift(1, owner))
+                if len(b):
+                    bits = (mark[b][:, None] >> np.arange(len(part))) & 1  # (len(b), len(part))
+                    counts[full, lo : lo + len(part)] = np.add.reduceat(bits, starts, axis=0)
+                mark[a] = 0
+        order = np.argsort(-counts, axis=1, kind="stable")[:, :most].tolist()  # ties: latest
+        out = []
+        for row, c in zip(order, counts.tolist(), strict=True):
+            out.append([int(distinct[j]) for j in row if c[j] > 0])
+        return out
+
+    def because_reference(
+        self, session: list[int], recommended: list[int], most: int = 2
+    ) -> list[list[int]]:
+        """``because`` as a plain loop of set intersections (the reference the tests hold
+        the fast version to)."""
         sess = self._item_sessions
         if sess is None or not session:
             return [[] for _ in recommended]
-        indptr = sess.indptr.cpu().numpy()
-        indices = sess.indices.cpu().numpy()
+        indptr, indices = self._sess_indptr, self._sess_indices
 
         def sessions_of(i: int) -> np.ndarray:
             return indices[indptr[i] : indptr[i + 1]]
@@ -185,11 +243,24 @@ class ServedModel:
             shared = [
                 (len(np.intersect1d(own[i], theirs, assume_unique=True)), i) for i in distinct
             ]
-            ranked = sorted(
-                (s for s in shared if s[0] > 0), key=lambda s: -s[0]
-            )  # stable: ties keep the latest item first
+            ranked = sorted((s for s in shared if s[0] > 0), key=lambda s: -s[0])  # stable
             out.append([i for _, i in ranked[:most]])
         return out
+
+
+def _rows(
+    indptr: np.ndarray, indices: np.ndarray, rows: list[int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The entries of CSR ``rows``, concatenated, and each row's length."""
+    parts = [indices[indptr[i] : indptr[i + 1]] for i in rows]
+    if not parts:
+        return indices[:0], np.zeros(0, dtype=np.int64)
+    return np.concatenate(parts), np.array([len(p) for p in parts], dtype=np.int64)
+
+
+def json_text(value: Any) -> str:
+    """JSON as the service writes it: UTF-8 text, no spaces, NaN refused."""
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
 def model_info(path: Path, model: Any) -> dict[str, Any]:
@@ -231,11 +302,26 @@ def scores_to_top(
     scores: torch.Tensor, k: int, exclude: list[int] | None
 ) -> tuple[list[int], list[float]]:
     """Top-``k`` item indices and scores of one (n_items,) vector, ``exclude`` masked out —
-    as ``sessionrec.recommend.top_k_frame`` ranks them."""
+    as ``sessionrec.recommend.top_k_frame`` ranks them: NaN is never served, and fewer than
+    ``k`` items come back when fewer have a finite score.
+
+    ``torch.topk`` ranks NaN above every number, so when the plain top ``k`` are all finite
+    the vector held no NaN and at least ``k`` finite scores, and the answer is the one the
+    full cleaning (``_top_cleaned``) gives; otherwise that runs."""
     s = scores.detach()  # the model's dtype: the kNN baselines' float64 tie-break stays exact
-    s = s.masked_fill(torch.isnan(s), -torch.inf)  # NaN is never served (as recommend)
     if exclude:
+        s = s.clone()
         s[torch.tensor(exclude, dtype=torch.long, device=s.device)] = -torch.inf
+    if 0 < k <= s.numel():
+        top = torch.topk(s, k)
+        values = top.values.cpu().tolist()
+        if all(math.isfinite(v) for v in values):
+            return top.indices.cpu().tolist(), values
+    return _top_cleaned(s, k)
+
+
+def _top_cleaned(s: torch.Tensor, k: int) -> tuple[list[int], list[float]]:
+    s = s.masked_fill(torch.isnan(s), -torch.inf)  # NaN is never served (as recommend)
     k = min(k, int(torch.isfinite(s).sum()))
     top = torch.topk(s, k)
     return top.indices.cpu().tolist(), top.values.cpu().tolist()

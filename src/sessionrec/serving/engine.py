@@ -164,10 +164,10 @@ class Engine:
     def stateless(
         self, sm: ServedModel, idx: list[int], k: int, exclude_seen: bool
     ) -> Recommendation:
-        with torch.no_grad():
+        with torch.inference_mode():
             state = sm.model.start(1)
             for i in idx:
-                state = sm.model.step(state, torch.tensor([i], device=sm.model.device))
+                state = sm.model.step(state, sm.index_tensor(i))
         entry = _Entry(sm.generation, "", 0, len(idx), state, idx)
         return self._recommend(None, sm, entry, k, exclude_seen)
 
@@ -196,7 +196,6 @@ class Engine:
         key = (session_id, sm.name)
         entry = self._states.get(key)
         model = sm.model
-        dev = model.device
         if (
             entry is not None
             and entry.generation == sm.generation
@@ -211,14 +210,14 @@ class Engine:
             state, idx = None, []
             if entry is not None or rec.total > 1:
                 self.rebuilds += 1
-        with torch.no_grad():
+        with torch.inference_mode():
             if state is None:
                 state = model.start(1)
             for item in todo:
                 i = sm.idx_of_id.get(item)
                 if i is None:  # an item this model does not know (another vocabulary)
                     continue
-                state = model.step(state, torch.tensor([i], device=dev))
+                state = model.step(state, sm.index_tensor(i))
                 idx.append(i)
                 self.steps += 1
         entry = _Entry(sm.generation, rec.epoch, rec.first_seq, rec.total, state, idx)
@@ -231,13 +230,11 @@ class Engine:
     def _recommend(
         self, rec: SessionRecord | None, sm: ServedModel, entry: _Entry, k: int, exclude_seen: bool
     ) -> Recommendation:
-        model = sm.model
-        with torch.no_grad():
-            rows = torch.zeros(1, dtype=torch.long, device=model.device)
-            scores = model.score_rows(entry.state, rows)[0]
-        top, values = scores_to_top(scores, k, entry.idx if exclude_seen else None)
+        with torch.inference_mode():
+            scores = sm.model.score_rows(entry.state, sm.first_row)[0]
+            top, values = scores_to_top(scores, k, entry.idx if exclude_seen else None)
         because = sm.because(entry.idx, top) if sm.is_knn else None
-        return Recommendation(rec, sm, top, values, because, list(entry.idx))
+        return Recommendation(rec, sm, top, values, because, entry.idx)
 
 
 def describe_models(engine: Engine) -> list[dict[str, Any]]:

@@ -1,31 +1,36 @@
 """The training runner behind `sessionrec train` and ``sr.train``.
 
-Creates a model, fits it on a PreparedData part while it shows a progress bar per epoch,
-evaluates on valid after every epoch (when fitting on train), keeps ``history.jsonl``,
-checkpoints after every epoch (weights, optimiser state, epoch; atomic), stops early on a valid
-metric with patience and restores the best epoch, and finally writes the model directory:
-config.json, weights.safetensors, items.parquet, history.jsonl, data_meta.json and
-learning_curve.png.
+Creates a model from the registry, fits it on a PreparedData part while it shows a progress bar
+per epoch, and writes the model directory: config.json, weights.safetensors, items.parquet,
+history.jsonl, data_meta.json and learning_curve.png. The epochs themselves belong to
+``sessionrec.training.trainer``: its ``EpochMonitor`` (the callback handed to ``fit``) scores
+valid after every epoch when fitting on train, keeps ``history.jsonl``, checkpoints after every
+epoch (weights, optimiser state, epoch; atomic), stops early on a valid metric with patience
+and restores the best epoch. This module checks the arguments, the data and the output folder,
+and continues a checkpoint (``--resume``) only on the same data with the same parameters.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
-
-from sessionrec._io import atomic_dir, claim_dir, mark_complete, write_json
-from sessionrec.errors import ConfigError, DataError, TrainingDivergedError
+from sessionrec import registry
+from sessionrec._io import claim_dir, mark_complete, write_json
+from sessionrec._threads import calm_threads
+from sessionrec.errors import ConfigError, DataError
 from sessionrec.models import model_class
-from sessionrec.models.base import SessionModel, load_weights, make_config, one_line
+from sessionrec.models.base import SessionModel, make_config
 from sessionrec.prepare.data import PreparedData, SessionData
 from sessionrec.training.curve import learning_curve, write_history
-from sessionrec.training.finite import check_arrays
+from sessionrec.training.trainer import (
+    EpochMonitor,
+    load_checkpoint,
+    read_progress,
+)
 
 if TYPE_CHECKING:
     from sessionrec.rating.base import RatingModel
@@ -63,8 +68,8 @@ def train(
     """Train ``model_name`` on ``data`` and write the model directory ``out_dir``.
 
     Args:
-        model_name: a name of ``sessionrec.models.REGISTRY`` (``gru4rec``, ...) or of
-            ``sessionrec.rating.RATING_MODELS`` (``svd``, ...: fitted on the parts' ratings,
+        model_name: a model of ``sessionrec.registry``: a next-item model (``gru4rec``,
+            ...) or a rating model (``svd``, ...: fitted on the parts' ratings,
             valid RMSE per epoch; ``valid_metric`` does not apply, ``patience`` and ``resume``
             are refused).
         data: a PreparedData (or its directory).
@@ -108,9 +113,9 @@ def train(
         data = PreparedData(data)
     if fit_on not in FIT_ON:
         raise ConfigError(f"fit_on must be one of {', '.join(FIT_ON)}, not {fit_on!r}")
-    from sessionrec.rating import RATING_MODELS
-
-    if model_name in RATING_MODELS:  # rating models: valid RMSE per epoch, no checkpoints
+    if (
+        registry.spec(model_name).task == registry.RATING
+    ):  # rating models: valid RMSE per epoch, no checkpoints
         from sessionrec.rating.prepared import train_rating
 
         if resume or patience is not None:
@@ -148,7 +153,7 @@ def train(
     if resume:
         if not (ckpt / "progress.json").exists():
             raise DataError(ckpt, expected="a checkpoint to resume from", found="none")
-        state = _read_progress(ckpt / "progress.json")
+        state = read_progress(ckpt / "progress.json")
         if state["model"] != model_name:
             raise ConfigError(f"the checkpoint is of model {state['model']!r}, not {model_name!r}")
         _check_resume_data(state, data, fit_on, out)
@@ -160,18 +165,7 @@ def train(
     state["fingerprint"] = fingerprint
     model.items = data.items
     evaluate = _evaluator(valid_metric, exclude_seen) if valid_part is not None else None
-    if resume:
-        try:
-            model.load_training_state(  # type: ignore[attr-defined]
-                load_weights(ckpt / "state.safetensors", device=str(model.device))
-            )
-        except (RuntimeError, KeyError, ValueError, IndexError, TypeError) as exc:
-            raise DataError(ckpt / "state.safetensors", expected="the checkpoint's arrays",
-                            found=one_line(exc)) from None  # fmt: skip
-        log.info("resuming after epoch %d", model.epochs_done)  # type: ignore[attr-defined]
-    best_arrays: dict[str, torch.Tensor] | None = None
-    if resume and (ckpt / "best.safetensors").exists():
-        best_arrays = load_weights(ckpt / "best.safetensors", device=str(model.device))
+    best_arrays = load_checkpoint(ckpt, model) if resume else None
     metric_key = f"valid_{valid_metric}"
     # Long runs without valid metrics (bpr: 100 epochs) print about 20 lines, not one each.
     planned = getattr(model.config, "epochs", None) or getattr(model.config, "n_epochs", None)
@@ -187,43 +181,30 @@ def train(
         res = evaluate(model, valid_part)
         return {f"valid_{k}": float(v) for k, v in res.items()}
 
-    def on_epoch(record: dict[str, Any]) -> bool:
-        nonlocal best_arrays
-        bar.finish_epoch()
-        # Before anything is scored, kept or checkpointed: a diverged epoch is never the best.
-        loss = record.get("train_loss")
-        if loss is not None and not math.isfinite(loss):
-            raise TrainingDivergedError(
-                model_name, f"the training loss turned {loss}", record["epoch"]
-            )
-        check_arrays(model_name, model.state_arrays(), record["epoch"])
-        record.update(valid_metrics(record["epoch"]))
-        bad = [k for k, v in record.items() if k.startswith("valid_") and not math.isfinite(v)]
-        if bad:
-            raise TrainingDivergedError(model_name, f"{bad[0]} turned non-finite", record["epoch"])
-        state["history"].append(record)
-        value = record.get(metric_key)
-        improved = False
-        if value is not None:
-            if state["best_value"] is None or value > state["best_value"]:
-                state["best_value"], state["best_epoch"], state["bad"] = value, record["epoch"], 0
-                best_arrays = {k: v.detach().clone() for k, v in model.state_arrays().items()}
-                improved = True
-            else:
-                state["bad"] += 1
+    def report(record: dict[str, Any], improved: bool) -> None:
         epoch = record["epoch"]
         if improved or epoch == 1 or epoch % print_every == 0 or epoch == planned:
             bar.print(_summary(record, improved))  # history.jsonl keeps every epoch
-        write_history(out / "history.jsonl", state["history"])
-        if hasattr(model, "training_state"):
-            _checkpoint(ckpt, model, model_name, state, best_arrays if improved else None)
-        stop = after_epoch(record) if after_epoch is not None else False
-        return bool(stop) or (patience is not None and state["bad"] >= patience)
+
+    on_epoch = EpochMonitor(
+        model_name,
+        model,
+        state,
+        history_path=out / "history.jsonl",
+        checkpoint_dir=ckpt,
+        valid_metrics=valid_metrics,
+        metric_key=metric_key,
+        patience=patience,
+        best_arrays=best_arrays,
+        epoch_finished=bar.finish_epoch,
+        report=report,
+        after_epoch=after_epoch,
+    )
 
     if hasattr(model, "progress_hook"):
         model.progress_hook = bar.update
     t0 = time.perf_counter()
-    with bar:
+    with bar, calm_threads():
         model.fit(train_part, valid_part, callback=on_epoch)
     if not state["history"]:  # a model fitted once (no epochs): one record
         seconds = time.perf_counter() - t0
@@ -236,14 +217,7 @@ def train(
         record.update(valid_metrics(1))
         state["history"].append(record)
         write_history(out / "history.jsonl", state["history"])
-    if best_arrays is not None and state["best_epoch"] != state["history"][-1]["epoch"]:
-        log.info(
-            "restoring the best epoch %s (%s %.4f)",
-            state["best_epoch"],
-            metric_key,
-            state["best_value"],
-        )
-        model.load_state_arrays(best_arrays)
+    on_epoch.restore_best()
     model.save(out)
     model.trained_on = {
         "path": str(data.path),
@@ -283,26 +257,6 @@ def _check_stopping(patience: int | None, valid_metric: str, has_valid: bool, fi
     if not has_valid:
         why = "fit_on is train+valid" if fit_on != "train" else "the valid part is empty"
         raise ConfigError(f"patience {patience} needs valid metrics, and there are none: {why}")
-
-
-def _read_progress(path: Path) -> dict[str, Any]:
-    """A checkpoint's progress.json, checked: a damaged one is a DataError naming it."""
-    import json
-
-    try:
-        state = json.loads(path.read_bytes())
-    except json.JSONDecodeError as exc:
-        raise DataError(path, line=exc.lineno, expected="JSON", found=exc.msg) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(path, expected="a readable JSON file", found=one_line(exc)) from None
-    keys = ("model", "config", "history")
-    if not isinstance(state, dict) or not all(k in state for k in keys):
-        raise DataError(path, expected=f"a checkpoint record with {', '.join(keys)}",
-                        found=f"keys {sorted(state) if isinstance(state, dict) else type(state).__name__}")  # fmt: skip
-    if not isinstance(state["config"], dict) or not isinstance(state["history"], list):
-        raise DataError(path, expected="config (an object) and history (a list)",
-                        found=f"{type(state['config']).__name__}, {type(state['history']).__name__}")  # fmt: skip
-    return state
 
 
 def _check_resume_data(state: dict[str, Any], data: PreparedData, fit_on: str, out: Path) -> None:
@@ -386,34 +340,6 @@ def _summary(record: dict[str, Any], improved: bool) -> str:
     parts.append(f"{record['seconds']:.1f}s")
     parts += [f"{k} {v:.4f}" for k, v in record.items() if k.startswith("valid_")]
     return ", ".join(parts) + (" *" if improved else "")
-
-
-def _checkpoint(
-    path: Path,
-    model: SessionModel,
-    model_name: str,
-    state: dict[str, Any],
-    best: dict[str, torch.Tensor] | None,
-) -> None:
-    """Write the checkpoint directory atomically (a crash leaves the previous one whole)."""
-    import dataclasses
-    import shutil
-
-    from safetensors.torch import save_file
-
-    def cpu(arrays: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {k: v.detach().contiguous().cpu() for k, v in arrays.items()}
-
-    with atomic_dir(path) as tmp:
-        save_file(cpu(model.training_state()), str(tmp / "state.safetensors"))  # type: ignore[attr-defined]
-        if best is not None:
-            save_file(cpu(best), str(tmp / "best.safetensors"))
-        elif (path / "best.safetensors").exists():
-            shutil.copyfile(path / "best.safetensors", tmp / "best.safetensors")
-        write_json(
-            tmp / "progress.json",
-            {"model": model_name, "config": dataclasses.asdict(model.config), **state},
-        )
 
 
 class _ProgressBar:

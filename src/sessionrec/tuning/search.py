@@ -99,9 +99,9 @@ def tune(
         The content of ``out_dir/best.json`` (``final``), else the study summary.
     """
     optuna = _optuna()
-    from sessionrec.rating import RATING_MODELS
+    from sessionrec import registry
 
-    if model_name in RATING_MODELS:
+    if registry.is_rating(model_name):
         raise ConfigError(f"{model_name} is a rating model: tune ranks next-item models")
     name, _, k = metric.partition("@")
     if name not in METRICS or not k.isdigit() or int(k) < 1:

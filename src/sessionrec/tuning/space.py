@@ -28,8 +28,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from sessionrec import registry
 from sessionrec.errors import ConfigError, DataError
-from sessionrec.models import REGISTRY, model_class
+from sessionrec.models import model_class
 from sessionrec.models.base import make_config
 
 _KEYS = {"low", "high", "step", "log", "choices", "when"}
@@ -153,7 +154,8 @@ def _toml(v: Any) -> str:
 
 
 def shipped_space_path(model: str) -> Any:
-    """The space file shipped for ``model`` (an importlib.resources Traversable)."""
+    """The space file shipped for ``model`` (an importlib.resources Traversable; it may not
+    exist: ``registry.spec(model).space_file`` is None then)."""
     return resources.files("sessionrec.tuning").joinpath("spaces", f"{model}.toml")
 
 
@@ -166,8 +168,8 @@ def load_space(model: str, path: str | Path | None = None) -> Space:
             a value the model refuses (file, line and parameter in one line).
     """
     cls = model_class(model)  # unknown names: one line listing the known ones
-    shipped = shipped_space_path(model)
-    if not shipped.is_file():  # a model registered without a space: search nothing
+    shipped = registry.spec(model).space_file
+    if shipped is None:  # a model registered without a space: search nothing
         text, where = "", f"<no shipped space for {model}>"
     else:
         text, where = shipped.read_text(encoding="utf-8"), f"sessionrec/tuning/spaces/{model}.toml"
@@ -316,7 +318,7 @@ def _line_of(text: str, name: str) -> int | None:
 
 def tunable_models() -> list[str]:
     """The registered next-item models (every one ships a space)."""
-    return list(REGISTRY)
+    return registry.names(registry.NEXT_ITEM)
 
 
 __all__ = ["Param", "Space", "load_space", "shipped_space_path", "tunable_models"]
