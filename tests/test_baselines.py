@@ -268,8 +268,8 @@ def _big_tie() -> tuple[SessionData, int]:
         ("markov", {}),
         ("sr", {}),
         ("sr", {"preset": "session-rec"}),
-        ("sknn", {"k": 5000}),
-        ("vsknn", {"k": 5000, "idf_weighting": 0.0}),
+        ("sknn", {"k": 5000, "sample_size": 0}),
+        ("vsknn", {"k": 5000, "idf_weighting": 0.0, "sample_size": 0}),
     ],
 )
 def test_equal_scores_above_1000_rank_by_popularity(name: str, params: dict) -> None:

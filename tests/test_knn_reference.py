@@ -105,9 +105,15 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("exhaustive", [False, True], ids=["indexed", "exhaustive"])
 @pytest.mark.parametrize(("name", "params"), CASES)
-def test_knn_matches_the_reference(name: str, params: dict) -> None:
+def test_knn_matches_the_reference(name: str, params: dict, exhaustive: bool) -> None:
+    """Both neighbour searches: through the index, and the dense block over every session
+    (which applies ``sample_size`` by recency within the block)."""
     model = create(name, {**params, "tiebreak": False}).fit(session_data(TRAIN, N_ITEMS))
+    assert model.recent_index is not None  # every case has sample_size > 0 (default 500)
+    if exhaustive:
+        model.recent_index = None
     got = model.score_sessions(QUERIES).double().numpy()
     ref_params = dict(params)
     if name == "vsknn":
@@ -129,7 +135,7 @@ def test_knn_matches_the_reference(name: str, params: dict) -> None:
 
 
 def test_latest_shared_item_two_ways_agree() -> None:
-    model = create("vsknn").fit(session_data(TRAIN, N_ITEMS))
+    model = create("vsknn", {"sample_size": 0}).fit(session_data(TRAIN, N_ITEMS))
     rng = np.random.default_rng(2)
     last_pos = torch.as_tensor(rng.integers(-1, 6, size=(7, N_ITEMS)))
     last_pos[3] = -1  # an empty session shares nothing
@@ -147,7 +153,7 @@ def test_scatter_path_scores_like_the_reference(monkeypatch: pytest.MonkeyPatch)
     """Off the CPU the decay takes the scatter path; run it here through the whole model."""
     from sessionrec.models import sknn
 
-    params = {"k": 5, "weighting_score": "quadratic", "tiebreak": False}
+    params = {"k": 5, "weighting_score": "quadratic", "tiebreak": False, "sample_size": 0}
     model = create("vsknn", params).fit(session_data(TRAIN, N_ITEMS))
     fast = model.score_sessions(QUERIES)
     assert model.item_sessions is not None

@@ -4,18 +4,37 @@ algorithms", UMUAI 2018; Jannach & Ludewig, RecSys 2017).
 The current session is a binary item vector ``q``. Its similarity to each training session
 ``x`` is the cosine ``q·x / (‖q‖ ‖x‖)``; the ``k`` most similar training sessions are its
 neighbours, and an item scores the summed similarity of the neighbours that contain it:
-``score(i) = Σ_{n ∈ N_k(q)} sim(q, n) · 1[i ∈ n]``. With ``sample_size`` only the most recent
-sessions sharing an item with ``q`` are candidates (the paper's speed-up). Items with equal
-scores (e.g. those no neighbour holds) are ordered by popularity (``tiebreak``; exact, see
-``_sparse.with_tiebreak``: the scores come back as float64).
+``score(i) = Σ_{n ∈ N_k(q)} sim(q, n) · 1[i ∈ n]``. Items with equal scores (e.g. those no
+neighbour holds) are ordered by popularity (``tiebreak``; exact, see ``_sparse.with_tiebreak``:
+the scores come back as float64).
 
-Batched and vectorised: the (B, S) similarities are one sparse × dense product with the
-sessions → items matrix, neighbours the ``k`` largest per row (ties → the more recent session)
-found with one ``topk`` for the k-th value rather than a full sort, V-SKNN's "most recent shared
-item" of every session one more sparse product in the (max, ×) semiring, and scores one product
-with the items → sessions matrix; no loop per item or per session. The evaluator scores only
-the slots it predicts (``score_rows``), so idle slots of the session-parallel batch cost
-nothing (BENCHMARKS.md, "Session kNN evaluation speed").
+Two ways to find the neighbours, with the same scores:
+
+* ``sample_size = m > 0`` (the default, 500): only the ``m`` most recent training sessions
+  that share an item with ``q`` are candidates (session-rec's ``sample_size``). They are found
+  through an item → most-recent-sessions index built at fit and load time, as in VMIS-kNN
+  (Kersbergen et al., "Serenade", SIGMOD 2022): per item the ``m`` most recent sessions holding
+  it. The ``m`` most recent sessions of the union of the current items' lists are exactly the
+  ``m`` most recent sessions sharing an item (a session among those is among the ``m`` most
+  recent of each list it is in), so the truncation loses nothing. Only those candidates are
+  scored (their items read from the sessions → items matrix): the cost of a prediction is
+  bounded by ``m`` × (distinct items of the session + session length), whatever the size of
+  the training log.
+* ``sample_size = 0``: exhaustive; every training session is scored, as a dense (B, S) block
+  (one sparse × dense product with the sessions → items matrix), neighbours the ``k`` largest
+  per row found with one ``topk`` for the k-th value, V-SKNN's "most recent shared item" of
+  every session one more sparse product in the (max, ×) semiring, and scores one product with
+  the items → sessions matrix. The cost grows with the number of training sessions; it is the
+  reference the index is tested against (``tests/test_knn_index.py``: with ``m`` ≥ the number
+  of sessions both give bit-identical scores, and with a small ``m`` the index equals this path
+  restricted to the ``m`` most recent candidates).
+
+Both paths compute in float64 up to the final scores: dot products of float32 weights are then
+exact, so the similarities (hence neighbourhoods, ties → the more recent session) do not depend
+on the summation order; the item scores are float64 sums of the neighbours' contributions,
+rounded to float32. The evaluator scores only the slots it predicts (``score_rows``), so idle
+slots of the session-parallel batch cost nothing (BENCHMARKS.md, "Session kNN evaluation speed"
+and "YOOCHOOSE scale").
 """
 
 from __future__ import annotations
@@ -40,8 +59,12 @@ from sessionrec.models.base import EpochCallback, SessionModel
 from sessionrec.prepare.data import SessionData
 
 SIMILARITIES = ("cosine", "dot")
-#: floats of the (B, S) similarity block computed at once (memory bound)
+#: floats of the (B, S) similarity block computed at once by the exhaustive path (memory bound)
 _SIM_BLOCK = 1 << 24
+#: current sessions scored at once by the indexed path (its memory is ~ rows × m × length)
+_INDEX_BLOCK = 1024
+#: the default ``sample_size`` (m) of sknn and vsknn
+DEFAULT_SAMPLE_SIZE = 500
 
 
 @dataclass(frozen=True)
@@ -51,8 +74,11 @@ class SKNNConfig:
     Attributes:
         k: neighbours (most similar training sessions) per current session; 100 was the best
             of 50/100/200/500 on the valid part of ML-100K (BENCHMARKS.md).
-        sample_size: consider only the ``sample_size`` most recent training sessions that share
-            an item with the current one (0 = every training session).
+        sample_size: m: consider only the ``m`` most recent training sessions that share an item
+            with the current one, found through an item → recent-sessions index (VMIS-kNN;
+            cost per prediction independent of the log's size); 0 = score every training
+            session (exhaustive, cost grows with the log). 500 keeps ML-100K's Recall@20 and
+            MRR@20 within the bootstrap interval of exhaustive (BENCHMARKS.md).
         similarity: ``cosine`` (q·x / (‖q‖‖x‖)) or ``dot`` (q·x / number of distinct items in
             the current session, session-rec's "vec").
         tiebreak: order items with equal scores by training popularity, exactly (below the
@@ -61,7 +87,7 @@ class SKNNConfig:
     """
 
     k: int = 100
-    sample_size: int = 0
+    sample_size: int = DEFAULT_SAMPLE_SIZE
     similarity: str = "cosine"
     tiebreak: bool = True
 
@@ -98,8 +124,11 @@ class SKNN(SessionModel):
         super().__init__(config, device=device)
         #: (S, n_items) binary training sessions, most recent session first
         self.sessions: CSR | None = None
-        #: (n_items, S) its transpose: the sessions of each item
+        #: (n_items, S) its transpose: the sessions of each item, most recent first
         self.item_sessions: CSR | None = None
+        #: (n_items, ≤ m) the index: the first ``sample_size`` entries of each item's row of
+        #: ``item_sessions`` (its most recent sessions); None when exhaustive
+        self.recent_index: CSR | None = None
         self.tiebreak: torch.Tensor | None = None
         #: (n_items,) per-item multiplier of the scores (VSKNN's IDF), or None
         self.item_weights: torch.Tensor | None = None
@@ -139,13 +168,27 @@ class SKNN(SessionModel):
         return None
 
     def _set_sessions(self, sessions: CSR) -> None:
+        """Keep the sessions and derive the rest: the transpose, the norms and (m > 0) the
+        item → recent-sessions index. Nothing derived is saved, so a folder saved before the
+        index existed loads and gets one (rebuilt in seconds at YOOCHOOSE scale)."""
         self.sessions = sessions
         self.item_sessions = _transpose(sessions)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
-            self._sessions_t = sessions.torch_csr()
-            self._item_sessions_t = self.item_sessions.torch_csr()
-        self._session_norm = sessions.row_sums().sqrt().clamp_min(1e-12)
+        m = self.config.sample_size
+        self.recent_index = _first_per_row(self.item_sessions, m) if m > 0 else None
+        self._session_norm = sessions.row_sums().double().sqrt().clamp_min(1e-12)
+        self._dense: torch.Tensor | None = None
+        self._zero_row: torch.Tensor | None = None
+
+    @property
+    def _sessions_t(self) -> torch.Tensor:
+        """(S, n_items) sessions as a float64 torch sparse CSR (exhaustive path; built once)."""
+        if self._dense is None:
+            assert self.sessions is not None
+            s = self.sessions
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
+                self._dense = CSR(s.indptr, s.indices, s.data.double(), s.n_cols).torch_csr()
+        return self._dense
 
     # -- streaming --------------------------------------------------------------------------
     def start(self, batch_size: int) -> KNNState:
@@ -180,16 +223,43 @@ class SKNN(SessionModel):
         rows = rows.to(self.device)
         return self._score(state.items[rows], state.lengths[rows])
 
-    def _score(self, items: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def _score(
+        self, items: torch.Tensor, lengths: torch.Tensor, *, exhaustive: bool | None = None
+    ) -> torch.Tensor:
+        """Scores through the index (``sample_size`` > 0) or exhaustively; ``exhaustive=True``
+        forces the dense path (with ``sample_size`` > 0 it keeps the ``m`` most recent
+        candidates of the dense block: the reference of the indexed path in tests).
+
+        Both paths return the non-zero scores as (row, item, value) entries; only those get
+        the tie-break computed, every other item takes its precomputed zero-score value, so
+        the one dense pass is the copy of that row.
+        """
         if self.sessions is None or self.tiebreak is None:
             raise RuntimeError(f"{self.name}: call fit() or load_from() before scoring")
+        if exhaustive is None:
+            exhaustive = self.recent_index is None
         n_batch = items.shape[0]
-        out = torch.empty(n_batch, self.n_items, device=self.device)
-        block = max(1, _SIM_BLOCK // max(1, self.sessions.n_rows))
+        if exhaustive:
+            block, score_block = _SIM_BLOCK // max(1, self.sessions.n_rows), self._score_block
+        else:
+            block, score_block = _INDEX_BLOCK, self._score_block_indexed
+        block = max(1, block)
+        tiebreak = self.config.tiebreak
+        if tiebreak:
+            if self._zero_row is None:
+                zeros = torch.zeros(1, self.n_items, device=self.device)
+                self._zero_row = with_tiebreak(zeros, self.tiebreak)[0]
+            out = torch.empty(n_batch, self.n_items, dtype=self._zero_row.dtype, device=self.device)
+            out.copy_(self._zero_row.unsqueeze(0).expand_as(out))
+        else:
+            out = torch.zeros(n_batch, self.n_items, device=self.device)
         for lo in range(0, n_batch, block):
             hi = min(n_batch, lo + block)
-            out[lo:hi] = self._score_block(items[lo:hi], lengths[lo:hi])
-        return with_tiebreak(out, self.tiebreak) if self.config.tiebreak else out
+            rows, cols, values = score_block(items[lo:hi], lengths[lo:hi])
+            if tiebreak:  # with_tiebreak is elementwise: on the entries alone it is the same
+                values = with_tiebreak(values, self.tiebreak[cols])
+            out[rows + lo, cols] = values.to(out.dtype)
+        return out
 
     # -- the model --------------------------------------------------------------------------
     def _position_weights(self, dist: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -202,30 +272,118 @@ class SKNN(SessionModel):
     def _neighbour_decay(self, dist_of_shared: torch.Tensor) -> torch.Tensor:
         """Multiplier of each neighbour from the distance of its most recent shared item
         (elementwise, any shape)."""
-        return torch.ones(dist_of_shared.shape, device=self.device)
+        return torch.ones(dist_of_shared.shape, dtype=torch.float64, device=self.device)
 
-    def _score_block(self, items: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        assert self.sessions is not None and self.item_sessions is not None
-        cfg = self.config
-        n_b, width = items.shape
+    def _query(self, items: torch.Tensor, lengths: torch.Tensor) -> _Query:
+        """The current sessions of a block as the index and the dense path both read them."""
+        width = items.shape[1]
         pos = torch.arange(width, device=self.device).unsqueeze(0)
         present = pos < lengths.unsqueeze(1)
-        safe = items.clamp_min(0)
-        # a repeated item counts once, at its latest (highest-weighted) position
-        last_pos = torch.full((n_b, self.n_items), -1, dtype=torch.long, device=self.device)
-        last_pos.scatter_reduce_(1, safe, torch.where(present, pos, -1).expand_as(safe), "amax")
-        latest = present & (last_pos.gather(1, safe) == pos)
+        # a repeated item counts once, at its latest (highest-weighted) position: sort the
+        # events by (row, item), stably, so the last of each run is the latest
+        ev_b, ev_p = torch.nonzero(present, as_tuple=True)  # row-major: positions ascending
+        key = ev_b * self.n_items + items[ev_b, ev_p]
+        key_sorted, order = torch.sort(key, stable=True)
+        last = torch.ones_like(key_sorted, dtype=torch.bool)
+        last[:-1] = key_sorted[1:] != key_sorted[:-1]
+        q_b, q_p = ev_b[order[last]], ev_p[order[last]]
+        latest = torch.zeros_like(present)
+        latest[q_b, q_p] = True
         dist = (lengths.unsqueeze(1) - 1 - pos).clamp_min(0)
-        weights = self._position_weights(dist, lengths) * latest
+        # float32 weights, summed in float64: the dot products are then exact (any order)
+        weights = (self._position_weights(dist, lengths) * latest).double()
+        if self.config.similarity == "cosine":
+            denom = weights.square().sum(1).sqrt().clamp_min(1e-12)
+        else:
+            denom = latest.sum(1).clamp_min(1).double()
+        return _Query(key_sorted[last], q_p, weights[q_b, q_p], denom)
+
+    def _score_block_indexed(self, items: torch.Tensor, lengths: torch.Tensor) -> _Entries:
+        """The non-zero float32 scores of a block, through the item → recent-sessions index."""
+        assert self.sessions is not None and self.recent_index is not None
+        m, n_items = self.config.sample_size, self.n_items
+        n_sess = self.sessions.n_rows
+        n_b = items.shape[0]
+        qy = self._query(items, lengths)
+        # candidates: the sessions in the index lists of the current items, once per query,
+        # the m most recent (lowest session index) of each query
+        qb = qy.keys // n_items
+        flat, owner = expand_rows(self.recent_index.indptr, qy.keys % n_items)
+        key = torch.unique(qb[owner] * n_sess + self.recent_index.indices[flat])  # sorted
+        cand_b, cand_s = key // n_sess, key % n_sess
+        keep = _rank_within(cand_b, n_b) < m
+        cand_b, cand_s = cand_b[keep], cand_s[keep]
+        # their items, looked up among the current ones: q·x (exact float64 sums) and the
+        # latest position of a shared item
+        flat, owner = expand_rows(self.sessions.indptr, cand_s)
+        at = cand_b[owner] * n_items + self.sessions.indices[flat]
+        hit_at = torch.searchsorted(qy.keys, at).clamp_max(max(qy.keys.numel() - 1, 0))
+        hit = qy.keys[hit_at] == at if qy.keys.numel() else torch.zeros_like(at, dtype=torch.bool)
+        owner, hit_at = owner[hit], hit_at[hit]
+        dot = torch.zeros(cand_s.numel(), dtype=torch.float64, device=self.device)
+        dot.index_add_(0, owner, qy.weights[hit_at])
+        if self.config.similarity == "cosine":  # the dense path's operations, in its order
+            sims = dot / self._session_norm[cand_s] / qy.denom[cand_b]
+        else:
+            sims = dot / qy.denom[cand_b]
+        # neighbours: the k largest per query, ties → the more recent session (lower index);
+        # two stable sorts order (query, −similarity, session) as cand_s is ascending per query
+        by_sim = torch.sort(-sims, stable=True).indices
+        order = by_sim[torch.sort(cand_b[by_sim], stable=True).indices]
+        nb = order[(_rank_within(cand_b[order], n_b) < self.config.k) & (sims[order] > 0)]
+        nb = torch.sort(nb).values  # back to (query, session) order, as the dense path sums
+        weight = sims[nb]
+        if self._has_decay():
+            shared = torch.zeros(cand_s.numel(), dtype=torch.long, device=self.device)
+            shared.scatter_reduce_(0, owner, qy.positions[hit_at] + 1, "amax")
+            weight = weight * self._neighbour_decay(lengths[cand_b[nb]] - shared[nb])
+        return self._item_scores(cand_b[nb], cand_s[nb], weight)
+
+    def _item_scores(
+        self, nb_b: torch.Tensor, nb_s: torch.Tensor, weight: torch.Tensor
+    ) -> _Entries:
+        """The non-zero float32 scores: each neighbour's weight summed onto each of its items.
+
+        Both paths call this with the same neighbours in (query, session) order; the sums run
+        in that order (a 1-D float64 ``index_add_`` adds in index order on the CPU), so equal
+        neighbourhoods give bit-equal scores.
+
+        Args:
+            nb_b: (N,) the query of each neighbour; nb_s: (N,) its session; weight: (N,)
+                float64 its similarity × decay.
+
+        Returns:
+            rows, items (U,) int64 and their float32 scores (U,).
+        """
+        assert self.sessions is not None
+        flat, owner = expand_rows(self.sessions.indptr, nb_s)
+        dest = nb_b[owner] * self.n_items + self.sessions.indices[flat]
+        uniq, inverse = torch.unique(dest, return_inverse=True)
+        sums = torch.zeros(uniq.numel(), dtype=torch.float64, device=self.device)
+        sums.index_add_(0, inverse, weight[owner])
+        cols = uniq % self.n_items
+        values = sums.float()
+        if self.item_weights is not None:
+            values = values * self.item_weights[cols]
+        return uniq // self.n_items, cols, values
+
+    def _score_block(self, items: torch.Tensor, lengths: torch.Tensor) -> _Entries:
+        """The non-zero float32 scores of a block, against every training session."""
+        assert self.sessions is not None and self.item_sessions is not None
+        cfg = self.config
+        n_b = items.shape[0]
+        qy = self._query(items, lengths)
+        q_b, q_i = qy.keys // self.n_items, qy.keys % self.n_items
+        last_pos = torch.full((n_b, self.n_items), -1, dtype=torch.long, device=self.device)
+        last_pos[q_b, q_i] = qy.positions
         # q (b, n_items) dense; (b, S) q·x as the sparse (S, n_items) sessions times qᵀ
-        q = torch.zeros(n_b, self.n_items, device=self.device)
-        q.scatter_add_(1, safe, weights)
+        q = torch.zeros(n_b, self.n_items, dtype=torch.float64, device=self.device)
+        q[q_b, q_i] = qy.weights
         sims = _spmm(self._sessions_t, q)
         if cfg.similarity == "cosine":
-            q_norm = weights.square().sum(1).sqrt().clamp_min(1e-12)
-            sims = sims / self._session_norm.unsqueeze(0) / q_norm.unsqueeze(1)
+            sims = sims / self._session_norm.unsqueeze(0) / qy.denom.unsqueeze(1)
         else:
-            sims = sims / latest.sum(1).clamp_min(1).unsqueeze(1)
+            sims = sims / qy.denom.unsqueeze(1)
         n_sess = sims.shape[1]
         if 0 < cfg.sample_size < n_sess:
             # only the most recent sessions sharing an item are candidates (lower index = more
@@ -233,15 +391,12 @@ class SKNN(SessionModel):
             recency = torch.arange(n_sess, 0, -1, device=self.device).unsqueeze(0)
             cand = torch.topk(torch.where(sims > 0, recency, 0), cfg.sample_size, dim=1).indices
             sims = torch.zeros_like(sims).scatter_(1, cand, sims.gather(1, cand))
-        chosen = _top_k_mask(sims, cfg.k)
-        nb = torch.where(chosen, sims, 0)
+        nb_b, nb_s = torch.nonzero(_top_k_mask(sims, cfg.k), as_tuple=True)  # (b, S) order
+        weight = sims[nb_b, nb_s]
         if self._has_decay():
-            nb = nb * self._neighbour_decay(self._shared_distance(last_pos, lengths))
-        # (b, n_items) through the (n_items, S) items → sessions matrix
-        scores = _spmm(self._item_sessions_t, nb)
-        if self.item_weights is not None:
-            scores = scores * self.item_weights.unsqueeze(0)
-        return scores
+            dist = self._shared_distance(last_pos, lengths)
+            weight = weight * self._neighbour_decay(dist[nb_b, nb_s])
+        return self._item_scores(nb_b, nb_s, weight)
 
     def _shared_distance(self, last_pos: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """(b, S) distance from the end of the most recent item each training session shares
@@ -276,6 +431,45 @@ class SKNN(SessionModel):
         self.item_weights = None if w is None else w.to(self.device, torch.float32)
 
 
+@dataclass(frozen=True)
+class _Query:
+    """A block of current sessions, as (row, item) entries: each distinct item once.
+
+    Attributes:
+        keys: (Q,) int64 ``row · n_items + item``, sorted.
+        positions: (Q,) int64 the item's latest position in the session.
+        weights: (Q,) float64 its weight (float32 values).
+        denom: (b,) float64 the similarity's divisor: ‖q‖ (cosine) or the distinct items (dot).
+    """
+
+    keys: torch.Tensor
+    positions: torch.Tensor
+    weights: torch.Tensor
+    denom: torch.Tensor
+
+
+#: non-zero scores of a block: rows (U,), items (U,), float32 values (U,)
+_Entries = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def _rank_within(groups: torch.Tensor, n_groups: int) -> torch.Tensor:
+    """(N,) position of each entry within its run of equal ``groups`` (sorted ascending)."""
+    counts = torch.bincount(groups, minlength=n_groups)
+    starts = torch.cumsum(counts, 0) - counts
+    return torch.arange(groups.numel(), device=groups.device) - starts[groups]
+
+
+def _first_per_row(m: CSR, n: int) -> CSR:
+    """The first ``n`` entries of each row (the ``n`` most recent sessions of each item)."""
+    starts = m.indptr[:-1]
+    lengths = m.indptr.diff().clamp_max(n)
+    indptr = torch.zeros_like(m.indptr)
+    indptr[1:] = torch.cumsum(lengths, 0)
+    owner = torch.repeat_interleave(torch.arange(m.n_rows, device=m.indptr.device), lengths)
+    flat = starts[owner] + torch.arange(owner.numel(), device=owner.device) - indptr[owner]
+    return CSR(indptr, m.indices[flat], m.data[flat], m.n_cols)
+
+
 def _top_k_mask(sims: torch.Tensor, k: int) -> torch.Tensor:
     """(b, S) bool: each row's ``k`` largest positive entries, ties → the lower index.
 
@@ -307,7 +501,7 @@ def _latest_shared_spmm(sessions_t: torch.Tensor, last_pos: torch.Tensor) -> tor
     Returns:
         (b, S) int64, 0 where the session shares no item.
     """
-    dense = (last_pos + 1).t().float()
+    dense = (last_pos + 1).t().to(sessions_t.dtype)
     return torch.sparse.mm(sessions_t, dense, "amax").t().long()
 
 

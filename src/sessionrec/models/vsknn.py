@@ -26,7 +26,7 @@ similarity                     ``cosine``                    ``vec`` = ``dot`` h
 position weight (weighting)    ``harmonic`` 1/(d + 1)        ``div`` i/L = ``linear`` here
 neighbour decay                ``harmonic`` 1/(d + 1)        ``div`` 1/step = ``harmonic``
 IDF                            on (1), session counts        off; when on, event counts
-sample size                    0 (every session)             1000 most recent sharing an item
+sample size                    500 most recent sharing item  1000 most recent sharing an item
 k                              100                           100
 =============================  ============================  ==================================
 
@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from sessionrec.errors import ConfigError
-from sessionrec.models.sknn import SIMILARITIES, SKNN
+from sessionrec.models.sknn import DEFAULT_SAMPLE_SIZE, SIMILARITIES, SKNN
 
 WEIGHTINGS = ("harmonic", "linear", "quadratic", "same")
 SCORE_WEIGHTINGS = ("same", "harmonic", "quadratic")
@@ -58,8 +58,9 @@ class VSKNNConfig:
 
     Attributes:
         k: neighbours (most similar training sessions) per current session.
-        sample_size: consider only the ``sample_size`` most recent training sessions that share
-            an item with the current one (0 = every training session).
+        sample_size: m: consider only the ``m`` most recent training sessions that share an item
+            with the current one, found through an item → recent-sessions index (VMIS-kNN;
+            ``sknn.py``); 0 = score every training session (exhaustive).
         similarity: ``cosine`` or ``dot`` (weighted overlap / distinct items in the session).
         weighting: recency weight of the current session's events (see the module doc).
         weighting_score: neighbour decay by its most recent shared item (module doc).
@@ -70,7 +71,7 @@ class VSKNNConfig:
     """
 
     k: int = 100
-    sample_size: int = 0
+    sample_size: int = DEFAULT_SAMPLE_SIZE
     similarity: str = "cosine"
     weighting: str = "harmonic"
     weighting_score: str = "harmonic"
@@ -125,7 +126,7 @@ class VSKNN(SKNN):
         return bool(self.config.weighting_score != "same")
 
     def _neighbour_decay(self, dist_of_shared: torch.Tensor) -> torch.Tensor:
-        d = dist_of_shared.float()
+        d = dist_of_shared.double()
         if self.config.weighting_score == "harmonic":
             return 1.0 / (d + 1)
         if self.config.weighting_score == "quadratic":

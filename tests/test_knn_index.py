@@ -1,0 +1,113 @@
+"""Session kNN through the item → recent-sessions index (VMIS-kNN) against the exhaustive path.
+
+The index path (``sample_size`` = m > 0) scores only the m most recent sessions sharing an item
+with the current session; ``sample_size=0`` scores every training session as a dense block. With
+m at least the number of training sessions both must give the same scores bit for bit (with the
+exact popularity tie-break, hence the same ranks), for every similarity and weighting; with a
+small m the index must equal the dense block cut to the m most recent candidates.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from _helpers import session_data
+
+from sessionrec.evaluation.metrics import ranks
+from sessionrec.models import create, load_model
+from sessionrec.models.sknn import DEFAULT_SAMPLE_SIZE, KNNState
+
+N_ITEMS = 60
+
+
+def skewed_sessions(n: int, seed: int, max_len: int = 12) -> list[list[int]]:
+    """Sessions over a Zipf-like catalogue with repeats, so that lists and ties are long."""
+    rng = np.random.default_rng(seed)
+    p = 1.0 / np.arange(1, N_ITEMS + 1) ** 1.1
+    p /= p.sum()
+    return [
+        [int(i) for i in rng.choice(N_ITEMS, size=int(rng.integers(1, max_len)), p=p)]
+        for _ in range(n)
+    ]
+
+
+TRAIN = skewed_sessions(600, seed=3)
+QUERIES = [*skewed_sessions(80, seed=4, max_len=20), [N_ITEMS - 1], [0, 0, 0]]
+
+CONFIGS = [
+    ("sknn", {}),
+    ("sknn", {"similarity": "dot", "k": 7}),
+    ("vsknn", {}),
+    ("vsknn", {"weighting": "linear", "weighting_score": "quadratic", "k": 20}),
+    ("vsknn", {"weighting": "quadratic", "similarity": "dot", "idf_counts": "events"}),
+    ("vsknn", {"weighting": "same", "weighting_score": "same", "idf_weighting": 0.0, "k": 3}),
+    ("vsknn", {"preset": "session-rec"}),
+]
+
+
+def streamed(sessions: list[list[int]], width: int = 32) -> KNNState:
+    """The streaming state after each session's events (``step`` pads to a growing width)."""
+    items = torch.full((len(sessions), width), -1, dtype=torch.long)
+    for b, s in enumerate(sessions):
+        items[b, : len(s)] = torch.tensor(s)
+    return KNNState(items, torch.tensor([len(s) for s in sessions]))
+
+
+@pytest.mark.parametrize(("name", "params"), CONFIGS)
+def test_index_covering_every_session_equals_exhaustive(name: str, params: dict) -> None:
+    data = session_data(TRAIN, N_ITEMS)
+    exhaustive = create(name, {**params, "sample_size": 0}).fit(data)
+    indexed = create(name, {**params, "sample_size": len(TRAIN)}).fit(data)
+    assert exhaustive.recent_index is None and indexed.recent_index is not None
+    want = exhaustive.score_sessions(QUERIES)
+    got = indexed.score_sessions(QUERIES)
+    assert want.dtype == torch.float64  # the exact popularity tie-break is on
+    assert torch.equal(got, want)
+    targets = torch.tensor([(q[0] * 7 + 3) % N_ITEMS for q in QUERIES])
+    assert torch.equal(ranks(got, targets), ranks(want, targets))
+    # the evaluator's and the server's path: a subset of slots of a streamed state
+    state = streamed(QUERIES)
+    rows = torch.tensor([0, 5, 17, len(QUERIES) - 1])
+    assert torch.equal(indexed.score_rows(state, rows), want[rows])
+    assert torch.equal(indexed.score_rows(state, rows[1:2]), want[rows[1:2]])
+
+
+@pytest.mark.parametrize(("name", "params"), CONFIGS)
+@pytest.mark.parametrize("m", [1, 4, 37])
+def test_small_index_equals_the_dense_block_cut_by_recency(name: str, params: dict, m: int) -> None:
+    model = create(name, {**params, "sample_size": m}).fit(session_data(TRAIN, N_ITEMS))
+    state = streamed(QUERIES)
+    got = model._score(state.items, state.lengths)
+    want = model._score(state.items, state.lengths, exhaustive=True)
+    assert torch.equal(got, want)
+    # and m really cuts: fewer candidates than every session changes some scores
+    full = create(name, {**params, "sample_size": 0}).fit(session_data(TRAIN, N_ITEMS))
+    assert not torch.equal(got, full.score_sessions(QUERIES))
+
+
+def test_index_holds_the_m_most_recent_sessions_of_each_item() -> None:
+    model = create("sknn", {"sample_size": 5}).fit(session_data(TRAIN, N_ITEMS))
+    index, sessions = model.recent_index, model.item_sessions
+    assert index is not None and sessions is not None
+    for item in (0, 1, 30, N_ITEMS - 1):
+        # session index 0 is the most recent (the last of TRAIN)
+        want = sorted(len(TRAIN) - 1 - s for s, x in enumerate(TRAIN) if item in x)[:5]
+        got = index.indices[index.indptr[item] : index.indptr[item + 1]].tolist()
+        assert got == want
+    assert int(index.indptr.diff().max()) == 5 and index.n_cols == len(TRAIN)
+
+
+def test_default_sample_size_and_the_index_after_load(tmp_path) -> None:
+    """The index is derived, not saved: a loaded folder rebuilds it and scores the same; a
+    folder saved exhaustive (sample_size 0, as every folder before the index) stays so."""
+    data = session_data(TRAIN, N_ITEMS)
+    for name, m in (("vsknn", None), ("sknn", 3), ("vsknn", 0)):
+        params = {} if m is None else {"sample_size": m}
+        model = create(name, params).fit(data)
+        assert model.config.sample_size == (DEFAULT_SAMPLE_SIZE if m is None else m)
+        model.save(tmp_path / f"{name}{m}")
+        back = load_model(tmp_path / f"{name}{m}")
+        assert back.config == model.config
+        assert (back.recent_index is None) == (m == 0)
+        assert torch.equal(back.score_sessions(QUERIES), model.score_sessions(QUERIES))
