@@ -69,6 +69,8 @@ SIMILARITIES = ("cosine", "dot")
 _SIM_BLOCK = 1 << 24
 #: current sessions scored at once by the indexed path (its memory is ~ rows × m × length)
 _INDEX_BLOCK = 1024
+#: current sessions scored at once by the numpy path
+_NUMPY_BLOCK = 64
 #: the default ``sample_size`` (m) of sknn and vsknn
 DEFAULT_SAMPLE_SIZE = 500
 
@@ -396,15 +398,20 @@ class SKNN(SessionModel):
 
     def _score_numpy(self, items: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """(b, n_items) scores through the index, with numpy (CPU): ``_score`` on the CPU."""
-        rows, cols, values = self._score_block_numpy(items, lengths)
-        if not self.config.tiebreak:
-            out = np.zeros((items.shape[0], self.n_items), dtype=np.float32)
-            out[rows, cols] = values
-            return out
-        _, zero_row = self._zero_order
-        out = np.empty((items.shape[0], self.n_items), dtype=np.float64)
-        out[:] = zero_row
-        out[rows, cols] = _with_tiebreak_np(values, self._tiebreak_np[cols])
+        n_b = items.shape[0]
+        if self.config.tiebreak:
+            _, zero_row = self._zero_order
+            out = np.empty((n_b, self.n_items), dtype=np.float64)
+            out[:] = zero_row
+        else:
+            out = np.zeros((n_b, self.n_items), dtype=np.float32)
+        # blocks of rows bound the memory of the entries (~ rows × m × distinct items)
+        for lo in range(0, n_b, _NUMPY_BLOCK):
+            hi = min(n_b, lo + _NUMPY_BLOCK)
+            rows, cols, values = self._score_block_numpy(items[lo:hi], lengths[lo:hi])
+            if self.config.tiebreak:
+                values = _with_tiebreak_np(values, self._tiebreak_np[cols])
+            out[rows + lo, cols] = values
         return out
 
     def _score_block_numpy(self, items: np.ndarray, lengths: np.ndarray) -> _NpEntries:
