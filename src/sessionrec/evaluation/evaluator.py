@@ -368,6 +368,7 @@ class _Run:
 
         bar = _progress(progress, expected)
         chunk = max(1, _CHUNK_SCORES // max(1, data.n_items))
+        own_rows = type(model).score_rows is not _base_score_rows()
         try:
             while active.any():
                 ev = offsets[slot_sess] + slot_pos  # (B,) current event of each slot
@@ -380,11 +381,19 @@ class _Run:
                 nxt = ev + 1
                 pred = active & self.is_pred[np.minimum(nxt, data.n_events - 1)]
                 # the predicted slots, a few at a time: (chunk, n_items) scores stay small
-                # enough to be reused from the allocator and to sit in the cache
-                for lo in range(0, int(pred.sum()), chunk):
-                    rows = np.flatnonzero(pred)[lo : lo + chunk]
+                # enough to be reused from the allocator and to sit in the cache. A model
+                # without its own score_rows scores every slot at each call: once per step
+                pred_rows = np.flatnonzero(pred)
+                whole = None
+                if not own_rows:
+                    whole = model.score_rows(state, torch.from_numpy(pred_rows).to(dev))
+                for lo in range(0, len(pred_rows), chunk):
+                    rows = pred_rows[lo : lo + chunk]
                     rows_t = torch.from_numpy(rows).to(dev)
-                    scores = model.score_rows(state, rows_t)  # (P, n_items)
+                    if whole is None:
+                        scores = model.score_rows(state, rows_t)  # (P, n_items)
+                    else:
+                        scores = whole[lo : lo + chunk]
                     has_nan = _rows_with_nan(scores)
                     self.nan_rows += int(has_nan.sum())
                     tgt = torch.from_numpy(items[nxt[rows]]).to(dev)
@@ -464,6 +473,12 @@ class _Run:
 
 #: scores per ``score_rows`` call of the evaluator (rows × items): 8 MB of float64
 _CHUNK_SCORES = 1 << 20
+
+
+def _base_score_rows() -> Any:
+    from sessionrec.models.base import SessionModel
+
+    return SessionModel.score_rows
 
 
 def _rows_with_nan(scores: torch.Tensor) -> torch.Tensor:

@@ -67,6 +67,9 @@ class LastItemModel(SessionModel):
         out = self.matrix.gather_rows(state)
         return with_tiebreak(out, self.tiebreak) if self.config.tiebreak else out
 
+    def score_rows(self, state: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        return self.score(state[rows.to(state.device)])
+
     # -- persistence ------------------------------------------------------------------------
     def state_arrays(self) -> dict[str, torch.Tensor]:
         if self.matrix is None or self.tiebreak is None:
