@@ -162,6 +162,33 @@ def test_early_stopping_is_on_by_default_when_fitting_on_train(
     assert done["patience"] is None and done["stopped_early"] is False
 
 
+def test_stopping_by_default_lets_valid_choose_up_to_the_models_cap(
+    prepared: sr.PreparedData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """n_epochs not given: a fit on train that stops early by default may run up to the
+    model's ``early_stopping_epochs``; a fit on train+valid trains the default n_epochs."""
+    from sessionrec.models.gru4rec import GRU4Rec, GRU4RecConfig
+
+    values = iter(range(1, 100))
+
+    def improving(*_: Any) -> Any:
+        return lambda model, data: {"recall@20": 0.0, "mrr@20": next(values) / 100}
+
+    monkeypatch.setattr(runner, "_evaluator", improving)
+    small = {k: v for k, v in PARAMS.items() if k != "n_epochs"}
+    assert GRU4Rec.early_stopping_epochs == 10 and GRU4RecConfig.n_epochs == 5
+    sr.train("gru4rec", prepared, tmp_path / "a", params=small, progress=False)
+    assert len(history(tmp_path / "a")) == 10
+    sr.train("gru4rec", prepared, tmp_path / "b", params={**small, "n_epochs": 2},
+             progress=False)  # fmt: skip
+    assert len(history(tmp_path / "b")) == 2  # asked for: kept
+    sr.train("gru4rec", prepared, tmp_path / "c", params=small, patience=None, progress=False)
+    assert len(history(tmp_path / "c")) == 5  # no early stopping: the default n_epochs
+    sr.train("gru4rec", prepared, tmp_path / "d", params=small, fit_on="train+valid",
+             progress=False)  # fmt: skip
+    assert len(history(tmp_path / "d")) == 5
+
+
 def test_cli_train_stops_early_by_default(
     prepared: sr.PreparedData,
     tmp_path: Path,

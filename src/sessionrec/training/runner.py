@@ -159,6 +159,12 @@ def train(
     # "auto": early stopping wherever there is something to stop on
     stop_after = (AUTO_PATIENCE if has_valid else None) if isinstance(asked, str) else asked
     _check_stopping(stop_after, valid_metric, has_valid, fit_on)
+    # Stopping by default, on epochs nobody asked for: the model's cap for that case (GRU4Rec:
+    # 10 where its n_epochs, the count for a fit without valid, is 5), so that valid chooses.
+    cap = getattr(cls, "early_stopping_epochs", None)
+    asked_epochs = any(k in given for k in EPOCH_KEYS)
+    if isinstance(asked, str) and stop_after and cap and not (resume or asked_epochs):
+        params["n_epochs"] = cap
     if valid_every is not None and valid_every < 1:
         raise ConfigError(f"valid_every must be 1 or more, not {valid_every}")
     state: dict[str, Any] = {"history": [], "best_epoch": None, "best_value": None, "bad": 0}
