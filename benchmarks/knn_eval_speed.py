@@ -1,31 +1,35 @@
-"""Session-kNN evaluation speed on the ML-100K test part, before and after the fast path.
+"""Session-kNN speed through the index: the numpy path (the CPU default) against the torch one.
 
-Acceptance protocol (session gap 1 h, min length 2, min support 5, 21/21-day time split); SKNN
-and V-SKNN with default parameters, fit on train (``--fit-on train+valid`` for the demo's
-setting), ``sessionrec.evaluate`` at every test position, full ranking, with and without
-``exclude_seen``, one torch thread. Three variants are timed in the same run:
+sknn and vsknn score through the item → recent-sessions index (``sample_size`` > 0). On the CPU
+the index is read with numpy (``SKNN._score_numpy``); the same operations in torch
+(``torch_index=True``, the path of other devices, and the CPU path before the change) are the
+reference, measured in the same run on the same fitted model. Two measurements:
 
-* ``before``: the scoring code as it was (neighbours by a full stable sort of the (b, S)
-  similarities, V-SKNN's decay by expanding every neighbour's items), and every slot of the
-  session-parallel batch scored at every step, idle ones included;
-* ``rows only``: the same scoring code, but only the slots the evaluator predicts
-  (``SessionModel.score_rows``);
-* ``after``: the library as it is (top-k mask, (max, ×) sparse product, predicted slots only).
+* **latency**: one streaming ``step`` + the top 20 per prediction, one thread, one session at a
+  time, over sampled test sessions, three ways: ``top_k`` (what ``sessionrec serve`` runs: the
+  neighbours' items and the head of the popularity background only), the numpy scores of every
+  item + ``torch.topk``, and the torch-index scores + ``torch.topk`` (the path before). The
+  three take turns session by session so that a change of machine load hits all; the script
+  asserts the same 20 items. Wall and thread CPU time, p50 / p90 / p99.
+* **evaluate**: ``sessionrec.evaluate`` on the test part (every position, full ranking), both
+  paths; the script asserts identical ranks, prediction for prediction.
 
-The ``before`` code is kept below verbatim (the methods ``_score_block`` and ``_decay_for``).
-Asserts that the three give the same ranks, prediction for prediction, and reports the median
-of ``--repeats`` runs (one for the slow variants unless ``--repeats-slow``); writes JSON.
+By default ML-100K is prepared under the acceptance protocol and both models fit on train;
+``--model DIR --data DIR`` measures a trained folder instead (e.g. the 33 M-event YOOCHOOSE-shaped
+log of ``yoochoose_scale.py``).
 
-    OMP_WAIT_POLICY=PASSIVE PYTHONPATH=src nice -n 10 python benchmarks/knn_eval_speed.py \\
-        [--source ../shared/data/ml-100k | --data DIR] [--repeats 3] [--json FILE]
+    OMP_WAIT_POLICY=PASSIVE PYTHONPATH=src python benchmarks/knn_eval_speed.py \\
+        [--source ../shared/data/ml-100k] [--model DIR --data DIR] [--json FILE]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -34,104 +38,114 @@ import torch
 
 import sessionrec as sr
 from sessionrec.models import create
-from sessionrec.models._sparse import expand_rows
-from sessionrec.models.base import SessionModel
-from sessionrec.models.sknn import SKNN, KNNState, _spmm
-from sessionrec.models.vsknn import VSKNN
+from sessionrec.models.sknn import SKNN
+from sessionrec.prepare.data import SessionData
 
 RESULTS = Path(__file__).resolve().parent / "results" / "knn_eval_speed.json"
 
 
-# -- the scoring code before the fast path (verbatim but for the names) -----------------------
-def _before_score_block(self: Any, items: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    cfg = self.config
-    n_b, width = items.shape
-    pos = torch.arange(width, device=self.device).unsqueeze(0)
-    present = pos < lengths.unsqueeze(1)
-    safe = items.clamp_min(0)
-    last_pos = torch.full((n_b, self.n_items), -1, dtype=torch.long, device=self.device)
-    last_pos.scatter_reduce_(1, safe, torch.where(present, pos, -1).expand_as(safe), "amax")
-    latest = present & (last_pos.gather(1, safe) == pos)
-    dist = (lengths.unsqueeze(1) - 1 - pos).clamp_min(0)
-    weights = self._position_weights(dist, lengths) * latest
-    q = torch.zeros(n_b, self.n_items, device=self.device)
-    q.scatter_add_(1, safe, weights)
-    sims = _spmm(self._sessions_t, q)
-    if cfg.similarity == "cosine":
-        q_norm = weights.square().sum(1).sqrt().clamp_min(1e-12)
-        sims = sims / self._session_norm.unsqueeze(0) / q_norm.unsqueeze(1)
-    else:
-        sims = sims / latest.sum(1).clamp_min(1).unsqueeze(1)
-    n_sess = n_sess_all = sims.shape[1]
-    cand: torch.Tensor | None = None
-    if 0 < cfg.sample_size < n_sess:
-        recency = torch.arange(n_sess, 0, -1, device=self.device).unsqueeze(0)
-        cand = torch.topk(torch.where(sims > 0, recency, 0), cfg.sample_size, dim=1).indices
-        sims = sims.gather(1, cand)
-    vals, idx = torch.sort(sims, dim=1, descending=True, stable=True)
-    vals, idx = vals[:, : cfg.k], idx[:, : cfg.k]
-    if cand is not None:
-        idx = cand.gather(1, idx)
-    idx = torch.where(vals > 0, idx, -1)
-    nb_weights = vals
-    dist_all = torch.where(last_pos >= 0, lengths.unsqueeze(1) - 1 - last_pos, -1)
-    decay = _before_decay_for(self, idx, dist_all)
-    if decay is not None:
-        nb_weights = nb_weights * decay
-    nb = torch.zeros(n_b, n_sess_all, device=self.device)
-    nb.scatter_add_(1, idx.clamp_min(0), torch.where(idx >= 0, nb_weights, 0))
-    scores = _spmm(self._item_sessions_t, nb)
-    if self.item_weights is not None:
-        scores = scores * self.item_weights.unsqueeze(0)
-    return scores  # SKNN._score adds the popularity tie-break
+def torch_variant(model: SKNN) -> SKNN:
+    """``model`` (fitted) scoring through the torch index path, sharing its arrays."""
+    base = type(model)
 
+    def _score(self: Any, items: Any, lengths: Any, *, exhaustive: Any = None, **_: Any) -> Any:
+        return base._score(self, items, lengths, exhaustive=exhaustive, torch_index=True)
 
-def _before_decay_for(self: Any, idx: torch.Tensor, dist_all: torch.Tensor) -> torch.Tensor | None:
-    if not self._has_decay():
-        return None
-    valid = idx >= 0
-    flat_nb = idx[valid]
-    b_of = torch.arange(idx.shape[0], device=self.device).unsqueeze(1).expand_as(idx)[valid]
-    entries, owner = expand_rows(self.sessions.indptr, flat_nb)
-    d = dist_all[b_of[owner], self.sessions.indices[entries]]
-    big = torch.iinfo(torch.long).max
-    dmin = torch.full((flat_nb.numel(),), big, dtype=torch.long, device=self.device)
-    dmin.scatter_reduce_(0, owner, torch.where(d >= 0, d, big), "amin")
-    dmin = torch.where(dmin == big, 0, dmin)
-    out = torch.zeros(idx.shape, device=self.device)
-    out[valid] = self._neighbour_decay(dmin)
-    return out
-
-
-def _all_slots(self: Any, state: KNNState, rows: torch.Tensor) -> torch.Tensor:
-    return self.score(state)[rows]  # the base protocol: every slot, idle ones included
-
-
-def variant(model: SKNN, name: str) -> SessionModel:
-    """``model`` (fitted) with the scoring of variant ``name``, sharing its index."""
-    if name == "after":
-        return model
-    base = VSKNN if isinstance(model, VSKNN) else SKNN
-    methods: dict[str, Any] = {"_score_block": _before_score_block}
-    if name == "before":
-        methods["score_rows"] = _all_slots
-    cls = type(f"{base.__name__}_{name.replace(' ', '_')}", (base,), methods)
+    cls = type(f"{base.__name__}Torch", (base,), {"_score": _score})
     out = cls(model.config, device=model.device)
     out.__dict__.update(model.__dict__)
     return out
 
 
+def sample_sessions(data: SessionData, n: int, seed: int = 1) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(data.n_sessions, size=min(n, data.n_sessions), replace=False)
+    return [data.session(int(s)) for s in np.sort(picks)]
+
+
+def latency(model: SKNN, sessions: list[np.ndarray]) -> dict[str, dict[str, float]]:
+    """Per prediction: one ``step``, then the top 20 three ways: ``top_k`` (the served path:
+    candidates only), numpy scores + ``torch.topk`` over every item, torch-index scores +
+    ``torch.topk`` (before). All three must return the same list."""
+    row = torch.zeros(1, dtype=torch.long)
+    reference = torch_variant(model)
+
+    def served(state: Any) -> list[int]:
+        return model.top_k(state, 0, 20)[0]
+
+    def dense(state: Any) -> list[int]:
+        return torch.topk(model.score_rows(state, row), 20, dim=1).indices[0].tolist()
+
+    def before(state: Any) -> list[int]:
+        return torch.topk(reference.score_rows(state, row), 20, dim=1).indices[0].tolist()
+
+    paths = {"served top_k": served, "numpy scores": dense, "torch scores": before}
+    wall: dict[str, list[float]] = {p: [] for p in paths}
+    cpu: dict[str, list[float]] = {p: [] for p in paths}
+    names = list(paths)
+    with torch.inference_mode():
+        for i, items in enumerate(sessions):
+            t_items = torch.as_tensor(items)
+            lists: dict[str, list[list[int]]] = {}
+            for name in names[i % 3 :] + names[: i % 3]:  # rotate the order
+                top = paths[name]
+                state = model.start(1)
+                lists[name] = []
+                for t in range(len(items) - 1):
+                    t0, c0 = time.perf_counter(), time.thread_time()
+                    state = model.step(state, t_items[t : t + 1])
+                    lists[name].append(top(state))
+                    cpu[name].append(time.thread_time() - c0)
+                    wall[name].append(time.perf_counter() - t0)
+            if not lists[names[0]] == lists[names[1]] == lists[names[2]]:
+                raise AssertionError(f"session {i}: the three paths' top-20 lists differ")
+    out: dict[str, dict[str, float]] = {}
+    for name in names:
+        res: dict[str, float] = {"predictions": len(wall[name])}
+        for kind, values in (("wall", wall[name]), ("cpu", cpu[name])):
+            ms = np.asarray(values) * 1000
+            res.update({f"{kind}_p{q}_ms": float(np.percentile(ms, q)) for q in (50, 90, 99)})
+            res[f"{kind}_mean_ms"] = float(ms.mean())
+        out[name] = res
+    return out
+
+
+def evaluate_both(paths: dict[str, SKNN], test: SessionData, repeats: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    ranks: dict[str, np.ndarray] = {}
+    for name, model in paths.items():
+        times, cpus, res = [], [], None
+        for _ in range(repeats):
+            c0 = time.process_time()
+            res = sr.evaluate(model, test, cutoffs=(20,))
+            cpus.append(time.process_time() - c0)
+            times.append(res.seconds)
+        assert res is not None
+        ranks[name] = res.ranks
+        out[name] = {
+            "seconds_median": statistics.median(times),
+            "cpu_seconds_median": statistics.median(cpus),
+            "runs": repeats,
+            "predictions": res.predictions,
+            "recall@20": res.metrics["recall@20"],
+            "mrr@20": res.metrics["mrr@20"],
+        }
+    if not np.array_equal(ranks["numpy"], ranks["torch"]):
+        raise AssertionError("the numpy and torch index paths rank differently")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", help="A PreparedData dir; by default ML-100K is prepared here.")
     ap.add_argument("--source", default="ml-100k", help="ML-100K: a name or folder.")
-    ap.add_argument("--fit-on", default="train", choices=("train", "train+valid"))
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--repeats-slow", type=int, default=1, help="Runs of the slow variants.")
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--model", type=Path, help="A trained sknn/vsknn folder (with --data).")
+    ap.add_argument("--data", type=Path, help="The PreparedData folder the model belongs to.")
+    ap.add_argument("--latency-sessions", type=int, default=1000)
+    ap.add_argument("--repeats", type=int, default=3, help="Evaluations per path.")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads while evaluating.")
+    ap.add_argument("--no-evaluate", action="store_true")
     ap.add_argument("--json", type=Path, default=RESULTS)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
 
     if args.data:
         data = sr.PreparedData(args.data)
@@ -143,50 +157,53 @@ def main() -> None:
         assert isinstance(prepared, sr.PreparedData)
         data = prepared
     test = data.part("test")
-    print(f"{data}\nfit on {args.fit_on}; test predictions: {test.n_predictions:,}")
-    rows: list[dict[str, Any]] = []
-    for model_name in ("sknn", "vsknn"):
-        fitted = create(model_name).fit(data.part(args.fit_on))
-        assert isinstance(fitted, SKNN)
-        for exclude in (True, False):
-            ranks: dict[str, np.ndarray] = {}
-            for var in ("after", "rows only", "before"):
-                model = variant(fitted, var)
-                times, res = [], None
-                for _ in range(args.repeats if var == "after" else args.repeats_slow):
-                    res = sr.evaluate(model, test, cutoffs=(10, 20), exclude_seen=exclude)
-                    times.append(res.seconds)
-                assert res is not None and res.predictions == test.n_predictions
-                ranks[var] = res.ranks
-                row = {
-                    "model": model_name,
-                    "exclude_seen": exclude,
-                    "variant": var,
-                    "fit_on": args.fit_on,
-                    "threads": args.threads,
-                    "seconds_median": statistics.median(times),
-                    "runs": len(times),
-                    "predictions": res.predictions,
-                    "recall@20": res.metrics["recall@20"],
-                    "mrr@20": res.metrics["mrr@20"],
-                }
-                rows.append(row)
-                print(
-                    f"{model_name:5s} exclude_seen={exclude!s:5s} {var:9s}: "
-                    f"{row['seconds_median']:6.2f} s (median of {len(times)})  "
-                    f"Recall@20 {row['recall@20']:.6f}  MRR@20 {row['mrr@20']:.6f}",
-                    flush=True,
-                )
-            for var in ("rows only", "before"):
-                if not np.array_equal(ranks[var], ranks["after"]):
-                    raise AssertionError(f"{model_name}: {var} ranks differ from after")
-            before = rows[-1]["seconds_median"]
-            after = rows[-3]["seconds_median"]
-            rows[-3]["speedup_vs_before"] = before / after
-            print(f"{model_name:5s} exclude_seen={exclude!s:5s} after is {before / after:.1f}x "
-                  "faster than before, identical ranks")  # fmt: skip
+    models: dict[str, SKNN] = {}
+    if args.model:
+        loaded = sr.load_model(args.model)
+        assert isinstance(loaded, SKNN) and loaded.recent_index is not None
+        models[loaded.name] = loaded
+    else:
+        for name in ("sknn", "vsknn"):
+            fitted = create(name).fit(data.part("train"))
+            assert isinstance(fitted, SKNN)
+            models[name] = fitted
+    print(f"{data}\ntest predictions: {test.n_predictions:,}; load {os.getloadavg()[0]:.1f}")
+    results: dict[str, Any] = {
+        "data": str(args.data or args.source),
+        "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "load_before": os.getloadavg()[0],
+        "models": {},
+    }
+    sessions = sample_sessions(test, args.latency_sessions)
+    for name, model in models.items():
+        paths = {"numpy": model, "torch": torch_variant(model)}
+        torch.set_num_threads(1)
+        lat = latency(model, sessions)
+        for path, r in lat.items():
+            print(f"{name:5s} latency {path:12s}: p50 / p90 / p99 wall "
+                  f"{r['wall_p50_ms']:.2f} / {r['wall_p90_ms']:.2f} / {r['wall_p99_ms']:.2f} ms, "
+                  f"CPU p90 {r['cpu_p90_ms']:.2f} ms ({r['predictions']:.0f} predictions)",
+                  flush=True)  # fmt: skip
+        entry: dict[str, Any] = {"latency": lat}
+        entry["latency_p90_ratio_before_over_served"] = (
+            lat["torch scores"]["wall_p90_ms"] / lat["served top_k"]["wall_p90_ms"]
+        )
+        if not args.no_evaluate:
+            torch.set_num_threads(args.threads)
+            ev = evaluate_both(paths, test, args.repeats)
+            for path, r in ev.items():
+                print(f"{name:5s} evaluate {path:5s}: {r['seconds_median']:.2f} s wall, "
+                      f"{r['cpu_seconds_median']:.2f} CPU s (median of {r['runs']}), "
+                      f"R@20 {r['recall@20']:.6f} MRR@20 {r['mrr@20']:.6f}", flush=True)  # fmt: skip
+            entry["evaluate"] = ev
+            entry["evaluate_ratio_torch_over_numpy"] = (
+                ev["torch"]["seconds_median"] / ev["numpy"]["seconds_median"]
+            )
+        results["models"][name] = entry
+    results["load_after"] = os.getloadavg()[0]
+    results["threads"] = args.threads
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(rows, indent=2) + "\n")
+    args.json.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {args.json}")
 
 

@@ -15,8 +15,9 @@ are recorded:
 - gru4rec (official YOOCHOOSE settings, as ``gru4rec_ml100k.py`` part e): the first
   ``--gru-steps`` mini-batches of an epoch on train+valid, the epoch time extrapolated from the
   throughput after the first report (setup, schedule and the first steps excluded);
-- latency: for sknn and vsknn (indexed), one streaming step + scores + top-20 per prediction,
-  single-threaded, over the test sessions of the sample: p50 / p90 / p99 in ms.
+- latency: for sknn and vsknn (indexed), one streaming step + the top 20 per prediction
+  (``top_k``, the served path), single-threaded, over the test sessions of the sample:
+  p50 / p90 / p99 in ms.
 
     PYTHONPATH=src python benchmarks/yoochoose_scale.py --events 3M
     PYTHONPATH=src nice -n 5 python benchmarks/yoochoose_scale.py --events 33M
@@ -133,7 +134,8 @@ def child_eval_sample(model_dir: str, data_dir: str, n_sessions: int) -> dict[st
 
 
 def child_latency(model_dir: str, data_dir: str, n_sessions: int) -> dict[str, Any]:
-    """One streaming step + scores + top-20 per prediction, one thread, one session at a time."""
+    """One streaming step + the top 20 per prediction (``model.top_k``: what ``sessionrec
+    serve`` runs), one thread, one session at a time."""
     import numpy as np
     import torch
 
@@ -142,7 +144,6 @@ def child_latency(model_dir: str, data_dir: str, n_sessions: int) -> dict[str, A
     torch.set_num_threads(1)
     model = sr.load_model(model_dir)
     sample = sample_sessions(sr.PreparedData(data_dir).test, n_sessions, seed=1)
-    row = torch.zeros(1, dtype=torch.long)
     wall: list[float] = []
     cpu: list[float] = []
     with torch.inference_mode():
@@ -152,8 +153,7 @@ def child_latency(model_dir: str, data_dir: str, n_sessions: int) -> dict[str, A
             for t in range(len(items) - 1):
                 t0, c0 = time.perf_counter(), time.thread_time()
                 state = model.step(state, items[t : t + 1])
-                scores = model.score_rows(state, row)
-                torch.topk(scores, 20, dim=1)
+                model.top_k(state, 0, 20)
                 cpu.append(time.thread_time() - c0)
                 wall.append(time.perf_counter() - t0)
     # wall time includes waiting for a core on a busy machine; the thread's CPU time does not

@@ -384,3 +384,23 @@ def test_evaluator_ranks_the_float64_scores() -> None:
     # tie-break tied them: both rank 2, Recall@1 = 0)
     assert res.metrics["recall@1"] == 0.5 and res.metrics["recall@2"] == 1.0
     assert res.metrics["mrr@2"] == pytest.approx(0.75)
+
+
+@pytest.mark.parametrize("name", ["markov", "sr", "itemknn"])
+def test_last_item_scores_tie_break_only_the_stored_entries(name: str) -> None:
+    """Last-item models add the exact tie-break to the stored entries of the last item's row
+    and copy a precomputed background for the rest: the same float64 scores, bit for bit, as
+    the tie-break over the whole dense row, empty sessions (−1) included."""
+    rng = np.random.default_rng(7)
+    n = 40
+    train = [list(rng.integers(0, n, size=int(rng.integers(2, 9)))) for _ in range(400)]
+    train += [[3, 5]] * 30  # counts well above float32's 1e-6 resolution
+    model = create(name).fit(sessions_data(train, n))
+    assert model.matrix is not None and model.tiebreak is not None
+    state = torch.tensor([3, -1, 0, 5, n - 1, 3])
+    got = model.score(state)
+    want = with_tiebreak(model.matrix.gather_rows(state), model.tiebreak)
+    assert got.dtype == torch.float64
+    assert torch.equal(got, want)
+    rows = torch.tensor([4, 1])
+    assert torch.equal(model.score_rows(state, rows), want[rows])

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from _helpers import TieModel, py_rank, session_data
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -103,6 +104,36 @@ def test_results_do_not_depend_on_the_batch_size() -> None:
         assert r.metrics == pytest.approx(runs[0].metrics, rel=1e-12)
         assert np.array_equal(r.ranks, runs[0].ranks)
         assert np.array_equal(r.positions, runs[0].positions)
+
+
+def test_results_do_not_depend_on_the_scoring_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The evaluator scores the predicted slots a few at a time (``_CHUNK_SCORES`` scores per
+    call); any chunk size gives the same ranks, positions, coverage and popularity."""
+    from sessionrec.evaluation import evaluator as E
+
+    rng = np.random.default_rng(5)
+    sessions, targets = random_sessions(rng, 40, 15, max_len=20)
+    data = session_data(sessions, 15, targets)
+    model = create("vsknn", {"sample_size": 10}).fit(data)
+    want = evaluate(model, data, batch_size=64, exclude_seen=True)
+    for chunk_scores in (1, 15 * 3, 15 * 64):
+        monkeypatch.setattr(E, "_CHUNK_SCORES", chunk_scores)
+        got = evaluate(model, data, batch_size=64, exclude_seen=True)
+        assert np.array_equal(got.ranks, want.ranks)
+        assert np.array_equal(got.positions, want.positions)
+        assert got.metrics == pytest.approx(want.metrics, rel=1e-12)
+
+
+def test_rows_with_nan_tells_nan_from_opposite_infinities() -> None:
+    from sessionrec.evaluation.evaluator import _rows_with_nan
+
+    inf = math.inf
+    scores = torch.tensor(
+        [[inf, -inf, 0.0], [math.nan, 1.0, 2.0], [1.0, 2.0, 3.0], [inf, 1.0, math.nan]],
+        dtype=torch.float64,
+    )
+    assert _rows_with_nan(scores).tolist() == [False, True, False, True]
+    assert _rows_with_nan(scores[2:3]).tolist() == [False]
 
 
 def test_hand_computed_pop_case() -> None:

@@ -16,6 +16,7 @@ from _helpers import session_data
 
 from sessionrec.evaluation.metrics import ranks
 from sessionrec.models import create, load_model
+from sessionrec.models.base import SessionModel
 from sessionrec.models.sknn import DEFAULT_SAMPLE_SIZE, KNNState
 
 N_ITEMS = 60
@@ -111,3 +112,43 @@ def test_default_sample_size_and_the_index_after_load(tmp_path) -> None:
         assert back.config == model.config
         assert (back.recent_index is None) == (m == 0)
         assert torch.equal(back.score_sessions(QUERIES), model.score_sessions(QUERIES))
+
+
+@pytest.mark.parametrize(("name", "params"), CONFIGS)
+@pytest.mark.parametrize("m", [4, DEFAULT_SAMPLE_SIZE])
+@pytest.mark.parametrize("tiebreak", [True, False])
+def test_numpy_index_equals_the_torch_index(
+    name: str, params: dict, m: int, tiebreak: bool
+) -> None:
+    """On the CPU the index is read with numpy; the torch code (other devices) must give the
+    same scores bit for bit, for whole blocks, single rows and an empty session."""
+    params = {**params, "sample_size": m, "tiebreak": tiebreak}
+    model = create(name, params).fit(session_data(TRAIN, N_ITEMS))
+    state = streamed([*QUERIES, []])
+    got = model._score(state.items, state.lengths)
+    want = model._score(state.items, state.lengths, torch_index=True)
+    assert got.dtype == want.dtype == (torch.float64 if tiebreak else torch.float32)
+    assert torch.equal(got, want)
+    for b in (0, 3, len(QUERIES)):
+        one = model._score(state.items[b : b + 1], state.lengths[b : b + 1])
+        assert torch.equal(one, want[b : b + 1])
+
+
+@pytest.mark.parametrize(("name", "params"), CONFIGS)
+@pytest.mark.parametrize("tiebreak", [True, False])
+def test_top_k_from_candidates_equals_the_full_ranking(
+    name: str, params: dict, tiebreak: bool
+) -> None:
+    """The served top-k ranks only the neighbours' items and the head of the popularity
+    background; it must equal the top-k of the full score vector, exclusions included."""
+    model = create(name, {**params, "sample_size": 37, "tiebreak": tiebreak})
+    model.fit(session_data(TRAIN, N_ITEMS))
+    state = streamed([*QUERIES[:12], [N_ITEMS - 1], []])
+    for row in range(state.items.shape[0]):
+        for k in (1, 5, 20, N_ITEMS, N_ITEMS + 5):
+            for exclude in (None, [0], list(range(0, N_ITEMS, 2)), list(range(N_ITEMS))):
+                got = model.top_k(state, row, k, exclude)
+                want = SessionModel.top_k(model, state, row, k, exclude)
+                assert got == want, (row, k, exclude)
+                n_left = N_ITEMS - len(set(exclude or []))
+                assert len(got[0]) == min(k, n_left)

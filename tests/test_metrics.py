@@ -176,3 +176,19 @@ def test_a_nan_target_ranks_last_among_sampled_negatives() -> None:
     valid = torch.tensor([[True, True, True], [True, True, False]])
     for ties in M.TIES:
         assert M.sampled_ranks(t, neg, ties, valid).tolist() == [4.0, 3.0]
+
+
+def test_cpu_count_equals_torch_comparison() -> None:
+    """``ranks`` counts on the CPU with numpy; the counts must be torch's comparisons'."""
+    from sessionrec.evaluation.metrics import _count_above
+
+    g = torch.Generator().manual_seed(0)
+    for dtype in (torch.float32, torch.float64):
+        s = torch.randint(0, 5, (7, 300), generator=g).to(dtype)
+        s[2, 5] = float("nan")
+        t = s[:, 3:4]
+        keep = torch.rand(7, 300, generator=g) > 0.3
+        for strict in (False, True):
+            want = (s > t) if strict else (s >= t)
+            assert torch.equal(_count_above(s, t, None, strict=strict), want.sum(1))
+            assert torch.equal(_count_above(s, t, keep, strict=strict), (want & keep).sum(1))

@@ -18,9 +18,10 @@ import torch
 from _serve_helpers import GRU_PARAMS, model_folder
 from fastapi.testclient import TestClient
 
+from sessionrec.models.base import _top_cleaned
+from sessionrec.models.base import top_of_scores as scores_to_top
 from sessionrec.serving import app as A
 from sessionrec.serving.app import AppOptions, create_app
-from sessionrec.serving.catalog import _top_cleaned, scores_to_top
 from sessionrec.serving.engine import Engine
 from sessionrec.serving.state import open_store
 

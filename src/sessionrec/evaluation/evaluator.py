@@ -367,6 +367,8 @@ class _Run:
         seen = torch.zeros(B, data.n_items, dtype=torch.bool, device=dev) if track_seen else None
 
         bar = _progress(progress, expected)
+        chunk = max(1, _CHUNK_SCORES // max(1, data.n_items))
+        own_rows = type(model).score_rows is not _base_score_rows()
         try:
             while active.any():
                 ev = offsets[slot_sess] + slot_pos  # (B,) current event of each slot
@@ -378,16 +380,28 @@ class _Run:
                     seen[rows_a, cur_t[rows_a]] = True
                 nxt = ev + 1
                 pred = active & self.is_pred[np.minimum(nxt, data.n_events - 1)]
-                if pred.any():
-                    rows = np.flatnonzero(pred)
+                # the predicted slots, a few at a time: (chunk, n_items) scores stay small
+                # enough to be reused from the allocator and to sit in the cache. A model
+                # without its own score_rows scores every slot at each call: once per step
+                pred_rows = np.flatnonzero(pred)
+                whole = None
+                if not own_rows:
+                    whole = model.score_rows(state, torch.from_numpy(pred_rows).to(dev))
+                for lo in range(0, len(pred_rows), chunk):
+                    rows = pred_rows[lo : lo + chunk]
                     rows_t = torch.from_numpy(rows).to(dev)
-                    scores = model.score_rows(state, rows_t)  # (P, n_items)
-                    self.nan_rows += int(torch.isnan(scores).any(1).sum())
+                    if whole is None:
+                        scores = model.score_rows(state, rows_t)  # (P, n_items)
+                    else:
+                        scores = whole[lo : lo + chunk]
+                    has_nan = _rows_with_nan(scores)
+                    self.nan_rows += int(has_nan.sum())
                     tgt = torch.from_numpy(items[nxt[rows]]).to(dev)
                     s_seen = seen[rows_t] if seen is not None else None
                     rank_chunks.append(self._rank(scores, tgt, s_seen))
                     pos_chunks.append(nxt[rows])
-                    self._lists(scores, s_seen if self.exclude_seen else None)
+                    has_any_nan = bool(has_nan.any())
+                    self._lists(scores, s_seen if self.exclude_seen else None, has_any_nan)
                     if bar is not None:
                         bar[0].advance(bar[1], len(rows))
                 slot_pos[active] += 1
@@ -441,10 +455,10 @@ class _Run:
         target_scores = scores.gather(1, tgt.view(-1, 1)).view(-1)
         return M.sampled_ranks(target_scores, scores.gather(1, neg), self.ties, valid)
 
-    def _lists(self, scores: torch.Tensor, seen: torch.Tensor | None) -> None:
+    def _lists(self, scores: torch.Tensor, seen: torch.Tensor | None, has_nan: bool) -> None:
         """Accumulate coverage and popularity of the top-k lists that would be served."""
         # NaN would come first in topk: a NaN item is never served.
-        served = scores.masked_fill(torch.isnan(scores), -torch.inf)
+        served = scores.masked_fill(torch.isnan(scores), -torch.inf) if has_nan else scores
         if seen is not None:
             served = served.masked_fill(seen, -torch.inf)
         top_v, top_i = torch.topk(served, self.kmax, dim=1)
@@ -455,6 +469,27 @@ class _Run:
             self.covered[j, ti[fi]] = True
             per_row = (self.pop[ti] * fi).sum(1) / fi.sum(1).clamp(min=1)
             self.pop_sum[j] += per_row.sum()
+
+
+#: scores per ``score_rows`` call of the evaluator (rows × items): 8 MB of float64
+_CHUNK_SCORES = 1 << 20
+
+
+def _base_score_rows() -> Any:
+    from sessionrec.models.base import SessionModel
+
+    return SessionModel.score_rows
+
+
+def _rows_with_nan(scores: torch.Tensor) -> torch.Tensor:
+    """(P,) bool: the rows holding a NaN score. A row's sum is NaN if it holds one (or both
+    infinities): one cheap pass over every row, the exact test only on the rows it flags."""
+    flagged = torch.isnan(scores.sum(1))
+    if not bool(flagged.any()):
+        return flagged
+    out = torch.zeros_like(flagged)
+    out[flagged] = torch.isnan(scores[flagged]).any(1)
+    return out
 
 
 def _progress(show: bool, total: int) -> tuple[Any, Any] | None:

@@ -67,33 +67,28 @@ def ranks(
     fdt = rank_dtype(scores.device)
     if scores.shape[0] == 0:
         return torch.zeros(0, dtype=fdt, device=scores.device)
+    scores = scores.detach()
     targets = targets.to(scores.device).long().view(-1, 1)
+    own = scores.gather(1, targets)
     # (B, 1) the target's score. Only this small column is cleaned of NaN: a NaN elsewhere
     # compares False with everything, so it never counts as above the target anyway.
-    t = _nan_low(scores.gather(1, targets))
+    t = _nan_low(own)
     keep = None
     if exclude is not None:
         keep = ~exclude.to(scores.device)
         # The target is always rankable, even when it was seen (module docstring).
         keep = keep.scatter(1, targets, True)
+    nan_t = torch.isnan(own).view(-1)
     out = torch.zeros(scores.shape[0], dtype=fdt, device=scores.device)
     if ties in ("conservative", "average"):
-        geq = scores >= t
-        if keep is not None:
-            geq &= keep
-        # geq counts the target itself once (1 + the other items scored >= the target),
-        # unless the target's own score is NaN: then it is added back explicitly.
-        own = geq.gather(1, targets).view(-1)
-        out += geq.sum(1, dtype=torch.int64).to(fdt) + (~own).to(fdt)
+        # the count includes the target itself (its score >= itself) unless it is NaN; 1 + the
+        # other items scored >= the target either way
+        out += _count_above(scores, t, keep, strict=False).to(fdt) + nan_t.to(fdt)
     if ties in ("optimistic", "average"):
-        gt = scores > t
-        if keep is not None:
-            gt &= keep
-        out += 1.0 + gt.sum(1, dtype=torch.int64).to(fdt)
+        out += 1.0 + _count_above(scores, t, keep, strict=True).to(fdt)
     if ties == "average":
         out /= 2.0
     # A NaN target ranks last: every other rankable item counts as above it.
-    nan_t = torch.isnan(scores.gather(1, targets)).view(-1)
     if bool(nan_t.any()):
         n_rankable = (
             keep.sum(1, dtype=torch.int64).to(fdt)
@@ -102,6 +97,27 @@ def ranks(
         )
         out = torch.where(nan_t, n_rankable, out)
     return out
+
+
+def _count_above(
+    scores: torch.Tensor, t: torch.Tensor, keep: torch.Tensor | None, *, strict: bool
+) -> torch.Tensor:
+    """(B,) int64 per row: the entries ``> t`` (``strict``) or ``>= t`` where ``keep``.
+
+    On the CPU the comparison and the count run in numpy, a few times faster than torch's
+    boolean reduction over the wide rows of a large catalogue (BENCHMARKS.md, "YOOCHOOSE
+    scale"); the counts are the same integers.
+    """
+    if scores.device.type == "cpu" and scores.dtype in (torch.float32, torch.float64):
+        s, tv = scores.numpy(), t.numpy()
+        hit = np.greater(s, tv) if strict else np.greater_equal(s, tv)
+        if keep is not None:
+            hit &= keep.numpy()
+        return torch.from_numpy(np.count_nonzero(hit, axis=1).astype(np.int64))
+    hit = scores > t if strict else scores >= t
+    if keep is not None:
+        hit &= keep
+    return hit.sum(1, dtype=torch.int64)
 
 
 def rank_dtype(device: torch.device) -> torch.dtype:

@@ -161,6 +161,12 @@ class FactorSessionModel(SessionModel):
         query = total / count.clamp(min=1)[:, None]  # (B, F)
         return query @ self.item_factors.T + self.item_bias  # (B, n_items)
 
+    def score_rows(
+        self, state: tuple[torch.Tensor, torch.Tensor], rows: torch.Tensor
+    ) -> torch.Tensor:
+        rows = rows.to(self.device)
+        return self.score((state[0][rows], state[1][rows]))
+
     # -- vectors (sessionrec.ann): score = [mean, 1] · [factors, bias] ------------------------
     def query_vectors(self, state: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """(B, F+1) the mean of each session's item factors, then a 1 that meets the bias."""

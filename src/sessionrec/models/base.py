@@ -281,6 +281,19 @@ class SessionModel(ABC):
         """
         return self.score(state)[rows]
 
+    def top_k(
+        self, state: Any, row: int, k: int, exclude: Sequence[int] | None = None
+    ) -> tuple[list[int], list[float]]:
+        """The ``k`` best next items of slot ``row`` and their scores, best first, items in
+        ``exclude`` left out: ``top_of_scores(score_rows(state, [row])[0], k, exclude)``.
+
+        What a live service needs per event. A model that knows its scores are mostly a fixed
+        background (session kNN: the popularity tie-break of the items no neighbour holds)
+        overrides this to rank only the candidates, with the same answer.
+        """
+        rows = torch.tensor([row], device=self.device)
+        return top_of_scores(self.score_rows(state, rows)[0], k, exclude)
+
     # -- persistence ------------------------------------------------------------------------
     @abstractmethod
     def state_arrays(self) -> dict[str, torch.Tensor]:
@@ -398,6 +411,34 @@ class SessionModel(ABC):
         from sessionrec.recommend import recommend
 
         return recommend(self, session, k, exclude_seen=exclude_seen, index=index)
+
+
+def top_of_scores(
+    scores: torch.Tensor, k: int, exclude: Sequence[int] | None = None
+) -> tuple[list[int], list[float]]:
+    """Top-``k`` item indices and scores of one (n_items,) vector, ``exclude`` masked out —
+    as ``sessionrec.recommend.top_k_frame`` ranks them: NaN is never served, and fewer than
+    ``k`` items come back when fewer have a finite score.
+
+    ``torch.topk`` ranks NaN above every number, so when the plain top ``k`` are all finite
+    the vector held no NaN and at least ``k`` finite scores, and the answer is the one the
+    full cleaning gives; otherwise that runs."""
+    s = scores.detach()  # the model's dtype: the kNN baselines' float64 tie-break stays exact
+    if exclude:
+        s = s.clone()
+        s[torch.tensor(list(exclude), dtype=torch.long, device=s.device)] = -torch.inf
+    if 0 < k <= s.numel():
+        top = torch.topk(s, k)
+        values = top.values.cpu().tolist()
+        if all(math.isfinite(v) for v in values):
+            return top.indices.cpu().tolist(), values
+    return _top_cleaned(s, k)
+
+
+def _top_cleaned(s: torch.Tensor, k: int) -> tuple[list[int], list[float]]:
+    s = s.masked_fill(torch.isnan(s), -torch.inf)  # NaN is never served (as recommend)
+    top = torch.topk(s, min(k, int(torch.isfinite(s).sum())))
+    return top.indices.cpu().tolist(), top.values.cpu().tolist()
 
 
 def one_line(exc: BaseException, limit: int = 200) -> str:

@@ -385,6 +385,10 @@ class GRU4Rec(SessionModel):
         # it saturates and would turn distinct low scores into ties.
         return torch.addmm(p["item.bias"], state[-1], p["item.weight"].t())
 
+    @torch.no_grad()
+    def score_rows(self, state: tuple[torch.Tensor, ...], rows: torch.Tensor) -> torch.Tensor:
+        return self.score((state[-1][rows.to(self.device)],))
+
     def _forward(
         self,
         items: torch.Tensor,

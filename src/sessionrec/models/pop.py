@@ -83,6 +83,9 @@ class Pop(_Counts):
     def score(self, state: int) -> torch.Tensor:
         return self.counts.unsqueeze(0).repeat(state, 1)
 
+    def score_rows(self, state: int, rows: torch.Tensor) -> torch.Tensor:
+        return self.score(int(rows.numel()))
+
 
 class SPop(_Counts):
     """Session popularity: count in the current session, ties by training popularity."""
@@ -113,3 +116,6 @@ class SPop(_Counts):
     def score(self, state: torch.Tensor) -> torch.Tensor:
         """(B, n_items) float64: the session counts, equal ones ordered by popularity."""
         return with_tiebreak(state, self._tiebreak())
+
+    def score_rows(self, state: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        return self.score(state[rows.to(self.device)])

@@ -17,9 +17,13 @@ Two ways to find the neighbours, with the same scores:
   it. The ``m`` most recent sessions of the union of the current items' lists are exactly the
   ``m`` most recent sessions sharing an item (a session among those is among the ``m`` most
   recent of each list it is in), so the truncation loses nothing. Only those candidates are
-  scored (their items read from the sessions → items matrix): the cost of a prediction is
-  bounded by ``m`` × (distinct items of the session + session length), whatever the size of
-  the training log.
+  scored: the cost of a prediction is bounded by ``m`` × the distinct items of the session
+  (q·x is read off the index lists themselves: a candidate is in the list of every current item
+  it holds) plus ``k`` × the neighbours' lengths, whatever the size of the training log. On
+  the CPU this path runs in numpy (a prediction is a few dozen small array operations, each
+  far cheaper to call than a torch op); elsewhere in torch, with the same scores bit for bit.
+  ``top_k`` (the live service) ranks only the neighbours' items and the head of the
+  popularity background, never the whole catalogue.
 * ``sample_size = 0``: exhaustive; every training session is scored, as a dense (B, S) block
   (one sparse × dense product with the sessions → items matrix), neighbours the ``k`` largest
   per row found with one ``topk`` for the k-th value, V-SKNN's "most recent shared item" of
@@ -40,6 +44,7 @@ and "YOOCHOOSE scale").
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
@@ -48,6 +53,7 @@ import torch
 
 from sessionrec.errors import ConfigError
 from sessionrec.models._sparse import (
+    _MIN_EXP32,
     CSR,
     csr_from_coo,
     expand_rows,
@@ -63,6 +69,8 @@ SIMILARITIES = ("cosine", "dot")
 _SIM_BLOCK = 1 << 24
 #: current sessions scored at once by the indexed path (its memory is ~ rows × m × length)
 _INDEX_BLOCK = 1024
+#: current sessions scored at once by the numpy path
+_NUMPY_BLOCK = 64
 #: the default ``sample_size`` (m) of sknn and vsknn
 DEFAULT_SAMPLE_SIZE = 500
 
@@ -178,6 +186,32 @@ class SKNN(SessionModel):
         self._session_norm = sessions.row_sums().double().sqrt().clamp_min(1e-12)
         self._dense: torch.Tensor | None = None
         self._zero_row: torch.Tensor | None = None
+        self._zero_row_np: np.ndarray | None = None
+        self._zero_order_np: np.ndarray | None = None
+        self._np_index: _NumpyIndex | None = None
+
+    @property
+    def _np(self) -> _NumpyIndex | None:
+        """The index as numpy views of the CPU tensors (built at the first numpy scoring, once
+        fit or load has set everything it reads)."""
+        if self._np_index is None and self.recent_index is not None:
+            assert self.sessions is not None
+            weights = self.item_weights
+            self._np_index = _NumpyIndex(
+                n_sess=self.sessions.n_rows,
+                sess_indptr=self.sessions.indptr.numpy(),
+                sess_indices=self.sessions.indices.numpy(),
+                recent_indptr=self.recent_index.indptr.numpy(),
+                recent_indices=self.recent_index.indices.numpy(),
+                session_norm=self._session_norm.numpy(),
+                item_weights=None if weights is None else weights.numpy(),
+            )
+        return self._np_index
+
+    @property
+    def _tiebreak_np(self) -> np.ndarray:
+        assert self.tiebreak is not None
+        return self.tiebreak.numpy()
 
     @property
     def _sessions_t(self) -> torch.Tensor:
@@ -223,12 +257,58 @@ class SKNN(SessionModel):
         rows = rows.to(self.device)
         return self._score(state.items[rows], state.lengths[rows])
 
+    def top_k(
+        self, state: KNNState, row: int, k: int, exclude: Sequence[int] | None = None
+    ) -> tuple[list[int], list[float]]:
+        """The base answer, from the candidates only (CPU, index, tie-break on): the items
+        neighbours hold, with their scores, and the first items of the background every other
+        item keeps (its popularity tie-break; ``_zero_order``), enough of them to fill ``k``
+        past the held and excluded ones. Every score is distinct, so the order is the full
+        ranking's."""
+        if self.recent_index is None or not self.config.tiebreak or self.device.type != "cpu":
+            return super().top_k(state, row, k, exclude)
+        items = state.items[row : row + 1].numpy()
+        _, cols, values = self._score_block_numpy(items, state.lengths[row : row + 1].numpy())
+        scores = _with_tiebreak_np(values, self._tiebreak_np[cols])
+        if not np.isfinite(scores).all():
+            return super().top_k(state, row, k, exclude)
+        out = np.asarray(sorted(set(exclude or ())), dtype=np.int64)
+        zero_order, zero_row = self._zero_order
+        extra = zero_order[: k + cols.size + out.size]
+        extra = extra[~np.isin(extra, cols)]
+        cand = np.concatenate([cols, extra])
+        vals = np.concatenate([scores, zero_row[extra]])
+        if out.size:
+            keep = ~np.isin(cand, out)
+            cand, vals = cand[keep], vals[keep]
+        best = np.argsort(-vals, kind="stable")[:k]
+        return cand[best].tolist(), vals[best].tolist()
+
+    @property
+    def _zero_order(self) -> tuple[np.ndarray, np.ndarray]:
+        """The items by their score when no neighbour holds them (the tie-break), best first,
+        and those scores."""
+        if self._zero_row_np is None:
+            self._zero_row_np = _with_tiebreak_np(np.zeros(self.n_items), self._tiebreak_np)
+        if self._zero_order_np is None:
+            self._zero_order_np = np.argsort(-self._zero_row_np, kind="stable")
+        return self._zero_order_np, self._zero_row_np
+
     def _score(
-        self, items: torch.Tensor, lengths: torch.Tensor, *, exhaustive: bool | None = None
+        self,
+        items: torch.Tensor,
+        lengths: torch.Tensor,
+        *,
+        exhaustive: bool | None = None,
+        torch_index: bool = False,
     ) -> torch.Tensor:
         """Scores through the index (``sample_size`` > 0) or exhaustively; ``exhaustive=True``
         forces the dense path (with ``sample_size`` > 0 it keeps the ``m`` most recent
         candidates of the dense block: the reference of the indexed path in tests).
+
+        On the CPU the index is read with numpy (``_score_numpy``: a prediction is a few dozen
+        small array operations, and numpy's per-call cost is a fraction of torch's); on other
+        devices, or with ``torch_index=True`` (tests), with the same operations in torch.
 
         Both paths return the non-zero scores as (row, item, value) entries; only those get
         the tie-break computed, every other item takes its precomputed zero-score value, so
@@ -238,6 +318,8 @@ class SKNN(SessionModel):
             raise RuntimeError(f"{self.name}: call fit() or load_from() before scoring")
         if exhaustive is None:
             exhaustive = self.recent_index is None
+        if not exhaustive and not torch_index and self.device.type == "cpu":
+            return torch.from_numpy(self._score_numpy(items.numpy(), lengths.numpy()))
         n_batch = items.shape[0]
         if exhaustive:
             block, score_block = _SIM_BLOCK // max(1, self.sessions.n_rows), self._score_block
@@ -262,41 +344,119 @@ class SKNN(SessionModel):
         return out
 
     # -- the model --------------------------------------------------------------------------
-    def _position_weights(self, dist: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """(B, L) weight of each event of the current session; ``dist`` 0 = the last event."""
-        return torch.ones(dist.shape, device=self.device)
+    def _position_weights(self, dist: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """(Q,) float32 weight of each distinct item of the current sessions from its latest
+        event's distance from the end (``dist`` 0 = the last event) and the session's length
+        (both float32)."""
+        return np.ones(dist.shape, dtype=np.float32)
 
     def _has_decay(self) -> bool:
         return False
 
-    def _neighbour_decay(self, dist_of_shared: torch.Tensor) -> torch.Tensor:
-        """Multiplier of each neighbour from the distance of its most recent shared item
-        (elementwise, any shape)."""
-        return torch.ones(dist_of_shared.shape, dtype=torch.float64, device=self.device)
+    def _neighbour_decay(self, dist_of_shared: np.ndarray) -> np.ndarray:
+        """(N,) float64 multiplier of each neighbour from the distance (int64) of the most
+        recent item it shares with the current session."""
+        return np.ones(dist_of_shared.shape, dtype=np.float64)
 
-    def _query(self, items: torch.Tensor, lengths: torch.Tensor) -> _Query:
-        """The current sessions of a block as the index and the dense path both read them."""
-        width = items.shape[1]
-        pos = torch.arange(width, device=self.device).unsqueeze(0)
-        present = pos < lengths.unsqueeze(1)
+    def _neighbour_decay_torch(self, dist_of_shared: torch.Tensor) -> torch.Tensor:
+        decay = self._neighbour_decay(dist_of_shared.cpu().numpy())
+        return torch.from_numpy(decay).to(self.device)
+
+    def _query(self, items: np.ndarray, lengths: np.ndarray) -> _Query:
+        """The current sessions of a block as every path reads them (numpy, any device).
+
+        Args:
+            items: (b, W) int64 the events of each session, −1 past its end.
+            lengths: (b,) int64 events per session.
+        """
         # a repeated item counts once, at its latest (highest-weighted) position: sort the
         # events by (row, item), stably, so the last of each run is the latest
-        ev_b, ev_p = torch.nonzero(present, as_tuple=True)  # row-major: positions ascending
+        present = np.arange(items.shape[1]) < lengths[:, None]
+        ev_b, ev_p = np.nonzero(present)  # row-major: positions ascending
         key = ev_b * self.n_items + items[ev_b, ev_p]
-        key_sorted, order = torch.sort(key, stable=True)
-        last = torch.ones_like(key_sorted, dtype=torch.bool)
+        order = np.argsort(key, kind="stable")
+        key_sorted = key[order]
+        last = np.ones(key_sorted.shape, dtype=bool)
         last[:-1] = key_sorted[1:] != key_sorted[:-1]
         q_b, q_p = ev_b[order[last]], ev_p[order[last]]
-        latest = torch.zeros_like(present)
-        latest[q_b, q_p] = True
-        dist = (lengths.unsqueeze(1) - 1 - pos).clamp_min(0)
-        # float32 weights, summed in float64: the dot products are then exact (any order)
-        weights = (self._position_weights(dist, lengths) * latest).double()
+        length = lengths[q_b]
+        dist = (length - 1 - q_p).astype(np.float32)
+        # float32 weights, summed in float64: the products of two are exact
+        weights = self._position_weights(dist, length.astype(np.float32)).astype(np.float64)
+        n_b = items.shape[0]
         if self.config.similarity == "cosine":
-            denom = weights.square().sum(1).sqrt().clamp_min(1e-12)
+            denom = np.sqrt(np.bincount(q_b, weights=weights * weights, minlength=n_b))
         else:
-            denom = latest.sum(1).clamp_min(1).double()
-        return _Query(key_sorted[last], q_p, weights[q_b, q_p], denom)
+            denom = np.bincount(q_b, minlength=n_b).astype(np.float64)
+        return _Query(key_sorted[last], q_p, weights, np.maximum(denom, 1e-12))
+
+    def _query_torch(self, items: torch.Tensor, lengths: torch.Tensor) -> _Query:
+        """``_query`` as tensors on the model's device (the torch paths)."""
+        qy = self._query(items.cpu().numpy(), lengths.cpu().numpy())
+        arrays = (qy.keys, qy.positions, qy.weights, qy.denom)
+        return _Query(*(torch.from_numpy(a).to(self.device) for a in arrays))
+
+    def _score_numpy(self, items: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """(b, n_items) scores through the index, with numpy (CPU): ``_score`` on the CPU."""
+        n_b = items.shape[0]
+        if self.config.tiebreak:
+            _, zero_row = self._zero_order
+            out = np.empty((n_b, self.n_items), dtype=np.float64)
+            out[:] = zero_row
+        else:
+            out = np.zeros((n_b, self.n_items), dtype=np.float32)
+        # blocks of rows bound the memory of the entries (~ rows × m × distinct items)
+        for lo in range(0, n_b, _NUMPY_BLOCK):
+            hi = min(n_b, lo + _NUMPY_BLOCK)
+            rows, cols, values = self._score_block_numpy(items[lo:hi], lengths[lo:hi])
+            if self.config.tiebreak:
+                values = _with_tiebreak_np(values, self._tiebreak_np[cols])
+            out[rows + lo, cols] = values
+        return out
+
+    def _score_block_numpy(self, items: np.ndarray, lengths: np.ndarray) -> _NpEntries:
+        """The non-zero float32 scores of a block through the index, with numpy: the scores of
+        ``_score_block_indexed`` bit for bit (the same sums in the same order), found with
+        less work: q·x from the index lists of the current items (at most m entries per
+        distinct item) instead of reading every candidate's items."""
+        ix = self._np
+        assert ix is not None
+        m, k, n_items, n_sess = self.config.sample_size, self.config.k, self.n_items, ix.n_sess
+        n_b = items.shape[0]
+        qy = self._query(items, lengths)
+        # candidates: the m most recent (lowest index) sessions of the current items' lists.
+        # A candidate is in the (truncated) list of every current item it holds (module doc),
+        # so the lists alone give q·x: each list entry adds its item's weight to its session,
+        # in item order (the order of the dense path's sums), and the latest shared position
+        qb = qy.keys // n_items
+        flat, owner = _expand_rows_np(ix.recent_indptr, qy.keys % n_items)
+        cand, inverse = _unique_inverse_np(qb[owner] * n_sess + ix.recent_indices[flat])
+        dot = np.bincount(inverse, weights=qy.weights[owner], minlength=cand.size)
+        cand_b, cand_s = cand // n_sess, cand % n_sess
+        keep = _rank_within_np(cand_b, n_b) < m
+        cand_b, cand_s, dot = cand_b[keep], cand_s[keep], dot[keep]
+        if self.config.similarity == "cosine":
+            sims = dot / ix.session_norm[cand_s] / qy.denom[cand_b]
+        else:
+            sims = dot / qy.denom[cand_b]
+        # neighbours: the k largest per query, ties → the more recent (lower index) session
+        order = np.lexsort((cand_s, -sims, cand_b))
+        nb = order[(_rank_within_np(cand_b[order], n_b) < k) & (sims[order] > 0)]
+        nb.sort()  # back to (query, session) order
+        weight = sims[nb]
+        if self._has_decay():
+            shared = np.zeros(cand.size, dtype=np.int64)
+            np.maximum.at(shared, inverse, qy.positions[owner] + 1)
+            weight = weight * self._neighbour_decay(lengths[cand_b[nb]] - shared[keep][nb])
+        # the scores: each neighbour's weight summed onto each of its items, in order
+        flat, owner = _expand_rows_np(ix.sess_indptr, cand_s[nb])
+        dest = cand_b[nb][owner] * n_items + ix.sess_indices[flat]
+        uniq, inverse = _unique_inverse_np(dest)
+        values = np.bincount(inverse, weights=weight[owner], minlength=uniq.size).astype(np.float32)
+        cols = uniq % n_items
+        if ix.item_weights is not None:
+            values = values * ix.item_weights[cols]
+        return uniq // n_items, cols, values
 
     def _score_block_indexed(self, items: torch.Tensor, lengths: torch.Tensor) -> _Entries:
         """The non-zero float32 scores of a block, through the item → recent-sessions index."""
@@ -304,7 +464,7 @@ class SKNN(SessionModel):
         m, n_items = self.config.sample_size, self.n_items
         n_sess = self.sessions.n_rows
         n_b = items.shape[0]
-        qy = self._query(items, lengths)
+        qy = self._query_torch(items, lengths)
         # candidates: the sessions in the index lists of the current items, once per query,
         # the m most recent (lowest session index) of each query
         qb = qy.keys // n_items
@@ -336,7 +496,7 @@ class SKNN(SessionModel):
         if self._has_decay():
             shared = torch.zeros(cand_s.numel(), dtype=torch.long, device=self.device)
             shared.scatter_reduce_(0, owner, qy.positions[hit_at] + 1, "amax")
-            weight = weight * self._neighbour_decay(lengths[cand_b[nb]] - shared[nb])
+            weight = weight * self._neighbour_decay_torch(lengths[cand_b[nb]] - shared[nb])
         return self._item_scores(cand_b[nb], cand_s[nb], weight)
 
     def _item_scores(
@@ -372,7 +532,7 @@ class SKNN(SessionModel):
         assert self.sessions is not None and self.item_sessions is not None
         cfg = self.config
         n_b = items.shape[0]
-        qy = self._query(items, lengths)
+        qy = self._query_torch(items, lengths)
         q_b, q_i = qy.keys // self.n_items, qy.keys % self.n_items
         last_pos = torch.full((n_b, self.n_items), -1, dtype=torch.long, device=self.device)
         last_pos[q_b, q_i] = qy.positions
@@ -395,7 +555,7 @@ class SKNN(SessionModel):
         weight = sims[nb_b, nb_s]
         if self._has_decay():
             dist = self._shared_distance(last_pos, lengths)
-            weight = weight * self._neighbour_decay(dist[nb_b, nb_s])
+            weight = weight * self._neighbour_decay_torch(dist[nb_b, nb_s])
         return self._item_scores(nb_b, nb_s, weight)
 
     def _shared_distance(self, last_pos: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -433,7 +593,8 @@ class SKNN(SessionModel):
 
 @dataclass(frozen=True)
 class _Query:
-    """A block of current sessions, as (row, item) entries: each distinct item once.
+    """A block of current sessions, as (row, item) entries: each distinct item once (numpy
+    arrays, or tensors on the model's device for the torch paths).
 
     Attributes:
         keys: (Q,) int64 ``row · n_items + item``, sorted.
@@ -442,14 +603,70 @@ class _Query:
         denom: (b,) float64 the similarity's divisor: ‖q‖ (cosine) or the distinct items (dot).
     """
 
-    keys: torch.Tensor
-    positions: torch.Tensor
-    weights: torch.Tensor
-    denom: torch.Tensor
+    keys: Any
+    positions: Any
+    weights: Any
+    denom: Any
 
 
 #: non-zero scores of a block: rows (U,), items (U,), float32 values (U,)
 _Entries = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+_NpEntries = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+@dataclass(frozen=True)
+class _NumpyIndex:
+    """What the numpy path reads: numpy views of the model's CPU tensors (no copies)."""
+
+    n_sess: int
+    sess_indptr: np.ndarray
+    sess_indices: np.ndarray
+    recent_indptr: np.ndarray
+    recent_indices: np.ndarray
+    session_norm: np.ndarray
+    item_weights: np.ndarray | None
+
+
+def _expand_rows_np(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``_sparse.expand_rows`` in numpy: the entry positions of CSR ``rows`` and their owner."""
+    starts = indptr[rows]
+    lengths = indptr[rows + 1] - starts
+    owner = np.repeat(np.arange(rows.size), lengths)
+    block_start = np.cumsum(lengths) - lengths
+    return starts[owner] + np.arange(owner.size) - block_start[owner], owner
+
+
+def _unique_np(x: np.ndarray) -> np.ndarray:
+    """The sorted distinct values (``np.unique``, by one sort: faster on small arrays)."""
+    x = np.sort(x)
+    keep = np.ones(x.size, dtype=bool)
+    np.not_equal(x[1:], x[:-1], out=keep[1:])
+    return x[keep]
+
+
+def _unique_inverse_np(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(x, return_inverse=True)`` by one stable sort."""
+    order = np.argsort(x, kind="stable")
+    xs = x[order]
+    new = np.ones(x.size, dtype=bool)
+    np.not_equal(xs[1:], xs[:-1], out=new[1:])
+    inverse = np.empty(x.size, dtype=np.int64)
+    inverse[order] = np.cumsum(new) - 1
+    return xs[new], inverse
+
+
+def _rank_within_np(groups: np.ndarray, n_groups: int) -> np.ndarray:
+    """``_rank_within`` in numpy."""
+    counts = np.bincount(groups, minlength=n_groups)
+    return np.arange(groups.size) - (np.cumsum(counts) - counts)[groups]
+
+
+def _with_tiebreak_np(scores: np.ndarray, tiebreak: np.ndarray) -> np.ndarray:
+    """``_sparse.with_tiebreak`` in numpy (float64, CPU): the same values bit for bit."""
+    s = scores.astype(np.float64)
+    _, exp = np.frexp(s)
+    exp = np.where(s == 0, _MIN_EXP32, np.maximum(exp, _MIN_EXP32))
+    return s + np.ldexp(tiebreak, exp - 26)
 
 
 def _rank_within(groups: torch.Tensor, n_groups: int) -> torch.Tensor:

@@ -365,6 +365,9 @@ class TwoTower(SessionModel):
     def score(self, state: torch.Tensor) -> torch.Tensor:
         return self.query_vectors(state) @ self.item_vectors().T  # (B, n_items)
 
+    def score_rows(self, state: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        return self.score(state[rows.to(self.device)])
+
     # -- vectors (sessionrec.ann: exact or approximate top-k) ---------------------------------
     @torch.no_grad()
     def query_vectors(self, state: torch.Tensor) -> torch.Tensor:

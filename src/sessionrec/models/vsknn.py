@@ -111,27 +111,26 @@ class VSKNN(SKNN):
     name: ClassVar[str] = "vsknn"
     Config: ClassVar[type] = VSKNNConfig
 
-    def _position_weights(self, dist: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        d = dist.float()
-        length = lengths.unsqueeze(1).float().clamp_min(1)
+    def _position_weights(self, dist: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        one = np.float32(1.0)
         w = {
-            "harmonic": lambda: 1.0 / (d + 1),
-            "linear": lambda: (length - d) / length,
-            "quadratic": lambda: ((length - d) / length) ** 2,
-            "same": lambda: torch.ones_like(d),
+            "harmonic": lambda: one / (dist + one),
+            "linear": lambda: (lengths - dist) / lengths,
+            "quadratic": lambda: ((lengths - dist) / lengths) ** 2,
+            "same": lambda: np.ones_like(dist),
         }[self.config.weighting]()
-        return w.clamp_min(0)
+        return np.maximum(w, np.float32(0.0))
 
     def _has_decay(self) -> bool:
         return bool(self.config.weighting_score != "same")
 
-    def _neighbour_decay(self, dist_of_shared: torch.Tensor) -> torch.Tensor:
-        d = dist_of_shared.double()
+    def _neighbour_decay(self, dist_of_shared: np.ndarray) -> np.ndarray:
+        d = dist_of_shared.astype(np.float64)
         if self.config.weighting_score == "harmonic":
             return 1.0 / (d + 1)
         if self.config.weighting_score == "quadratic":
             return 1.0 / (d + 1) ** 2
-        return torch.ones_like(d)
+        return np.ones_like(d)
 
     def _learn_item_weights(
         self, session_counts: np.ndarray, event_counts: np.ndarray, n_sessions: int

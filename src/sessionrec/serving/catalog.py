@@ -9,7 +9,6 @@ request costs a few lookups instead of a scan of the catalogue. On a miss the er
 from __future__ import annotations
 
 import json
-import math
 import threading
 import unicodedata
 from dataclasses import dataclass
@@ -296,32 +295,3 @@ def model_info(path: Path, model: Any) -> dict[str, Any]:
     if training.exists():
         info["training"] = json.loads(training.read_text())
     return info
-
-
-def scores_to_top(
-    scores: torch.Tensor, k: int, exclude: list[int] | None
-) -> tuple[list[int], list[float]]:
-    """Top-``k`` item indices and scores of one (n_items,) vector, ``exclude`` masked out —
-    as ``sessionrec.recommend.top_k_frame`` ranks them: NaN is never served, and fewer than
-    ``k`` items come back when fewer have a finite score.
-
-    ``torch.topk`` ranks NaN above every number, so when the plain top ``k`` are all finite
-    the vector held no NaN and at least ``k`` finite scores, and the answer is the one the
-    full cleaning (``_top_cleaned``) gives; otherwise that runs."""
-    s = scores.detach()  # the model's dtype: the kNN baselines' float64 tie-break stays exact
-    if exclude:
-        s = s.clone()
-        s[torch.tensor(exclude, dtype=torch.long, device=s.device)] = -torch.inf
-    if 0 < k <= s.numel():
-        top = torch.topk(s, k)
-        values = top.values.cpu().tolist()
-        if all(math.isfinite(v) for v in values):
-            return top.indices.cpu().tolist(), values
-    return _top_cleaned(s, k)
-
-
-def _top_cleaned(s: torch.Tensor, k: int) -> tuple[list[int], list[float]]:
-    s = s.masked_fill(torch.isnan(s), -torch.inf)  # NaN is never served (as recommend)
-    k = min(k, int(torch.isfinite(s).sum()))
-    top = torch.topk(s, k)
-    return top.indices.cpu().tolist(), top.values.cpu().tolist()

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from sessionrec.errors import UnknownNameError
-from sessionrec.serving.catalog import ServedModel, model_info, scores_to_top
+from sessionrec.serving.catalog import ServedModel, model_info
 from sessionrec.serving.state import SessionRecord, SessionStore
 
 log = logging.getLogger(__name__)
@@ -231,8 +231,7 @@ class Engine:
         self, rec: SessionRecord | None, sm: ServedModel, entry: _Entry, k: int, exclude_seen: bool
     ) -> Recommendation:
         with torch.inference_mode():
-            scores = sm.model.score_rows(entry.state, sm.first_row)[0]
-            top, values = scores_to_top(scores, k, entry.idx if exclude_seen else None)
+            top, values = sm.model.top_k(entry.state, 0, k, entry.idx if exclude_seen else None)
         because = sm.because(entry.idx, top) if sm.is_knn else None
         return Recommendation(rec, sm, top, values, because, entry.idx)
 
