@@ -94,6 +94,12 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "lr0.1-drop0.2-mom0.3": {"learning_rate": 0.1, "dropout_p_hidden": 0.2, "momentum": 0.3},
     "lr0.2-drop0.2": {"learning_rate": 0.2, "dropout_p_hidden": 0.2},
     "bs32-lr0.2-drop0.2": {"batch_size": 32, "learning_rate": 0.2, "dropout_p_hidden": 0.2},
+    # after the per-epoch diagnosis on the media preset's valid part (benchmarks/
+    # gru4rec_diagnose.py): train loss keeps falling while valid peaks, a wider layer peaks
+    # higher but sooner, and hidden dropout lets the wider layer keep its gain
+    "full-layers300-drop0.5": {"n_sample": -1, "layers": [300], "dropout_p_hidden": 0.5},
+    "full-layers200-drop0.5": {"n_sample": -1, "layers": [200], "dropout_p_hidden": 0.5},
+    "full-drop0.5": {"n_sample": -1, "dropout_p_hidden": 0.5},
 }
 
 #: Other models' candidates (``MODEL:VARIANT``), each against the model's current defaults
@@ -141,7 +147,8 @@ def run_one(cfg: str, log: str, data: Path, work: Path, epochs: int, patience: i
     else:
         params = {**OLD, **CONFIGS[cfg], "n_epochs": epochs}
         sr.train("gru4rec", data, work / log / "runs" / cfg, params=params, fit_on="train",
-                 patience=patience, progress=False, device="cpu", overwrite=True)  # fmt: skip
+                 patience=patience, valid_every=1, progress=False, device="cpu",
+                 overwrite=True)  # fmt: skip
     seconds = time.perf_counter() - t0
     hist = [json.loads(x) for x in (work / log / "runs" / cfg / "history.jsonl").open()]
     best = max(hist, key=lambda r: r["valid_mrr@20"])

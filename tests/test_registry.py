@@ -36,7 +36,7 @@ def test_every_model_is_registered_once_with_its_task() -> None:
 def test_parameters_come_from_the_config_with_types_defaults_and_old_names() -> None:
     params = {p.name: p for p in registry.spec("gru4rec").parameters()}
     assert params["layers"].type == "list of int"
-    assert params["layers"].shown_default == "[100]"
+    assert params["layers"].shown_default == "[300]"
     assert params["embedding"].type == "int or str"
     assert params["n_epochs"].aliases == ("epochs",)
     assert params["learning_rate"].aliases == ("lr",)
@@ -65,7 +65,7 @@ def test_the_markdown_table_lists_every_model_with_types() -> None:
     md = models_markdown()
     for name in registry.MODELS:
         assert f"| `{name}` |" in md
-    assert "`layers=[100]` (list of int)" in md
+    assert "`layers=[300]` (list of int)" in md
     assert "`embedding=0` (int or str)" in md  # no "|" inside a table cell
 
 

@@ -121,6 +121,99 @@ def test_early_stopping_restores_the_best_epoch(
     assert json.loads((out / "training.json").read_text())["best_epoch"] == 2
 
 
+def flat_valid(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Valid metrics that never improve after the first epoch; returns the scored epochs."""
+    scored: list[int] = []
+
+    def fake_evaluator(*_: Any) -> Any:  # (valid_metric, exclude_seen)
+        def run(model: Any, data: Any) -> dict[str, float]:
+            scored.append(len(scored) + 1)
+            return {"recall@20": 0.5, "mrr@20": 0.25}
+
+        return run
+
+    monkeypatch.setattr(runner, "_evaluator", fake_evaluator)
+    return scored
+
+
+def test_early_stopping_is_on_by_default_when_fitting_on_train(
+    prepared: sr.PreparedData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No patience asked: with valid metrics the run stops after AUTO_PATIENCE validations
+    without a better one and keeps the best epoch; without them it trains every epoch."""
+    flat_valid(monkeypatch)
+    params = {**PARAMS, "n_epochs": 10}
+    sr.train("gru4rec", prepared, tmp_path / "a", params=params, progress=False)
+    assert runner.AUTO_PATIENCE == 3
+    assert [r["epoch"] for r in history(tmp_path / "a")] == [1, 2, 3, 4]
+    done = json.loads((tmp_path / "a" / "training.json").read_text())
+    assert done["patience"] == 3 and done["patience_asked"] == "auto"
+    assert done["stopped_early"] is True and done["best_epoch"] == 1
+    # patience=None (or "none") switches it off: every epoch is trained, the best still kept
+    sr.train("gru4rec", prepared, tmp_path / "b", params=params, patience="none",
+             progress=False)  # fmt: skip
+    assert len(history(tmp_path / "b")) == 10
+    assert json.loads((tmp_path / "b" / "training.json").read_text())["best_epoch"] == 1
+    # nothing to stop on: the configured number of epochs
+    sr.train("gru4rec", prepared, tmp_path / "c", params={**params, "n_epochs": 5},
+             fit_on="train+valid", progress=False)  # fmt: skip
+    assert len(history(tmp_path / "c")) == 5
+    done = json.loads((tmp_path / "c" / "training.json").read_text())
+    assert done["patience"] is None and done["stopped_early"] is False
+
+
+def test_stopping_by_default_lets_valid_choose_up_to_the_models_cap(
+    prepared: sr.PreparedData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """n_epochs not given: a fit on train that stops early by default may run up to the
+    model's ``early_stopping_epochs``; a fit on train+valid trains the default n_epochs."""
+    from sessionrec.models.gru4rec import GRU4Rec, GRU4RecConfig
+
+    values = iter(range(1, 100))
+
+    def improving(*_: Any) -> Any:
+        return lambda model, data: {"recall@20": 0.0, "mrr@20": next(values) / 100}
+
+    monkeypatch.setattr(runner, "_evaluator", improving)
+    small = {k: v for k, v in PARAMS.items() if k != "n_epochs"}
+    assert GRU4Rec.early_stopping_epochs == 10 and GRU4RecConfig.n_epochs == 5
+    sr.train("gru4rec", prepared, tmp_path / "a", params=small, progress=False)
+    assert len(history(tmp_path / "a")) == 10
+    sr.train("gru4rec", prepared, tmp_path / "b", params={**small, "n_epochs": 2},
+             progress=False)  # fmt: skip
+    assert len(history(tmp_path / "b")) == 2  # asked for: kept
+    sr.train("gru4rec", prepared, tmp_path / "c", params=small, patience=None, progress=False)
+    assert len(history(tmp_path / "c")) == 5  # no early stopping: the default n_epochs
+    sr.train("gru4rec", prepared, tmp_path / "d", params=small, fit_on="train+valid",
+             progress=False)  # fmt: skip
+    assert len(history(tmp_path / "d")) == 5
+
+
+def test_cli_train_stops_early_by_default(
+    prepared: sr.PreparedData,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    flat_valid(monkeypatch)
+    argv = ["train", str(prepared.path), "--model", "gru4rec", "--device", "cpu",
+            "--param", "layers=8", "--param", "n_epochs=8", "--param", "batch_size=4"]  # fmt: skip
+    main([*argv, "--out", str(tmp_path / "a")])
+    assert len(history(tmp_path / "a")) == 4
+    assert "stopped early (3 validations without a better mrr@20); kept the best epoch, 1" in (
+        " ".join(capsys.readouterr().out.split())
+    )
+    main([*argv, "--out", str(tmp_path / "b"), "--patience", "none"])
+    assert len(history(tmp_path / "b")) == 8
+    main([*argv, "--out", str(tmp_path / "c"), "--patience", "2"])
+    assert len(history(tmp_path / "c")) == 3
+    from _helpers import run_cli
+
+    code, _, err = run_cli([*argv, "--out", str(tmp_path / "d"), "--patience", "soon"], capsys)
+    assert code == 2 and "patience must be 'auto'" in err and "Traceback" not in err
+    assert not (tmp_path / "d").exists()
+
+
 def test_parse_params() -> None:
     got = parse_params(["layers=224", "layers2=[224, 224]", "constrained_embedding=true",
                         "loss=bpr-max", "learning_rate=0.05", "flag=False"])  # fmt: skip

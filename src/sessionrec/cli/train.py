@@ -69,8 +69,13 @@ def train(
         str, typer.Option(help="Valid metric for early stopping and the best epoch.")
     ] = "mrr@20",
     patience: Annotated[
-        int | None, typer.Option(help="Stop after N epochs without a better valid metric.")
-    ] = None,
+        str,
+        typer.Option(
+            help="Stop after N validations without a better valid metric and keep the best "
+            "epoch. auto (default): 3 with --fit-on train and a non-empty valid part, else "
+            "the configured epochs; none: never stop early."
+        ),
+    ] = "auto",
     resume: Annotated[
         bool,
         typer.Option(
@@ -102,6 +107,7 @@ def train(
     from sessionrec import registry
     from sessionrec.prepare import PreparedData
     from sessionrec.training import train as run
+    from sessionrec.training.runner import parse_patience
 
     if threads is not None:
         if threads < 1:
@@ -111,9 +117,10 @@ def train(
         torch.set_num_threads(threads)
     if param_file is not None and model != "gru4rec":
         raise ConfigError(f"--param-file ({param_file}) is read for gru4rec only, not {model!r}")
+    stop = parse_patience(patience)
     data = PreparedData(data_dir)
     if registry.spec(model).task == registry.RATING:
-        if resume or patience is not None:
+        if resume or stop not in (None, "auto"):
             raise ConfigError(
                 f"{model} is a rating model: --resume and --patience apply to next-item models"
             )  # (sr.train refuses them too; said here in the CLI's own words)
@@ -128,7 +135,7 @@ def train(
         seed=seed,
         device=device,
         valid_metric=valid_metric,
-        patience=patience,
+        patience=stop,
         resume=resume,
         progress=True,
         overwrite=overwrite,
@@ -142,6 +149,15 @@ def train(
         f"{last.get('events_per_second', 0):,.0f} events/s → {out}",
         highlight=False,
     )
+    done = json.loads((out / "training.json").read_text())
+    if done.get("best_epoch") is not None and done["best_epoch"] != len(history):
+        stopped = (
+            f"stopped early ({done['patience']} validations without a better "
+            f"{done['valid_metric']}); "
+            if done.get("stopped_early")
+            else ""
+        )
+        console.print(f"{stopped}kept the best epoch, {done['best_epoch']}", highlight=False)
 
 
 def _train_rating(

@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from sessionrec import registry
 from sessionrec._io import claim_dir, mark_complete, write_json
@@ -44,6 +44,14 @@ EPOCH_KEYS = ("n_epochs", "epochs")
 #: The valid metrics computed after each epoch (``_evaluator``).
 #: valid metrics per epoch: any cutoff K (recall@20 and mrr@20 are always recorded too)
 VALID_METRICS = ("recall", "mrr", "ndcg")
+#: ``patience="auto"`` (the default of ``train`` and `sessionrec train`): when there are valid
+#: metrics (fit on train, a non-empty valid part), stop after this many validations without a
+#: better valid metric and keep the best epoch; without valid metrics (``train+valid``, an empty
+#: valid part) train the configured number of epochs. Why 3: BENCHMARKS.md, "Early stopping by
+#: default".
+AUTO_PATIENCE = 3
+#: The value of ``patience`` that chooses by the data (``AUTO_PATIENCE`` with valid metrics).
+AUTO = "auto"
 
 
 def train(
@@ -56,7 +64,7 @@ def train(
     seed: int = 0,
     device: str = "auto",
     valid_metric: str = "mrr@20",
-    patience: int | None = None,
+    patience: int | str | None = "auto",
     resume: bool = False,
     progress: bool = True,
     exclude_seen: bool = False,
@@ -80,7 +88,11 @@ def train(
         seed: the model's seed, unless ``params`` gives one.
         device: ``cpu``, ``cuda`` or ``auto``.
         valid_metric: the valid metric early stopping and the best epoch follow.
-        patience: stop after this many epochs without improvement (None = never).
+        patience: stop after this many validations without a better ``valid_metric`` and
+            keep the best epoch; ``"auto"`` (default): ``AUTO_PATIENCE`` (3) when there are
+            valid metrics (``fit_on="train"`` and a non-empty valid part), none otherwise (the
+            configured number of epochs is trained); None: never stop early (the best epoch
+            is still kept when there are valid metrics).
         resume: continue from the checkpoint in ``out_dir``, on the same data (its
             fingerprint is checked), with the checkpoint's parameters; only the number of
             epochs may be raised, which extends a finished run.
@@ -113,12 +125,13 @@ def train(
         data = PreparedData(data)
     if fit_on not in FIT_ON:
         raise ConfigError(f"fit_on must be one of {', '.join(FIT_ON)}, not {fit_on!r}")
+    asked = parse_patience(patience)
     if (
         registry.spec(model_name).task == registry.RATING
     ):  # rating models: valid RMSE per epoch, no checkpoints
         from sessionrec.rating.prepared import train_rating
 
-        if resume or patience is not None:
+        if resume or asked not in (None, AUTO):
             raise ConfigError(
                 f"{model_name} is a rating model: resume and patience apply to next-item models"
             )
@@ -143,7 +156,15 @@ def train(
         params.setdefault("seed", seed)
     ckpt = out / CHECKPOINT
     has_valid = fit_on == "train" and data.valid.n_sessions > 0
-    _check_stopping(patience, valid_metric, has_valid, fit_on)
+    # "auto": early stopping wherever there is something to stop on
+    stop_after = (AUTO_PATIENCE if has_valid else None) if isinstance(asked, str) else asked
+    _check_stopping(stop_after, valid_metric, has_valid, fit_on)
+    # Stopping by default, on epochs nobody asked for: the model's cap for that case (GRU4Rec:
+    # 10 where its n_epochs, the count for a fit without valid, is 5), so that valid chooses.
+    cap = getattr(cls, "early_stopping_epochs", None)
+    asked_epochs = any(k in given for k in EPOCH_KEYS)
+    if isinstance(asked, str) and stop_after and cap and not (resume or asked_epochs):
+        params["n_epochs"] = cap
     if valid_every is not None and valid_every < 1:
         raise ConfigError(f"valid_every must be 1 or more, not {valid_every}")
     state: dict[str, Any] = {"history": [], "best_epoch": None, "best_value": None, "bad": 0}
@@ -194,7 +215,7 @@ def train(
         checkpoint_dir=ckpt,
         valid_metrics=valid_metrics,
         metric_key=metric_key,
-        patience=patience,
+        patience=stop_after,
         best_arrays=best_arrays,
         epoch_finished=bar.finish_epoch,
         report=report,
@@ -231,7 +252,9 @@ def train(
             "model": model_name,
             "fit_on": fit_on,
             "valid_metric": valid_metric,
-            "patience": patience,
+            "patience": stop_after,
+            "patience_asked": asked,
+            "stopped_early": stop_after is not None and state["bad"] >= stop_after,
             "best_epoch": state["best_epoch"],
             "best_value": state["best_value"],
             "epochs": len(state["history"]),
@@ -240,6 +263,22 @@ def train(
     learning_curve(out / "learning_curve.png", state["history"], model_name)
     mark_complete(out, "train")
     return model
+
+
+def parse_patience(value: int | str | None) -> int | Literal["auto"] | None:
+    """``patience`` as ``train`` takes it: ``"auto"``, a number of validations (an int, or a
+    string of digits from the command line), or None / ``"none"`` / ``"off"`` (never stop)."""
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word == AUTO:
+            return "auto"
+        if word in ("none", "off", "never"):
+            return None
+        if word.lstrip("-").isdigit():
+            return int(word)
+    raise ConfigError(f"patience must be 'auto', a number of validations or 'none', not {value!r}")
 
 
 def _check_stopping(patience: int | None, valid_metric: str, has_valid: bool, fit_on: str) -> None:
