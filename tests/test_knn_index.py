@@ -117,11 +117,15 @@ def test_default_sample_size_and_the_index_after_load(tmp_path) -> None:
 @pytest.mark.parametrize(("name", "params"), CONFIGS)
 @pytest.mark.parametrize("m", [4, DEFAULT_SAMPLE_SIZE])
 @pytest.mark.parametrize("tiebreak", [True, False])
+@pytest.mark.parametrize("dense", [0, 10**9], ids=["sorted", "dense"])
 def test_numpy_index_equals_the_torch_index(
-    name: str, params: dict, m: int, tiebreak: bool
+    name: str, params: dict, m: int, tiebreak: bool, dense: int, monkeypatch
 ) -> None:
     """On the CPU the index is read with numpy; the torch code (other devices) must give the
-    same scores bit for bit, for whole blocks, single rows and an empty session."""
+    same scores bit for bit, for whole blocks, single rows and an empty session, whether the
+    numpy path groups keys by a sort or densely (``_DENSE_GROUPING``: 0 always sorts, 10⁹
+    always bins)."""
+    monkeypatch.setattr("sessionrec.models.sknn._DENSE_GROUPING", dense)
     params = {**params, "sample_size": m, "tiebreak": tiebreak}
     model = create(name, params).fit(session_data(TRAIN, N_ITEMS))
     state = streamed([*QUERIES, []])

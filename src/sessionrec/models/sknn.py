@@ -430,8 +430,8 @@ class SKNN(SessionModel):
         # in item order (the order of the dense path's sums), and the latest shared position
         qb = qy.keys // n_items
         flat, owner = _expand_rows_np(ix.recent_indptr, qy.keys % n_items)
-        cand, inverse = _unique_inverse_np(qb[owner] * n_sess + ix.recent_indices[flat])
-        dot = np.bincount(inverse, weights=qy.weights[owner], minlength=cand.size)
+        keys = qb[owner] * n_sess + ix.recent_indices[flat]
+        cand, inverse, dot = _group_sum_np(keys, qy.weights[owner], n_b * n_sess)
         cand_b, cand_s = cand // n_sess, cand % n_sess
         keep = _rank_within_np(cand_b, n_b) < m
         cand_b, cand_s, dot = cand_b[keep], cand_s[keep], dot[keep]
@@ -444,15 +444,20 @@ class SKNN(SessionModel):
         nb = order[(_rank_within_np(cand_b[order], n_b) < k) & (sims[order] > 0)]
         nb.sort()  # back to (query, session) order
         weight = sims[nb]
-        if self._has_decay():
-            shared = np.zeros(cand.size, dtype=np.int64)
-            np.maximum.at(shared, inverse, qy.positions[owner] + 1)
+        if self._has_decay():  # the latest shared position (+1) of each candidate
+            if inverse is None:  # grouped densely: by key
+                latest = np.zeros(n_b * n_sess, dtype=np.int64)
+                np.maximum.at(latest, keys, qy.positions[owner] + 1)
+                shared = latest[cand]
+            else:
+                shared = np.zeros(cand.size, dtype=np.int64)
+                np.maximum.at(shared, inverse, qy.positions[owner] + 1)
             weight = weight * self._neighbour_decay(lengths[cand_b[nb]] - shared[keep][nb])
         # the scores: each neighbour's weight summed onto each of its items, in order
         flat, owner = _expand_rows_np(ix.sess_indptr, cand_s[nb])
         dest = cand_b[nb][owner] * n_items + ix.sess_indices[flat]
-        uniq, inverse = _unique_inverse_np(dest)
-        values = np.bincount(inverse, weights=weight[owner], minlength=uniq.size).astype(np.float32)
+        uniq, _, sums = _group_sum_np(dest, weight[owner], n_b * n_items)
+        values = sums.astype(np.float32)
         cols = uniq % n_items
         if ix.item_weights is not None:
             values = values * ix.item_weights[cols]
@@ -653,6 +658,28 @@ def _unique_inverse_np(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     inverse = np.empty(x.size, dtype=np.int64)
     inverse[order] = np.cumsum(new) - 1
     return xs[new], inverse
+
+
+#: ``_group_sum_np`` groups densely (an array over every possible key) when the key space
+#: is at most this many times the keys: then two linear passes beat one sort
+_DENSE_GROUPING = 16
+
+
+def _group_sum_np(
+    keys: np.ndarray, weights: np.ndarray, space: int
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """The sorted distinct ``keys`` (all in ``[0, space)``) and the float64 sum of the
+    ``weights`` of each, summed in the order of ``keys`` (so either way gives the same bits).
+
+    Returns the inverse (each key's group) too when grouping by a sort; None when grouping
+    densely (one bin per possible key, for a small key space: a served session's block)."""
+    if space <= _DENSE_GROUPING * keys.size:
+        present = np.zeros(space, dtype=bool)
+        present[keys] = True
+        distinct = np.flatnonzero(present)
+        return distinct, None, np.bincount(keys, weights=weights, minlength=space)[distinct]
+    distinct, inverse = _unique_inverse_np(keys)
+    return distinct, inverse, np.bincount(inverse, weights=weights, minlength=distinct.size)
 
 
 def _rank_within_np(groups: np.ndarray, n_groups: int) -> np.ndarray:
