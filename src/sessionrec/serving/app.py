@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import math
@@ -61,6 +62,8 @@ class AppOptions:
     admin_token: str | None = None
     max_body: int = 64 * 1024
     sweep_seconds: float = 60.0
+    #: how often the store's ``maintain`` runs (SQLite: the WAL checkpoint)
+    maintain_seconds: float = 1.0
     handle_sighup: bool = False
     #: answer valid events without FastAPI's routing (``Guard``); False: every request
     #: goes through FastAPI (the reference the fast path is tested against)
@@ -503,7 +506,9 @@ def create_app(engine: Engine, options: AppOptions | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        _freeze_heap()
         sweeper = asyncio.create_task(_sweep(engine, opts.sweep_seconds))
+        keeper = asyncio.create_task(_maintain(engine, opts.maintain_seconds))
         if opts.handle_sighup:
             with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
                 asyncio.get_running_loop().add_signal_handler(
@@ -512,9 +517,10 @@ def create_app(engine: Engine, options: AppOptions | None = None) -> FastAPI:
         try:
             yield
         finally:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            for task in (sweeper, keeper):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     app = FastAPI(
         title="sessionrec",
@@ -719,8 +725,19 @@ def create_app(engine: Engine, options: AppOptions | None = None) -> FastAPI:
     return app
 
 
+def _freeze_heap() -> None:
+    """Move everything alive now (the app, the models, the catalogues) out of the cyclic
+    garbage collector's sight: a full collection over them paused every request for about
+    85 ms on the development machine; after ``gc.freeze`` it scans only what requests make.
+    Unfrozen first, so that what a reload dropped is collected, not kept frozen."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
 async def _reload(engine: Engine) -> list[str]:
     names = await asyncio.to_thread(engine.reload)
+    _freeze_heap()
     log.info("reloaded %s", ", ".join(names))
     return names
 
@@ -734,6 +751,16 @@ async def _sweep(engine: Engine, every: float) -> None:
                 log.info("expired %d idle sessions", n)
         except Exception:  # keep sweeping; the store may come back
             log.exception("expiring sessions failed")
+
+
+async def _maintain(engine: Engine, every: float) -> None:
+    """The store's housekeeping (SQLite: the WAL checkpoint) in a thread, off the requests."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await asyncio.to_thread(engine.store.maintain)
+        except Exception:  # keep going; the store may come back
+            log.exception("store maintenance failed")
 
 
 def _no_session(session_id: str) -> JSONResponse:
