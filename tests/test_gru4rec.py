@@ -102,6 +102,45 @@ def test_save_load_gives_identical_scores(tmp_path: Path) -> None:
     assert torch.equal(loaded.score_sessions(prefixes), model.score_sessions(prefixes))
 
 
+@pytest.mark.parametrize(
+    "extra", [{}, {"constrained_embedding": False, "embedding": 6}, {"layers": [8, 8]}]
+)
+def test_inference_reads_the_input_projection_table_and_follows_the_weights(
+    extra: dict[str, object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A step at inference reads the first layer's input projection from a table over every
+    item; the table must follow in-place updates of the weights (more training), and a model
+    without it (one-hot input, or a table over the size cap) must step as before."""
+    model = GRU4Rec.from_params({**BASE, "n_epochs": 1, **extra})
+    model.fit(sessions_to_data(cyclic(20, 5)))
+    items = torch.tensor([0, 4, 7, 11])
+
+    def stepped() -> torch.Tensor:
+        return model.step(model.step(model.start(4), items), items.flip(0))[-1]
+
+    with_table = stepped()
+    assert model._table is not None
+    monkeypatch.setattr("sessionrec.models.gru4rec._INPUT_TABLE_MAX_BYTES", 0)
+    assert model._input_table() is None
+    torch.testing.assert_close(with_table, stepped(), rtol=0, atol=1e-6)
+    source = "item.weight" if model._input_mode == "shared" else "embed.weight"
+    for name in (source, "gru0.w_ih", "gru0.b_ih"):  # as the optimisers do: in place
+        monkeypatch.undo()
+        before = stepped()
+        with torch.no_grad():
+            model.params[name][:4].add_(0.25)
+        after = stepped()
+        assert not torch.allclose(after, before), name
+        monkeypatch.setattr("sessionrec.models.gru4rec._INPUT_TABLE_MAX_BYTES", 0)
+        torch.testing.assert_close(after, stepped(), rtol=0, atol=1e-6)
+
+
+def test_one_hot_input_has_no_table() -> None:
+    model = GRU4Rec.from_params({**BASE, "n_epochs": 1, "constrained_embedding": False})
+    model.fit(sessions_to_data(cyclic(10, 5)))
+    assert model._input_table() is None
+
+
 def test_streaming_reset_zeroes_the_state() -> None:
     model = GRU4Rec.from_params({**BASE, "n_epochs": 1}).fit(sessions_to_data(cyclic(20, 5)))
     state = model.step(model.start(2), torch.tensor([0, 4]))

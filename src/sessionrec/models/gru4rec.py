@@ -241,6 +241,11 @@ def _gru(gi: torch.Tensor, h: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tens
     return torch.lerp(n, h, z)
 
 
+#: the largest first-layer input table ``GRU4Rec._input_table`` keeps (50,000 items × 3 × 300
+#: hidden units is 180 MB)
+_INPUT_TABLE_MAX_BYTES = 256 * 2**20
+
+
 class GRU4Rec(SessionModel):
     """GRU4Rec (see the module docstring). State: a tuple of (B, H_l) hidden states."""
 
@@ -269,6 +274,7 @@ class GRU4Rec(SessionModel):
         self.progress_hook: ProgressHook | None = None
         self._opt: RowOptimizer | None = None
         self._epoch_data: _EpochData | None = None
+        self._table: tuple[tuple[tuple[int, int], ...], torch.Tensor] | None = None
 
     # -- parameters -------------------------------------------------------------------------
     @property
@@ -321,6 +327,33 @@ class GRU4Rec(SessionModel):
             t = v.detach().to(self.device, torch.float32).clone()
             self.params[k] = t.requires_grad_(k not in rows)
         self._opt = None
+        self._table = None
+
+    def _input_table(self) -> torch.Tensor | None:
+        """(n_items, 3 H) the first GRU layer's input projection of every item, for inference.
+
+        A step then reads one row per session instead of multiplying the session's embedding
+        by ``w_ih``: a one-row product that reads all of ``w_ih`` (0.12 ms of a served
+        GRU4Rec event's 1.4 ms of CPU on the development machine, BENCHMARKS.md "Serving").
+        The table is one product over every item; its rows have the bits of a product over a
+        batch of sessions (MKL rounds one- and two-row products differently; in our checks
+        batches of 7 rows and more agree with the table bit for bit). Kept until the weights
+        change (keyed by the tensors and their version counters, which every in-place update
+        bumps); None for one-hot input (already a row per item) and for a table over
+        ``_INPUT_TABLE_MAX_BYTES``."""
+        mode = self._input_mode
+        if mode == "onehot":
+            return None
+        p = self.params
+        src = p["item.weight" if mode == "shared" else "embed.weight"]
+        w, b = p["gru0.w_ih"], p["gru0.b_ih"]
+        if src.shape[0] * w.shape[1] * 4 > _INPUT_TABLE_MAX_BYTES:
+            return None
+        key = tuple((id(t), t._version) for t in (src, w, b))
+        if self._table is None or self._table[0] != key:
+            with torch.inference_mode(False), torch.no_grad():
+                self._table = (key, torch.addmm(b, src, w))
+        return self._table[1]
 
     def state_arrays(self) -> dict[str, torch.Tensor]:
         return {k: v.detach() for k, v in self.params.items()}
@@ -403,20 +436,34 @@ class GRU4Rec(SessionModel):
         cfg = self.config
         p = self.params
         mode = self._input_mode
+        gi0 = None  # the first layer's input projection, read from the table at inference
         if x is None:
-            name = {"shared": "item.weight", "embedding": "embed.weight", "onehot": "onehot.weight"}
-            x = p[name[mode]].index_select(0, items)
+            table = None if train else self._input_table()
+            if table is not None:
+                gi0 = table.index_select(0, items)
+            else:
+                name = {
+                    "shared": "item.weight",
+                    "embedding": "embed.weight",
+                    "onehot": "onehot.weight",
+                }
+                x = p[name[mode]].index_select(0, items)
         if train and cfg.dropout_p_embed > 0:
+            assert x is not None  # training never reads the table
             if mode == "onehot":  # dropping a one-hot input drops the whole item
                 x = x * _mask((x.shape[0], 1), cfg.dropout_p_embed, gen, x.device)
             else:
                 x = x * _mask(x.shape, cfg.dropout_p_embed, gen, x.device)
         new: list[torch.Tensor] = []
         for i, h in enumerate(hidden):
-            if i == 0 and mode == "onehot":
-                gi = x + p["gru0.b_ih"]
+            if i == 0 and gi0 is not None:
+                gi = gi0
             else:
-                gi = torch.addmm(p[f"gru{i}.b_ih"], x, p[f"gru{i}.w_ih"])
+                assert x is not None  # no table: the input was gathered
+                if i == 0 and mode == "onehot":
+                    gi = x + p["gru0.b_ih"]
+                else:
+                    gi = torch.addmm(p[f"gru{i}.b_ih"], x, p[f"gru{i}.w_ih"])
             h = _gru(gi, h, p[f"gru{i}.w_hh"], p[f"gru{i}.b_hh"])
             x = h
             if train and cfg.dropout_p_hidden > 0:
@@ -424,6 +471,7 @@ class GRU4Rec(SessionModel):
                 if cfg.hidden_dropout_placement == "state":
                     h = x  # the official code carries the dropped-out state
             new.append(h)
+        assert x is not None  # the last layer's output
         return new, x
 
     # -- training ---------------------------------------------------------------------------
