@@ -274,14 +274,22 @@ class SKNN(SessionModel):
             return super().top_k(state, row, k, exclude)
         out = np.asarray(sorted(set(exclude or ())), dtype=np.int64)
         zero_order, zero_row = self._zero_order
+        held = np.zeros(self.n_items, dtype=bool)
+        held[cols] = True
         extra = zero_order[: k + cols.size + out.size]
-        extra = extra[~np.isin(extra, cols)]
+        extra = extra[~held[extra]]
         cand = np.concatenate([cols, extra])
         vals = np.concatenate([scores, zero_row[extra]])
         if out.size:
-            keep = ~np.isin(cand, out)
+            gone = np.zeros(self.n_items, dtype=bool)
+            gone[out] = True
+            keep = ~gone[cand]
             cand, vals = cand[keep], vals[keep]
-        best = np.argsort(-vals, kind="stable")[:k]
+        if vals.size > 4 * k:  # the k best by a partition, then sorted (scores are distinct)
+            part = np.argpartition(-vals, k - 1)[:k]
+            best = part[np.argsort(-vals[part], kind="stable")]
+        else:
+            best = np.argsort(-vals, kind="stable")[:k]
         return cand[best].tolist(), vals[best].tolist()
 
     @property
