@@ -23,6 +23,9 @@ Parts (``--parts``):
      state carried (``hidden_dropout_placement="output"``) beside part f's official
      placement (``"state"``), same seeds.
 
+The official code's ``run.py`` imports joblib: ``pip install joblib`` beside sessionrec's
+environment before parts b and f (it is not one of sessionrec's dependencies).
+
 Usage:
   python benchmarks/gru4rec_ml100k.py --data /work/shared/data/ml-100k --work /tmp/g4b \
       --official /path/to/GRU4Rec_PyTorch_Official --threads 2 --json results.json
