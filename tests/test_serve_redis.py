@@ -116,3 +116,26 @@ def test_redis_store_counts_live_sessions(redis_url: str) -> None:
     assert store.live(now) == 2
     assert store.expire(now + 61) == 2 and store.live(now + 61) == 0
     assert store.describe() == redis_url
+
+
+def test_redis_append_with_the_callers_copy_equals_the_stored_session(redis_url: str) -> None:
+    """With a fresh ``known`` copy the script sends back only the new event's head; the record
+    built from it must equal what is stored, past the cap too, and a stale copy (another
+    writer appended, another epoch, another cap) must get the stored list."""
+    store = RedisStore(redis_url, ttl=60, max_events=4, prefix="sessionrec-known-test:")
+    other = RedisStore(redis_url, ttl=60, max_events=6, prefix="sessionrec-known-test:")
+    now = time.time()
+    rec = None
+    for n in range(9):
+        rec, applied = store.append("k", str(n), now, known=rec)
+        assert applied and rec == store.get("k", now) and rec.total == n + 1
+    assert rec is not None and rec.items == ("5", "6", "7", "8") and rec.first_seq == 5
+    other.append("k", "x", now)  # someone else's event: the copy is stale
+    fresh, _ = store.append("k", "y", now, known=rec)
+    assert fresh == store.get("k", now) and fresh.items == ("7", "8", "x", "y")
+    long, _ = other.append("k", "z", now, known=fresh)  # a longer cap keeps what is stored
+    assert long == other.get("k", now) and long.items[-3:] == ("x", "y", "z")
+    store.delete("k")
+    again, _ = store.append("k", "new", now, known=long)  # a new epoch
+    assert again.items == ("new",) and again.epoch != long.epoch
+    assert again == store.get("k", now)

@@ -395,6 +395,8 @@ if redis.call('EXISTS', meta) == 0 then
   redis.call('DEL', ev, ids)
   redis.call('HSET', meta, 'epoch', ARGV[6], 'first', 0, 'created', ARGV[3])
 end
+local first0 = tonumber(redis.call('HGET', meta, 'first'))
+local before = first0 + redis.call('LLEN', ev)
 if eid ~= '' and redis.call('SADD', ids, eid) == 0 then
   applied = 0
 else
@@ -410,6 +412,10 @@ redis.call('PEXPIRE', ev, ttl_ms)
 if redis.call('EXISTS', ids) == 1 then redis.call('PEXPIRE', ids, ttl_ms) end
 redis.call('ZADD', live, now, ARGV[7])
 local m = redis.call('HMGET', meta, 'epoch', 'first', 'created')
+if applied == 1 and m[1] == ARGV[8] and first0 == tonumber(ARGV[9])
+    and before == tonumber(ARGV[10]) then
+  return {applied, m[1], m[2], m[3]}  -- the caller holds the rest: no list sent back
+end
 return {applied, m[1], m[2], m[3], redis.call('LRANGE', ev, 0, -1)}
 """
 
@@ -450,7 +456,7 @@ class RedisStore(SessionStore):
         event_id: str | None = None,
         known: SessionRecord | None = None,
     ) -> tuple[SessionRecord, bool]:
-        applied, epoch, first, created, items = self._append(
+        res = self._append(
             keys=self._keys(session_id),
             args=[
                 item,
@@ -460,9 +466,19 @@ class RedisStore(SessionStore):
                 self.max_events,
                 secrets.token_hex(8),
                 session_id,
+                known.epoch if known is not None else "",
+                known.first_seq if known is not None else -1,
+                known.total if known is not None else -1,
             ],
         )
-        rec = SessionRecord(session_id, epoch, int(first), tuple(items), float(created), float(now))
+        if len(res) == 4:  # ``known`` was the stored session: only the new event is added
+            assert known is not None
+            applied, epoch, first = res[0], res[1], int(res[2])
+            kept = known.total + 1 - first
+            items = (*known.items, item)[-kept:]
+        else:  # the events as stored (sent back only when the caller's copy is stale)
+            applied, epoch, first, items = res[0], res[1], int(res[2]), tuple(res[4])
+        rec = SessionRecord(session_id, epoch, first, items, float(res[3]), float(now))
         return rec, bool(applied)
 
     def get(self, session_id: str, now: float) -> SessionRecord | None:
