@@ -649,14 +649,6 @@ def _expand_rows_np(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, n
     return starts[owner] + np.arange(owner.size) - block_start[owner], owner
 
 
-def _unique_np(x: np.ndarray) -> np.ndarray:
-    """The sorted distinct values (``np.unique``, by one sort: faster on small arrays)."""
-    x = np.sort(x)
-    keep = np.ones(x.size, dtype=bool)
-    np.not_equal(x[1:], x[:-1], out=keep[1:])
-    return x[keep]
-
-
 def _unique_inverse_np(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``np.unique(x, return_inverse=True)`` by one stable sort."""
     order = np.argsort(x, kind="stable")
