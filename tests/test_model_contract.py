@@ -211,3 +211,39 @@ def test_planted_cycle_is_learned(name: str) -> None:
         assert res.metrics["recall@1"] < 0.9
         return
     assert res.metrics["recall@1"] >= 0.95, res.metrics
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_joined_states_step_and_rank_as_single_ones(name: str) -> None:
+    """What a live service does with sessions that arrive together: single-session states
+    joined into one, stepped and ranked together, equal the single ones (``top_k_many``
+    equals ``top_k`` of each; states split back step on as their own)."""
+    model = fitted(name)
+    sessions = [[0, 1], [3], [6, 7, 8, 9], [2]]
+    k = [3, N_ITEMS, 1, 5]
+    exclude: list[list[int] | None] = [None, [4], [10, 11], None]
+
+    def single(items: list[int]) -> Any:
+        state = model.start(1)
+        for i in items:
+            state = model.step(state, torch.tensor([i]))
+        return state
+
+    with torch.inference_mode():
+        states = [single(s[:-1]) for s in sessions]
+        joined = model.join_states(states)
+        if joined is None:  # not rows of tensors: the service steps its sessions one by one
+            return
+        stepped = model.step(joined, torch.tensor([s[-1] for s in sessions]))
+        many = model.top_k_many(stepped, k, exclude)
+        parts = model.split_state(stepped, len(sessions))
+        assert len(parts) == len(sessions)
+        for r, s in enumerate(sessions):
+            want = model.top_k(single(s), 0, k[r], exclude[r])
+            for got in (many[r], model.top_k(parts[r], 0, k[r], exclude[r])):
+                assert got[0] == want[0]
+                np.testing.assert_allclose(got[1], want[1], rtol=1e-5, atol=1e-6)
+            # a split-off state steps on as the single one does
+            nxt = model.top_k(model.step(parts[r], torch.tensor([5])), 0, 4)
+            ref = model.top_k(single([*s, 5]), 0, 4)
+            assert nxt[0] == ref[0]

@@ -139,3 +139,37 @@ def test_redis_append_with_the_callers_copy_equals_the_stored_session(redis_url:
     again, _ = store.append("k", "new", now, known=long)  # a new epoch
     assert again.items == ("new",) and again.epoch != long.epoch
     assert again == store.get("k", now)
+
+
+def test_redis_append_many_is_the_appends_one_by_one(redis_url: str) -> None:
+    """One pipeline of appends: the records equal the stored sessions and what the same
+    appends give one by one (the memory store), event ids and the cap included; an error
+    of one script stays with its event."""
+    from sessionrec.serving.state import Append, open_store
+
+    store = RedisStore(redis_url, ttl=60, max_events=3, prefix="sessionrec-many-test:")
+    ref = open_store("memory", 60, 3)
+    now = time.time()
+    appends = [Append(f"m{i % 3}", str(i), now + i, f"e{i % 4}") for i in range(14)]
+    got, want = store.append_many(appends), ref.append_many(appends)
+    for g, w in zip(got, want, strict=True):
+        assert not isinstance(g, Exception) and not isinstance(w, Exception)
+        assert (g[0].items, g[0].first_seq, g[1]) == (w[0].items, w[0].first_seq, w[1])
+    last = {a.session_id: g for a, g in zip(appends, got, strict=True)}
+    for sid, (rec, _) in last.items():  # type: ignore[misc]
+        stored = store.get(sid, now + 20)
+        assert stored is not None and stored.items == rec.items
+    # with the callers' fresh copies: the script sends back heads only, records still right
+    more = [Append(sid, "z", now + 30, known=rec) for sid, (rec, _) in last.items()]  # type: ignore[misc]
+    for a, res in zip(more, store.append_many(more), strict=True):
+        assert not isinstance(res, Exception)
+        assert res[0] == store.get(a.session_id, now + 30)
+    # a key of the wrong type makes that one script fail, not the others
+    store._r.set("sessionrec-many-test:s:bad:e", "not a list")
+    store._r.hset("sessionrec-many-test:s:bad:m", mapping={"epoch": "x", "first": 0,
+                                                          "created": now})  # fmt: skip
+    out = store.append_many([Append("m0", "p", now + 40), Append("bad", "q", now + 40),
+                             Append("m1", "r", now + 40)])  # fmt: skip
+    assert isinstance(out[1], Exception)
+    assert not isinstance(out[0], Exception) and out[0][0].items[-1] == "p"
+    assert not isinstance(out[2], Exception) and out[2][0].items[-1] == "r"

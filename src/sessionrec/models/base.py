@@ -294,6 +294,43 @@ class SessionModel(ABC):
         rows = torch.tensor([row], device=self.device)
         return top_of_scores(self.score_rows(state, rows)[0], k, exclude)
 
+    def top_k_many(
+        self, state: Any, ks: Sequence[int], excludes: Sequence[Sequence[int] | None]
+    ) -> list[tuple[list[int], list[float]]]:
+        """``top_k`` of slots 0 .. len(ks) − 1, slot ``r`` with ``ks[r]`` and ``excludes[r]``.
+
+        A model that ranks with the base ``top_k`` scores all the slots in one ``score_rows``
+        (a live service answering several sessions at once reads the item weights once); a
+        model with its own ``top_k`` is asked slot by slot. The rows of one product equal the
+        row-by-row ones up to the float rounding of the product (a few units in the last
+        place, and only for products of one to three rows on MKL).
+        """
+        asks = list(enumerate(zip(ks, excludes, strict=True)))
+        if type(self).top_k is not SessionModel.top_k:
+            return [self.top_k(state, r, k, ex) for r, (k, ex) in asks]
+        scores = self.score_rows(state, torch.arange(len(ks), device=self.device))
+        return [top_of_scores(scores[r], k, ex) for r, (k, ex) in asks]
+
+    def join_states(self, states: Sequence[Any]) -> Any | None:
+        """One state whose slots are the given states' slots, in order; None when the model's
+        state is not rows of tensors (then a service steps its sessions one by one).
+
+        The default joins a (B, ...) tensor or a plain tuple of them along the rows, which is
+        what ``start`` makes for every model whose state is one row per session."""
+        first = states[0]
+        if isinstance(first, torch.Tensor):
+            return torch.cat(list(states))
+        if type(first) is tuple and all(isinstance(t, torch.Tensor) for t in first):
+            return tuple(torch.cat([s[j] for s in states]) for j in range(len(first)))
+        return None
+
+    def split_state(self, state: Any, n: int) -> list[Any]:
+        """The ``n`` one-slot states of a state ``join_states`` made (copies: a kept slot
+        does not hold the whole batch in memory)."""
+        if isinstance(state, torch.Tensor):
+            return [state[r : r + 1].clone() for r in range(n)]
+        return [tuple(t[r : r + 1].clone() for t in state) for r in range(n)]
+
     # -- persistence ------------------------------------------------------------------------
     @abstractmethod
     def state_arrays(self) -> dict[str, torch.Tensor]:

@@ -4,6 +4,12 @@ models, health, Prometheus metrics, admin reload, and the static web page at ``/
 Handlers are ``async`` and do their (short) work inline: a request is one store append, one
 model step and one top-k, a few milliseconds at most, and running it on the event loop saves
 the hand-off to a thread pool. Parallelism comes from ``--workers``.
+
+Session events that reach a worker together (under load: every request read in the same turn
+of the event loop) are answered together (``_Batcher``): one store transaction for their
+appends and, for a model whose states join, one model step and one scoring product for all
+of them. Alone, an event waits one turn of the loop more than it would, and no timer is
+involved.
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sessionrec.errors import SessionrecError, UnknownNameError
 from sessionrec.serving.catalog import LookupFailed, ServedModel, json_text
-from sessionrec.serving.engine import Engine, Recommendation, describe_models
+from sessionrec.serving.engine import Engine, Event, Recommendation, describe_models
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +74,9 @@ class AppOptions:
     #: answer valid events without FastAPI's routing (``Guard``); False: every request
     #: goes through FastAPI (the reference the fast path is tested against)
     fast_events: bool = True
+    #: answer the events read in the same turn of the event loop together (``_Batcher``;
+    #: with ``fast_events``); False: one by one
+    batch_events: bool = True
     #: prometheus_client's multiprocess folder when several workers serve (``Metrics``)
     metrics_dir: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -231,6 +240,12 @@ class Metrics:
             registry=r,
         )
         self.errors = Counter("sessionrec_errors", "Error answers.", ["kind"], registry=r)
+        self.batches = Histogram(
+            "sessionrec_event_batch_size",
+            "Session events answered together (read in the same turn of the event loop).",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=r,
+        )
         self.events = Counter("sessionrec_events", "Session events applied.", ["model"], registry=r)
         self._live = _LiveSessions(engine)
         r.register(self._live)
@@ -327,12 +342,18 @@ class Guard:
     """
 
     def __init__(
-        self, app: ASGI, max_body: int, metrics: Metrics, engine: Engine | None = None
+        self,
+        app: ASGI,
+        max_body: int,
+        metrics: Metrics,
+        engine: Engine | None = None,
+        batch: bool = True,
     ) -> None:
         self.app = app
         self.max_body = max_body
         self.metrics = metrics
         self.engine = engine
+        self.batcher = _Batcher(engine, metrics) if engine is not None and batch else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -412,7 +433,11 @@ class Guard:
             idx = sm.resolve(event.item)
         except Exception:  # nothing is changed yet: FastAPI answers it as it always did
             return False, replay
-        out = _apply_event(self.engine, self.metrics, session_id, sm, idx, event)
+        ev = Event(session_id, sm, idx, event.k, event.exclude_seen, event.event_id)
+        if self.batcher is not None:
+            out = await self.batcher.submit(ev)
+        else:
+            out = _apply_event(self.engine, self.metrics, ev)
         await send(
             {
                 "type": "http.response.start",
@@ -460,6 +485,41 @@ class Guard:
             return {"type": "http.request", "body": body, "more_body": False}
 
         return replay
+
+
+class _Batcher:
+    """Answers the session events submitted in one turn of the event loop as one
+    ``Engine.add_events`` call, run as a callback after the tasks already ready have run
+    (so every request read in the same turn has submitted its event)."""
+
+    def __init__(self, engine: Engine, metrics: Metrics) -> None:
+        self.engine = engine
+        self.metrics = metrics
+        self._pending: list[tuple[Event, asyncio.Future[bytes]]] = []
+
+    def submit(self, event: Event) -> asyncio.Future[bytes]:
+        """A future of the event's answer (``EventOut`` as JSON bytes), or of its error."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[bytes] = loop.create_future()
+        if not self._pending:
+            loop.call_soon(self._run)
+        self._pending.append((event, fut))
+        return fut
+
+    def _run(self) -> None:
+        batch, self._pending = self._pending, []
+        self.metrics.batches.observe(len(batch))
+        try:
+            answers = _apply_events(self.engine, self.metrics, [e for e, _ in batch])
+        except Exception as exc:  # never leave a request waiting
+            answers = [exc] * len(batch)
+        for (_, fut), answer in zip(batch, answers, strict=True):
+            if fut.done():
+                continue
+            if isinstance(answer, Exception):
+                fut.set_exception(answer)
+            else:
+                fut.set_result(answer)
 
 
 def _replay(read: list[Message], receive: Receive) -> Receive:
@@ -582,8 +642,8 @@ def create_app(engine: Engine, options: AppOptions | None = None) -> FastAPI:
         """Append one event to the session, advance the model by one step, return the list."""
         sm = engine.model(event.model)
         idx = sm.resolve(event.item)
-        body = _apply_event(engine, metrics, session_id, sm, idx, event)
-        return Response(body, media_type="application/json")
+        ev = Event(session_id, sm, idx, event.k, event.exclude_seen, event.event_id)
+        return Response(_apply_event(engine, metrics, ev), media_type="application/json")
 
     @app.get(
         "/v1/sessions/{session_id}/recommendations",
@@ -721,6 +781,7 @@ def create_app(engine: Engine, options: AppOptions | None = None) -> FastAPI:
         max_body=opts.max_body,
         metrics=metrics,
         engine=engine if opts.fast_events else None,
+        batch=opts.batch_events,
     )
     return app
 
@@ -771,17 +832,31 @@ EVENTS_ROUTE = "/v1/sessions/{session_id}/events"
 _EVENTS_PATH = re.compile(r"/v1/sessions/([A-Za-z0-9_.:@-]{1,128})/events")
 
 
-def _apply_event(
-    engine: Engine, metrics: Metrics, session_id: str, sm: ServedModel, idx: int, event: EventIn
-) -> bytes:
+def _apply_event(engine: Engine, metrics: Metrics, event: Event) -> bytes:
     """Append the event, step the model, and write the answer (``EventOut``) as JSON."""
-    rec, applied = engine.add_event(
-        session_id, sm, idx, event.k, event.exclude_seen, event.event_id
-    )
-    if applied:
-        metrics.event(sm.name)
-    assert rec.session is not None
-    return _answer(session_id, sm.name, len(rec.session.items), applied, rec)
+    (out,) = _apply_events(engine, metrics, [event])
+    if isinstance(out, Exception):
+        raise out
+    return out
+
+
+def _apply_events(engine: Engine, metrics: Metrics, events: list[Event]) -> list[bytes | Exception]:
+    """``_apply_event`` of several events at once (``Engine.add_events``); an event that
+    fails gets its error."""
+    out: list[bytes | Exception] = []
+    for e, res in zip(events, engine.add_events(events), strict=True):
+        if isinstance(res, Exception):
+            out.append(res)
+            continue
+        rec, applied = res
+        if applied:
+            metrics.event(e.model.name)
+        assert rec.session is not None
+        try:
+            out.append(_answer(e.session_id, e.model.name, len(rec.session.items), applied, rec))
+        except Exception as exc:
+            out.append(exc)
+    return out
 
 
 def _answer(

@@ -29,7 +29,7 @@ import torch
 
 from sessionrec.errors import UnknownNameError
 from sessionrec.serving.catalog import ServedModel, model_info
-from sessionrec.serving.state import SessionRecord, SessionStore
+from sessionrec.serving.state import Append, SessionRecord, SessionStore
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,26 @@ class Recommendation:
     scores: list[float]
     because: list[list[int]] | None
     seen: list[int]
+
+
+@dataclass(frozen=True)
+class Event:
+    """One session event to apply: ``idx`` is the item's index under ``model``."""
+
+    session_id: str
+    model: ServedModel
+    idx: int
+    k: int
+    exclude_seen: bool
+    event_id: str | None = None
+
+
+#: what ``Engine.add_events`` gives for each event: the list and whether the event was
+#: appended, or the error that stopped it
+EventResult = tuple[Recommendation, bool] | Exception
+
+#: the most sessions one batched model call takes (a bound on the joined state's memory)
+MAX_BATCH = 64
 
 
 def load_served(path: str | Path, generation: int, device: str = "cpu") -> ServedModel:
@@ -130,15 +150,71 @@ class Engine:
         exclude_seen: bool,
         event_id: str | None = None,
     ) -> tuple[Recommendation, bool]:
-        now = time.time()
+        (out,) = self.add_events([Event(session_id, sm, idx, k, exclude_seen, event_id)])
+        if isinstance(out, Exception):
+            raise out
+        return out
+
+    def add_events(self, events: Sequence[Event]) -> list[EventResult]:
+        """Apply several events (in order) and answer each, as ``add_event`` one after the
+        other would; an event that fails gets its error and the others go on.
+
+        What a live service does with the events that arrive together: their appends are
+        one store transaction (or round trip), and the sessions of a model whose state is
+        rows of tensors (``join_states``) take their step and their scores as one batch, so
+        the weights are read once for all of them. Events of the same session go in
+        successive rounds, each answered from the session as it stood after that event.
+        """
+        out: list[EventResult | None] = [None] * len(events)
         with self._lock:
-            known = self._records.get(session_id)
-            rec, applied = self.store.append(
-                session_id, str(sm.id_of_idx[idx]), now, event_id=event_id, known=known
+            for part in _rounds(events):
+                self._add_round([events[i] for i in part], part, out)
+        assert all(r is not None for r in out)
+        return out  # type: ignore[return-value]
+
+    def _add_round(
+        self, events: list[Event], where: list[int], out: list[EventResult | None]
+    ) -> None:
+        """Events of distinct sessions: append all, step and rank each model's together."""
+        now = time.time()
+        appends = [
+            Append(
+                e.session_id,
+                str(e.model.id_of_idx[e.idx]),
+                now,
+                e.event_id,
+                self._records.get(e.session_id),
             )
-            self._remember(session_id, rec)
-            entry = self._sync(session_id, sm, rec)
-            return self._recommend(rec, sm, entry, k, exclude_seen), applied
+            for e in events
+        ]
+        todo: list[tuple[int, Event, SessionRecord, bool]] = []
+        for i, e, res in zip(where, events, self.store.append_many(appends), strict=True):
+            if isinstance(res, Exception):
+                out[i] = res
+            else:
+                self._remember(e.session_id, res[0])
+                todo.append((i, e, res[0], res[1]))
+        # by the served model object: across a reload, old and new ones share a name
+        by_model: dict[int, list[tuple[int, Event, SessionRecord, bool]]] = {}
+        for t in todo:
+            by_model.setdefault(id(t[1].model), []).append(t)
+        for group in by_model.values():
+            sm = group[0][1].model
+            for start in range(0, len(group), MAX_BATCH):
+                chunk = group[start : start + MAX_BATCH]
+                entries = self._sync_many(sm, [(t[1].session_id, t[2]) for t in chunk])
+                ready = []
+                for (i, e, rec, applied), entry in zip(chunk, entries, strict=True):
+                    if isinstance(entry, Exception):
+                        out[i] = entry
+                    else:
+                        ready.append((i, e, rec, applied, entry))
+                recs = self._recommend_many(
+                    sm,
+                    [(rec, entry, e.k, e.exclude_seen) for _, e, rec, _, entry in ready],
+                )
+                for (i, _, _, applied, _), r in zip(ready, recs, strict=True):
+                    out[i] = r if isinstance(r, Exception) else (r, applied)
 
     def recommendations(
         self, session_id: str, sm: ServedModel, k: int, exclude_seen: bool
@@ -193,23 +269,19 @@ class Engine:
     def _sync(self, session_id: str, sm: ServedModel, rec: SessionRecord) -> _Entry:
         """The model's state after exactly ``rec``'s events: the cached one advanced by the
         events it lacks, or rebuilt from the stored events."""
-        key = (session_id, sm.name)
-        entry = self._states.get(key)
+        return self._advance(session_id, sm, rec, *self._resume(session_id, sm, rec))
+
+    def _advance(
+        self,
+        session_id: str,
+        sm: ServedModel,
+        rec: SessionRecord,
+        state: Any,
+        idx: list[int],
+        todo: tuple[str, ...],
+    ) -> _Entry:
+        """Step ``state`` (None: a new one) through the events ``todo``, one by one."""
         model = sm.model
-        if (
-            entry is not None
-            and entry.generation == sm.generation
-            and entry.epoch == rec.epoch
-            and entry.first_seq == rec.first_seq
-            and entry.total <= rec.total
-        ):
-            todo = rec.items[entry.total - rec.first_seq :]
-            state, idx = entry.state, list(entry.idx)
-        else:
-            todo = rec.items
-            state, idx = None, []
-            if entry is not None or rec.total > 1:
-                self.rebuilds += 1
         with torch.inference_mode():
             if state is None:
                 state = model.start(1)
@@ -220,12 +292,72 @@ class Engine:
                 state = model.step(state, sm.index_tensor(i))
                 idx.append(i)
                 self.steps += 1
+        return self._keep(session_id, sm, rec, state, idx)
+
+    def _resume(
+        self, session_id: str, sm: ServedModel, rec: SessionRecord
+    ) -> tuple[Any, list[int], tuple[str, ...]]:
+        """The cached state that ``rec`` continues (None: none, start afresh), its item
+        indices, and the stored events it lacks."""
+        entry = self._states.get((session_id, sm.name))
+        if (
+            entry is not None
+            and entry.generation == sm.generation
+            and entry.epoch == rec.epoch
+            and entry.first_seq == rec.first_seq
+            and entry.total <= rec.total
+        ):
+            return entry.state, list(entry.idx), rec.items[entry.total - rec.first_seq :]
+        if entry is not None or rec.total > 1:
+            self.rebuilds += 1
+        return None, [], rec.items
+
+    def _keep(
+        self, session_id: str, sm: ServedModel, rec: SessionRecord, state: Any, idx: list[int]
+    ) -> _Entry:
+        key = (session_id, sm.name)
         entry = _Entry(sm.generation, rec.epoch, rec.first_seq, rec.total, state, idx)
         self._states[key] = entry
         self._states.move_to_end(key)
         while len(self._states) > self.cache_size:
             self._states.popitem(last=False)
         return entry
+
+    def _sync_many(
+        self, sm: ServedModel, sessions: list[tuple[str, SessionRecord]]
+    ) -> list[_Entry | Exception]:
+        """``_sync`` of distinct sessions of one model: those one event past their cached
+        state take that step as one batch; the others (new, rebuilt, several events behind)
+        are stepped one by one. A batch that fails is redone one by one, so that an error
+        stays with its session."""
+        resumed = [self._resume(sid, sm, rec) for sid, rec in sessions]
+        out: list[_Entry | Exception | None] = [None] * len(sessions)
+        batch = []  # (row, item index) of the sessions one known item behind
+        for r, (state, _, todo) in enumerate(resumed):
+            if state is not None and len(todo) == 1 and todo[0] in sm.idx_of_id:
+                batch.append((r, sm.idx_of_id[todo[0]]))
+        if len(batch) > 1:
+            model = sm.model
+            try:
+                with torch.inference_mode():
+                    joined = model.join_states([resumed[r][0] for r, _ in batch])
+                    if joined is not None:
+                        items = torch.tensor([i for _, i in batch], device=model.device)
+                        states = model.split_state(model.step(joined, items), len(batch))
+                        for (r, i), state in zip(batch, states, strict=True):
+                            (sid, rec), idx = sessions[r], resumed[r][1]
+                            out[r] = self._keep(sid, sm, rec, state, [*idx, i])
+                            self.steps += 1
+            except Exception:
+                log.exception("a batched model step failed; stepping its sessions one by one")
+                out = [None] * len(sessions)
+        for r, (sid, rec) in enumerate(sessions):
+            if out[r] is None:
+                try:
+                    out[r] = self._advance(sid, sm, rec, *resumed[r])
+                except Exception as exc:
+                    out[r] = exc
+        return out  # type: ignore[return-value]
 
     def _recommend(
         self, rec: SessionRecord | None, sm: ServedModel, entry: _Entry, k: int, exclude_seen: bool
@@ -234,6 +366,57 @@ class Engine:
             top, values = sm.model.top_k(entry.state, 0, k, entry.idx if exclude_seen else None)
         because = sm.because(entry.idx, top) if sm.is_knn else None
         return Recommendation(rec, sm, top, values, because, entry.idx)
+
+    def _recommend_many(
+        self, sm: ServedModel, todo: list[tuple[SessionRecord, _Entry, int, bool]]
+    ) -> list[Recommendation | Exception]:
+        """``_recommend`` of several sessions of one model: ranked together
+        (``top_k_many``) when their states join, else (or when that fails) one by one."""
+        model = sm.model
+        if len(todo) > 1:
+            try:
+                with torch.inference_mode():
+                    joined = model.join_states([t[1].state for t in todo])
+                    if joined is not None:
+                        tops = model.top_k_many(
+                            joined,
+                            [t[2] for t in todo],
+                            [t[1].idx if t[3] else None for t in todo],
+                        )
+                        return [
+                            Recommendation(
+                                rec,
+                                sm,
+                                top,
+                                values,
+                                sm.because(entry.idx, top) if sm.is_knn else None,
+                                entry.idx,
+                            )
+                            for (rec, entry, _, _), (top, values) in zip(todo, tops, strict=True)
+                        ]
+            except Exception:
+                log.exception("batched ranking failed; ranking its sessions one by one")
+        out: list[Recommendation | Exception] = []
+        for rec, entry, k, exclude_seen in todo:
+            try:
+                out.append(self._recommend(rec, sm, entry, k, exclude_seen))
+            except Exception as exc:
+                out.append(exc)
+        return out
+
+
+def _rounds(events: Sequence[Event]) -> list[list[int]]:
+    """The events' positions in rounds with at most one event per session, each session's
+    events in their order (its n-th event in round n)."""
+    rounds: list[list[int]] = []
+    seen: dict[str, int] = {}
+    for i, e in enumerate(events):
+        n = seen.get(e.session_id, 0)
+        seen[e.session_id] = n + 1
+        if n == len(rounds):
+            rounds.append([])
+        rounds[n].append(i)
+    return rounds
 
 
 def describe_models(engine: Engine) -> list[dict[str, Any]]:

@@ -29,6 +29,7 @@ import secrets
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,22 @@ class SessionRecord:
     def total(self) -> int:
         """Events ever appended in this epoch (kept or dropped)."""
         return self.first_seq + len(self.items)
+
+
+@dataclass(frozen=True)
+class Append:
+    """One event to append (the arguments of ``SessionStore.append``)."""
+
+    session_id: str
+    item: str
+    now: float
+    event_id: str | None = None
+    known: SessionRecord | None = None
+
+
+#: what ``append_many`` gives for each event: the session after it and whether it was
+#: appended, or the error that kept it out
+AppendResult = tuple[SessionRecord, bool] | Exception
 
 
 class SessionStore(ABC):
@@ -77,6 +94,20 @@ class SessionStore(ABC):
         """Append one event; returns the session after it and whether it was appended
         (False: ``event_id`` was already recorded). ``known`` is the caller's cached copy:
         when the store still matches it, the events need not be read back."""
+
+    def append_many(self, appends: Sequence[Append]) -> list[AppendResult]:
+        """Append several events, in order, as ``append`` would one after the other; an
+        event that fails gets its error and the others go on. Stores override this to pay
+        one transaction (SQLite) or one round trip (Redis) for all of them."""
+        out: list[AppendResult] = []
+        for a in appends:
+            try:
+                out.append(
+                    self.append(a.session_id, a.item, a.now, event_id=a.event_id, known=a.known)
+                )
+            except Exception as exc:
+                out.append(exc)
+        return out
 
     @abstractmethod
     def get(self, session_id: str, now: float) -> SessionRecord | None:
@@ -190,6 +221,29 @@ class SQLiteStore(SessionStore):
                 db.execute("ROLLBACK")
                 raise
         return out
+
+    def append_many(self, appends: Sequence[Append]) -> list[AppendResult]:
+        """All the events in one transaction. When any of them fails the transaction is
+        rolled back (nothing of it is kept) and each event is appended in its own, so that
+        the failure stays with its event."""
+        if len(appends) < 2:
+            return super().append_many(appends)
+        db = self._db
+        try:
+            with self._lock:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    out: list[AppendResult] = [
+                        self._append(a.session_id, a.item, a.now, a.event_id, a.known)
+                        for a in appends
+                    ]
+                    db.execute("COMMIT")
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+            return out
+        except Exception:
+            return super().append_many(appends)
 
     def _append(
         self,
@@ -456,29 +510,54 @@ class RedisStore(SessionStore):
         event_id: str | None = None,
         known: SessionRecord | None = None,
     ) -> tuple[SessionRecord, bool]:
-        res = self._append(
-            keys=self._keys(session_id),
-            args=[
-                item,
-                event_id or "",
-                repr(now),
-                repr(self.ttl),
-                self.max_events,
-                secrets.token_hex(8),
-                session_id,
-                known.epoch if known is not None else "",
-                known.first_seq if known is not None else -1,
-                known.total if known is not None else -1,
-            ],
-        )
+        a = Append(session_id, item, now, event_id, known)
+        return self._record(a, self._append(keys=self._keys(session_id), args=self._args(a)))
+
+    def append_many(self, appends: Sequence[Append]) -> list[AppendResult]:
+        """The events' scripts in one pipeline: one round trip. Redis runs them one after
+        the other, each atomic. An error that loses the connection is every event's (some
+        may have been applied, as with a single append whose answer is lost: a client
+        retries with its ``event_id``)."""
+        if len(appends) < 2:
+            return super().append_many(appends)
+        pipe = self._r.pipeline(transaction=False)
+        for a in appends:
+            self._append(keys=self._keys(a.session_id), args=self._args(a), client=pipe)
+        try:
+            results = pipe.execute(raise_on_error=False)
+        except Exception as exc:
+            return [exc] * len(appends)
+        out: list[AppendResult] = []
+        for a, res in zip(appends, results, strict=True):
+            out.append(res if isinstance(res, Exception) else self._record(a, res))
+        return out
+
+    def _args(self, a: Append) -> list[Any]:
+        known = a.known
+        return [
+            a.item,
+            a.event_id or "",
+            repr(a.now),
+            repr(self.ttl),
+            self.max_events,
+            secrets.token_hex(8),
+            a.session_id,
+            known.epoch if known is not None else "",
+            known.first_seq if known is not None else -1,
+            known.total if known is not None else -1,
+        ]
+
+    @staticmethod
+    def _record(a: Append, res: list[Any]) -> tuple[SessionRecord, bool]:
+        known = a.known
         if len(res) == 4:  # ``known`` was the stored session: only the new event is added
             assert known is not None
             applied, epoch, first = res[0], res[1], int(res[2])
             kept = known.total + 1 - first
-            items = (*known.items, item)[-kept:]
+            items = (*known.items, a.item)[-kept:]
         else:  # the events as stored (sent back only when the caller's copy is stale)
             applied, epoch, first, items = res[0], res[1], int(res[2]), tuple(res[4])
-        rec = SessionRecord(session_id, epoch, first, items, float(res[3]), float(now))
+        rec = SessionRecord(a.session_id, epoch, first, items, float(res[3]), float(a.now))
         return rec, bool(applied)
 
     def get(self, session_id: str, now: float) -> SessionRecord | None:
