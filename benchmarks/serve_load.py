@@ -8,7 +8,8 @@ starts `sessionrec serve` as its own process and streams the test part's events 
 interleaved so that many are live at once (the events of ``--live`` sessions in round robin).
 Each run reports requests/s, wrk's p50/p90/p99 latency (client side, loopback), non-2xx
 answers, the CPU the load generator used (its user + system time over the run's wall time)
-and the CPU the server used per event.
+and the CPU the server used per event, and (from the server's /metrics) how many events its
+batcher answered together on average.
 
 ``--rate R`` paces wrk at R requests/s in all (a schedule shared by the connections, in its
 Lua script): latency at a target rate, rather than at saturation; ``late`` counts requests
@@ -246,7 +247,22 @@ def server_cpu(pid: int) -> float:
     return total
 
 
+def batch_counts(port: int) -> tuple[float, float] | None:
+    """(events, batches) answered so far by the server's event batcher, from ``/metrics``
+    (summed over the workers); None for a version without the batcher."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    total = count = None
+    for line in text.splitlines():
+        if line.startswith("sessionrec_event_batch_size_sum"):
+            total = float(line.split()[-1])
+        elif line.startswith("sessionrec_event_batch_size_count"):
+            count = float(line.split()[-1])
+    return None if total is None or count is None else (total, count)
+
+
 def run_wrk(port: int, script: Path, seconds: int, connections: int, pid: int) -> dict[str, Any]:
+    batches_before = batch_counts(port)
     server_before = server_cpu(pid)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
@@ -275,6 +291,11 @@ def run_wrk(port: int, script: Path, seconds: int, connections: int, pid: int) -
     # CPU the server spent per event: a figure the other jobs on the machine do not inflate
     # (much), and what a core of its own would turn into events/s
     out["server_cpu_ms_per_event"] = round(1000 * server / max(out["requests"], 1), 3)
+    batches_after = batch_counts(port)
+    out["mean_batch"] = None
+    if batches_before is not None and batches_after is not None:
+        events = batches_after[0] - batches_before[0]
+        out["mean_batch"] = round(events / max(batches_after[1] - batches_before[1], 1), 2)
     return out
 
 
@@ -404,10 +425,11 @@ def main() -> None:
     print(
         "\n| version | model | store | workers | target/s | events/s | p50 ms | p90 ms "
         "| p99 ms | late | non-2xx | server cores used | server CPU ms/event "
-        "| load-generator cores |"
+        "| load-generator cores | events per batch |"
     )
     print(
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+        "| ---: | ---: |"
     )
     for r in rows:
         target = f"{r['rate']:,.0f}" if r["rate"] else "max"
@@ -416,7 +438,8 @@ def main() -> None:
             f"| {r['version']} | {r['model']} | {r['store']} | {r['workers']} | {target} | "
             f"{r['requests_per_s']:,.0f} | {r['p50_ms']:.1f} | {r['p90_ms']:.1f} | "
             f"{r['p99_ms']:.1f} | {late} | {r['non_2xx']} | {r['server_cores']} | "
-            f"{r['server_cpu_ms_per_event']} | {r['loadgen_cores']} |"
+            f"{r['server_cpu_ms_per_event']} | {r['loadgen_cores']} | "
+            f"{'' if r['mean_batch'] is None else r['mean_batch']} |"
         )
     print(f"\nload average at the end: {meta['load_average']}")
 

@@ -84,7 +84,7 @@ def test_events_together_answer_as_one_by_one(
     url = "memory" if store == "memory" else str(tmp_path / "b.sqlite")
     batched = Engine(folders, open_store(url, 1800, 200))
     single = Engine(folders, open_store("memory", 1800, 200))
-    spy = Spy(batched.model("gru4rec").model)
+    spies = [Spy(batched.model(name).model) for name in ("gru4rec", "vsknn")]
     rows = stream(0)
     rng = random.Random(1)
     got: list[Any] = []
@@ -99,8 +99,9 @@ def test_events_together_answer_as_one_by_one(
     for g, w in zip(got, want, strict=True):
         assert not isinstance(g, Exception)
         same(g, w)
-    # the gru4rec sessions did go through the model together, and kept no more states
-    assert max(spy.steps) > 1 and max(spy.ranks) > 1
+    # the gru4rec and vsknn sessions did go through the model together
+    for spy in spies:
+        assert max(spy.steps) > 1 and max(spy.ranks) > 1
     assert batched.steps == single.steps
 
 

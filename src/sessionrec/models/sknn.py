@@ -257,6 +257,28 @@ class SKNN(SessionModel):
         rows = rows.to(self.device)
         return self._score(state.items[rows], state.lengths[rows])
 
+    def join_states(self, states: Sequence[Any]) -> KNNState:
+        """The sessions side by side, each row's item buffer padded with −1 to the widest."""
+        width = max(st.items.shape[1] for st in states)
+        items = torch.full((len(states), width), -1, dtype=torch.long, device=self.device)
+        for r, st in enumerate(states):
+            items[r, : st.items.shape[1]] = st.items[0]
+        return KNNState(items, torch.cat([st.lengths for st in states]))
+
+    def split_state(self, state: KNNState, n: int) -> list[KNNState]:
+        return [
+            KNNState(state.items[r : r + 1].clone(), state.lengths[r : r + 1].clone())
+            for r in range(n)
+        ]
+
+    def _fast_top_k(self) -> bool:
+        """Whether ``top_k`` ranks from the candidates (CPU, index, tie-break on)."""
+        return (
+            self.recent_index is not None
+            and bool(self.config.tiebreak)
+            and self.device.type == "cpu"
+        )
+
     def top_k(
         self, state: KNNState, row: int, k: int, exclude: Sequence[int] | None = None
     ) -> tuple[list[int], list[float]]:
@@ -265,13 +287,42 @@ class SKNN(SessionModel):
         item keeps (its popularity tie-break; ``_zero_order``), enough of them to fill ``k``
         past the held and excluded ones. Every score is distinct, so the order is the full
         ranking's."""
-        if self.recent_index is None or not self.config.tiebreak or self.device.type != "cpu":
+        if not self._fast_top_k():
             return super().top_k(state, row, k, exclude)
         items = state.items[row : row + 1].numpy()
         _, cols, values = self._score_block_numpy(items, state.lengths[row : row + 1].numpy())
+        top = self._top_of_candidates(cols, values, k, exclude)
+        return super().top_k(state, row, k, exclude) if top is None else top
+
+    def top_k_many(
+        self, state: KNNState, ks: Sequence[int], excludes: Sequence[Sequence[int] | None]
+    ) -> list[tuple[list[int], list[float]]]:
+        """``top_k`` of slots 0 .. len(ks) − 1, their neighbours found in one block: the
+        scores of each row are the ones ``top_k`` finds alone, bit for bit (the block sums
+        each row's entries in the same order)."""
+        n = len(ks)
+        if not self._fast_top_k():
+            return super().top_k_many(state, ks, excludes)
+        rows, cols, values = self._score_block_numpy(
+            state.items[:n].numpy(), state.lengths[:n].numpy()
+        )
+        bounds = np.searchsorted(rows, np.arange(n + 1))
+        out = []
+        for r, (k, exclude) in enumerate(zip(ks, excludes, strict=True)):
+            a, b = bounds[r], bounds[r + 1]
+            top = self._top_of_candidates(cols[a:b], values[a:b], k, exclude)
+            out.append(SessionModel.top_k(self, state, r, k, exclude) if top is None else top)
+        return out
+
+    def _top_of_candidates(
+        self, cols: np.ndarray, values: np.ndarray, k: int, exclude: Sequence[int] | None
+    ) -> tuple[list[int], list[float]] | None:
+        """The k best of one session from its neighbours' items ``cols`` and their float32
+        sums ``values``, with the background filling in; None when a score is not finite
+        (the caller then ranks the full vector, which never serves NaN)."""
         scores = _with_tiebreak_np(values, self._tiebreak_np[cols])
         if not np.isfinite(scores).all():
-            return super().top_k(state, row, k, exclude)
+            return None
         out = np.asarray(sorted(set(exclude or ())), dtype=np.int64)
         zero_order, zero_row = self._zero_order
         held = np.zeros(self.n_items, dtype=bool)
