@@ -177,6 +177,34 @@ def test_max_session_events_keeps_the_latest(folders: dict[str, Path], tmp_path:
 
 
 @pytest.mark.parametrize("store_kind", ["sqlite", "memory"])
+def test_a_long_session_is_trimmed_a_quarter_at_a_time(
+    folders: dict[str, Path], tmp_path: Path, store_kind: str
+) -> None:
+    """Past the cap a session goes back to three quarters of it (never above the cap, the
+    latest events kept in order), so the model's state is rebuilt once per trim, not at
+    every event; the answers stay those of the model over exactly the kept events."""
+    from sessionrec.serving.engine import Engine
+
+    state = str(tmp_path / "t.sqlite") if store_kind == "sqlite" else "memory"
+    engine = Engine([folders["gru"]], open_store(state, 1800, 20))
+    sm = engine.model(None)
+    model = load_model(folders["gru"])
+    lengths = []
+    for n in range(45):
+        rec, _ = engine.add_event("long", sm, n % 12, 5, False)
+        items = rec.session.items
+        lengths.append(len(items))
+        assert items == tuple(str(100 + i % 12) for i in range(n + 1 - len(items), n + 1))
+        assert rec.session.first_seq + len(items) == n + 1
+        if n % 7 == 0 or len(items) == 15:
+            want = model.recommend([int(i) for i in items], 5, exclude_seen=False)
+            assert rec.idx == [sm.idx_of_id[str(x)] for x in want["item_id"].to_list()]
+    assert lengths[:20] == list(range(1, 21)) and max(lengths) == 20
+    assert lengths[20:27] == [15, 16, 17, 18, 19, 20, 15]
+    assert engine.rebuilds == 5  # events 21, 27, 33, 39 and 45 trimmed the session
+
+
+@pytest.mark.parametrize("store_kind", ["sqlite", "memory"])
 def test_store_expiry_trim_and_epochs(tmp_path: Path, store_kind: str) -> None:
     store = (
         SQLiteStore(tmp_path / "x.sqlite", ttl=10, max_events=2)

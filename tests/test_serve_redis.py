@@ -129,10 +129,11 @@ def test_redis_append_with_the_callers_copy_equals_the_stored_session(redis_url:
     for n in range(9):
         rec, applied = store.append("k", str(n), now, known=rec)
         assert applied and rec == store.get("k", now) and rec.total == n + 1
-    assert rec is not None and rec.items == ("5", "6", "7", "8") and rec.first_seq == 5
+    # past the cap of 4, back to 3 (a quarter of the cap at a time, at least one)
+    assert rec is not None and rec.items == ("6", "7", "8") and rec.first_seq == 6
     other.append("k", "x", now)  # someone else's event: the copy is stale
     fresh, _ = store.append("k", "y", now, known=rec)
-    assert fresh == store.get("k", now) and fresh.items == ("7", "8", "x", "y")
+    assert fresh == store.get("k", now) and fresh.items == ("8", "x", "y")
     long, _ = other.append("k", "z", now, known=fresh)  # a longer cap keeps what is stored
     assert long == other.get("k", now) and long.items[-3:] == ("x", "y", "z")
     store.delete("k")
@@ -173,3 +174,18 @@ def test_redis_append_many_is_the_appends_one_by_one(redis_url: str) -> None:
     assert isinstance(out[1], Exception)
     assert not isinstance(out[0], Exception) and out[0][0].items[-1] == "p"
     assert not isinstance(out[2], Exception) and out[2][0].items[-1] == "r"
+
+
+def test_redis_trims_a_quarter_at_a_time_as_the_other_stores(redis_url: str) -> None:
+    from sessionrec.serving.state import open_store
+
+    store = RedisStore(redis_url, ttl=60, max_events=20, prefix="sessionrec-trim-test:")
+    ref = open_store("memory", 60, 20)
+    now = time.time()
+    rec = None
+    for n in range(45):
+        rec, _ = store.append("t", str(n), now, known=rec)
+        want, _ = ref.append("t", str(n), now)
+        assert (rec.items, rec.first_seq) == (want.items, want.first_seq)
+        assert rec == store.get("t", now)
+    assert rec is not None and len(rec.items) == 15 and rec.first_seq == 30

@@ -48,7 +48,10 @@ def serve(
     session_ttl: Annotated[
         str, typer.Option(help="Idle time after which a session expires (30m, 2h, 90s).")
     ] = "30m",
-    max_session_events: Annotated[int, typer.Option(help="Latest events a session keeps.")] = 200,
+    max_session_events: Annotated[
+        int,
+        typer.Option(help="Most events a session keeps (past it, the oldest quarter is dropped)."),
+    ] = 200,
     admin_token: Annotated[
         str | None,
         typer.Option(help="Token that enables POST /admin/reload (Authorization: Bearer ...)."),

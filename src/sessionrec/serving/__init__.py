@@ -51,7 +51,8 @@ class ServeConfig:
             beside it, so it survives the folder being replaced by a retrained one),
             ``redis://HOST:PORT/DB``, or ``memory`` (lost on restart).
         session_ttl: seconds of inactivity after which a session expires.
-        max_session_events: events a session keeps (the latest).
+        max_session_events: the most events a session keeps (its latest; past it, the
+            oldest quarter is dropped at once).
         admin_token: enables ``POST /admin/reload``; None turns admin routes off.
         max_body: request bodies above this many bytes get 413.
         device: where models score (cpu, cuda, auto).

@@ -10,8 +10,10 @@ Streaming states are *rebuilt*, not stored: when the cache has no state for a se
 restart, even ``kill -9``; after eviction from the cache; after a hot reload swapped the model;
 when another worker's events or the ``max_events`` window changed the session under it), the
 state is rebuilt once by stepping through the session's stored events, and stepping resumes
-from there. The stored events are the latest ``max_events``, and the state always equals the
-model's state after exactly those events, so a rebuilt state equals the one it replaces.
+from there. The stored events are the session's latest (at most ``max_events``; past that the
+store drops the oldest quarter at once, so a long session is rebuilt once per quarter of the
+cap, not at every event), and the state always equals the model's state after exactly those
+events, so a rebuilt state equals the one it replaces.
 """
 
 from __future__ import annotations

@@ -6,8 +6,12 @@ A session is the list of its latest events (item ids as text), stored under its 
   deleted), so that a cached streaming state of an older incarnation of the same id is never
   continued;
 * ``first_seq``: the sequence number of the first kept event. Events are numbered from 0 for
-  the life of an epoch; when a session passes ``max_events`` the oldest are dropped and
+  the life of an epoch; when a session passes ``max_events`` its oldest events are dropped and
   ``first_seq`` moves on, so ``first_seq + len(items)`` is the number of events ever appended.
+  They are dropped a quarter of the cap at a time (``trim_to``: a session of the default cap
+  of 200 goes back to 150): a served model's state is the state after exactly the kept
+  events, so each trim makes the service rebuild it over them, and trimming one event at a
+  time would rebuild it at every event past the cap (200 GRU steps per event).
 
 Every append is one transaction (SQLite ``BEGIN IMMEDIATE``; a Lua script in Redis), so several
 threads, workers or machines may append to the same session without losing or doubling events.
@@ -80,6 +84,8 @@ class SessionStore(ABC):
             )
         self.ttl = float(ttl)
         self.max_events = int(max_events)
+        #: the events a session keeps when an append takes it past ``max_events``
+        self.trim_to = max(1, self.max_events - self.max_events // 4)
 
     @abstractmethod
     def append(
@@ -291,7 +297,7 @@ class SQLiteStore(SessionStore):
         nxt += 1
         items = (*items, item)
         if len(items) > self.max_events:
-            drop = len(items) - self.max_events
+            drop = len(items) - self.trim_to
             first += drop
             items = items[drop:]
             db.execute("DELETE FROM events WHERE session = ? AND seq < ?", (sid, first))
@@ -407,8 +413,8 @@ class MemoryStore(SessionStore):
             items = (*rec.items, item)
             first = rec.first_seq
             if len(items) > self.max_events:
-                first += len(items) - self.max_events
-                items = items[-self.max_events :]
+                first += len(items) - self.trim_to
+                items = items[-self.trim_to :]
             if event_id is not None:
                 ids.add(event_id)
             rec = SessionRecord(session_id, rec.epoch, first, items, rec.created, now)
@@ -439,7 +445,8 @@ class MemoryStore(SessionStore):
 
 
 # KEYS: meta hash, events list, event-id set, live zset. ARGV: item, event_id ('' = none),
-# now, ttl seconds, max events, new epoch, session id.
+# now, ttl seconds, max events, new epoch, session id, the caller's copy (epoch, first, total),
+# the events kept when past max events.
 _REDIS_APPEND = """
 local meta, ev, ids, live = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local item, eid, now, ttl, maxn = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -456,8 +463,9 @@ if eid ~= '' and redis.call('SADD', ids, eid) == 0 then
 else
   local n = redis.call('RPUSH', ev, item)
   if n > maxn then
-    redis.call('LTRIM', ev, n - maxn, -1)
-    redis.call('HINCRBY', meta, 'first', n - maxn)
+    local keep = tonumber(ARGV[11])
+    redis.call('LTRIM', ev, n - keep, -1)
+    redis.call('HINCRBY', meta, 'first', n - keep)
   end
 end
 redis.call('HSET', meta, 'updated', ARGV[3])
@@ -545,6 +553,7 @@ class RedisStore(SessionStore):
             known.epoch if known is not None else "",
             known.first_seq if known is not None else -1,
             known.total if known is not None else -1,
+            self.trim_to,
         ]
 
     @staticmethod
