@@ -205,3 +205,28 @@ def test_concurrent_requests_are_answered_together(folders: list[str]) -> None:
         elif line.startswith("sessionrec_event_batch_size_sum"):
             sum_ = float(line.split()[-1])
     assert sum_ == len(rows) and count is not None and count < len(rows) / 4, text
+
+
+def test_sessions_rebuilt_together_equal_one_by_one(folders: list[str], tmp_path: Path) -> None:
+    """After a restart every session's state is rebuilt from its stored events: sessions with
+    as many events are stepped through them together, and answer as one by one."""
+    path = str(tmp_path / "r.sqlite")
+    first = Engine(folders, open_store(path, 1800, 200))
+    gru = first.model("gru4rec")
+    lengths = [5, 5, 5, 3, 3, 1]
+    for s, n in enumerate(lengths):
+        for t in range(n):
+            first.add_event(f"r{s}", gru, (s + 3 * t) % 12, 4, False)
+    restarted = Engine(folders, open_store(path, 1800, 200))
+    spy = Spy(restarted.model("gru4rec").model)
+    batch = [Event(f"r{s}", restarted.model("gru4rec"), 7, 4, s % 2 == 0) for s in range(6)]
+    got = restarted.add_events(batch)
+    ref = Engine(folders, open_store("memory", 1800, 200))
+    for s, n in enumerate(lengths):
+        for t in range(n):
+            ref.add_event(f"r{s}", ref.model("gru4rec"), (s + 3 * t) % 12, 4, False)
+    for e, g in zip(batch, got, strict=True):
+        same(g, ref.add_event(e.session_id, ref.model("gru4rec"), 7, 4, e.exclude_seen))
+    assert restarted.rebuilds == 6
+    # 6, 6, 6, 4, 4 and 2 events to step: 6 steps of 3 sessions, 4 of 2, the last one alone
+    assert spy.steps.count(3) == 6 and spy.steps.count(2) == 4 and spy.steps.count(1) == 2

@@ -328,31 +328,38 @@ class Engine:
     def _sync_many(
         self, sm: ServedModel, sessions: list[tuple[str, SessionRecord]]
     ) -> list[_Entry | Exception]:
-        """``_sync`` of distinct sessions of one model: those one event past their cached
-        state take that step as one batch; the others (new, rebuilt, several events behind)
-        are stepped one by one. A batch that fails is redone one by one, so that an error
-        stays with its session."""
+        """``_sync`` of distinct sessions of one model, stepped together: the sessions with
+        as many events to step (one past their cached state, usually; all the kept events of
+        those being rebuilt) take each step as one batch. A model whose states do not join
+        (and a lone session) is stepped session by session; a batch that fails is redone
+        session by session, so that an error stays with its session."""
         resumed = [self._resume(sid, sm, rec) for sid, rec in sessions]
         out: list[_Entry | Exception | None] = [None] * len(sessions)
-        batch = []  # (row, item index) of the sessions one known item behind
-        for r, (state, _, todo) in enumerate(resumed):
-            if state is not None and len(todo) == 1 and todo[0] in sm.idx_of_id:
-                batch.append((r, sm.idx_of_id[todo[0]]))
-        if len(batch) > 1:
-            model = sm.model
+        groups: dict[int, list[tuple[int, list[int]]]] = {}  # steps → (row, item indices)
+        for r, (_, _, todo) in enumerate(resumed):
+            known = [sm.idx_of_id[i] for i in todo if i in sm.idx_of_id]
+            groups.setdefault(len(known), []).append((r, known))
+        model = sm.model
+        for length, group in groups.items():
+            if len(group) < 2 or length == 0:
+                continue
             try:
                 with torch.inference_mode():
-                    joined = model.join_states([resumed[r][0] for r, _ in batch])
-                    if joined is not None:
-                        items = torch.tensor([i for _, i in batch], device=model.device)
-                        states = model.split_state(model.step(joined, items), len(batch))
-                        for (r, i), state in zip(batch, states, strict=True):
-                            (sid, rec), idx = sessions[r], resumed[r][1]
-                            out[r] = self._keep(sid, sm, rec, state, [*idx, i])
-                            self.steps += 1
+                    starts = [resumed[r][0] for r, _ in group]
+                    joined = model.join_states([model.start(1) if s is None else s for s in starts])
+                    if joined is None:
+                        break  # the model's states do not join: one by one, below
+                    steps = torch.tensor([known for _, known in group], device=model.device)
+                    for t in range(length):
+                        joined = model.step(joined, steps[:, t])
+                    states = model.split_state(joined, len(group))
             except Exception:
                 log.exception("a batched model step failed; stepping its sessions one by one")
-                out = [None] * len(sessions)
+                continue
+            for (r, known), state in zip(group, states, strict=True):
+                (sid, rec), idx = sessions[r], resumed[r][1]
+                out[r] = self._keep(sid, sm, rec, state, [*idx, *known])
+                self.steps += length
         for r, (sid, rec) in enumerate(sessions):
             if out[r] is None:
                 try:
