@@ -1,5 +1,6 @@
 """Offline equals online: the ML-100K acceptance test part replayed through the HTTP service,
-one ``POST /v1/sessions/{id}/events`` per event, gives exactly the ranks ``evaluate`` computes.
+one ``POST /v1/sessions/{id}/events`` per event (sessions side by side, so that the service
+answers them in batches as under load), gives exactly the ranks ``evaluate`` computes.
 
 The served list only shows the top k, so the rank of the next item is read from a list of 21:
 under the evaluator's conservative ties, rank = 1 + the other items scored at least as high as
@@ -44,16 +45,21 @@ def served_rank(recs: list[dict[str, Any]], target: Any) -> float:
     return 1.0 + sum(1 for r in recs if r["item_id"] != target and r["score"] >= mine[0])
 
 
-async def replay(app: Any, name: str, data: Any, item_ids: list[Any]) -> np.ndarray:
-    """Ranks of every predicted event of ``data``, in event order, through the service."""
+async def replay(
+    app: Any, name: str, data: Any, item_ids: list[Any], at_once: int = 24
+) -> np.ndarray:
+    """Ranks of every predicted event of ``data``, in event order, through the service:
+    ``at_once`` sessions stream their events side by side (each session's in order), so the
+    service answers them in batches, as it does under load."""
     test = data
     is_pred = prediction_mask(test, "every")
     out = np.full(test.n_events, np.nan)
-    for s in range(test.n_sessions):
+
+    async def session(s: int) -> None:
         lo, hi = int(test.offsets[s]), int(test.offsets[s + 1])
         preds = np.flatnonzero(is_pred[lo:hi]) + lo
         if len(preds) == 0:
-            continue
+            return
         for e in range(lo, int(preds[-1])):
             status, body = await asgi_call(
                 app,
@@ -65,7 +71,23 @@ async def replay(app: Any, name: str, data: Any, item_ids: list[Any]) -> np.ndar
             if is_pred[e + 1]:
                 target = item_ids[test.items[e + 1]]
                 out[e + 1] = served_rank(body["recommendations"], target)
+
+    for first in range(0, test.n_sessions, at_once):
+        await asyncio.gather(
+            *(session(s) for s in range(first, min(first + at_once, test.n_sessions)))
+        )
     return out[is_pred]
+
+
+def batches(app: Any) -> tuple[float, float]:
+    """(events, batches) the app's batcher has answered."""
+    total = count = 0.0
+    for line in app.state.metrics.exposition().decode().splitlines():
+        if line.startswith("sessionrec_event_batch_size_sum"):
+            total = float(line.split()[-1])
+        elif line.startswith("sessionrec_event_batch_size_count"):
+            count = float(line.split()[-1])
+    return total, count
 
 
 @pytest.mark.e2e
@@ -105,7 +127,10 @@ def test_served_ranks_equal_evaluated_ranks(ml100k: Path, tmp_path: Path) -> Non
     )
     app = build_app(config)
     for name in ("gru4rec", "vsknn", "pop"):
+        before = batches(app)
         online = asyncio.run(replay(app, name, data.test, item_ids))
+        events, count = (a - b for a, b in zip(batches(app), before, strict=True))
+        assert events / count > 2, f"{name}: {events / count:.1f} events per batch"
         assert len(online) == 7117
         mismatch = np.flatnonzero(online != offline[name])
         assert len(mismatch) == 0, f"{name}: {len(mismatch)} ranks differ, e.g. {mismatch[:5]}"
