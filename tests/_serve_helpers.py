@@ -151,3 +151,14 @@ async def asgi_call(app: Any, method: str, path: str, body: Any = None) -> tuple
     await app(scope, receive, send)
     data = b"".join(chunks)
     return status, json.loads(data) if data else None
+
+
+def batch_counts(app: Any) -> tuple[float, float]:
+    """(events, batches) the app's event batcher has answered, from its Prometheus metrics."""
+    total = count = 0.0
+    for line in app.state.metrics.exposition().decode().splitlines():
+        if line.startswith("sessionrec_event_batch_size_sum"):
+            total = float(line.split()[-1])
+        elif line.startswith("sessionrec_event_batch_size_count"):
+            count = float(line.split()[-1])
+    return total, count

@@ -14,7 +14,7 @@ pytest.importorskip("fastapi", reason='needs the serve extra: pip install -e ".[
 
 import numpy as np
 import torch
-from _serve_helpers import GRU_PARAMS, TITLES, asgi_call, model_folder
+from _serve_helpers import GRU_PARAMS, TITLES, asgi_call, batch_counts, model_folder
 
 from sessionrec.serving.app import AppOptions, create_app
 from sessionrec.serving.engine import Engine, Event
@@ -176,7 +176,7 @@ def test_concurrent_requests_are_answered_together(folders: list[str]) -> None:
     one batch (the batch-size histogram says so) and get the one-by-one answers."""
     rows = [(f"s{j}", item) for item in (0, 1, 2, 3) for j in range(12)]
 
-    async def run(batch: bool) -> tuple[list[Any], bytes]:
+    async def run(batch: bool) -> tuple[list[Any], tuple[float, float]]:
         engine = Engine(folders[:1], open_store("memory", 1800, 200))
         app = create_app(engine, AppOptions(batch_events=batch))
         out: list[Any] = []
@@ -187,7 +187,7 @@ def test_concurrent_requests_are_answered_together(folders: list[str]) -> None:
                 if i == item
             ]
             out += await asyncio.gather(*calls)
-        return out, app.state.metrics.exposition()
+        return out, batch_counts(app)
 
     got, metrics = asyncio.run(run(True))
     want, _ = asyncio.run(run(False))
@@ -197,14 +197,8 @@ def test_concurrent_requests_are_answered_together(folders: list[str]) -> None:
             r["item_id"] for r in w["recommendations"]
         ]
         assert g["events"] == w["events"]
-    text = metrics.decode()
-    count = sum_ = None
-    for line in text.splitlines():
-        if line.startswith("sessionrec_event_batch_size_count"):
-            count = float(line.split()[-1])
-        elif line.startswith("sessionrec_event_batch_size_sum"):
-            sum_ = float(line.split()[-1])
-    assert sum_ == len(rows) and count is not None and count < len(rows) / 4, text
+    sum_, count = metrics
+    assert sum_ == len(rows) and 0 < count < len(rows) / 4, metrics
 
 
 def test_sessions_rebuilt_together_equal_one_by_one(folders: list[str], tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ import pytest
 
 pytest.importorskip("fastapi", reason='needs the serve extra: pip install -e ".[serve]"')
 
-from _serve_helpers import asgi_call
+from _serve_helpers import asgi_call, batch_counts
 
 import sessionrec as sr
 from sessionrec.evaluation import evaluate
@@ -79,17 +79,6 @@ async def replay(
     return out[is_pred]
 
 
-def batches(app: Any) -> tuple[float, float]:
-    """(events, batches) the app's batcher has answered."""
-    total = count = 0.0
-    for line in app.state.metrics.exposition().decode().splitlines():
-        if line.startswith("sessionrec_event_batch_size_sum"):
-            total = float(line.split()[-1])
-        elif line.startswith("sessionrec_event_batch_size_count"):
-            count = float(line.split()[-1])
-    return total, count
-
-
 @pytest.mark.e2e
 def test_served_ranks_equal_evaluated_ranks(ml100k: Path, tmp_path: Path) -> None:
     data = sr.prepare(
@@ -127,9 +116,9 @@ def test_served_ranks_equal_evaluated_ranks(ml100k: Path, tmp_path: Path) -> Non
     )
     app = build_app(config)
     for name in ("gru4rec", "vsknn", "pop"):
-        before = batches(app)
+        before = batch_counts(app)
         online = asyncio.run(replay(app, name, data.test, item_ids))
-        events, count = (a - b for a, b in zip(batches(app), before, strict=True))
+        events, count = (a - b for a, b in zip(batch_counts(app), before, strict=True))
         assert events / count > 2, f"{name}: {events / count:.1f} events per batch"
         assert len(online) == 7117
         mismatch = np.flatnonzero(online != offline[name])
