@@ -234,13 +234,17 @@ def test_joined_states_step_and_rank_as_single_ones(name: str) -> None:
         joined = model.join_states(states)
         if joined is None:  # not rows of tensors: the service steps its sessions one by one
             return
+        # joining is associative: a joined state joins again with single ones
+        nested = model.join_states([model.join_states(states[:2]), *states[2:]])
+        last = torch.tensor([s[-1] for s in sessions])
+        again = model.top_k_many(model.step(nested, last), k, exclude)
         stepped = model.step(joined, torch.tensor([s[-1] for s in sessions]))
         many = model.top_k_many(stepped, k, exclude)
         parts = model.split_state(stepped, len(sessions))
         assert len(parts) == len(sessions)
         for r, s in enumerate(sessions):
             want = model.top_k(single(s), 0, k[r], exclude[r])
-            for got in (many[r], model.top_k(parts[r], 0, k[r], exclude[r])):
+            for got in (many[r], again[r], model.top_k(parts[r], 0, k[r], exclude[r])):
                 assert got[0] == want[0]
                 np.testing.assert_allclose(got[1], want[1], rtol=1e-5, atol=1e-6)
             # a split-off state steps on as the single one does

@@ -260,9 +260,13 @@ class SKNN(SessionModel):
     def join_states(self, states: Sequence[Any]) -> KNNState:
         """The sessions side by side, each row's item buffer padded with −1 to the widest."""
         width = max(st.items.shape[1] for st in states)
-        items = torch.full((len(states), width), -1, dtype=torch.long, device=self.device)
-        for r, st in enumerate(states):
-            items[r, : st.items.shape[1]] = st.items[0]
+        n = sum(st.items.shape[0] for st in states)
+        items = torch.full((n, width), -1, dtype=torch.long, device=self.device)
+        r = 0
+        for st in states:
+            rows, w = st.items.shape
+            items[r : r + rows, :w] = st.items
+            r += rows
         return KNNState(items, torch.cat([st.lengths for st in states]))
 
     def split_state(self, state: KNNState, n: int) -> list[KNNState]:
