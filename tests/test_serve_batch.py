@@ -224,3 +224,27 @@ def test_sessions_rebuilt_together_equal_one_by_one(folders: list[str], tmp_path
     assert restarted.rebuilds == 6
     # 6, 6, 6, 4, 4 and 2 events to step: 6 steps of 3 sessions, 4 of 2, the last one alone
     assert spy.steps.count(3) == 6 and spy.steps.count(2) == 4 and spy.steps.count(1) == 2
+
+
+def test_a_loop_that_stopped_leaves_no_event_waiting(folders: list[str]) -> None:
+    """Events submitted in a loop that stopped before answering them (a test client's, a
+    server shutting down) do not keep the events of another loop waiting."""
+    from sessionrec.serving.app import Metrics, _Batcher
+
+    engine = Engine(folders[:1], open_store("memory", 1800, 200))
+    batcher = _Batcher(engine, Metrics(engine))
+    gru = engine.model(None)
+    dead = asyncio.new_event_loop()
+
+    def submit_and_stop() -> None:
+        batcher.submit(Event("a", gru, 1, 3, False))
+        dead.stop()  # before the batch's callback runs
+
+    dead.call_soon(submit_and_stop)
+    dead.run_forever()
+    dead.close()
+
+    async def answer() -> bytes:
+        return await asyncio.wait_for(batcher.submit(Event("b", gru, 2, 3, False)), 5)
+
+    assert b'"session_id":"b"' in asyncio.run(answer())
