@@ -199,18 +199,19 @@ def summarise(runs: list[dict], logs: list[str], candidates: list[str]) -> dict[
     }
 
 
-def defaults_test(work: Path, json_out: Path) -> None:
-    """The CURRENT defaults (no parameters) on the acceptance protocol: fit on train+valid, test
-    scored once with seen items kept and once without (95 % session-bootstrap intervals)."""
+def defaults_test(work: Path, json_out: Path, seed: int = 0) -> None:
+    """The CURRENT defaults (no parameters; ``seed`` the run's seed) on the acceptance protocol:
+    fit on train+valid, test scored once with seen items kept and once without (95 %
+    session-bootstrap intervals)."""
     from sessionrec.evaluation import bootstrap_interval, evaluate
 
     data = sr.PreparedData(prepare_log("ml100k", work, 1.0, 0))
     t0 = time.perf_counter()
-    model = sr.train("gru4rec", data, work / "ml100k" / "defaults-test", fit_on="train+valid",
-                     progress=False, device="cpu", overwrite=True)  # fmt: skip
+    folder = work / "ml100k" / f"defaults-test-seed{seed}"
+    model = sr.train("gru4rec", data, folder, fit_on="train+valid", seed=seed, progress=False,
+                     device="cpu", overwrite=True)  # fmt: skip
     out: dict[str, Any] = {"command": " ".join(sys.argv), "fit_seconds": time.perf_counter() - t0,
-                           "config": json.loads((work / "ml100k" / "defaults-test" /
-                                                 "config.json").read_text())}  # fmt: skip
+                           "config": json.loads((folder / "config.json").read_text())}  # fmt: skip
     for exclude in (False, True):
         res = evaluate(model, data.test, cutoffs=(20,), exclude_seen=exclude)  # type: ignore[arg-type]
         iv = bootstrap_interval(res, data.test, ("recall@20", "mrr@20"))
@@ -237,11 +238,12 @@ def main() -> None:
         metavar="JSON",
         help="instead: the current defaults on the acceptance protocol's test part, to JSON",
     )
+    ap.add_argument("--seed", type=int, default=0, help="with --defaults-test: the model's seed")
     ap.add_argument("--json", type=Path, default=RESULTS)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.defaults_test:
-        defaults_test(args.work, args.defaults_test)
+        defaults_test(args.work, args.defaults_test, args.seed)
         return
     cache = args.work / "results"  # one file per (configuration, log): processes never clash
     if args.summary:
