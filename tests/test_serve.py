@@ -241,6 +241,41 @@ def test_sqlite_checkpoints_in_maintain_not_in_the_requests(tmp_path: Path) -> N
     store.close()
 
 
+def test_sqlite_waits_for_another_process_lock_and_gives_up_after_the_wait(
+    tmp_path: Path,
+) -> None:
+    """Another connection (another worker) holds the write lock: an append waits for it
+    (the store's own short retries, the connection has no busy timeout), and a lock never
+    released fails with SQLite's error once the wait is over, not a hang."""
+    import sqlite3
+    import threading
+
+    from sessionrec.serving.state import _retry
+
+    path = tmp_path / "x.sqlite"
+    store = SQLiteStore(path, ttl=1e9, max_events=200)
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO sessions VALUES ('o', 'e', 0, 0, 1.0, 1.0)")
+    release = threading.Timer(0.3, lambda: other.execute("COMMIT"))
+    release.start()
+    rec, applied = store.append("s", "7", now=2.0)
+    release.join()
+    assert applied and rec.items == ("7",)
+    assert store.live(now=2.0) == 2  # the other connection's session was committed first
+
+    other.execute("BEGIN IMMEDIATE")
+    db = sqlite3.connect(path, isolation_level=None, timeout=0)
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        _retry(lambda: db.execute("BEGIN IMMEDIATE"), wait=0.2)
+    other.execute("ROLLBACK")
+    _retry(lambda: db.execute("BEGIN IMMEDIATE"), wait=0.2)
+    db.execute("ROLLBACK")
+    for c in (db, other):
+        c.close()
+    store.close()
+
+
 def test_the_service_runs_the_store_maintenance(folders: dict[str, Path], tmp_path: Path) -> None:
     import gc
     import time
