@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sessionrec.errors import ConfigError
+from sessionrec.serving import _supervisor
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -109,8 +111,16 @@ class ServeConfig:
         return cls(**raw)
 
 
-def build_app(config: ServeConfig, *, handle_sighup: bool = False) -> FastAPI:
-    """Load the models, open the session store and return the ASGI app (not yet running)."""
+def build_app(
+    config: ServeConfig,
+    *,
+    handle_sighup: bool = False,
+    on_reload: Callable[[], None] | None = None,
+) -> FastAPI:
+    """Load the models, open the session store and return the ASGI app (not yet running).
+
+    ``on_reload``: called after ``POST /admin/reload`` reloaded this process (a worker of
+    ``serve --workers N`` tells the parent, which has the other workers reload)."""
     require_serve_extra()
     import torch
 
@@ -126,6 +136,7 @@ def build_app(config: ServeConfig, *, handle_sighup: bool = False) -> FastAPI:
         max_body=config.max_body,
         sweep_seconds=min(60.0, max(1.0, config.session_ttl / 2)),
         handle_sighup=handle_sighup,
+        on_reload=on_reload,
         metrics_dir=config.metrics_dir,
     )
     return create_app(engine, options)
@@ -196,7 +207,17 @@ def run(config: ServeConfig) -> None:
     try:
         config = dataclasses.replace(config, metrics_dir=metrics_dir)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-        # Worker processes build their own app from the config (uvicorn imports the factory).
+        if _supervisor.available():
+            # a listening socket per worker, so that connections spread over the workers
+            uvicorn.Config("unused", log_level=config.log_level)  # uvicorn's log set-up
+            try:
+                supervisor = _supervisor.Supervisor(config)
+            except OSError as exc:
+                raise ConfigError(f"cannot listen on {config.host}:{config.port}: {exc}") from exc
+            if supervisor.run() != 0:
+                raise ConfigError("serve's workers could not run: see the log above")
+            return
+        # elsewhere uvicorn's workers, sharing one socket (the factory reads the config)
         os.environ["SESSIONREC_SERVE_CONFIG"] = config.to_json()
         uvicorn.run(
             "sessionrec.serving._worker:app", factory=True, workers=config.workers, **common

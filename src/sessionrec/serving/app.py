@@ -71,6 +71,9 @@ class AppOptions:
     #: how often the store's ``maintain`` runs (SQLite: the WAL checkpoint)
     maintain_seconds: float = 1.0
     handle_sighup: bool = False
+    #: called after ``POST /admin/reload`` reloaded this process (``serve --workers N``:
+    #: tells the parent, which has the other workers reload)
+    on_reload: Callable[[], None] | None = None
     #: answer valid events without FastAPI's routing (``Guard``); False: every request
     #: goes through FastAPI (the reference the fast path is tested against)
     fast_events: bool = True
@@ -261,7 +264,16 @@ class Metrics:
             registry=r,
             multiprocess_mode="livesum",
         )
+        # with several workers, one series per worker (label pid): how evenly they share
+        self.worker_requests = Gauge(
+            "sessionrec_worker_requests",
+            "Requests answered by this worker process (several workers: one series each).",
+            registry=r,
+            multiprocess_mode="liveall",
+        )
+        self._answered = 0
         if multiprocess_dir is None:
+            self.worker_requests.set_function(lambda: self._answered)
             self.rebuilds.set_function(lambda: engine.rebuilds)
             self.steps.set_function(lambda: engine.steps)
         # labelled children by label values: ``labels()`` looks them up under a lock
@@ -286,7 +298,9 @@ class Metrics:
             if err is None:
                 err = self._errors[status] = self.errors.labels(str(status))
             err.inc()
+        self._answered += 1
         if self.multiprocess_dir is not None:
+            self.worker_requests.set(self._answered)
             self.steps.set(self.engine.steps)
             self.rebuilds.set(self.engine.rebuilds)
 
@@ -770,6 +784,8 @@ def create_app(engine: Engine, options: AppOptions | None = None) -> FastAPI:
             )
         t0 = time.perf_counter()
         names = await _reload(engine)
+        if opts.on_reload is not None:
+            opts.on_reload()
         return ReloadOut(status="reloaded", models=names, seconds=time.perf_counter() - t0)
 
     # -- the web page ----------------------------------------------------------------------
