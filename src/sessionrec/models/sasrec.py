@@ -1,0 +1,311 @@
+"""SASRec: self-attentive sequential recommendation (Kang & McAuley, ICDM 2018).
+
+A causal Transformer over the session's last ``context_length`` items: item embedding plus a
+learned position embedding, LayerNorm and dropout, ``blocks`` pre-LayerNorm self-attention
+blocks (each position attends to itself and the positions before it; a GELU feed-forward
+layer of 4 × dim), a final LayerNorm, and each position's output scored against the item
+embeddings (shared input/output embeddings, as in the paper). Weights start as BERT's
+(N(0, 0.02)), as RecBole's SASRec: with PyTorch's N(0, 1) embeddings and the paper's
+×√dim the first runs here learned several times slower. Attention never reads padding: the
+mask is additive and finite (−1e9), so a row of padding alone stays finite rather than NaN.
+
+Training, as the paper, predicts the next item at every position of a window at once (one
+forward pass gives up to ``context_length`` examples): each session is cut, from its end,
+into windows of ``context_length`` inputs, every event after a session's first is a label
+exactly once (when the data marks it a target), its context the items before it in its window.
+The loss is cross-entropy over every item (the paper samples one negative per positive with a
+binary loss; a full softmax is what later work found better, e.g. Petrov & Macdonald,
+RecSys 2023, and is affordable at these catalogue sizes). Adam, as the paper.
+
+Streaming state: the last ``context_length`` items per slot (left padded); ``score`` runs the
+network on that window and reads the last position, the function training used at that
+position, so streaming equals ``score_sessions`` exactly.
+
+Defaults: chosen on the valid part of ML-100K's acceptance protocol among seven hand-picked
+runs (BENCHMARKS.md, "SASRec"): 2 blocks, 1 head, dim 64 as the paper (50 there), context 50
+(200 read worse), dropout 0.3, Adam 0.002, 32 windows per step, 25 epochs (the best valid
+epoch of that run; ``sessionrec train`` with valid stops early).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import torch
+from torch import nn
+
+from sessionrec.models.base import EpochCallback, SessionModel
+from sessionrec.prepare.data import SessionData
+from sessionrec.training.trainer import EpochSteps, fit_epochs
+
+#: the additive attention mask of a position not to attend to (finite: no NaN rows)
+_MASKED = -1e9
+
+
+@dataclass(frozen=True)
+class SASRecConfig:
+    """Parameters of SASRec.
+
+    Attributes:
+        context_length: items of the session the network reads (the last ones).
+        dim: embedding and hidden size.
+        blocks: self-attention blocks.
+        heads: attention heads per block (``dim`` must divide by it).
+        dropout: dropout on the embeddings, attention and feed-forward layers.
+        n_epochs: passes over the training windows.
+        batch_size: windows per step.
+        learning_rate: Adam's learning rate.
+        weight_decay: Adam's L2 penalty.
+        seed: weights and shuffles.
+    """
+
+    context_length: int = 50
+    dim: int = 64
+    blocks: int = 2
+    heads: int = 1
+    dropout: float = 0.3
+    n_epochs: int = 25
+    batch_size: int = 32
+    learning_rate: float = 0.002
+    weight_decay: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        from sessionrec.errors import ConfigError
+
+        if self.dim % self.heads:
+            raise ConfigError(f"sasrec: dim ({self.dim}) must divide by heads ({self.heads})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"sasrec: dropout must be in [0, 1), not {self.dropout}")
+
+
+class _Net(nn.Module):
+    def __init__(self, n_items: int, cfg: SASRecConfig) -> None:
+        super().__init__()
+        self.n_items = n_items
+        self.heads = cfg.heads
+        # index n_items is padding (windows shorter than context_length)
+        self.item = nn.Embedding(n_items + 1, cfg.dim, padding_idx=n_items)
+        self.position = nn.Embedding(cfg.context_length, cfg.dim)
+        self.input_norm = nn.LayerNorm(cfg.dim)
+        self.dropout = nn.Dropout(cfg.dropout)
+        layer = nn.TransformerEncoderLayer(
+            cfg.dim,
+            cfg.heads,
+            dim_feedforward=4 * cfg.dim,
+            dropout=cfg.dropout,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
+        )
+        self.blocks = nn.TransformerEncoder(layer, cfg.blocks, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(cfg.dim)
+        future = torch.ones(cfg.context_length, cfg.context_length).triu(1).bool()
+        self.register_buffer("future", future, persistent=False)
+        # BERT's initialisation (RecBole's SASRec): N(0, 0.02) weights, zero biases
+        for m in self.modules():
+            if isinstance(m, nn.Linear | nn.Embedding):
+                nn.init.normal_(m.weight, std=0.02)
+            if isinstance(m, nn.Linear) and m.bias is not None:
+                nn.init.zeros_(m.bias)
+        for p in self.blocks.parameters():
+            if p.dim() == 2:
+                nn.init.normal_(p, std=0.02)
+
+    def forward(self, window: torch.Tensor) -> torch.Tensor:
+        """(B, L) item indices, left padded with n_items → (B, L, dim) outputs."""
+        n = window.shape[1]
+        x = self.item(window) + self.position.weight[None, :n]
+        x = self.dropout(self.input_norm(x))
+        future: torch.Tensor = self.future  # type: ignore[assignment]
+        blocked = future[:n, :n][None] | (window == self.n_items)[:, None, :]  # (B, L, L)
+        mask = torch.zeros(blocked.shape, dtype=x.dtype, device=x.device)
+        mask = mask.masked_fill(blocked, _MASKED).repeat_interleave(self.heads, dim=0)
+        return self.norm(self.blocks(x, mask=mask))
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        """(..., dim) outputs → (..., n_items) scores against the item embeddings."""
+        return h @ self.item.weight[: self.n_items].T
+
+
+def training_windows(data: SessionData, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """(W, L) left-padded input windows and (W, L) labels (−1: no label at that position).
+
+    Each session is cut from its end into windows of ``length`` inputs; the label of input
+    position q is the event at q + 1, kept when it is a target of the same session. Every
+    target event after a session's first is the label of exactly one position.
+    """
+    starts, ends = data.offsets[:-1], data.offsets[1:]
+    n_windows = np.maximum(-(-(ends - starts - 1) // length), 0)  # ⌈(len − 1) / L⌉
+    session = np.repeat(np.arange(len(starts)), n_windows)
+    k = np.arange(n_windows.sum()) - np.repeat(np.cumsum(n_windows) - n_windows, n_windows)
+    last_label = ends[session] - 1 - k * length  # the label position of the window's last slot
+    q = last_label[:, None] - length + np.arange(length)[None, :]  # input positions (W, L)
+    has_input = q >= starts[session][:, None]
+    windows = np.where(has_input, data.items[np.maximum(q, 0)], data.n_items)
+    nxt = np.clip(q + 1, 0, data.n_events - 1)  # (only read where has_input)
+    labelled = has_input & data.target[nxt]
+    labels = np.where(labelled, data.items[nxt], -1)
+    return windows.astype(np.int64), labels.astype(np.int64)
+
+
+class SASRec(SessionModel):
+    """A causal self-attention network over the session's last items (Kang & McAuley 2018)."""
+
+    name = "sasrec"
+    Config = SASRecConfig
+    config: SASRecConfig
+    test_params: ClassVar[dict[str, Any]] = {
+        "context_length": 8,
+        "dim": 16,
+        "blocks": 1,
+        "dropout": 0.0,
+        "n_epochs": 30,
+        "batch_size": 16,
+        "learning_rate": 0.01,
+    }
+
+    def __init__(self, config: Any = None, **kw: Any) -> None:
+        super().__init__(config, **kw)
+        self.net: _Net | None = None
+        self.epochs_done = 0
+        self._opt: torch.optim.Optimizer | None = None
+        self._resume = False  # set by load_training_state: the next fit continues
+        #: Called as (labels done, labels per epoch, mean loss) during an epoch.
+        self.progress_hook: Callable[[int, int, float], None] | None = None
+        self._windows: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def _build(self) -> _Net:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.config.seed)  # nn init draws from the global generator
+            return _Net(self.n_items, self.config).to(self.device)
+
+    def _make_optimizer(self, net: _Net) -> torch.optim.Optimizer:
+        c = self.config
+        return torch.optim.Adam(
+            net.parameters(), lr=c.learning_rate, betas=(0.9, 0.98), weight_decay=c.weight_decay
+        )
+
+    def fit(
+        self,
+        train: SessionData,
+        valid: SessionData | None = None,
+        *,
+        callback: EpochCallback | None = None,
+    ) -> Self:
+        c = self.config
+        resume, self._resume = self._resume, False
+        if not resume or self.net is None or self.n_items != train.n_items:
+            self.n_items = train.n_items
+            self.net, self._opt, self.epochs_done = self._build(), None, 0
+        net = self.net
+        if self._opt is None:
+            self._opt = self._make_optimizer(net)
+        windows, labels = training_windows(train, c.context_length)
+        keep = (labels >= 0).any(axis=1)
+        windows, labels = windows[keep], labels[keep]
+        self._windows = (
+            torch.from_numpy(windows).to(self.device),
+            torch.from_numpy(labels).to(self.device),
+        )
+        try:
+            fit_epochs(
+                self,
+                c.n_epochs,
+                n_steps=-(-len(windows) // c.batch_size),
+                n_events=int((labels >= 0).sum()),
+                report_every=20,
+                first_report=20,
+                callback=callback,
+            )
+        finally:
+            self._windows = None
+        net.eval()
+        return self
+
+    def train_epoch(self, epoch: int, steps: EpochSteps) -> None:
+        """One pass over the windows in a fresh order (seeded by seed and epoch, so that a
+        resumed run repeats an uninterrupted one); each step reports its mean loss."""
+        c = self.config
+        net, opt = self.net, self._opt
+        assert net is not None and opt is not None and self._windows is not None
+        windows, labels = self._windows
+        gen = torch.Generator().manual_seed((c.seed * 1_000_003 + epoch) % 2**63)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed((c.seed * 7_919 + epoch) % 2**63)  # dropout's draws
+            net.train()
+            order = torch.randperm(len(windows), generator=gen).to(self.device)
+            for a in range(0, len(order), c.batch_size):
+                rows = order[a : a + c.batch_size]
+                y = labels[rows]
+                at = y >= 0
+                h = net(windows[rows])[at]  # (N, dim): the labelled positions
+                loss = nn.functional.cross_entropy(net.logits(h), y[at])
+                n = int(at.sum())
+                steps.done(loss.detach(), value=loss.detach() * n, weight=n)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+
+    # -- checkpoints (the runner's --resume) ---------------------------------------------------
+    def training_state(self) -> dict[str, torch.Tensor]:
+        """Weights, Adam's moments and the number of finished epochs."""
+        assert self.net is not None, "fit the model first"
+        out = {f"param/{k}": v.detach() for k, v in self.net.state_dict().items()}
+        if self._opt is not None:
+            for i, st in self._opt.state_dict()["state"].items():
+                out.update({f"opt/{i}/{k}": torch.as_tensor(v) for k, v in st.items()})
+        out["epochs_done"] = torch.tensor([self.epochs_done], dtype=torch.int64)
+        return out
+
+    def load_training_state(self, arrays: dict[str, torch.Tensor]) -> None:
+        """Restore a checkpoint; the next ``fit`` continues after its last finished epoch."""
+        self.n_items = arrays["param/item.weight"].shape[0] - 1
+        self.load_state_arrays({k[6:]: v for k, v in arrays.items() if k.startswith("param/")})
+        assert self.net is not None
+        self._opt = self._make_optimizer(self.net)
+        state: dict[int, dict[str, torch.Tensor]] = {}
+        for key, v in arrays.items():
+            if key.startswith("opt/"):
+                _, i, name = key.split("/")
+                state.setdefault(int(i), {})[name] = v
+        if state:
+            sd = self._opt.state_dict()
+            sd["state"] = state
+            self._opt.load_state_dict(sd)
+        self.epochs_done = int(arrays["epochs_done"][0])
+        self._resume = True
+
+    # -- streaming ---------------------------------------------------------------------------
+    def start(self, batch_size: int) -> torch.Tensor:
+        return torch.full(
+            (batch_size, self.config.context_length), self.n_items, device=self.device
+        )
+
+    def reset(self, state: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return state.masked_fill(mask.to(self.device)[:, None], self.n_items)
+
+    def step(self, state: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return torch.cat([state[:, 1:], items.to(self.device)[:, None]], dim=1)
+
+    @torch.no_grad()
+    def score(self, state: torch.Tensor) -> torch.Tensor:
+        assert self.net is not None, "fit or load the model first"
+        self.net.eval()
+        return self.net.logits(self.net(state)[:, -1])  # (B, n_items)
+
+    def score_rows(self, state: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        return self.score(state[rows.to(self.device)])
+
+    def state_arrays(self) -> dict[str, torch.Tensor]:
+        assert self.net is not None, "fit the model first"
+        return dict(self.net.state_dict())
+
+    def load_state_arrays(self, arrays: dict[str, torch.Tensor]) -> None:
+        self.n_items = arrays["item.weight"].shape[0] - 1
+        self.net = self._build()
+        self.net.load_state_dict(arrays)
+        self.net.eval()

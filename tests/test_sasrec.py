@@ -1,0 +1,91 @@
+"""SASRec: its training windows (every label once, with exactly its own context), the
+attention that never reads the future or the padding, and a planted order learned. The model
+contract (streaming = score_sessions, save/load, seeds, callbacks) runs in
+tests/test_model_contract.py like every registered model's."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from _helpers import session_data
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sessionrec.errors import ConfigError
+from sessionrec.models import create
+from sessionrec.models.sasrec import SASRec, training_windows
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    sessions=st.lists(st.lists(st.integers(0, 6), min_size=1, max_size=23), min_size=1, max_size=6),
+    length=st.integers(1, 9),
+    seed=st.integers(0, 2**16),
+)
+def test_every_target_is_a_label_once_with_its_own_context(
+    sessions: list[list[int]], length: int, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    targets = [[bool(rng.random() < 0.7) for _ in s] for s in sessions]
+    data = session_data(sessions, n_items=7, targets=targets)
+    windows, labels = training_windows(data, length)
+    assert windows.shape == labels.shape and windows.shape[1:] == (length,)
+
+    want = []  # (label, its context: the up to `length` items before it... in its window)
+    for s, t in zip(sessions, targets, strict=True):
+        for p in range(1, len(s)):
+            if t[p]:
+                want.append(s[p])
+    got = []
+    for w, y in zip(windows, labels, strict=True):
+        real = w[w != 7]
+        assert (w[: length - len(real)] == 7).all()  # left padded
+        assert any(real.tolist() == s[a : a + len(real)] for s in sessions for a in range(len(s)))
+        for j in np.flatnonzero(y >= 0):
+            assert w[j] != 7  # a label follows a real input
+            got.append(int(y[j]))
+    assert sorted(got) == sorted(want)
+    # inputs: each event but a session's last is an input exactly once
+    assert int((windows != 7).sum()) == sum(len(s) - 1 for s in sessions)
+
+
+def test_attention_reads_neither_the_future_nor_padding() -> None:
+    model = create("sasrec", {"context_length": 6, "dim": 8, "n_epochs": 1, "dropout": 0.0})
+    model.fit(session_data([[0, 1, 2, 3, 4], [4, 3, 2, 1]], n_items=5))
+    assert isinstance(model, SASRec) and model.net is not None
+    net = model.net.eval()
+    with torch.no_grad():
+        a = net(torch.tensor([[5, 5, 0, 1, 2, 3]]))
+        b = net(torch.tensor([[5, 5, 0, 1, 2, 4]]))  # only the last item differs
+        c = net(torch.tensor([[5, 0, 0, 1, 2, 3]]))  # a real item where padding was
+        d = net(torch.tensor([[5, 5, 5, 5, 5, 5]]))  # an empty session: finite
+    assert torch.allclose(a[0, 2:5], b[0, 2:5], atol=1e-6)  # earlier items ignore it
+    assert not torch.allclose(a[0, 5], b[0, 5])
+    assert not torch.allclose(a[0, 5], c[0, 5])  # the item is read, padding is not
+    assert torch.isfinite(d).all() and torch.isfinite(model.score(torch.full((1, 6), 5))).all()
+    # padding is not read: whatever its embedding, the real positions' outputs stay
+    with torch.no_grad():
+        net.item.weight[5] = torch.randn(8) * 3
+        g = net(torch.tensor([[5, 5, 0, 1, 2, 3]]))
+    assert torch.allclose(a[0, 2:], g[0, 2:], atol=1e-5)
+
+
+def test_a_planted_second_order_rule_is_learned() -> None:
+    """After (0, 1) comes 2, after (3, 1) comes 4: only a model that reads more than the last
+    item gets both (a first-order Markov chain cannot)."""
+    sessions = [[0, 1, 2], [3, 1, 4]] * 30
+    model = create(
+        "sasrec",
+        {"context_length": 4, "dim": 16, "n_epochs": 40, "dropout": 0.0, "learning_rate": 0.01,
+         "batch_size": 8},
+    ).fit(session_data(sessions, n_items=5))  # fmt: skip
+    scores = model.score_sessions([[0, 1], [3, 1]])
+    assert scores[0].argmax().item() == 2 and scores[1].argmax().item() == 4
+
+
+def test_bad_settings_are_named() -> None:
+    with pytest.raises(ConfigError, match="heads"):
+        create("sasrec", {"dim": 10, "heads": 3})
+    with pytest.raises(ConfigError, match="dropout"):
+        create("sasrec", {"dropout": 1.0})
