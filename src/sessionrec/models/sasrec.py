@@ -21,7 +21,7 @@ Streaming state: the last ``context_length`` items per slot (left padded); ``sco
 network on that window and reads the last position, the function training used at that
 position, so streaming equals ``score_sessions`` exactly.
 
-Defaults: chosen on the valid part of ML-100K's acceptance protocol among seven hand-picked
+Defaults: chosen on the valid part of ML-100K's acceptance protocol among eight hand-picked
 runs (BENCHMARKS.md, "SASRec"): 2 blocks, 1 head, dim 64 as the paper (50 there), context 50
 (200 read worse), dropout 0.3, Adam 0.002, 32 windows per step, 25 epochs (the best valid
 epoch of that run; ``sessionrec train`` with valid stops early).
