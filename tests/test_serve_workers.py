@@ -210,3 +210,26 @@ def test_reload_reaches_every_worker_and_a_dead_worker_comes_back(tmp_path: Path
         assert server.proc.poll() is None
     finally:
         assert server.stop() == 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the supervisor runs on Linux")
+def test_workers_refuse_a_port_another_server_listens_on() -> None:
+    """SO_REUSEPORT must not let a second server join the first one's port and share its
+    connections: the port is checked free first, whoever listens there."""
+    import socket
+
+    from sessionrec.serving._supervisor import Supervisor
+
+    first = Supervisor(ServeConfig(model_dirs=("m",), port=0, workers=2))
+    try:
+        assert first.sockets[0].getsockname()[1] == first.sockets[1].getsockname()[1]
+        with pytest.raises(OSError):
+            Supervisor(ServeConfig(model_dirs=("m",), port=first.port, workers=2))
+    finally:
+        for s in first.sockets:
+            s.close()
+    with socket.socket() as plain:
+        plain.bind(("127.0.0.1", 0))
+        plain.listen()
+        with pytest.raises(OSError):
+            Supervisor(ServeConfig(model_dirs=("m",), port=plain.getsockname()[1], workers=2))

@@ -67,6 +67,15 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _free_port(host: str, port: int) -> int:
+    """``port`` (0: a free one), after checking that nothing listens on it (``OSError``)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no owner
+        probe.bind((host, port))
+        return int(probe.getsockname()[1])
+
+
 def _worker(
     config_json: str, sock: socket.socket, log_level: str, reloads: Any
 ) -> None:  # pragma: no cover (runs in the child; tests see it through HTTP)
@@ -92,10 +101,10 @@ class Supervisor:
 
     def __init__(self, config: ServeConfig) -> None:
         self.config = config
-        self.sockets = [bind(config.host, config.port)]
-        port = self.sockets[0].getsockname()[1]
-        for _ in range(config.workers - 1):
-            self.sockets.append(bind(config.host, port))
+        # The port must be free: SO_REUSEPORT would otherwise let these sockets join those of
+        # another server of the same user already listening there, and share its traffic.
+        port = _free_port(config.host, config.port)
+        self.sockets = [bind(config.host, port) for _ in range(config.workers)]
         self.port = port
         self._ctx = multiprocessing.get_context("spawn")
         self.procs: list[BaseProcess | None] = [None] * config.workers
