@@ -9,7 +9,8 @@ interleaved so that many are live at once (the events of ``--live`` sessions in 
 Each run reports requests/s, wrk's p50/p90/p99 latency (client side, loopback), non-2xx
 answers, the CPU the load generator used (its user + system time over the run's wall time)
 and the CPU the server used per event, and (from the server's /metrics) how many events its
-batcher answered together on average.
+batcher answered together on average. With several workers, the busiest worker process's
+share of the server's CPU (0.5 for two sharing evenly, 1.0 when one took every connection).
 
 ``--rate R`` paces wrk at R requests/s in all (a schedule shared by the connections, in its
 Lua script): latency at a target rate, rather than at saturation; ``late`` counts requests
@@ -234,17 +235,22 @@ def parse_wrk(text: str) -> dict[str, Any]:
 
 def server_cpu(pid: int) -> float:
     """User + system CPU seconds of the server process and its workers so far."""
+    return sum(process_cpu(pid).values())
+
+
+def process_cpu(pid: int) -> dict[int, float]:
+    """User + system CPU seconds so far of the server process and of each of its children."""
     import psutil
 
     root = psutil.Process(pid)
-    total = 0.0
+    out = {}
     for p in [root, *root.children(recursive=True)]:
         try:
             t = p.cpu_times()
-            total += t.user + t.system
+            out[p.pid] = t.user + t.system
         except psutil.NoSuchProcess:
             pass
-    return total
+    return out
 
 
 def batch_counts(port: int) -> tuple[float, float] | None:
@@ -263,7 +269,8 @@ def batch_counts(port: int) -> tuple[float, float] | None:
 
 def run_wrk(port: int, script: Path, seconds: int, connections: int, pid: int) -> dict[str, Any]:
     batches_before = batch_counts(port)
-    server_before = server_cpu(pid)
+    each_before = process_cpu(pid)
+    server_before = sum(each_before.values())
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     res = subprocess.run(
@@ -286,7 +293,12 @@ def run_wrk(port: int, script: Path, seconds: int, connections: int, pid: int) -
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     out = parse_wrk(res.stdout)
     out["loadgen_cores"] = round(cpu / wall, 2)
-    server = server_cpu(pid) - server_before
+    each_after = process_cpu(pid)
+    server = sum(each_after.values()) - server_before
+    # the busiest worker process's share of the server's CPU over the run: with two workers
+    # 0.5 when they share the load evenly, 1.0 when one took every connection
+    each = [each_after[p] - each_before.get(p, 0.0) for p in each_after if p != pid]
+    out["busiest_worker_share"] = round(max(each) / sum(each), 2) if sum(each) > 0 else None
     out["server_cores"] = round(server / wall, 2)
     # CPU the server spent per event: a figure the other jobs on the machine do not inflate
     # (much), and what a core of its own would turn into events/s
@@ -425,11 +437,11 @@ def main() -> None:
     print(
         "\n| version | model | store | workers | target/s | events/s | p50 ms | p90 ms "
         "| p99 ms | late | non-2xx | server cores used | server CPU ms/event "
-        "| load-generator cores | events per batch |"
+        "| load-generator cores | events per batch | busiest worker's CPU share |"
     )
     print(
         "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
-        "| ---: | ---: |"
+        "| ---: | ---: | ---: |"
     )
     for r in rows:
         target = f"{r['rate']:,.0f}" if r["rate"] else "max"
@@ -439,7 +451,8 @@ def main() -> None:
             f"{r['requests_per_s']:,.0f} | {r['p50_ms']:.1f} | {r['p90_ms']:.1f} | "
             f"{r['p99_ms']:.1f} | {late} | {r['non_2xx']} | {r['server_cores']} | "
             f"{r['server_cpu_ms_per_event']} | {r['loadgen_cores']} | "
-            f"{'' if r['mean_batch'] is None else r['mean_batch']} |"
+            f"{'' if r['mean_batch'] is None else r['mean_batch']} | "
+            f"{'' if r.get('busiest_worker_share') is None else r['busiest_worker_share']} |"
         )
     print(f"\nload average at the end: {meta['load_average']}")
 

@@ -28,9 +28,10 @@ checkpoint stays on as a backstop, at a larger WAL (``_AUTOCHECKPOINT_PAGES``).
 
 Several worker processes contend for SQLite's one write lock. SQLite's own busy handler
 sleeps 1, 2, 5, 10 ... 100 ms between tries, with the worker's event loop blocked the whole
-time: at 2,800 events/s over two workers that made p99 1.4 s. The store instead retries
-``BEGIN IMMEDIATE`` itself after 0.05–1 ms (``_begin``); the lock is held for a fraction of
-a millisecond per transaction, so a waiter gets it within one or two tries.
+time, while the lock is held for a fraction of a millisecond per transaction. The store
+instead retries ``BEGIN IMMEDIATE`` itself after 0.05 ms doubling to 1 ms (``_retry``). At
+saturation with two workers the two ways measured the same (BENCHMARKS.md, "A listening
+socket per worker"); the short steps bound how long a waiting worker oversleeps.
 """
 
 from __future__ import annotations
