@@ -198,23 +198,25 @@ class ServedModel:
             return []
         indptr, indices = self._sess_indptr, self._sess_indices
         distinct = np.fromiter(dict.fromkeys(reversed(session)), dtype=np.int64)  # latest first
-        b, lengths = _rows(indptr, indices, recommended)  # each recommended item's sessions
+        a, lengths = _rows(indptr, indices, distinct.tolist())  # each session item's sessions
         full = lengths > 0
-        starts = (np.cumsum(lengths) - lengths)[full]  # of the recommended items in ``b``
+        starts = (np.cumsum(lengths) - lengths)[full]  # of the session items in ``a``
         counts = np.zeros((len(recommended), len(distinct)), dtype=np.int64)
         with self._scratch_lock:
             if self._scratch is None:
                 self._scratch = np.zeros(self._item_sessions.n_cols, dtype=np.int64)
             mark = self._scratch
-            for lo in range(0, len(distinct), 62):  # 62 session items per pass: one bit each
-                part = distinct[lo : lo + 62].tolist()
-                a, n = _rows(indptr, indices, part)
+            # the recommended items' sessions get one bit each, 62 items a pass (usually one:
+            # k is small), then the session items' sessions read the bits back
+            for lo in range(0, len(recommended), 62):
+                part = recommended[lo : lo + 62]
+                b, n = _rows(indptr, indices, part)
                 owner = np.repeat(np.arange(len(part), dtype=np.int64), n)
-                np.bitwise_or.at(mark, a, np.left_shift(1, owner))
-                if len(b):
-                    bits = (mark[b][:, None] >> np.arange(len(part))) & 1  # (len(b), len(part))
-                    counts[full, lo : lo + len(part)] = np.add.reduceat(bits, starts, axis=0)
-                mark[a] = 0
+                np.bitwise_or.at(mark, b, np.left_shift(1, owner))
+                if len(a):
+                    bits = (mark[a][:, None] >> np.arange(len(part))) & 1  # (len(a), len(part))
+                    counts[lo : lo + len(part), full] = np.add.reduceat(bits, starts, axis=0).T
+                mark[b] = 0
         order = np.argsort(-counts, axis=1, kind="stable")[:, :most].tolist()  # ties: latest
         out = []
         for row, c in zip(order, counts.tolist(), strict=True):
