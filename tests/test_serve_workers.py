@@ -47,16 +47,18 @@ def test_workers_refuse_a_store_of_one_process() -> None:
 class Workers:
     """``sessionrec serve --workers 2`` as a real process, for one test."""
 
-    def __init__(self, tmp_path: Path, folder: Path, *extra: str) -> None:
-        self.port = free_port()
-        self.temp = tmp_path / "tmp"
+    def __init__(
+        self, tmp_path: Path, folder: Path, *extra: str, port: int | None = None, run: str = ""
+    ) -> None:
+        self.port = port or free_port()
+        self.temp = tmp_path / f"tmp{run}"
         self.temp.mkdir()
         env = {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(self.temp)}
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         args = [sys.executable, "-c", "from sessionrec.cli import main; main()", "serve"]
         args += [str(folder), "--port", str(self.port), "--state", str(tmp_path / "s.sqlite")]
         args += ["--workers", "2", *extra]
-        self.log = tmp_path / "serve.log"
+        self.log = tmp_path / f"serve{run}.log"
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(args, stdout=out, stderr=out, env=env)
         self.base = f"http://127.0.0.1:{self.port}"
@@ -233,3 +235,28 @@ def test_workers_refuse_a_port_another_server_listens_on() -> None:
         plain.listen()
         with pytest.raises(OSError):
             Supervisor(ServeConfig(model_dirs=("m",), port=plain.getsockname()[1], workers=2))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the supervisor runs on Linux")
+def test_workers_exit_when_the_parent_is_killed(tmp_path: Path) -> None:
+    """kill -9 of serve's parent leaves no worker holding the port: the next serve on the
+    same port starts and has every session."""
+    import psutil
+
+    folder = model_folder("pop", tmp_path / "pop")
+    server = Workers(tmp_path, folder)
+    r = httpx.post(f"{server.base}/v1/sessions/p/events", json={"item": ITEMS[0]})
+    assert r.status_code == 200
+    workers = psutil.Process(server.proc.pid).children()
+    assert len([w for w in workers if "spawn" in " ".join(w.cmdline())]) >= 2
+    server.proc.kill()
+    server.proc.wait(timeout=30)
+    _, alive = psutil.wait_procs(workers, timeout=30)
+    assert alive == [], f"workers outlived the parent: {alive}"
+
+    again = Workers(tmp_path, folder, port=server.port, run="again")
+    try:
+        r = httpx.post(f"{again.base}/v1/sessions/p/events", json={"item": ITEMS[1]})
+        assert r.status_code == 200 and r.json()["events"] == 2
+    finally:
+        assert again.stop() == 0

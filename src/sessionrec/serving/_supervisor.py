@@ -8,7 +8,8 @@ them on one worker: on this project's 2-core machine, 16 connections went 16 to 
 workers answered no more events/s than one (BENCHMARKS.md, "Serving"). With a socket per
 worker the kernel hashes each new connection to one of the sockets.
 
-The parent supervises: it restarts a worker that dies (on the same socket, so connections
+The parent supervises: a worker exits when the parent dies (even of ``kill -9``: the kernel
+sends it SIGTERM), the parent restarts a worker that dies (on the same socket, so connections
 queued there are served by the replacement), stops everything on SIGINT/SIGTERM, and on
 SIGHUP has every worker reload its model folders in place (no process restarted, no session
 lost). ``POST /admin/reload``, answered by one worker, reloads that worker and tells the
@@ -76,10 +77,22 @@ def _free_port(host: str, port: int) -> int:
         return int(probe.getsockname()[1])
 
 
+def _die_with(parent: int) -> None:
+    """Have the kernel send this process SIGTERM when ``parent`` dies (even of ``kill -9``),
+    so that no worker is left holding the port; exit now if it is already gone."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+    if os.getppid() != parent:
+        os._exit(0)
+
+
 def _worker(
-    config_json: str, sock: socket.socket, log_level: str, reloads: Any
+    config_json: str, sock: socket.socket, log_level: str, reloads: Any, parent: int
 ) -> None:  # pragma: no cover (runs in the child; tests see it through HTTP)
     """One worker process: the app on its own socket, until SIGTERM or SIGINT."""
+    _die_with(parent)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the app's handler (a reload) is set
     import uvicorn
 
@@ -115,7 +128,13 @@ class Supervisor:
     def _start(self, slot: int) -> None:
         proc = self._ctx.Process(
             target=_worker,
-            args=(self.config.to_json(), self.sockets[slot], self.config.log_level, self._reloads),
+            args=(
+                self.config.to_json(),
+                self.sockets[slot],
+                self.config.log_level,
+                self._reloads,
+                os.getpid(),
+            ),
             name=f"sessionrec-worker-{slot}",
         )
         proc.start()
