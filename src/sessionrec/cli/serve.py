@@ -44,7 +44,13 @@ def serve(
             "beside the first folder), redis://HOST:PORT/DB, or memory."
         ),
     ] = None,
-    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="Worker processes (on Linux each listens on its own socket, SO_REUSEPORT, "
+            "under a parent that restarts them and relays SIGHUP)."
+        ),
+    ] = 1,
     session_ttl: Annotated[
         str, typer.Option(help="Idle time after which a session expires (30m, 2h, 90s).")
     ] = "30m",
