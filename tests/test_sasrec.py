@@ -89,3 +89,25 @@ def test_bad_settings_are_named() -> None:
         create("sasrec", {"dim": 10, "heads": 3})
     with pytest.raises(ConfigError, match="dropout"):
         create("sasrec", {"dropout": 1.0})
+
+
+@pytest.mark.parametrize("heads", [1, 2, 4])
+def test_every_head_count_scores_finite_and_eval_equals_training_without_dropout(
+    heads: int,
+) -> None:
+    """With nn.TransformerEncoderLayer, eval mode and an even number of heads took PyTorch's
+    fused path, which turned the padding rows into NaN and spread them to the real ones."""
+    model = create(
+        "sasrec",
+        {"context_length": 6, "dim": 8, "heads": heads, "blocks": 2, "n_epochs": 1,
+         "dropout": 0.0},
+    ).fit(session_data([[0, 1, 2, 3, 4], [4, 3, 2, 1]], n_items=5))  # fmt: skip
+    assert isinstance(model, SASRec) and model.net is not None
+    windows = torch.tensor([[5, 5, 5, 0, 1, 2], [5, 5, 5, 5, 5, 3], [5, 5, 5, 5, 5, 5]])
+    scores = model.score(windows)
+    assert torch.isfinite(scores).all()
+    model.net.train()
+    with torch.no_grad():
+        trained = model.net.logits(model.net(windows)[:, -1])
+    model.net.eval()
+    assert torch.allclose(scores, trained, atol=1e-5)
