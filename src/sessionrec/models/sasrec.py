@@ -29,7 +29,6 @@ epoch of that run; ``sessionrec train`` with valid stops early).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
@@ -37,7 +36,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from sessionrec.models.base import EpochCallback, SessionModel
+from sessionrec.models._window import WindowModel
+from sessionrec.models.base import EpochCallback
 from sessionrec.prepare.data import SessionData
 from sessionrec.training.trainer import EpochSteps, fit_epochs
 
@@ -180,7 +180,7 @@ def training_windows(data: SessionData, length: int) -> tuple[np.ndarray, np.nda
     return windows.astype(np.int64), labels.astype(np.int64)
 
 
-class SASRec(SessionModel):
+class SASRec(WindowModel):
     """A causal self-attention network over the session's last items (Kang & McAuley 2018)."""
 
     name = "sasrec"
@@ -199,17 +199,15 @@ class SASRec(SessionModel):
     def __init__(self, config: Any = None, **kw: Any) -> None:
         super().__init__(config, **kw)
         self.net: _Net | None = None
-        self.epochs_done = 0
-        self._opt: torch.optim.Optimizer | None = None
-        self._resume = False  # set by load_training_state: the next fit continues
-        #: Called as (labels done, labels per epoch, mean loss) during an epoch.
-        self.progress_hook: Callable[[int, int, float], None] | None = None
+        #: (windows, labels) of the current fit: what every epoch reads.
         self._windows: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def _build(self) -> _Net:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.config.seed)  # nn init draws from the global generator
-            return _Net(self.n_items, self.config).to(self.device)
+    def _network(self) -> _Net:
+        return _Net(self.n_items, self.config)
+
+    @staticmethod
+    def _items_in(arrays: dict[str, torch.Tensor]) -> int:
+        return int(arrays["item.weight"].shape[0]) - 1  # the last row is padding
 
     def _make_optimizer(self, net: _Net) -> torch.optim.Optimizer:
         c = self.config
@@ -225,13 +223,9 @@ class SASRec(SessionModel):
         callback: EpochCallback | None = None,
     ) -> Self:
         c = self.config
-        resume, self._resume = self._resume, False
-        if not resume or self.net is None or self.n_items != train.n_items:
-            self.n_items = train.n_items
-            self.net, self._opt, self.epochs_done = self._build(), None, 0
+        self._start_fit(train.n_items)
         net = self.net
-        if self._opt is None:
-            self._opt = self._make_optimizer(net)
+        assert net is not None
         windows, labels = training_windows(train, c.context_length)
         keep = (labels >= 0).any(axis=1)
         windows, labels = windows[keep], labels[keep]
@@ -278,62 +272,9 @@ class SASRec(SessionModel):
                 loss.backward()
                 opt.step()
 
-    # -- checkpoints (the runner's --resume) ---------------------------------------------------
-    def training_state(self) -> dict[str, torch.Tensor]:
-        """Weights, Adam's moments and the number of finished epochs."""
-        assert self.net is not None, "fit the model first"
-        out = {f"param/{k}": v.detach() for k, v in self.net.state_dict().items()}
-        if self._opt is not None:
-            for i, st in self._opt.state_dict()["state"].items():
-                out.update({f"opt/{i}/{k}": torch.as_tensor(v) for k, v in st.items()})
-        out["epochs_done"] = torch.tensor([self.epochs_done], dtype=torch.int64)
-        return out
-
-    def load_training_state(self, arrays: dict[str, torch.Tensor]) -> None:
-        """Restore a checkpoint; the next ``fit`` continues after its last finished epoch."""
-        self.n_items = arrays["param/item.weight"].shape[0] - 1
-        self.load_state_arrays({k[6:]: v for k, v in arrays.items() if k.startswith("param/")})
-        assert self.net is not None
-        self._opt = self._make_optimizer(self.net)
-        state: dict[int, dict[str, torch.Tensor]] = {}
-        for key, v in arrays.items():
-            if key.startswith("opt/"):
-                _, i, name = key.split("/")
-                state.setdefault(int(i), {})[name] = v
-        if state:
-            sd = self._opt.state_dict()
-            sd["state"] = state
-            self._opt.load_state_dict(sd)
-        self.epochs_done = int(arrays["epochs_done"][0])
-        self._resume = True
-
-    # -- streaming ---------------------------------------------------------------------------
-    def start(self, batch_size: int) -> torch.Tensor:
-        return torch.full(
-            (batch_size, self.config.context_length), self.n_items, device=self.device
-        )
-
-    def reset(self, state: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return state.masked_fill(mask.to(self.device)[:, None], self.n_items)
-
-    def step(self, state: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        return torch.cat([state[:, 1:], items.to(self.device)[:, None]], dim=1)
-
+    # -- streaming (the window: WindowModel) -----------------------------------------------
     @torch.no_grad()
     def score(self, state: torch.Tensor) -> torch.Tensor:
         assert self.net is not None, "fit or load the model first"
         self.net.eval()
         return self.net.logits(self.net(state)[:, -1])  # (B, n_items)
-
-    def score_rows(self, state: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        return self.score(state[rows.to(self.device)])
-
-    def state_arrays(self) -> dict[str, torch.Tensor]:
-        assert self.net is not None, "fit the model first"
-        return dict(self.net.state_dict())
-
-    def load_state_arrays(self, arrays: dict[str, torch.Tensor]) -> None:
-        self.n_items = arrays["item.weight"].shape[0] - 1
-        self.net = self._build()
-        self.net.load_state_dict(arrays)
-        self.net.eval()

@@ -33,7 +33,6 @@ Two settings side by side (BENCHMARKS.md, "Two-tower"):
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
@@ -42,7 +41,8 @@ import torch
 from torch import nn
 
 from sessionrec.errors import ConfigError
-from sessionrec.models.base import EpochCallback, SessionModel
+from sessionrec.models._window import WindowModel
+from sessionrec.models.base import EpochCallback
 from sessionrec.prepare.data import SessionData
 from sessionrec.training.trainer import EpochSteps, fit_epochs
 
@@ -188,7 +188,7 @@ def training_examples(data: SessionData, context_length: int) -> tuple[np.ndarra
     return windows.astype(np.int64), data.items[labels_at].astype(np.int64)
 
 
-class TwoTower(SessionModel):
+class TwoTower(WindowModel):
     """GRU query tower × item-embedding candidate tower, in-batch softmax with logQ."""
 
     name = "two-tower"
@@ -205,12 +205,6 @@ class TwoTower(SessionModel):
     def __init__(self, config: Any = None, **kw: Any) -> None:
         super().__init__(config, **kw)
         self.net: _Towers | None = None
-        self.epochs_done = 0
-        self._opt: torch.optim.Optimizer | None = None
-        self._resume = False  # set by load_training_state: the next fit continues
-        #: Called as (examples done, examples per epoch, mean loss) during an epoch (the
-        #: runner's progress bar).
-        self.progress_hook: Callable[[int, int, float], None] | None = None
         #: (windows, labels, log_q) of the current fit: what every epoch reads.
         self._examples: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
@@ -226,10 +220,12 @@ class TwoTower(SessionModel):
             )
         return torch.optim.Adam(net.parameters(), lr=c.learning_rate, weight_decay=c.weight_decay)
 
-    def _build(self) -> _Towers:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.config.seed)  # nn init draws from the global generator
-            return _Towers(self.n_items, self.config).to(self.device)
+    def _network(self) -> _Towers:
+        return _Towers(self.n_items, self.config)
+
+    @staticmethod
+    def _items_in(arrays: dict[str, torch.Tensor]) -> int:
+        return int(arrays["candidate_embedding.weight"].shape[0])
 
     def fit(
         self,
@@ -239,13 +235,9 @@ class TwoTower(SessionModel):
         callback: EpochCallback | None = None,
     ) -> Self:
         c = self.config
-        resume, self._resume = self._resume, False
-        if not resume or self.net is None or self.n_items != train.n_items:
-            self.n_items = train.n_items  # a fresh fit, unless just after load_training_state
-            self.net, self._opt, self.epochs_done = self._build(), None, 0
+        self._start_fit(train.n_items)
         net = self.net
-        if self._opt is None:
-            self._opt = self._make_optimizer(net)
+        assert net is not None
         windows_np, labels_np = training_examples(train, c.context_length)
         windows = torch.from_numpy(windows_np).to(self.device)
         labels = torch.from_numpy(labels_np).to(self.device)
@@ -320,53 +312,10 @@ class TwoTower(SessionModel):
             loss.backward()
             opt.step()
 
-    # -- checkpoints (the runner's --resume) ---------------------------------------------------
-    def training_state(self) -> dict[str, torch.Tensor]:
-        """Weights, Adam's moments and the number of finished epochs."""
-        assert self.net is not None, "fit the model first"
-        out = {f"param/{k}": v.detach() for k, v in self.net.state_dict().items()}
-        if self._opt is not None:
-            for i, st in self._opt.state_dict()["state"].items():
-                out.update({f"opt/{i}/{k}": torch.as_tensor(v) for k, v in st.items()})
-        out["epochs_done"] = torch.tensor([self.epochs_done], dtype=torch.int64)
-        return out
-
-    def load_training_state(self, arrays: dict[str, torch.Tensor]) -> None:
-        """Restore a checkpoint; the next ``fit`` continues after its last finished epoch."""
-        self.n_items = arrays["param/candidate_embedding.weight"].shape[0]
-        self.load_state_arrays({k[6:]: v for k, v in arrays.items() if k.startswith("param/")})
-        assert self.net is not None
-        self._opt = self._make_optimizer(self.net)
-        state: dict[int, dict[str, torch.Tensor]] = {}
-        for key, v in arrays.items():
-            if key.startswith("opt/"):
-                _, i, name = key.split("/")
-                state.setdefault(int(i), {})[name] = v
-        if state:
-            sd = self._opt.state_dict()
-            sd["state"] = state
-            self._opt.load_state_dict(sd)
-        self.epochs_done = int(arrays["epochs_done"][0])
-        self._resume = True
-
-    # -- streaming ---------------------------------------------------------------------------
-    def start(self, batch_size: int) -> torch.Tensor:
-        return torch.full(
-            (batch_size, self.config.context_length), self.n_items, device=self.device
-        )
-
-    def reset(self, state: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return state.masked_fill(mask.to(self.device)[:, None], self.n_items)
-
-    def step(self, state: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        return torch.cat([state[:, 1:], items.to(self.device)[:, None]], dim=1)
-
+    # -- streaming (the window: WindowModel) -----------------------------------------------
     @torch.no_grad()
     def score(self, state: torch.Tensor) -> torch.Tensor:
         return self.query_vectors(state) @ self.item_vectors().T  # (B, n_items)
-
-    def score_rows(self, state: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        return self.score(state[rows.to(self.device)])
 
     # -- vectors (sessionrec.ann: exact or approximate top-k) ---------------------------------
     @torch.no_grad()
@@ -381,12 +330,3 @@ class TwoTower(SessionModel):
         """(n_items, dim) L2-normalised candidate embeddings."""
         assert self.net is not None, "fit or load the model first"
         return self.net.candidates()
-
-    def state_arrays(self) -> dict[str, torch.Tensor]:
-        assert self.net is not None, "fit the model first"
-        return dict(self.net.state_dict())
-
-    def load_state_arrays(self, arrays: dict[str, torch.Tensor]) -> None:
-        self.net = self._build()
-        self.net.load_state_dict(arrays)
-        self.net.eval()
