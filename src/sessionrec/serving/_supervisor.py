@@ -3,10 +3,11 @@ socket of its own (``SO_REUSEPORT``), so that the kernel spreads the connections
 
 Why not uvicorn's own ``--workers``: its workers share one listening socket, and the first
 worker to wake accepts every connection waiting in the queue. A client that opens its
-keep-alive connections together — a load balancer, a connection pool, wrk — then has all of
-them on one worker: on this project's 2-core machine, 16 connections went 16 to 0 and two
-workers answered no more events/s than one (BENCHMARKS.md, "Serving"). With a socket per
-worker the kernel hashes each new connection to one of the sockets.
+keep-alive connections together — a load balancer, a connection pool, wrk — can then have
+all of them on one worker: on this project's 2-core machine wrk's 16 connections went 16 to 0
+in at least 5 of 15 two-worker runs, and two workers then answered no more events/s than one
+(BENCHMARKS.md, "A listening socket per worker"). With a socket per worker the kernel
+hashes each new connection to one of the sockets.
 
 The parent supervises: a worker exits when the parent dies (even of ``kill -9``: the kernel
 sends it SIGTERM), the parent restarts a worker that dies (on the same socket, so connections
