@@ -423,6 +423,33 @@ def test_admin_reload_needs_the_token_and_keeps_sessions(
     assert engine.rebuilds >= 1
 
 
+def test_overlapping_reloads_run_one_at_a_time(
+    folders: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SIGHUP during POST /admin/reload: the two loads must not interleave, or the models
+    swapped in last mix generations of both (the CI failure of stop 19)."""
+    import threading
+    import time
+
+    from sessionrec.serving import engine as engine_mod
+
+    engine = engine_mod.Engine([folders["gru"], folders["pop"]], MemoryStore(1800, 50))
+    real = engine_mod.load_served
+
+    def slow(path: Any, generation: int, device: str = "cpu") -> Any:
+        time.sleep(0.05)  # wide enough for the other reload to step in between two folders
+        return real(path, generation, device)
+
+    monkeypatch.setattr(engine_mod, "load_served", slow)
+    threads = [threading.Thread(target=engine.reload) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    gens = [m.generation for m in engine.models.values()]
+    assert gens == [5, 6]  # 1-2 at start, 3-4 and 5-6 for the reloads, the last one served
+
+
 def test_admin_routes_off_without_a_token(folders: dict[str, Path], tmp_path: Path) -> None:
     with make_client(folders, tmp_path / "s.sqlite", names=("pop",)) as c:
         assert c.post("/admin/reload", headers={"Authorization": "Bearer x"}).status_code == 403

@@ -106,6 +106,7 @@ class Engine:
         self.store = store
         self.cache_size = cache_size
         self._generation = 0
+        self._reloading = threading.Lock()  # one reload at a time: SIGHUP and /admin/reload
         self.models = self._load_all()
         self.default = next(iter(self.models))
         self._states: OrderedDict[tuple[str, str], _Entry] = OrderedDict()
@@ -128,9 +129,13 @@ class Engine:
 
     def reload(self) -> list[str]:
         """Load every folder again and swap them in at once (requests in flight finish on
-        the old models); cached states of the old models are rebuilt on next use."""
-        fresh = self._load_all()
-        self.models = fresh  # one assignment: atomic for readers
+        the old models); cached states of the old models are rebuilt on next use.
+
+        Reloads run one at a time, so two that overlap (a SIGHUP during POST /admin/reload)
+        cannot interleave their generation numbers or swap in the older load last."""
+        with self._reloading:
+            fresh = self._load_all()
+            self.models = fresh  # one assignment: atomic for readers
         return list(fresh)
 
     def model(self, name: str | None) -> ServedModel:
