@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from sessionrec.errors import ConfigError
 from sessionrec.models import create
-from sessionrec.models.sasrec import SASRec, training_windows
+from sessionrec.models._window import training_windows
+from sessionrec.models.sasrec import SASRec
 
 
 @settings(max_examples=60, deadline=None)

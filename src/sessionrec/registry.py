@@ -133,6 +133,7 @@ MODELS: dict[str, ModelSpec] = dict(
         _spec("gru4rec", NEXT_ITEM, "sessionrec.models.gru4rec", "GRU4Rec"),
         _spec("two-tower", NEXT_ITEM, "sessionrec.models.two_tower", "TwoTower"),
         _spec("sasrec", NEXT_ITEM, "sessionrec.models.sasrec", "SASRec"),
+        _spec("repeatnet", NEXT_ITEM, "sessionrec.models.repeatnet", "RepeatNet"),
         _spec("baseline", RATING, "sessionrec.rating.baseline", "Baseline"),
         _spec("svd", RATING, "sessionrec.rating.svd", "SVD"),
         _spec("svdpp", RATING, "sessionrec.rating.svdpp", "SVDpp"),

@@ -1,4 +1,4 @@
-"""What the neural models over the session's last items share (two-tower, sasrec).
+"""What the neural models over the session's last items share (two-tower, sasrec, repeatnet).
 
 * The streaming state: the last ``context_length`` item indices per slot, left padded with
   ``n_items``; ``step`` shifts the window, ``score`` runs the network on it (so streaming
@@ -10,18 +10,25 @@
 A subclass sets ``net`` through ``_build`` / ``load_state_arrays`` and says how to make the
 network (``_network``), its optimiser (``_make_optimizer``) and how many items a saved set
 of weights covers (``_items_in``).
+
+``NextItemWindowModel`` adds the training of models that predict the next item at every
+position of a window at once (sasrec, repeatnet): ``training_windows`` cuts the sessions, the
+epoch loop is shared, and a subclass says only what a batch of windows costs (``_loss``).
 """
 
 from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 
+import numpy as np
 import torch
 from torch import nn
 
-from sessionrec.models.base import SessionModel
+from sessionrec.models.base import EpochCallback, SessionModel
+from sessionrec.prepare.data import SessionData
+from sessionrec.training.trainer import EpochSteps, fit_epochs
 
 
 class WindowModel(SessionModel):
@@ -118,3 +125,92 @@ class WindowModel(SessionModel):
         self.net = self._build()
         self.net.load_state_dict(arrays)
         self.net.eval()
+
+
+def training_windows(data: SessionData, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """(W, L) left-padded input windows and (W, L) labels (−1: no label at that position).
+
+    Each session is cut from its end into windows of ``length`` inputs; the label of input
+    position q is the event at q + 1, kept when it is a target of the same session. Every
+    target event after a session's first is the label of exactly one position.
+    """
+    starts, ends = data.offsets[:-1], data.offsets[1:]
+    n_windows = np.maximum(-(-(ends - starts - 1) // length), 0)  # ⌈(len − 1) / L⌉
+    session = np.repeat(np.arange(len(starts)), n_windows)
+    k = np.arange(n_windows.sum()) - np.repeat(np.cumsum(n_windows) - n_windows, n_windows)
+    last_label = ends[session] - 1 - k * length  # the label position of the window's last slot
+    q = last_label[:, None] - length + np.arange(length)[None, :]  # input positions (W, L)
+    has_input = q >= starts[session][:, None]
+    windows = np.where(has_input, data.items[np.maximum(q, 0)], data.n_items)
+    nxt = np.clip(q + 1, 0, data.n_events - 1)  # (only read where has_input)
+    labelled = has_input & data.target[nxt]
+    labels = np.where(labelled, data.items[nxt], -1)
+    return windows.astype(np.int64), labels.astype(np.int64)
+
+
+class NextItemWindowModel(WindowModel):
+    """A ``WindowModel`` trained to predict the next item at every position of its windows."""
+
+    def __init__(self, config: Any = None, **kw: Any) -> None:
+        super().__init__(config, **kw)
+        #: (windows, labels) of the current fit: what every epoch reads.
+        self._windows: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @abstractmethod
+    def _loss(self, windows: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """The mean loss over the labelled positions (``labels >= 0``) of ``(B, L)`` windows,
+        and how many positions it averaged."""
+
+    def fit(
+        self,
+        train: SessionData,
+        valid: SessionData | None = None,
+        *,
+        callback: EpochCallback | None = None,
+    ) -> Self:
+        c = self.config
+        self._start_fit(train.n_items)
+        net = self.net
+        assert net is not None
+        windows, labels = training_windows(train, c.context_length)
+        keep = (labels >= 0).any(axis=1)
+        windows, labels = windows[keep], labels[keep]
+        self._windows = (
+            torch.from_numpy(windows).to(self.device),
+            torch.from_numpy(labels).to(self.device),
+        )
+        try:
+            fit_epochs(
+                self,
+                c.n_epochs,
+                n_steps=-(-len(windows) // c.batch_size),
+                n_events=int((labels >= 0).sum()),
+                report_every=20,
+                first_report=20,
+                callback=callback,
+            )
+        finally:
+            self._windows = None
+        net.eval()
+        return self
+
+    def train_epoch(self, epoch: int, steps: EpochSteps) -> None:
+        """One pass over the windows in a fresh order (seeded by seed and epoch, so that a
+        resumed run repeats an uninterrupted one); each step reports its mean loss."""
+        c = self.config
+        net, opt = self.net, self._opt
+        assert net is not None and opt is not None and self._windows is not None
+        windows, labels = self._windows
+        gen = torch.Generator().manual_seed((c.seed * 1_000_003 + epoch) % 2**63)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed((c.seed * 7_919 + epoch) % 2**63)  # dropout's draws
+            net.train()
+            order = torch.randperm(len(windows), generator=gen).to(self.device)
+            for a in range(0, len(order), c.batch_size):
+                rows = order[a : a + c.batch_size]
+                y = labels[rows]
+                loss, n = self._loss(windows[rows], y)
+                steps.done(loss.detach(), value=loss.detach() * n, weight=n)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()

@@ -30,16 +30,12 @@ epoch of that run; ``sessionrec train`` with valid stops early).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from torch import nn
 
-from sessionrec.models._window import WindowModel
-from sessionrec.models.base import EpochCallback
-from sessionrec.prepare.data import SessionData
-from sessionrec.training.trainer import EpochSteps, fit_epochs
+from sessionrec.models._window import NextItemWindowModel
 
 #: the additive attention mask of a position not to attend to (finite: no NaN rows)
 _MASKED = -1e9
@@ -159,28 +155,7 @@ class _Net(nn.Module):
         return h @ self.item.weight[: self.n_items].T
 
 
-def training_windows(data: SessionData, length: int) -> tuple[np.ndarray, np.ndarray]:
-    """(W, L) left-padded input windows and (W, L) labels (−1: no label at that position).
-
-    Each session is cut from its end into windows of ``length`` inputs; the label of input
-    position q is the event at q + 1, kept when it is a target of the same session. Every
-    target event after a session's first is the label of exactly one position.
-    """
-    starts, ends = data.offsets[:-1], data.offsets[1:]
-    n_windows = np.maximum(-(-(ends - starts - 1) // length), 0)  # ⌈(len − 1) / L⌉
-    session = np.repeat(np.arange(len(starts)), n_windows)
-    k = np.arange(n_windows.sum()) - np.repeat(np.cumsum(n_windows) - n_windows, n_windows)
-    last_label = ends[session] - 1 - k * length  # the label position of the window's last slot
-    q = last_label[:, None] - length + np.arange(length)[None, :]  # input positions (W, L)
-    has_input = q >= starts[session][:, None]
-    windows = np.where(has_input, data.items[np.maximum(q, 0)], data.n_items)
-    nxt = np.clip(q + 1, 0, data.n_events - 1)  # (only read where has_input)
-    labelled = has_input & data.target[nxt]
-    labels = np.where(labelled, data.items[nxt], -1)
-    return windows.astype(np.int64), labels.astype(np.int64)
-
-
-class SASRec(WindowModel):
+class SASRec(NextItemWindowModel):
     """A causal self-attention network over the session's last items (Kang & McAuley 2018)."""
 
     name = "sasrec"
@@ -199,8 +174,6 @@ class SASRec(WindowModel):
     def __init__(self, config: Any = None, **kw: Any) -> None:
         super().__init__(config, **kw)
         self.net: _Net | None = None
-        #: (windows, labels) of the current fit: what every epoch reads.
-        self._windows: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def _network(self) -> _Net:
         return _Net(self.n_items, self.config)
@@ -215,62 +188,12 @@ class SASRec(WindowModel):
             net.parameters(), lr=c.learning_rate, betas=(0.9, 0.98), weight_decay=c.weight_decay
         )
 
-    def fit(
-        self,
-        train: SessionData,
-        valid: SessionData | None = None,
-        *,
-        callback: EpochCallback | None = None,
-    ) -> Self:
-        c = self.config
-        self._start_fit(train.n_items)
-        net = self.net
-        assert net is not None
-        windows, labels = training_windows(train, c.context_length)
-        keep = (labels >= 0).any(axis=1)
-        windows, labels = windows[keep], labels[keep]
-        self._windows = (
-            torch.from_numpy(windows).to(self.device),
-            torch.from_numpy(labels).to(self.device),
-        )
-        try:
-            fit_epochs(
-                self,
-                c.n_epochs,
-                n_steps=-(-len(windows) // c.batch_size),
-                n_events=int((labels >= 0).sum()),
-                report_every=20,
-                first_report=20,
-                callback=callback,
-            )
-        finally:
-            self._windows = None
-        net.eval()
-        return self
-
-    def train_epoch(self, epoch: int, steps: EpochSteps) -> None:
-        """One pass over the windows in a fresh order (seeded by seed and epoch, so that a
-        resumed run repeats an uninterrupted one); each step reports its mean loss."""
-        c = self.config
-        net, opt = self.net, self._opt
-        assert net is not None and opt is not None and self._windows is not None
-        windows, labels = self._windows
-        gen = torch.Generator().manual_seed((c.seed * 1_000_003 + epoch) % 2**63)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed((c.seed * 7_919 + epoch) % 2**63)  # dropout's draws
-            net.train()
-            order = torch.randperm(len(windows), generator=gen).to(self.device)
-            for a in range(0, len(order), c.batch_size):
-                rows = order[a : a + c.batch_size]
-                y = labels[rows]
-                at = y >= 0
-                h = net(windows[rows])[at]  # (N, dim): the labelled positions
-                loss = nn.functional.cross_entropy(net.logits(h), y[at])
-                n = int(at.sum())
-                steps.done(loss.detach(), value=loss.detach() * n, weight=n)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
+    def _loss(self, windows: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """Cross-entropy over every item at the labelled positions of a batch of windows."""
+        assert self.net is not None
+        at = labels >= 0
+        h = self.net(windows)[at]  # (N, dim): the labelled positions
+        return nn.functional.cross_entropy(self.net.logits(h), labels[at]), int(at.sum())
 
     # -- streaming (the window: WindowModel) -----------------------------------------------
     @torch.no_grad()
