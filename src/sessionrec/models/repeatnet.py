@@ -89,10 +89,12 @@ class _Attention(nn.Module):
         self.v = nn.Linear(dim, 1, bias=False)
 
     def forward(
-        self, keys: torch.Tensor, query: torch.Tensor, blocked: torch.Tensor
+        self, h: torch.Tensor, rows: torch.Tensor, query: torch.Tensor, blocked: torch.Tensor
     ) -> torch.Tensor:
-        """(N, L, dim) keys, (N, dim) queries, (N, L) blocked → (N, L) log weights."""
-        e = self.v(torch.tanh(self.key(keys) + self.query(query)[:, None])).squeeze(-1)
+        """(B, L, dim) window states, (N,) the window of each query, (N, dim) queries, (N, L)
+        blocked → (N, L) log weights. Keys are projected once per window, not per query."""
+        keys = self.key(h)[rows]
+        e = self.v(torch.tanh(keys + self.query(query)[:, None])).squeeze(-1)
         return e.masked_fill(blocked, _MASKED).log_softmax(-1)
 
 
@@ -127,7 +129,7 @@ class _Net(nn.Module):
         h, _ = self.gru(self.dropout(self.item(window)))
         h = self.dropout(h)
         n = window.shape[1]
-        keys, win = h[rows], window[rows]  # (N, L, d), (N, L)
+        win = window[rows]  # (N, L)
         query = h[rows, at]  # (N, d)
         pos = torch.arange(n, device=window.device)[None]
         # the positions up to `at` holding an item; position `at` itself always (a window of
@@ -140,16 +142,18 @@ class _Net(nn.Module):
         # a mode without candidates gets no probability: nothing to repeat before the first
         # item, nothing to explore once the session holds every item
         impossible = torch.stack([~present.any(-1), present.all(-1)], -1)
-        log_mode = (
-            self.mode((self.mode_attention(keys, query, blocked).exp()[:, :, None] * keys).sum(1))
-            .masked_fill(impossible, _MASKED)
-            .log_softmax(-1)
-        )
-        log_repeat = self.repeat_attention(keys, query, blocked)
-        c_e = (self.explore_attention(keys, query, blocked).exp()[:, :, None] * keys).sum(1)
+        c_m = _context(self.mode_attention(h, rows, query, blocked), h, rows)
+        log_mode = self.mode(c_m).masked_fill(impossible, _MASKED).log_softmax(-1)
+        log_repeat = self.repeat_attention(h, rows, query, blocked)
+        c_e = _context(self.explore_attention(h, rows, query, blocked), h, rows)
         logits = self.explore(torch.cat([query, c_e], -1)) @ self.item.weight.T  # (N, n+1)
         logits = logits.scatter(-1, seen, _MASKED)[:, : self.n_items]
         return log_mode, log_repeat, logits.log_softmax(-1), counts
+
+
+def _context(log_weights: torch.Tensor, h: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """(N, L) log attention weights over the windows ``rows`` of ``h`` → (N, dim) contexts."""
+    return torch.bmm(log_weights.exp()[:, None], h[rows]).squeeze(1)
 
 
 def _in_window(
