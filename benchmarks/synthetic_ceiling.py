@@ -10,7 +10,9 @@ probability, the best any model can do in expectation).
     PYTHONPATH=src python benchmarks/synthetic_ceiling.py [--presets ecommerce media broad]
         [--models pop markov sr itemknn sknn vsknn gru4rec] [--scale 1.0] [--seed 0] [--json FILE]
 
-``--scale`` multiplies each preset's number of sessions (a quick look at 0.3). ``--seed`` draws
+``--models counts`` adds a reference learner told the sessions' intents, the item sets and the
+noise rate, which only counts (``synthetic.estimate_process``, smoothing chosen on valid): what
+this much data allows a model that knows the structure. ``--scale`` multiplies each preset's number of sessions (a quick look at 0.3). ``--seed`` draws
 another process of the same shape (new intents, chains and popularity): the defaults were chosen
 on seed 0's logs (``benchmarks/choose_defaults.py``), so seed 1 is a log nobody tuned them on.
 Writes benchmarks/results/synthetic_ceiling.json and prints a Markdown table.
@@ -36,6 +38,8 @@ from sessionrec import synthetic as syn
 RESULTS = Path(__file__).resolve().parent / "results" / "synthetic_ceiling.json"
 MODELS = ("pop", "markov", "sr", "itemknn", "sknn", "vsknn", "gru4rec")
 CUTOFF = 20
+#: the smoothings ``--models counts`` chooses from on valid
+SMOOTHING = (0.001, 0.01, 0.03, 0.1, 0.3, 1.0)
 
 
 def run_preset(
@@ -53,6 +57,9 @@ def run_preset(
     ceil_r, ceil_m = oracle.metrics[f"recall@{CUTOFF}"], oracle.metrics[f"mrr@{CUTOFF}"]
     rows: list[dict[str, Any]] = []
     for model_name in models:
+        if model_name == "counts":
+            rows.append(counts_reference(log, data, kw, ceil_r, ceil_m, name))
+            continue
         t0 = time.perf_counter()
         model = sr.train(model_name, data, work / name / model_name, fit_on="train+valid",
                          progress=False)  # fmt: skip
@@ -72,6 +79,29 @@ def run_preset(
         "ceiling": {"recall": ceil_r, "mrr": ceil_m},
         "models": rows,
     }
+
+
+def counts_reference(
+    log: syn.SyntheticLog, data: Any, kw: dict[str, Any], ceil_r: float, ceil_m: float, name: str
+) -> dict[str, Any]:
+    """``--models counts``: the process re-estimated from the counts of train+valid, told the
+    sessions' intents, the item sets and the noise rate (``synthetic.estimate_process``); its
+    smoothing chosen on valid MRR@20 (estimated on train). What the best count model could
+    learn from this much data: a reference, not a bound."""
+    gen = data.items.sort("item_idx")["item_id"].to_numpy() - 1
+    tried = {}
+    for a in SMOOTHING:
+        proc = syn.estimate_process(log, data.train, gen, a)
+        res = sr.evaluate(syn.OracleModel.for_data(proc, data.items), data.valid, **kw)
+        tried[a] = res.metrics[f"mrr@{CUTOFF}"]
+    best = max(tried, key=lambda a: tried[a])
+    proc = syn.estimate_process(log, data.part("train+valid"), gen, best)
+    res = sr.evaluate(syn.OracleModel.for_data(proc, data.items), data.test, **kw)
+    r, m = res.metrics[f"recall@{CUTOFF}"], res.metrics[f"mrr@{CUTOFF}"]
+    print(f"  {name} counts (smoothing {best} on valid): R@20 {r:.4f} ({r / ceil_r:.1%}), "
+          f"MRR@20 {m:.4f} ({m / ceil_m:.1%})", flush=True)  # fmt: skip
+    return {"model": "counts", "smoothing": best, "valid_mrr_by_smoothing": tried, "recall": r,
+            "mrr": m, "recall_share": r / ceil_r, "mrr_share": m / ceil_m}  # fmt: skip
 
 
 def main() -> None:

@@ -117,6 +117,31 @@ def test_the_oracle_is_the_ceiling_and_round_trips(tmp_path: Path) -> None:
     assert torch.equal(oracle.score_sessions(sessions), back.score_sessions(sessions))
 
 
+def test_estimated_process_converges_to_the_true_one(tmp_path: Path) -> None:
+    """The informed count reference: with many sessions its estimates approach the generating
+    process (planted answer), and each session's intent survives save and load."""
+    log = syn.generate(TINY, n_sessions=20_000, noise=0.02)
+    assert log.intents is not None and len(log.intents) == 20_000
+    again = syn.SyntheticLog.load(log.save(tmp_path / "log"))
+    assert again.intents is not None and np.array_equal(again.intents, log.intents)
+    data = sr.prepare(str(tmp_path / "log" / "log.parquet"), tmp_path / "data", session="column",
+                      min_item_support=1)  # fmt: skip
+    assert isinstance(data, sr.PreparedData)
+    gen = data.items.sort("item_idx")["item_id"].to_numpy() - 1
+    est = syn.estimate_process(log, data.train, gen, smoothing=0.01)
+    true = log.process
+    assert np.allclose(est.chain.sum(2), 1) and np.allclose(est.entry.sum(1), 1)
+    assert np.abs(est.chain - true.chain).max() < 0.08
+    assert np.abs(est.entry - true.entry).max() < 0.05
+    assert np.abs(est.prior - true.prior).max() < 0.02
+    # a little data estimates worse: the reference is a learner, not the oracle
+    head = data.frame("train").filter(pl.col("session_id") < 100)
+    few = syn.estimate_process(log, sr.SessionData.from_frame(head, data.n_items), gen, 0.01)
+    assert np.abs(few.chain - true.chain).max() > np.abs(est.chain - true.chain).max()
+    with pytest.raises(ConfigError, match="intents"):
+        syn.estimate_process(syn.SyntheticLog(log.spec, true, log.events), data.train, gen, 0.1)
+
+
 def test_cli_synth_and_ceiling(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "syn"
     code, stdout, err = run_cli(["data", "synth", "media", "--out", str(out), "--sessions",

@@ -167,11 +167,13 @@ class Process:
 
 @dataclass
 class SyntheticLog:
-    """A generated log: ``events`` (session_id, user_id, item_id, timestamp) and its process."""
+    """A generated log: ``events`` (session_id, user_id, item_id, timestamp), its process and
+    each session's intent (``intents[session_id]``; None for a log saved before they were)."""
 
     spec: SyntheticSpec
     process: Process
     events: pl.DataFrame
+    intents: np.ndarray | None = None
 
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
         """``log.parquet``, ``process.npz`` (arrays only, no pickle) and ``spec.json``, into a
@@ -184,6 +186,9 @@ class SyntheticLog:
             with (tmp / "process.npz").open("wb") as f:
                 np.savez_compressed(f, **self.process.arrays())  # type: ignore[arg-type]
             write_json(tmp / "spec.json", dataclasses.asdict(self.spec))
+            if self.intents is not None:
+                with (tmp / "intents.npy").open("wb") as f:
+                    np.save(f, self.intents, allow_pickle=False)
         return path
 
     @classmethod
@@ -194,12 +199,17 @@ class SyntheticLog:
             with np.load(path / "process.npz", allow_pickle=False) as z:
                 process = Process.from_arrays({k: z[k] for k in z.files})
             events = pl.read_parquet(path / "log.parquet", glob=False)
+            intents = (
+                np.load(path / "intents.npy", allow_pickle=False)
+                if (path / "intents.npy").exists()
+                else None
+            )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise DataError(
                 path, expected="a synthetic log folder (spec.json, process.npz, log.parquet)",
                 found=f"{type(exc).__name__}: {exc}",
             ) from None  # fmt: skip
-        return cls(spec, process, events)
+        return cls(spec, process, events, intents)
 
 
 def _zipf(n: int, s: float, rng: np.random.Generator) -> np.ndarray:
@@ -297,7 +307,7 @@ def generate(spec: SyntheticSpec | str = "ecommerce", **overrides: Any) -> Synth
             "timestamp": np.floor(base[order]).astype(np.int64),  # Unix seconds
         }
     )
-    return SyntheticLog(spec, proc, events)
+    return SyntheticLog(spec, proc, events, intents.astype(np.int64))
 
 
 @dataclass(frozen=True)
@@ -427,6 +437,56 @@ class OracleModel(SessionModel):
         self._set(Process.from_arrays(a), a["gen_of_idx"].astype(np.int64))
 
 
+def estimate_process(
+    log: SyntheticLog, data: SessionData, gen_of_idx: np.ndarray, smoothing: float
+) -> Process:
+    """The log's process with its probabilities estimated from the counts of ``data``.
+
+    Told what no learner is told: the intent of every session of ``data``, each intent's item
+    set S_k and the noise rate. Only the probabilities are learned: the intents' prior, the
+    popularity, the entry distributions over S_k and the chains within S_k (count +
+    ``smoothing`` per cell of S_k, normalised). ``OracleModel`` over the result is the best
+    count model for this much data: a reference for what a learner could reach, not a bound.
+
+    Args:
+        log: the generated log (with ``intents``).
+        data: sessions of ``log`` (``session_ids`` are the generator's session indices).
+        gen_of_idx: the generator item of each item index of ``data`` (``item_id - 1``).
+        smoothing: added to every count of an entry or chain cell within S_k.
+    """
+    if log.intents is None:
+        raise ConfigError("estimate_process needs the sessions' intents (a log from generate)")
+    proc = log.process
+    K, m = proc.subset.shape
+    n = proc.n_items
+    pos = proc.position()
+    lengths = np.diff(data.offsets)
+    k = np.repeat(log.intents[data.session_ids], lengths)  # intent of every event
+    g = gen_of_idx[data.items]
+    first = np.zeros(len(g), dtype=bool)
+    first[data.offsets[:-1][lengths > 0]] = True
+    prev = np.where(first, -1, np.roll(g, 1))
+    p_cur = pos[k, g]
+    p_prev = np.where(prev >= 0, pos[k, np.maximum(prev, 0)], -1)
+    entry_ev = (p_cur >= 0) & (p_prev < 0)
+    chain_ev = (p_cur >= 0) & (p_prev >= 0)
+    entry_counts = np.zeros((K, m))
+    np.add.at(entry_counts, (k[entry_ev], p_cur[entry_ev]), 1.0)
+    chain = np.zeros((K, m, m))
+    np.add.at(chain, (k[chain_ev], p_prev[chain_ev], p_cur[chain_ev]), 1.0)
+    chain += smoothing
+    chain /= chain.sum(2, keepdims=True)
+    entry_counts += smoothing
+    entry = np.zeros((K, n))
+    entry[np.arange(K)[:, None], proc.subset] = entry_counts / entry_counts.sum(1, keepdims=True)
+    prior = np.bincount(log.intents[data.session_ids], minlength=K) + 1.0
+    pop = np.bincount(g, minlength=n) + 1.0
+    return Process(
+        prior=prior / prior.sum(), pop=pop / pop.sum(), entry=entry, subset=proc.subset,
+        chain=chain, noise=proc.noise,
+    )  # fmt: skip
+
+
 def ceiling(log: SyntheticLog, data: Any, split: str = "test", **evaluate_kw: Any) -> Any:
     """The oracle's ``EvalResult`` on ``data``'s ``split`` (a PreparedData of ``log.events``)."""
     from sessionrec.evaluation import evaluate
@@ -445,6 +505,7 @@ __all__ = [
     "SyntheticLog",
     "SyntheticSpec",
     "ceiling",
+    "estimate_process",
     "generate",
     "make_process",
 ]

@@ -1,18 +1,21 @@
-"""RepeatNet on the ML-100K acceptance protocol: settings chosen on valid, test scored once.
+"""RepeatNet's defaults: settings chosen on valid (ML-100K's acceptance protocol and the
+synthetic logs of ``choose_defaults.py``), test scored once.
 
 Two stages, each its own command (the first to choose, the second to measure the choice):
 
     # 1. valid: each run fits on train and scores valid every 2 epochs (patience 3), the best
     #    epoch kept; test is never read
-    PYTHONPATH=src python benchmarks/repeatnet_ml100k.py --data DATA --work DIR valid \\
+    PYTHONPATH=src python benchmarks/repeatnet_defaults.py --data DATA --work DIR valid \\
         --run a='{"dropout": 0.5, "learning_rate": 0.002}' --run b='{...}'
     # 2. test: the model's defaults (or --params) fit on train+valid, each seed scored once on
     #    test, seen items kept and excluded, 95 % session-bootstrap intervals
-    PYTHONPATH=src python benchmarks/repeatnet_ml100k.py --data DATA --work DIR test --seeds 0 1 2
+    PYTHONPATH=src python benchmarks/repeatnet_defaults.py --data DATA --work DIR test --seeds 0 1 2
 
 DATA: ``sessionrec prepare ml-100k --session 1h --min-session-length 2 --min-item-support 5
---split time --test-days 21 --valid-days 21`` (7,117 test predictions). Results go to
-``--json`` (default benchmarks/results/repeatnet_ml100k.json), merged with what is there.
+--split time --test-days 21 --valid-days 21`` (7,117 test predictions), or ``--log NAME`` for
+a log of ``choose_defaults.py`` (prepared once under ``--work``: a synthetic preset at 0.3 of
+its size, seed 0's process). Results go to ``--json`` (default
+benchmarks/results/repeatnet_ml100k.json), merged with what is there.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -73,7 +77,8 @@ def test_seed(data: Any, work: Path, seed: int, params: dict[str, Any]) -> dict[
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--data", type=Path, help="a prepared folder (or --log)")
+    ap.add_argument("--log", help="ecommerce | media | broad: choose_defaults.py's log")
     ap.add_argument("--work", type=Path, required=True)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", type=Path, default=RESULTS)
@@ -86,6 +91,11 @@ def main() -> None:
     t.add_argument("--label", default="defaults")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.log:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from choose_defaults import prepare_log
+
+        args.data = prepare_log(args.log, args.work, 0.3, 100_000)
     data = sr.PreparedData(args.data)
     results: dict[str, Any] = json.loads(args.json.read_text()) if args.json.exists() else {}
     results.setdefault("machine", f"{platform.processor() or platform.machine()}, "
