@@ -12,7 +12,9 @@ probability, the best any model can do in expectation).
 
 ``--models counts`` adds a reference learner told the sessions' intents, the item sets and the
 noise rate, which only counts (``synthetic.estimate_process``, smoothing chosen on valid): what
-this much data allows a model that knows the structure. ``--scale`` multiplies each preset's number of sessions (a quick look at 0.3). ``--seed`` draws
+this much data allows a model that knows the structure.
+
+``--scale`` multiplies each preset's number of sessions (a quick look at 0.3). ``--seed`` draws
 another process of the same shape (new intents, chains and popularity): the defaults were chosen
 on seed 0's logs (``benchmarks/choose_defaults.py``), so seed 1 is a log nobody tuned them on.
 Writes benchmarks/results/synthetic_ceiling.json and prints a Markdown table.
