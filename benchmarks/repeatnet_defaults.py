@@ -15,7 +15,7 @@ DATA: ``sessionrec prepare ml-100k --session 1h --min-session-length 2 --min-ite
 --split time --test-days 21 --valid-days 21`` (7,117 test predictions), or ``--log NAME`` for
 a log of ``choose_defaults.py`` (prepared once under ``--work``: a synthetic preset at 0.3 of
 its size, seed 0's process). Results go to ``--json`` (default
-benchmarks/results/repeatnet_ml100k.json), merged with what is there.
+benchmarks/results/repeatnet_defaults.json), merged with what is there.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import torch
 import sessionrec as sr
 from sessionrec.evaluation.intervals import bootstrap_interval
 
-RESULTS = Path(__file__).resolve().parent / "results" / "repeatnet_ml100k.json"
+RESULTS = Path(__file__).resolve().parent / "results" / "repeatnet_defaults.json"
 METRICS = ("recall@20", "mrr@20")
 
 
