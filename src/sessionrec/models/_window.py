@@ -156,6 +156,11 @@ class NextItemWindowModel(WindowModel):
         #: (windows, labels) of the current fit: what every epoch reads.
         self._windows: tuple[torch.Tensor, torch.Tensor] | None = None
 
+    @staticmethod
+    def _items_in(arrays: dict[str, torch.Tensor]) -> int:
+        """The rows of the item embedding ``item``, less its last (padding) row."""
+        return int(arrays["item.weight"].shape[0]) - 1
+
     @abstractmethod
     def _loss(self, windows: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
         """The mean loss over the labelled positions (``labels >= 0``) of ``(B, L)`` windows,

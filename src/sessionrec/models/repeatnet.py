@@ -189,16 +189,10 @@ class RepeatNet(NextItemWindowModel):
         "learning_rate": 0.01,
     }
 
-    def __init__(self, config: Any = None, **kw: Any) -> None:
-        super().__init__(config, **kw)
-        self.net: _Net | None = None
+    net: _Net | None
 
     def _network(self) -> _Net:
         return _Net(self.n_items, self.config)
-
-    @staticmethod
-    def _items_in(arrays: dict[str, torch.Tensor]) -> int:
-        return int(arrays["item.weight"].shape[0]) - 1  # the last row is padding
 
     def _make_optimizer(self, net: _Net) -> torch.optim.Optimizer:
         c = self.config
