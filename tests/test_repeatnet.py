@@ -23,8 +23,9 @@ def small(sessions: list[list[int]], n_items: int, **kw: object) -> RepeatNet:
     return model
 
 
-def test_scores_are_log_probabilities_and_finite_at_the_edges() -> None:
-    model = small([[0, 1, 2, 0, 3], [4, 3, 2, 1]], n_items=5)
+@pytest.mark.parametrize("repeat_mode", [True, False])
+def test_scores_are_log_probabilities_and_finite_at_the_edges(repeat_mode: bool) -> None:
+    model = small([[0, 1, 2, 0, 3], [4, 3, 2, 1]], n_items=5, repeat_mode=repeat_mode)
     windows = torch.tensor(
         [
             [5, 5, 5, 0, 1, 2],
@@ -38,9 +39,10 @@ def test_scores_are_log_probabilities_and_finite_at_the_edges() -> None:
     torch.testing.assert_close(s.exp().sum(-1), torch.ones(4), rtol=1e-5, atol=1e-5)
 
 
-def test_the_loss_is_minus_the_score_of_the_label() -> None:
+@pytest.mark.parametrize("repeat_mode", [True, False])
+def test_the_loss_is_minus_the_score_of_the_label(repeat_mode: bool) -> None:
     """Training maximises the same log P(i) that ``score`` ranks by, at any position."""
-    model = small([[0, 1, 2, 0, 3], [4, 3, 2, 1]], n_items=5)
+    model = small([[0, 1, 2, 0, 3], [4, 3, 2, 1]], n_items=5, repeat_mode=repeat_mode)
     window = torch.tensor([[5, 0, 1, 2, 0, 3]])
     for at, label in [(2, 2), (3, 0), (4, 1), (5, 4)]:  # a repeat (0 after 0 1 2) and not
         labels = torch.full((1, 6), -1)
@@ -93,6 +95,22 @@ def test_whether_sessions_repeat_is_learned_from_the_log(kind: str) -> None:
             assert row[seen].max() < row[~seen].min()
         else:  # and above every other
             assert row[seen].min() > row[~seen].max()
+
+
+def test_without_the_repeat_mode_the_session_items_are_not_set_apart() -> None:
+    """The ablation (``repeat_mode=False``) ranks by one softmax over every item: on a log
+    that never repeats it learns only what its attention can, and no session item is forced
+    below the others by construction."""
+    full = small(_log_of("explore", 200, seed=1), n_items=20, n_epochs=8, learning_rate=0.01)
+    ablated = small(_log_of("explore", 200, seed=1), n_items=20, n_epochs=8,
+                    learning_rate=0.01, repeat_mode=False)  # fmt: skip
+    prefix = [[3, 7, 11]]
+    a, b = full.score_sessions(prefix)[0], ablated.score_sessions(prefix)[0]
+    seen = torch.zeros(20, dtype=torch.bool)
+    seen[prefix[0]] = True
+    assert a[seen].max() < a[~seen].min()  # the repeat mode learned P(repeat) ~ 0
+    assert b[seen].min() > -50  # the ablation: never the explore decoder's mask (-1e9)
+    torch.testing.assert_close(b.exp().sum(), torch.tensor(1.0))
 
 
 def test_bad_settings_are_named() -> None:

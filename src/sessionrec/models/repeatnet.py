@@ -62,6 +62,8 @@ class RepeatNetConfig:
         learning_rate: Adam's learning rate.
         weight_decay: Adam's L2 penalty.
         seed: weights and shuffles.
+        repeat_mode: False for an ablation: the explore decoder alone, over every item (the
+            session's included), with no repeat/explore choice (an attention GRU, as NARM).
     """
 
     context_length: int = 50
@@ -72,6 +74,7 @@ class RepeatNetConfig:
     learning_rate: float = 0.002
     weight_decay: float = 0.0
     seed: int = 0
+    repeat_mode: bool = True
 
     def __post_init__(self) -> None:
         from sessionrec.errors import ConfigError
@@ -115,6 +118,7 @@ class _Net(nn.Module):
         self.repeat_attention = _Attention(d)
         self.explore_attention = _Attention(d)
         self.explore = nn.Linear(2 * d, d, bias=False)
+        self.repeat_mode = cfg.repeat_mode
         nn.init.normal_(self.item.weight, std=d**-0.5)
         with torch.no_grad():
             self.item.weight[n_items].zero_()
@@ -150,7 +154,9 @@ class _Net(nn.Module):
         log_repeat = self.repeat_attention(h, rows, query, blocked)
         c_e = _context(self.explore_attention(h, rows, query, blocked), h, rows)
         logits = self.explore(torch.cat([query, c_e], -1)) @ self.item.weight.T  # (N, n+1)
-        logits = logits.scatter(-1, seen, _MASKED)[:, : self.n_items]
+        if self.repeat_mode:  # the explore decoder never proposes the session's items
+            logits = logits.scatter(-1, seen, _MASKED)
+        logits = logits[:, : self.n_items]
         return log_mode, log_repeat, logits.log_softmax(-1), counts
 
 
@@ -205,6 +211,8 @@ class RepeatNet(NextItemWindowModel):
         rows, at = (labels >= 0).nonzero(as_tuple=True)
         y = labels[rows, at]
         log_mode, log_repeat, log_explore, counts = self.net(windows, rows, at)
+        if not self.config.repeat_mode:
+            return -log_explore.gather(-1, y[:, None]).mean(), len(y)
         match = counts & (windows[rows] == y[:, None])
         repeat = log_mode[:, 0] + log_repeat.masked_fill(~match, _MASKED).logsumexp(-1)
         explore = log_mode[:, 1] + log_explore.gather(-1, y[:, None]).squeeze(-1)
@@ -221,5 +229,7 @@ class RepeatNet(NextItemWindowModel):
         rows = torch.arange(b, device=state.device)
         at = torch.full((b,), n - 1, dtype=torch.long, device=state.device)
         log_mode, log_repeat, log_explore, counts = self.net(state, rows, at)
+        if not self.config.repeat_mode:
+            return log_explore
         log_sum, present = _in_window(log_repeat, state, counts, self.n_items)
         return torch.where(present, log_mode[:, :1] + log_sum, log_mode[:, 1:] + log_explore)
