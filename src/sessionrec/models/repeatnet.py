@@ -17,8 +17,9 @@ optional extra loss on the mode), Adam as the paper.
 
 What it adds beside GRU4Rec and SASRec is that whether the next item repeats one of the session
 is learned from the training log: on a log where sessions never repeat an item (MovieLens
-ratings) it learns P(repeat) ≈ 0 and ranks the session's items last; on a click log where users
-return to what they viewed (YOOCHOOSE) it learns to rank them first.
+ratings) it learns P(repeat) ≈ 0 and ranks the session's items last; on a log whose sessions
+return to their items it learns to rank them first (both planted in tests/test_repeatnet.py).
+``repeat_mode=False`` is an ablation: the explore decoder alone, one softmax over every item.
 
 "The session" is the window: items older than ``context_length`` events are neither repeat
 candidates nor excluded from exploring. The GRU has no biases and the padding embedding is zero,
