@@ -38,6 +38,18 @@ def test_generation_is_seeded_and_well_formed() -> None:
     assert ((p.chain > 0).sum(2) <= TINY.fanout).all()
 
 
+def test_generation_does_not_depend_on_the_chunking(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows are sampled a chunk at a time (no (sessions, items) array for large logs); the
+    draws, and so the log, are the same for any chunk size, down to one row per chunk."""
+    whole = syn.generate(TINY, n_sessions=300)
+    sample = syn._sample_rows
+    for chunk in (8 * TINY.n_items, 8 * TINY.n_items * 7):
+        monkeypatch.setattr(
+            syn, "_sample_rows", lambda t, r, g, c=chunk: sample(t, r, g, chunk_bytes=c)
+        )
+        assert syn.generate(TINY, n_sessions=300).events.equals(whole.events)
+
+
 def test_bad_specs_and_names_are_refused() -> None:
     with pytest.raises(ConfigError, match="noise"):
         syn.SyntheticSpec(noise=0)

@@ -240,11 +240,28 @@ def make_process(spec: SyntheticSpec) -> Process:
     return Process(prior=prior, pop=pop, entry=entry, subset=subset, chain=chain, noise=spec.noise)
 
 
-def _sample_rows(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One index per row of ``probs`` (R, n) by the inverse CDF."""
-    cdf = np.cumsum(probs, axis=1)
-    u = rng.random(len(probs))[:, None] * cdf[:, -1:]
-    return np.minimum((u > cdf).sum(1), probs.shape[1] - 1)
+def _sample_rows(
+    table: np.ndarray,
+    rows: np.ndarray | tuple[np.ndarray, ...],
+    rng: np.random.Generator,
+    chunk_bytes: int = 1 << 26,
+) -> np.ndarray:
+    """One index per row of ``table[rows]`` (R, n) by the inverse CDF.
+
+    The rows are gathered a chunk at a time (``chunk_bytes`` of float64 at most), so a log of
+    millions of sessions over thousands of items does not hold an (R, n) array; one uniform
+    is drawn per row in order, so the draws do not depend on the chunking.
+    """
+    index = rows if isinstance(rows, tuple) else (rows,)
+    n_rows, width = len(index[0]), table.shape[-1]
+    step = max(1, chunk_bytes // (8 * width))
+    out = np.empty(n_rows, dtype=np.int64)
+    for lo in range(0, n_rows, step):
+        probs = table[tuple(ix[lo : lo + step] for ix in index)]
+        cdf = np.cumsum(probs, axis=1)
+        u = rng.random(len(probs))[:, None] * cdf[:, -1:]
+        out[lo : lo + step] = np.minimum((u > cdf).sum(1), width - 1)
+    return out
 
 
 def generate(spec: SyntheticSpec | str = "ecommerce", **overrides: Any) -> SyntheticLog:
@@ -284,11 +301,11 @@ def generate(spec: SyntheticSpec | str = "ecommerce", **overrides: Any) -> Synth
         p_last = pos[k[rest], last[rest]] if t > 0 else np.full(len(rest), -1)
         in_chain = rest[p_last >= 0]
         if len(in_chain):
-            rows = proc.chain[k[in_chain], p_last[p_last >= 0]]  # (R, m)
-            cur[in_chain] = proc.subset[k[in_chain], _sample_rows(rows, rng)]
+            rows = (k[in_chain], p_last[p_last >= 0])  # rows of the (K, m, m) chains
+            cur[in_chain] = proc.subset[k[in_chain], _sample_rows(proc.chain, rows, rng)]
         enter = rest[p_last < 0]
         if len(enter):
-            cur[enter] = _sample_rows(proc.entry[k[enter]], rng)
+            cur[enter] = _sample_rows(proc.entry, k[enter], rng)
         prev[alive] = cur
         col = np.full(N, -1, dtype=np.int64)
         col[alive] = cur
