@@ -100,6 +100,10 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "full-layers300-drop0.5": {"n_sample": -1, "layers": [300], "dropout_p_hidden": 0.5},
     "full-layers200-drop0.5": {"n_sample": -1, "layers": [200], "dropout_p_hidden": 0.5},
     "full-drop0.5": {"n_sample": -1, "dropout_p_hidden": 0.5},
+    # after the synthetic logs at 4x and 16x their selection size (stop 21): the share of the
+    # ceiling grows with the log, and a layer of 500 gets further on the larger logs (the
+    # official parameter files for the large public logs use 480-512 units)
+    "full-layers500-drop0.5": {"n_sample": -1, "layers": [500], "dropout_p_hidden": 0.5},
 }
 
 #: Other models' candidates (``MODEL:VARIANT``), each against the model's current defaults

@@ -181,6 +181,10 @@ def test_stopping_by_default_lets_valid_choose_up_to_the_models_cap(
     assert GRU4Rec.early_stopping_epochs == 10 and GRU4RecConfig.n_epochs == 5
     sr.train("gru4rec", prepared, tmp_path / "a", params=small, progress=False)
     assert len(history(tmp_path / "a")) == 10
+    # the cap, not valid, ended that run: a recorded warning says so
+    (warning,) = json.loads((tmp_path / "a" / "training.json").read_text())["warnings"]
+    assert "still improving at the last epoch (10: 0.0900 → 0.1000)" in warning
+    assert "n_epochs" in warning
     sr.train("gru4rec", prepared, tmp_path / "b", params={**small, "n_epochs": 2},
              progress=False)  # fmt: skip
     assert len(history(tmp_path / "b")) == 2  # asked for: kept
@@ -202,9 +206,12 @@ def test_cli_train_stops_early_by_default(
             "--param", "layers=8", "--param", "n_epochs=8", "--param", "batch_size=4"]  # fmt: skip
     main([*argv, "--out", str(tmp_path / "a")])
     assert len(history(tmp_path / "a")) == 4
+    printed = capsys.readouterr()
     assert "stopped early (3 validations without a better mrr@20); kept the best epoch, 1" in (
-        " ".join(capsys.readouterr().out.split())
+        " ".join(printed.out.split())
     )
+    assert "still improving" not in printed.err  # valid ended it, not the epoch count
+    assert json.loads((tmp_path / "a" / "training.json").read_text())["warnings"] == []
     main([*argv, "--out", str(tmp_path / "b"), "--patience", "none"])
     assert len(history(tmp_path / "b")) == 8
     main([*argv, "--out", str(tmp_path / "c"), "--patience", "2"])
@@ -313,3 +320,36 @@ def test_history_is_valid_json_even_with_non_finite_numbers(tmp_path: Path) -> N
     write_history(tmp_path / "h.jsonl", [{"epoch": 1, "train_loss": float("nan"), "x": 1.5}])
     line = (tmp_path / "h.jsonl").read_text().strip()
     assert json.loads(line, parse_constant=strict) == {"epoch": 1, "train_loss": None, "x": 1.5}
+
+
+def test_a_run_ended_by_its_epoch_count_while_valid_improves_warns(
+    prepared: sr.PreparedData,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The last validation the best: the warning is recorded and printed. A best epoch before
+    the last, a single validation or a tie with the one before: no warning."""
+    curves = {"up": [0.1, 0.2, 0.3], "peak": [0.1, 0.3, 0.2], "tie": [0.1, 0.3, 0.3]}
+    for name, curve in curves.items():
+        values = iter(curve)
+
+        def fake_evaluator(*_: Any, values: Any = values) -> Any:
+            return lambda model, data: {"recall@20": 0.0, "mrr@20": next(values)}
+
+        monkeypatch.setattr(runner, "_evaluator", fake_evaluator)
+        argv = ["train", str(prepared.path), "--model", "gru4rec", "--device", "cpu",
+                "--param", "layers=8", "--param", "n_epochs=3", "--param", "batch_size=4",
+                "--out", str(tmp_path / name)]  # fmt: skip
+        main(argv)
+        err = " ".join(capsys.readouterr().err.split())
+        warnings = json.loads((tmp_path / name / "training.json").read_text())["warnings"]
+        if name == "up":
+            assert len(warnings) == 1 and "(3: 0.2000 → 0.3000)" in warnings[0]
+            assert "warning: valid_mrr@20 was still improving at the last epoch" in err
+        else:
+            assert warnings == [] and "still improving" not in err
+    monkeypatch.setattr(runner, "_evaluator", lambda *_: lambda m, d: {"mrr@20": 0.5})
+    sr.train("gru4rec", prepared, tmp_path / "one", params={**PARAMS, "n_epochs": 1},
+             progress=False)  # fmt: skip
+    assert json.loads((tmp_path / "one" / "training.json").read_text())["warnings"] == []

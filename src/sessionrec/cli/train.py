@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from sessionrec.cli._app import app, console
+from sessionrec.cli._app import app, console, err_console
 from sessionrec.errors import ConfigError
 
 
@@ -158,6 +158,8 @@ def train(
             else ""
         )
         console.print(f"{stopped}kept the best epoch, {done['best_epoch']}", highlight=False)
+    for w in done.get("warnings", []):
+        err_console.print(f"warning: {w}", markup=False, highlight=False)
 
 
 def _train_rating(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from math import isfinite
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -239,6 +240,10 @@ def train(
         state["history"].append(record)
         write_history(out / "history.jsonl", state["history"])
     on_epoch.restore_best()
+    stopped_early = stop_after is not None and state["bad"] >= stop_after
+    warnings = _still_improving(state["history"], metric_key, model, stopped_early)
+    for w in warnings:
+        log.warning("%s: %s", out, w)
     model.save(out)
     model.trained_on = {
         "path": str(data.path),
@@ -254,15 +259,39 @@ def train(
             "valid_metric": valid_metric,
             "patience": stop_after,
             "patience_asked": asked,
-            "stopped_early": stop_after is not None and state["bad"] >= stop_after,
+            "stopped_early": stopped_early,
             "best_epoch": state["best_epoch"],
             "best_value": state["best_value"],
             "epochs": len(state["history"]),
+            "warnings": warnings,
         },
     )
     learning_curve(out / "learning_curve.png", state["history"], model_name)
     mark_complete(out, "train")
     return model
+
+
+def _still_improving(
+    history: list[dict[str, Any]], metric_key: str, model: Any, stopped_early: bool
+) -> list[str]:
+    """A warning when the last validation was the best of two or more: the epoch count, not
+    valid, ended the run (the default cap of a run that stops early included), and more epochs
+    may score better. Empty otherwise."""
+    scored = [
+        r for r in history if isinstance(r.get(metric_key), float) and isfinite(r[metric_key])
+    ]
+    if stopped_early or len(scored) < 2:
+        return []
+    best = max(scored, key=lambda r: r[metric_key])
+    last = scored[-1]
+    if best["epoch"] != last["epoch"] or last[metric_key] <= scored[-2][metric_key]:
+        return []
+    key = next((k for k in EPOCH_KEYS if hasattr(model.config, k)), "n_epochs")
+    return [
+        f"{metric_key} was still improving at the last epoch ({last['epoch']}: "
+        f"{scored[-2][metric_key]:.4f} → {last[metric_key]:.4f}); more epochs may score "
+        f"better (-p {key}=N)"
+    ]
 
 
 def parse_patience(value: int | str | None) -> int | Literal["auto"] | None:
