@@ -353,3 +353,24 @@ def test_a_run_ended_by_its_epoch_count_while_valid_improves_warns(
     sr.train("gru4rec", prepared, tmp_path / "one", params={**PARAMS, "n_epochs": 1},
              progress=False)  # fmt: skip
     assert json.loads((tmp_path / "one" / "training.json").read_text())["warnings"] == []
+
+
+def test_the_still_improving_warning_is_logged_loud_only_with_progress(
+    prepared: sr.PreparedData,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """From Python with progress (a notebook): a WARNING record; without (tune's trials,
+    sweeps): INFO only, the warning still kept in training.json."""
+    for progress in (True, False):
+        values = iter([0.1, 0.2])
+        monkeypatch.setattr(
+            runner, "_evaluator", lambda *_, v=values: lambda m, d: {"mrr@20": next(v)}
+        )
+        caplog.clear()
+        with caplog.at_level("INFO", logger=runner.__name__):
+            sr.train("gru4rec", prepared, tmp_path / str(progress),
+                     params={**PARAMS, "n_epochs": 2}, progress=progress)  # fmt: skip
+        (rec,) = [r for r in caplog.records if "still improving" in r.getMessage()]
+        assert rec.levelname == ("WARNING" if progress else "INFO")
