@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,16 +27,16 @@ from sessionrec.prepare.data import PreparedData
 from sessionrec.registry import load_model
 
 
-def cross_entropy(model: object, part: object, probabilities: bool, limit: int) -> float:
+def cross_entropy(model: Any, part: Any, probabilities: bool, limit: int) -> float:
     """Mean -log P(next) over the first ``limit`` sessions of ``part``."""
     out: list[float] = []
     with torch.no_grad():
-        for s in range(min(part.n_sessions, limit)):  # type: ignore[attr-defined]
-            items = part.items[part.offsets[s] : part.offsets[s + 1]]  # type: ignore[attr-defined]
-            state = model.start(1)  # type: ignore[attr-defined]
+        for s in range(min(part.n_sessions, limit)):
+            items = part.items[part.offsets[s] : part.offsets[s + 1]]
+            state = model.start(1)
             for t in range(len(items) - 1):
-                state = model.step(state, torch.as_tensor(items[t : t + 1]))  # type: ignore[attr-defined]
-                sc = model.score(state)[0].double()  # type: ignore[attr-defined]
+                state = model.step(state, torch.as_tensor(items[t : t + 1]))
+                sc = model.score(state)[0].double()
                 lp = torch.log(sc / sc.sum()) if probabilities else torch.log_softmax(sc, 0)
                 out.append(-float(lp[items[t + 1]]))
     return float(np.mean(out))
@@ -47,7 +48,11 @@ def main() -> None:
     ap.add_argument("--preset", required=True, choices=list(syn.PRESETS))
     ap.add_argument("--part", default="valid", choices=["train", "valid", "test"])
     ap.add_argument("models", nargs="+", type=Path)
-    ap.add_argument("--nll", action="store_true", help="also the mean cross-entropy")
+    ap.add_argument(
+        "--nll",
+        action="store_true",
+        help="also the mean cross-entropy (for models whose scores are logits or log-probabilities: gru4rec, sasrec, repeatnet)",
+    )
     ap.add_argument("--nll-sessions", type=int, default=3000)
     args = ap.parse_args()
     torch.set_num_threads(1)
