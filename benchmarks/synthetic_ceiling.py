@@ -4,12 +4,13 @@ For each preset of ``sessionrec.synthetic`` (differently shaped logs with a know
 process): generate the log, prepare it (the log's own sessions, time split, nothing filtered
 but items unseen in train), fit each model **with its defaults** on train+valid (no tuning on
 any of these logs; ``--fit-on train``: on train, so that a model that stops early stops on
-valid, as ``sessionrec train`` does by default), evaluate every test position (full ranking, conservative ties, seen items
-kept), and divide each figure by the oracle's (``OracleModel``: ranks by the true predictive
-probability, the best any model can do in expectation).
+valid, as ``sessionrec train`` does by default), evaluate every test position (full ranking,
+conservative ties, seen items kept), and divide each figure by the oracle's (``OracleModel``:
+ranks by the true predictive probability, the best any model can do in expectation).
 
     PYTHONPATH=src python benchmarks/synthetic_ceiling.py [--presets ecommerce media broad]
         [--models pop markov sr itemknn sknn vsknn gru4rec] [--scale 1.0] [--seed 0] [--json FILE]
+        [--fit-on train+valid|train]
 
 ``--models counts`` adds a reference learner told the sessions' intents, the item sets and the
 noise rate, which only counts (``synthetic.estimate_process``, smoothing chosen on valid): what
