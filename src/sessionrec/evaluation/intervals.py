@@ -132,7 +132,45 @@ def paired_difference(
         raise ConfigError("a paired comparison needs both results on the same predictions")
     va, vb = per_prediction(a, metric), per_prediction(b, metric)
     sessions = _sessions_of(a, data)
-    (diff,) = _replicates([va - vb], sessions, data.n_sessions, n_boot, seed)
+    return paired_values(
+        va, vb, sessions, metric, n_sessions=data.n_sessions, n_boot=n_boot, level=level, seed=seed
+    )
+
+
+def cluster_replicates(
+    values: Sequence[np.ndarray],
+    clusters: np.ndarray,
+    *,
+    n_clusters: int | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> list[np.ndarray]:
+    """(n_boot,) bootstrap replicates of the mean of each of ``values`` (per-prediction values,
+    all of one length), resampling the ``clusters`` (a (P,) index 0..n_clusters-1 per
+    prediction: its session, or a user) with the same draws for every array."""
+    clusters = np.asarray(clusters, dtype=np.int64)
+    n = int(clusters.max()) + 1 if n_clusters is None and len(clusters) else (n_clusters or 0)
+    return _replicates([np.asarray(v, np.float64) for v in values], clusters, n, n_boot, seed)
+
+
+def paired_values(
+    va: np.ndarray,
+    vb: np.ndarray,
+    clusters: np.ndarray,
+    metric: str,
+    *,
+    n_sessions: int | None = None,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """``mean(va) − mean(vb)`` of per-prediction values on the same predictions, with a paired
+    bootstrap interval and p-value over ``clusters`` (see ``paired_difference``)."""
+    if len(va) != len(vb) or len(va) != len(clusters):
+        raise ConfigError("a paired comparison needs both values on the same predictions")
+    (diff,) = cluster_replicates(
+        [va - vb], clusters, n_clusters=n_sessions, n_boot=n_boot, seed=seed
+    )
     tail = (1 - level) / 2 * 100
     observed = float((va - vb).mean()) if len(va) else 0.0
     far = (diff <= 0).mean() if observed > 0 else (diff >= 0).mean()
@@ -150,4 +188,10 @@ def paired_difference(
     }
 
 
-__all__ = ["bootstrap_interval", "paired_difference", "per_prediction"]
+__all__ = [
+    "bootstrap_interval",
+    "cluster_replicates",
+    "paired_difference",
+    "paired_values",
+    "per_prediction",
+]
