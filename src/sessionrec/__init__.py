@@ -30,6 +30,7 @@ _LAZY = {
     "EvalResult": "sessionrec.evaluation",
     "train": "sessionrec.training",
     "sweep": "sessionrec.experiments",
+    "experiment": "sessionrec.study",
     "tune": "sessionrec.tuning",
     "load_model": "sessionrec.models",
     "models_table": "sessionrec.catalog",
@@ -53,6 +54,7 @@ __all__ = [
     "__version__",
     "errors",
     "evaluate",
+    "experiment",
     "explore",
     "load",
     "load_model",
@@ -72,6 +74,7 @@ if TYPE_CHECKING:
     from sessionrec.models import load_model
     from sessionrec.prepare import PrepareConfig, PreparedData, SessionData
     from sessionrec.serving import serve
+    from sessionrec.study import experiment
     from sessionrec.training import train
     from sessionrec.tuning import tune
 

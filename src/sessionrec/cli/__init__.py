@@ -21,6 +21,7 @@ from sessionrec.cli import index as _index  # noqa: F401  isort: skip
 from sessionrec.cli import compare as _compare  # noqa: F401  isort: skip
 from sessionrec.cli import sweep as _sweep  # noqa: F401  isort: skip
 from sessionrec.cli import tune as _tune  # noqa: F401  isort: skip
+from sessionrec.cli import experiment as _experiment  # noqa: F401  isort: skip
 from sessionrec.cli import models as _models  # noqa: F401  isort: skip
 from sessionrec.cli import serve as _serve  # noqa: F401  isort: skip
 

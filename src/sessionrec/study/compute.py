@@ -231,9 +231,9 @@ def predicted_keys(frame: pl.DataFrame) -> pl.DataFrame:
     first = pl.int_range(pl.len()).over(S.SESSION) == 0
     rows = frame.with_row_index("_row").with_columns(unit.alias(UNIT), first.alias("_first"))
     pred = rows.filter(pl.col("target") & ~pl.col("_first"))
-    return pred.with_columns(
-        pl.int_range(pl.len()).over([UNIT, S.ITEM, S.TIME]).alias(OCC)
-    ).select("_row", *KEY_COLUMNS)
+    return pred.with_columns(pl.int_range(pl.len()).over([UNIT, S.ITEM, S.TIME]).alias(OCC)).select(
+        "_row", *KEY_COLUMNS
+    )
 
 
 def ensure_common(ctx: Context, slice_: int) -> pl.DataFrame:

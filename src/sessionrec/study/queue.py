@@ -9,7 +9,7 @@ file system (the cache of prepared data, models and evaluations lives there).
 
 A worker that dies leaves its trial RUNNING: its heartbeat stops, and after the grace period
 any live worker marks it failed and puts a copy back in the queue (Optuna's
-``RetryFailedTrialCallback``); a worker started on the same machine finds the dead process at
+``RetryHeartbeatStaleTrialCallback``); a worker started on the same machine finds the dead process at
 once and re-queues its cell without waiting.
 """
 
@@ -49,16 +49,17 @@ def open_queue_storage(url: str) -> Any:
     kwargs: dict[str, Any] = (
         {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
     )
+    retry: dict[str, Any] = (
+        {"heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(3)}
+        if hasattr(optuna.storages, "RetryHeartbeatStaleTrialCallback")  # optuna >= 4.9
+        else {"failed_trial_callback": optuna.storages.RetryFailedTrialCallback(max_retry=3)}
+    )
     for attempt in range(5):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 return optuna.storages.RDBStorage(
-                    url,
-                    engine_kwargs=kwargs,
-                    heartbeat_interval=10,
-                    grace_period=60,
-                    failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=3),
+                    url, engine_kwargs=kwargs, heartbeat_interval=10, grace_period=60, **retry
                 )
         except ImportError as exc:
             raise ConfigError(

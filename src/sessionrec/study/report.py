@@ -84,7 +84,7 @@ def collect(ctx: Context, n_boot: int, level: float = 0.95) -> dict[str, Any]:
             else:
                 common = commons[cell.prep.slice]
                 clusters = common["cluster"].to_numpy()[rec["ident"]]
-                n_clusters = int(common["cluster"].max()) + 1
+                n_clusters = common.height and int(common["cluster"].to_numpy().max()) + 1
             pool = pools.setdefault((cell.sessions, cell.model, cell.seed, target), _Pool())
             pool.add(ranks, clusters, n_clusters)
             values = [_values(ranks, m) for m in metric_names]
@@ -196,7 +196,7 @@ def _comparisons(
                     "target": a[3],
                     "a": {"sessions": a[0], "model": a[1]},
                     "b": {"sessions": b[0], "model": b[1]},
-                    "predictions": int(len(ra)),
+                    "predictions": len(ra),
                     **d,
                 }
             )
@@ -307,16 +307,32 @@ def blocks(result: dict[str, Any]) -> list[Block]:
         out.append(Heading(f"Figures on {target} targets"))
         out.append(Para(f"Target set: {text}."))
         rows = [r for r in result["rows"] if r["target"] == target]
-        headers = ["sessions", "model", *(["slice"] if several else []), "seed",
-                   "predictions", *shown, "chosen by", "fit s", "eval s"]  # fmt: skip
+        headers = [
+            "sessions",
+            "model",
+            *(["slice"] if several else []),
+            "seed",
+            "predictions",
+            *shown,
+            "chosen by",
+            "fit s",
+            "eval s",
+        ]
         out.append(
             Table(
                 headers,
                 [
-                    [r["sessions"], r["model"], *([str(r["slice"])] if several else []),
-                     str(r["seed"]), f"{r['predictions']:,}",
-                     *(_iv(r["metrics"][m]) for m in shown), r["chosen_by"],
-                     f"{r['fit_seconds']:.1f}", f"{r['evaluate_seconds']:.1f}"]  # fmt: skip
+                    [
+                        r["sessions"],
+                        r["model"],
+                        *([str(r["slice"])] if several else []),
+                        str(r["seed"]),
+                        f"{r['predictions']:,}",
+                        *(_iv(r["metrics"][m]) for m in shown),
+                        r["chosen_by"],
+                        f"{r['fit_seconds']:.1f}",
+                        f"{r['evaluate_seconds']:.1f}",
+                    ]
                     for r in rows
                 ],
                 align_left=2,
@@ -331,9 +347,15 @@ def blocks(result: dict[str, Any]) -> list[Block]:
                 Table(
                     ["sessions", "model", "runs", *shown],
                     [
-                        [s["sessions"], s["model"], str(s["runs"]),
-                         *(f"{s['metrics'][m]['mean']:.4f} ± {s['metrics'][m]['sd']:.4f}"
-                           for m in shown)]  # fmt: skip
+                        [
+                            s["sessions"],
+                            s["model"],
+                            str(s["runs"]),
+                            *(
+                                f"{s['metrics'][m]['mean']:.4f} ± {s['metrics'][m]['sd']:.4f}"
+                                for m in shown
+                            ),
+                        ]
                         for s in summary
                     ],
                     align_left=2,
@@ -353,13 +375,29 @@ def blocks(result: dict[str, Any]) -> list[Block]:
         )
         out.append(
             Table(
-                ["compare", "target set", "A", "B", "metric", "A − B", "interval", "p",
-                 "predictions"],  # fmt: skip
                 [
-                    [c["compare"], c["target"], f"{c['a']['sessions']} · {c['a']['model']}",
-                     f"{c['b']['sessions']} · {c['b']['model']}", c["metric"],
-                     f"{c['difference']:+.4f}", f"[{c['low']:+.4f}, {c['high']:+.4f}]", _p(c),
-                     f"{c['predictions']:,}"]  # fmt: skip
+                    "compare",
+                    "target set",
+                    "A",
+                    "B",
+                    "metric",
+                    "A − B",
+                    "interval",
+                    "p",
+                    "predictions",
+                ],
+                [
+                    [
+                        c["compare"],
+                        c["target"],
+                        f"{c['a']['sessions']} · {c['a']['model']}",
+                        f"{c['b']['sessions']} · {c['b']['model']}",
+                        c["metric"],
+                        f"{c['difference']:+.4f}",
+                        f"[{c['low']:+.4f}, {c['high']:+.4f}]",
+                        _p(c),
+                        f"{c['predictions']:,}",
+                    ]
                     for c in result["comparisons"]
                 ],
                 align_left=5,
@@ -384,13 +422,25 @@ def blocks(result: dict[str, Any]) -> list[Block]:
     out.append(Heading("Data"))
     out.append(
         Table(
-            ["sessions", "slice", "train events", "test sessions", "test predictions",
-             "common targets", "items"],  # fmt: skip
             [
-                [p["sessions"], str(p["slice"]), f"{p['counts']['train']['events']:,}",
-                 f"{p['counts']['test']['sessions']:,}", f"{p['test_predictions']:,}",
-                 "—" if p["common_targets"] is None else f"{p['common_targets']:,}",
-                 f"{p['n_items']:,}"]  # fmt: skip
+                "sessions",
+                "slice",
+                "train events",
+                "test sessions",
+                "test predictions",
+                "common targets",
+                "items",
+            ],
+            [
+                [
+                    p["sessions"],
+                    str(p["slice"]),
+                    f"{p['counts']['train']['events']:,}",
+                    f"{p['counts']['test']['sessions']:,}",
+                    f"{p['test_predictions']:,}",
+                    "—" if p["common_targets"] is None else f"{p['common_targets']:,}",
+                    f"{p['n_items']:,}",
+                ]
                 for p in result["preparations"]
             ],
             align_left=1,
@@ -474,7 +524,9 @@ def write_report(result: dict[str, Any], out: Path) -> None:
         tmp.write_text(blocks_html(bl, figs, f"Study: {result['name']}"), encoding="utf-8")
 
 
-def stable(result: dict[str, Any], drop: Sequence[str] = ("fit_seconds", "evaluate_seconds")) -> Any:
+def stable(
+    result: dict[str, Any], drop: Sequence[str] = ("fit_seconds", "evaluate_seconds")
+) -> Any:
     """``result`` without its timings (what two runs of one spec agree on exactly)."""
     if isinstance(result, dict):
         return {k: stable(v, drop) for k, v in result.items() if k not in drop}
