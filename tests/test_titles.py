@@ -47,9 +47,7 @@ def test_words_and_core() -> None:
 
 
 def test_resolve_items_uses_the_word_rule_and_names_ambiguity() -> None:
-    items = pl.DataFrame(
-        {"item_idx": range(4), "item_id": [10, 11, 12, 13], "title": TITLES[:4]}
-    )
+    items = pl.DataFrame({"item_idx": range(4), "item_id": [10, 11, 12, 13], "title": TITLES[:4]})
     assert resolve_items(items, ["Jedi", 10, "godfather"]) == [1, 0, 3]
     with pytest.raises(ItemLookupError, match=r"'the' is ambiguous: .*Jedi"):
         resolve_items(items, ["the"])
