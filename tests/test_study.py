@@ -330,3 +330,77 @@ def test_two_machines_on_postgresql_give_the_results_of_one(
     done = [t for t in st.get_trials() if t.state.name == "COMPLETE"]
     assert {t.user_attrs["cell"] for t in done} == {c.key for c in plan(study).cells}
     assert len({t.user_attrs["pid"] for t in done}) >= 1
+
+
+# -- a YOOCHOOSE-layout log with sequential signal ------------------------------------------------
+
+
+def test_synth_writes_the_yoochoose_layout_that_load_reads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sessionrec.synthetic import SyntheticLog
+
+    out = tmp_path / "yc"
+    argv = ["data", "synth", "ecommerce", "--out", str(out), "--sessions", "300", "--layout",
+            "yoochoose"]  # fmt: skip
+    code, stdout, _ = run_cli(argv, capsys)
+    assert code == 0 and "yoochoose-clicks.dat" in stdout
+    first = (out / "yoochoose-clicks.dat").read_text().splitlines()[0].split(",")
+    assert first[0] == "1" and first[1].endswith("Z") and len(first[1]) == 24 and first[3] == "0"
+    ds = sr.load(out)
+    assert ds.name == "yoochoose"
+    ev = ds.events
+    back = SyntheticLog.load(out)
+    assert ev.height == back.events.height == sr.load(out).events.height
+    starts = ev.group_by("session_id").agg(pl.col("timestamp").min()).sort("session_id")
+    assert starts["timestamp"].is_sorted()  # ids in the order sessions start, as in YOOCHOOSE
+    # the same sessions as the generator's, renumbered
+    gen = SyntheticLog.load(out).events
+    assert sorted(gen.group_by("session_id").agg(pl.col("item_id"))["item_id"].to_list()) == (
+        sorted(ev.group_by("session_id").agg(pl.col("item_id"))["item_id"].to_list())
+    )
+
+
+def test_on_the_synthetic_yoochoose_log_sequence_and_knn_models_beat_popularity(
+    tmp_path: Path,
+) -> None:
+    spec = tmp_path / "yc.toml"
+    spec.write_text(
+        """
+[data]
+source = "synth:ecommerce"
+synth_sessions = 6000
+
+[[sessions]]
+label = "log"
+session = "column"
+
+[filters]
+min_item_support = 2
+
+[split]
+method = "time"
+test_days = 4
+valid_days = 1
+
+[[models]]
+name = "pop"
+
+[[models]]
+name = "markov"
+
+[[models]]
+name = "sknn"
+
+[evaluation]
+cutoffs = [20]
+targets = ["own"]
+n_boot = 200
+"""
+    )
+    result = sr.experiment(spec, tmp_path / "out")
+    assert len(list((tmp_path / "out" / "cache" / "synth").glob("*/log/yoochoose-clicks.dat"))) == 1
+    diffs = {(c["a"]["model"], c["metric"]): c for c in result["comparisons"]}
+    for model in ("markov", "sknn"):
+        d = diffs[(model, "recall@20")]
+        assert d["b"]["model"] == "pop" and d["difference"] > 0.05 and d["high"] > d["low"] > 0

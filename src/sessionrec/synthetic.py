@@ -175,30 +175,53 @@ class SyntheticLog:
     events: pl.DataFrame
     intents: np.ndarray | None = None
 
-    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
-        """``log.parquet``, ``process.npz`` (arrays only, no pickle) and ``spec.json``, into a
-        new or empty folder (or, with ``overwrite``, one an earlier ``save`` wrote)."""
+    def save(self, path: str | Path, *, overwrite: bool = False, layout: str = "parquet") -> Path:
+        """The log, ``process.npz`` (arrays only, no pickle) and ``spec.json``, into a new or
+        empty folder (or, with ``overwrite``, one an earlier ``save`` wrote).
+
+        ``layout``: ``parquet`` writes ``log.parquet``; ``yoochoose`` writes
+        ``yoochoose-clicks.dat`` as the RecSys Challenge 2015 file is laid out (see
+        :func:`yoochoose_clicks`), which ``sessionrec.load`` reads as YOOCHOOSE.
+        """
         from sessionrec._io import output_dir, write_json
 
+        if layout not in LAYOUTS:
+            from sessionrec.errors import UnknownNameError
+
+            raise UnknownNameError("layout", layout, list(LAYOUTS))
         path = Path(path)
+        intents = self.intents
         with output_dir(path, overwrite=overwrite, verb="data synth") as tmp:
-            self.events.write_parquet(tmp / "log.parquet")
+            if layout == "parquet":
+                self.events.write_parquet(tmp / "log.parquet")
+            else:
+                clicks, ids = yoochoose_clicks(self.events)
+                clicks.write_csv(tmp / YOOCHOOSE_CLICKS, include_header=False)
+                if intents is not None:  # indexed by the file's session ids (from 1)
+                    renumbered = np.full(len(intents) + 1, -1, dtype=np.int64)
+                    renumbered[ids] = intents
+                    intents = renumbered
             with (tmp / "process.npz").open("wb") as f:
                 np.savez_compressed(f, **self.process.arrays())  # type: ignore[arg-type]
-            write_json(tmp / "spec.json", dataclasses.asdict(self.spec))
-            if self.intents is not None:
+            write_json(tmp / "spec.json", {**dataclasses.asdict(self.spec), "layout": layout})
+            if intents is not None:
                 with (tmp / "intents.npy").open("wb") as f:
-                    np.save(f, self.intents, allow_pickle=False)
+                    np.save(f, intents, allow_pickle=False)
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> SyntheticLog:
         path = Path(path)
         try:
-            spec = SyntheticSpec(**json.loads((path / "spec.json").read_text()))
+            fields = json.loads((path / "spec.json").read_text())
+            fields.pop("layout", None)
+            spec = SyntheticSpec(**fields)
             with np.load(path / "process.npz", allow_pickle=False) as z:
                 process = Process.from_arrays({k: z[k] for k in z.files})
-            events = pl.read_parquet(path / "log.parquet", glob=False)
+            if (path / "log.parquet").exists() or not (path / YOOCHOOSE_CLICKS).exists():
+                events = pl.read_parquet(path / "log.parquet", glob=False)
+            else:
+                events = _read_yoochoose(path)
             intents = (
                 np.load(path / "intents.npy", allow_pickle=False)
                 if (path / "intents.npy").exists()
@@ -206,10 +229,56 @@ class SyntheticLog:
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise DataError(
-                path, expected="a synthetic log folder (spec.json, process.npz, log.parquet)",
-                found=f"{type(exc).__name__}: {exc}",
+                path, expected="a synthetic log folder (spec.json, process.npz, log.parquet "
+                f"or {YOOCHOOSE_CLICKS})", found=f"{type(exc).__name__}: {exc}",
             ) from None  # fmt: skip
         return cls(spec, process, events, intents)
+
+
+#: How ``SyntheticLog.save`` writes the log.
+LAYOUTS = ("parquet", "yoochoose")
+YOOCHOOSE_CLICKS = "yoochoose-clicks.dat"
+
+
+def yoochoose_clicks(events: pl.DataFrame) -> tuple[pl.DataFrame, np.ndarray]:
+    """The log as YOOCHOOSE's clicks file has it: no user, session ids from 1 in the order the
+    sessions start (as in the real file), ISO-8601 UTC times with milliseconds and a ``Z``,
+    the item id and a category (``0``, the real file's most common value).
+
+    Returns:
+        The frame (session_id, timestamp, item_id, category) in session then time order, and
+        (n_sessions,) the new id of each old session id (indexed by the old id).
+    """
+    starts = events.group_by("session_id").agg(pl.col("timestamp").min().alias("start"))
+    starts = starts.sort(["start", "session_id"]).with_row_index("new", offset=1)
+    n_old = int(events["session_id"].to_numpy().max()) + 1
+    ids = np.zeros(n_old, dtype=np.int64)
+    ids[starts["session_id"].to_numpy()] = starts["new"].to_numpy()
+    clicks = (
+        events.join(starts.select("session_id", "new"), on="session_id", how="left")
+        .sort(["new", "timestamp"], maintain_order=True)
+        .select(
+            pl.col("new").cast(pl.Int64).alias("session_id"),
+            pl.from_epoch(pl.col("timestamp"), time_unit="s")
+            .dt.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+            .alias("timestamp"),
+            pl.col("item_id"),
+            pl.lit("0").alias("category"),
+        )
+    )
+    return clicks, ids
+
+
+def _read_yoochoose(path: Path) -> pl.DataFrame:
+    from sessionrec.datasets.yoochoose import load_yoochoose
+
+    ev = load_yoochoose(path / YOOCHOOSE_CLICKS).events
+    return ev.select(
+        pl.col("session_id"),
+        pl.col("session_id").alias("user_id"),
+        pl.col("item_id"),
+        pl.col("timestamp").dt.epoch("s").alias("timestamp"),
+    )
 
 
 def _zipf(n: int, s: float, rng: np.random.Generator) -> np.ndarray:

@@ -64,25 +64,33 @@ def synth(
     sessions: int | None = typer.Option(None, help="Number of sessions (preset's by default)."),
     seed: int = typer.Option(0, help="Everything is drawn from this seed."),
     overwrite: bool = typer.Option(False, help="Replace --out when an earlier synth wrote it."),
+    layout: str = typer.Option(
+        "parquet",
+        help="parquet (log.parquet) | yoochoose (yoochoose-clicks.dat, the RecSys Challenge "
+        "2015 layout: `sessionrec prepare DIR` reads it as YOOCHOOSE).",
+    ),
 ) -> None:
-    """Generate a synthetic log with a known next-item process (log.parquet, process.npz,
+    """Generate a synthetic log with a known next-item process (the log, process.npz,
     spec.json); `data ceiling` then gives its Bayes-optimal figures."""
     from sessionrec._io import check_output
     from sessionrec.synthetic import generate
 
     check_output(out, overwrite=overwrite, verb="data synth")  # before generating
     log = generate(preset, seed=seed, **({"n_sessions": sessions} if sessions else {}))
-    log.save(out, overwrite=overwrite)
+    log.save(out, overwrite=overwrite, layout=layout)
     spec = log.spec
+    written = out / ("log.parquet" if layout == "parquet" else "yoochoose-clicks.dat")
     console.print(
         f"{preset}: {log.events.height:,} events in {spec.n_sessions:,} sessions over "
-        f"{spec.n_items:,} items → {out / 'log.parquet'}",
+        f"{spec.n_items:,} items → {written}",
         markup=False,
         highlight=False,
+        soft_wrap=True,
     )
     days = max(1, spec.days // 10)
+    source = f"{out / 'log.parquet'} --session-column session_id" if layout == "parquet" else out
     console.print(
-        f"next: sessionrec prepare {out / 'log.parquet'} --out DATA --session-column session_id "
+        f"next: sessionrec prepare {source} --out DATA "
         f"--min-item-support 1 --split time --test-days {days} --valid-days {days}",
         markup=False,
         highlight=False,

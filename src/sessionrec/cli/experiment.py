@@ -39,7 +39,7 @@ def experiment(
 
     parsed = load_spec(spec)
     if dry_run:
-        p = plan(parsed)
+        p = plan(parsed, out if out.is_dir() else None)
         rows = status(p, out)
         table = Table()
         for col in ("sessions", "slice", "model", "seed", "targets", "prepared", "model", "done"):

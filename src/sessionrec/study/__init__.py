@@ -30,11 +30,16 @@ log = logging.getLogger(__name__)
 VERB = "experiment"
 
 
-def plan(spec: Spec | str | Path) -> Plan:
-    """The cells of a spec (reads the data's fingerprint and time span)."""
+def plan(spec: Spec | str | Path, out: str | Path | None = None) -> Plan:
+    """The cells of a spec (reads the data's fingerprint and time span; a synthetic source is
+    generated into ``out``'s cache, or a temporary folder without ``out``)."""
+    import tempfile
+
     spec = spec if isinstance(spec, Spec) else load_spec(spec)
-    ds = load_source(spec)
-    return make_plan(spec, ds.checksum(), log_span(ds))
+    with tempfile.TemporaryDirectory() as scratch:
+        store = Store(Path(out) / "cache" if out is not None else Path(scratch))
+        ds = load_source(spec, store)
+        return make_plan(spec, ds.checksum(), log_span(ds))
 
 
 def _claim(out: Path) -> None:
@@ -133,7 +138,7 @@ def experiment(
     spec = spec if isinstance(spec, Spec) else load_spec(spec)
     out = Path(out)
     _claim(out)
-    p = plan(spec)
+    p = plan(spec, out)
     store = Store(out / "cache")
     store.clean()
     ctx = Context(p, store, device)

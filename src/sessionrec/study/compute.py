@@ -108,18 +108,36 @@ class Context:
     @property
     def dataset(self) -> Any:
         if self._dataset is None:
-            self._dataset = load_source(self.plan.spec)
+            self._dataset = load_source(self.plan.spec, self.store)
         return self._dataset
 
 
-def load_source(spec: Any) -> Any:
-    """The spec's dataset (a name, or a path relative to the spec file)."""
+def load_source(spec: Any, store: Store) -> Any:
+    """The spec's dataset: a name, a path relative to the spec file, or ``synth:PRESET``
+    (generated once into the cache, in the YOOCHOOSE layout)."""
     from sessionrec.datasets import ColumnMapping, load
 
     source = spec.data.source
+    if source.startswith("synth:"):
+        return load(_synth(spec, store))
     path = Path(spec.base) / source
     mapping = ColumnMapping(**dict(spec.data.columns)) if spec.data.columns else None
     return load(path if path.exists() else source, mapping)
+
+
+def _synth(spec: Any, store: Store) -> Path:
+    from sessionrec.study.plan import code_version, digest
+    from sessionrec.synthetic import generate
+
+    preset = spec.data.source.removeprefix("synth:")
+    asked = {"preset": preset, "sessions": spec.data.synth_sessions, "seed": spec.data.synth_seed}
+    key = digest({**asked, "code": code_version()})
+    if not store.has("synth", key):
+        extra = {"n_sessions": spec.data.synth_sessions} if spec.data.synth_sessions else {}
+        log_ = generate(preset, seed=spec.data.synth_seed, **extra)
+        with store.write("synth", key) as tmp:
+            log_.save(tmp / "log", layout="yoochoose")
+    return store.path("synth", key) / "log"
 
 
 def log_span(ds: Any) -> tuple[datetime, datetime]:
