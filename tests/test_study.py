@@ -404,3 +404,44 @@ n_boot = 200
     for model in ("markov", "sknn"):
         d = diffs[(model, "recall@20")]
         assert d["b"]["model"] == "pop" and d["difference"] > 0.05 and d["high"] > d["low"] > 0
+
+
+def test_a_rating_study_cross_validates_every_model_on_the_same_folds(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    users, items = rng.integers(0, 40, 1500), rng.integers(0, 60, 1500)
+    bias = rng.normal(0, 1, 60)
+    rating = np.clip(np.round(3 + bias[items] + rng.normal(0, 0.5, 1500)), 1, 5)
+    pl.DataFrame(
+        {"user_id": users, "item_id": items, "rating": rating,
+         "timestamp": 1_700_000_000 + np.arange(1500) * 60}
+    ).unique(["user_id", "item_id"]).write_csv(tmp_path / "ratings.csv")  # fmt: skip
+    (tmp_path / "r.toml").write_text(
+        """
+[data]
+source = "ratings.csv"
+
+[[models]]
+name = "baseline"
+
+[[models]]
+name = "svd"
+grid = { factors = [2, 4] }
+params = { n_epochs = 3 }
+
+[evaluation]
+task = "rating"
+folds = 3
+"""
+    )
+    result = sr.experiment(tmp_path / "r.toml", tmp_path / "out")
+    rows = result["rows"]
+    assert [r["model"] for r in rows] == ["baseline", "svd factors=2", "svd factors=4"]
+    n = rows[0]["predictions"]
+    assert all(r["predictions"] == n and r["target"] == "folds" for r in rows)
+    for r in rows:
+        m = r["metrics"]["rmse"]
+        assert m["low"] <= m["value"] <= m["high"] and 0.2 < m["value"] < 1.5
+    diffs = [c for c in result["comparisons"] if c["metric"] == "rmse"]
+    assert len(diffs) == 2 and all(c["b"]["model"] == "baseline" for c in diffs)
+    assert "RMSE, MAE, FCP" in (tmp_path / "out" / "report.md").read_text()
+    assert sr.experiment(tmp_path / "r.toml", tmp_path / "out")["computed"] == {}

@@ -208,7 +208,7 @@ def ensure_model(ctx: Context, cell: Cell, data: PreparedData) -> dict[str, Any]
 
 
 def _in_grid(ctx: Context, cell: Cell) -> bool:
-    return any(m.grid for m in ctx.plan.spec.models if cell.model.startswith(m.label))
+    return any(m.grid and cell.model.startswith(m.label + " ") for m in ctx.plan.spec.models)
 
 
 def _tune(ctx: Context, cell: Cell, data: PreparedData, tmp: Path) -> tuple[dict[str, Any], str]:
@@ -375,9 +375,40 @@ def read_eval(folder: Path) -> dict[str, Any]:
     return record
 
 
+def ensure_crossval(ctx: Context, cell: Cell) -> dict[str, Any]:
+    """A rating cell: ``sessionrec.rating.crossval`` over the spec's folds (per-fold RMSE,
+    MAE, FCP and fit seconds)."""
+    store, key = ctx.store, cell.evals["folds"]
+    if store.has("evals", key):
+        store.count("evals", False)
+        record: dict[str, Any] = read_json(store.path("evals", key) / "crossval.json")
+        return record
+    from sessionrec.prepare.filters import filter_events
+    from sessionrec.rating import Ratings
+    from sessionrec.rating import crossval as run_crossval
+
+    ds = ctx.dataset
+    events = filter_events(
+        ds.events.lazy(), min_rating=cell.prep.config["min_rating"],
+        event_type=cell.prep.config["event_type"],
+    ).collect()  # fmt: skip
+    ratings = Ratings.from_events(events, str(ds.files[0]) if ds.files else ds.name)
+    t0 = time.perf_counter()
+    record = run_crossval(
+        ratings, cell.name, cell.params, folds=ctx.plan.spec.evaluation.folds, seed=cell.seed,
+        device=ctx.device,
+    )  # fmt: skip
+    record["seconds"] = time.perf_counter() - t0
+    with store.write("evals", key) as tmp:
+        write_json(tmp / "crossval.json", record)
+    return record
+
+
 def run_cell(ctx: Context, cell: Cell) -> float:
     """Everything a cell needs, computed where missing; returns its first own (or common)
     figure (the queue records it as the trial's value)."""
+    if ctx.plan.spec.evaluation.task == "rating":
+        return -float(ensure_crossval(ctx, cell)["mean"]["rmse"])
     data = ensure_prepared(ctx, cell.prep)
     ensure_model(ctx, cell, data)
     model = None

@@ -147,13 +147,15 @@ def make_plan(spec: Spec, fingerprint: str, span: tuple[datetime, datetime]) -> 
         "input": fingerprint,
         "code": code,
     }
+    ev = spec.evaluation
+    if ev.task == "rating":
+        return _rating_plan(spec, fingerprint, code, data_part)
     preps: list[Preparation] = []
     for sl, window in enumerate(windows(spec, *span)):
         for i, d in enumerate(spec.sessions):
             config = prepare_config(spec, d)
             key = digest({"data": data_part, "prepare": config, "window": window})
             preps.append(Preparation(key, i, d.label, sl, window, config))
-    ev = spec.evaluation
     eval_part = {"cutoffs": list(ev.cutoffs), "exclude_seen": ev.exclude_seen, "ties": ev.ties}
     common: dict[int, str] = {}
     if "common" in ev.targets and len(spec.sessions) > 1:
@@ -167,6 +169,28 @@ def make_plan(spec: Spec, fingerprint: str, span: tuple[datetime, datetime]) -> 
                 for seed in ev.seeds:
                     cells.append(_cell(p, m, label, params, seed, code, eval_part, common, ev))
     return Plan(spec, fingerprint, code, tuple(preps), tuple(cells), common)
+
+
+def _rating_plan(spec: Spec, fingerprint: str, code: str, data_part: dict[str, Any]) -> Plan:
+    """A rating study: one cell per model setting and seed, each a k-fold cross-validation
+    of the log's ratings (the data's per-event filters apply; sessions and split do not)."""
+    d = spec.data
+    filters = {"min_rating": d.min_rating, "event_type": d.event_type}
+    prep = Preparation(
+        digest({"data": data_part, "ratings": filters}), 0, spec.sessions[0].label, 0, None,
+        filters,
+    )  # fmt: skip
+    cells = []
+    for m in spec.models:
+        for label, params in m.settings():
+            for seed in spec.evaluation.seeds:
+                key = digest(
+                    {"ratings": prep.key, "model": m.name, "params": params, "seed": seed,
+                     "folds": spec.evaluation.folds, "code": code}
+                )  # fmt: skip
+                cells.append(Cell(key, prep, label, m.name, params, seed, "folds", None,
+                                  {"folds": key}))  # fmt: skip
+    return Plan(spec, fingerprint, code, (prep,), tuple(cells), {})
 
 
 def _cell(

@@ -32,7 +32,15 @@ TARGET_TEXT = {
     "common": "the common target set: the test events that every session definition "
     "predicts, identical for all; each definition sets only where the context starts and "
     "what the model was trained on",
+    "folds": "every rating held out once, over the same k folds for every model (k-fold "
+    "cross-validation)",
 }
+PAIRED_TEXT = (
+    "A − B on identical targets (first seed; slices pooled), with the paired cluster-bootstrap "
+    "interval and the two-sided p-value of no difference. 'sessions' rows compare session "
+    "definitions on the common targets; 'models' rows compare models within one definition "
+    "and target set."
+)
 
 
 def _values(ranks: np.ndarray, metric: str) -> np.ndarray:
@@ -63,6 +71,8 @@ def collect(ctx: Context, n_boot: int, level: float = 0.95) -> dict[str, Any]:
     plan, store = ctx.plan, ctx.store
     spec = plan.spec
     ev = spec.evaluation
+    if ev.task == "rating":
+        return _collect_rating(ctx, level)
     k = ev.cutoffs[-1]
     metric_names = [f"{m}@{c}" for c in ev.cutoffs for m in RANKING]
     compared = [f"recall@{k}", f"mrr@{k}"]
@@ -138,6 +148,8 @@ def collect(ctx: Context, n_boot: int, level: float = 0.95) -> dict[str, Any]:
         "interval": f"{level:.0%} percentile interval, cluster bootstrap ({n_boot} replicates): "
         "own targets resample test sessions, common targets resample users (or the log's "
         "sessions)",
+        "paired": PAIRED_TEXT,
+        "shown": [f"recall@{k}", f"mrr@{k}", f"ndcg@{k}"],
         "rows": rows,
         "summary": _summary(rows, metric_names) if several_slices or len(ev.seeds) > 1 else [],
         "comparisons": _comparisons(ctx, pools, compared, n_boot, level),
@@ -145,6 +157,78 @@ def collect(ctx: Context, n_boot: int, level: float = 0.95) -> dict[str, Any]:
         "example": _example(ctx),
     }
     return result
+
+
+def _collect_rating(ctx: Context, level: float) -> dict[str, Any]:
+    """A rating study: per cell the folds' mean RMSE, MAE and FCP with a Student-t interval
+    over folds; models paired fold by fold against the first (same folds: same seed)."""
+    from scipy import stats
+
+    from sessionrec.experiments import t_interval
+
+    plan, store = ctx.plan, ctx.store
+    spec = plan.spec
+    names = ("rmse", "mae", "fcp")
+    rows: list[dict[str, Any]] = []
+    per_fold: dict[tuple[str, int], dict[str, np.ndarray]] = {}
+    for cell in plan.cells:
+        rec = read_json(store.path("evals", cell.evals["folds"]) / "crossval.json")
+        folds = rec["folds"]
+        metrics: dict[str, Any] = {}
+        for n in names:
+            mean, sd, low, high = t_interval([f[n] for f in folds], level)
+            metrics[n] = {"value": mean, "low": low, "high": high, "sd": sd}
+        per_fold[(cell.model, cell.seed)] = {n: np.array([f[n] for f in folds]) for n in names}
+        fit = float(sum(f["fit_seconds"] for f in folds))
+        rows.append(
+            {
+                "sessions": cell.sessions, "slice": None, "window": None, "model": cell.model,
+                "name": cell.name, "params": cell.params, "seed": cell.seed, "target": "folds",
+                "predictions": int(sum(f["n_test"] for f in folds)), "metrics": metrics,
+                "chosen_by": "fixed" if not _in_grid(spec, cell.model) else "grid point (fixed)",
+                "fit_on": f"{len(folds)}-fold cross-validation",
+                "fit_seconds": round(fit, 3),
+                "evaluate_seconds": round(float(rec["seconds"]) - fit, 3),
+                "exclude_seen": None, "cell": cell.key,
+            }
+        )  # fmt: skip
+    seed = spec.evaluation.seeds[0]
+    models = list(dict.fromkeys(c.model for c in plan.cells))
+    comparisons = []
+    for model in models[1:]:
+        a, b = per_fold[(model, seed)], per_fold[(models[0], seed)]
+        for n in ("rmse", "mae"):
+            d = a[n] - b[n]
+            mean, _, low, high = t_interval(list(d), level)
+            p = float(stats.ttest_rel(a[n], b[n]).pvalue) if np.any(d != d[0]) else 1.0
+            comparisons.append(
+                {"compare": "models", "target": "folds", "a": {"sessions": "ratings",
+                 "model": model}, "b": {"sessions": "ratings", "model": models[0]},
+                 "predictions": rows[0]["predictions"], "metric": n, "difference": mean,
+                 "low": low, "high": high, "p_value": p, "p_value_is_bound": False,
+                 "level": level}
+            )  # fmt: skip
+    return {
+        "format": "sessionrec.experiment/1",
+        "name": spec.name,
+        "spec": spec.to_dict(),
+        "code": plan.code,
+        "input_sha256": plan.fingerprint,
+        "targets": {"folds": TARGET_TEXT["folds"]},
+        "interval": f"{level:.0%} Student-t interval of the mean over folds",
+        "paired": "A − B fold by fold on the same folds (first seed): mean difference, its "
+        f"{level:.0%} Student-t interval and the paired t-test's two-sided p-value.",
+        "shown": list(names),
+        "rows": rows,
+        "summary": _summary(rows, list(names)) if len(spec.evaluation.seeds) > 1 else [],
+        "comparisons": comparisons,
+        "preparations": [],
+        "example": {},
+    }
+
+
+def _in_grid(spec: Any, label: str) -> bool:
+    return any(m.grid and label.startswith(m.label + " ") for m in spec.models)
 
 
 def _summary(rows: list[dict[str, Any]], names: list[str]) -> list[dict[str, Any]]:
@@ -280,8 +364,7 @@ def _p(c: dict[str, Any]) -> str:
 def blocks(result: dict[str, Any]) -> list[Block]:
     spec = result["spec"]
     ev = spec["evaluation"]
-    k = ev["cutoffs"][-1]
-    shown = [f"recall@{k}", f"mrr@{k}", f"ndcg@{k}"]
+    shown = result["shown"]
     split = spec["split"]
     split_text = f"{split['method']} split"
     if split["method"] == "time":
@@ -291,15 +374,19 @@ def blocks(result: dict[str, Any]) -> list[Block]:
             f", in {split['slices']} sliding windows of {split['window_days']:g} days, "
             "each split on its own"
         )
+    defs = ", ".join(d["label"] + " (" + d["session"] + ")" for d in spec["sessions"])
+    how = (
+        f"session definitions {defs}; {split_text}; ranking "
+        f"{'without' if ev['exclude_seen'] else 'with'} the session's own items (exclude_seen "
+        f"= {str(ev['exclude_seen']).lower()}), full ranking, ties {ev['ties']}"
+    )
+    if ev["task"] == "rating":
+        how = f"{ev['folds']}-fold cross-validation of the ratings (RMSE, MAE, FCP)"
     out: list[Block] = [
         Heading(f"Study: {result['name']}", 1),
         Para(
-            f"Data `{spec['data']['source']}` (sha256 {result['input_sha256'][:12]}…); session "
-            f"definitions {', '.join(d['label'] + ' (' + d['session'] + ')' for d in spec['sessions'])}; "
-            f"{split_text}; ranking "
-            f"{'without' if ev['exclude_seen'] else 'with'} the session's own items "
-            f"(exclude_seen = {str(ev['exclude_seen']).lower()}), full ranking, ties "
-            f"{ev['ties']}. {result['interval']}. Code {result['code']}."
+            f"Data `{spec['data']['source']}` (sha256 {result['input_sha256'][:12]}…); {how}. "
+            f"{result['interval']}. Code {result['code']}."
         ),
     ]
     several = any(r["slice"] is not None for r in result["rows"])
@@ -365,14 +452,7 @@ def blocks(result: dict[str, Any]) -> list[Block]:
                 out.append(Image(f"{target}-by-slice", f"{shown[0]} per slice, {target} targets"))
     if result["comparisons"]:
         out.append(Heading("Paired differences"))
-        out.append(
-            Para(
-                "A − B on identical targets (first seed; slices pooled), with the paired "
-                "cluster-bootstrap interval and the two-sided p-value of no difference. "
-                "'sessions' rows compare session definitions on the common targets; 'models' "
-                "rows compare models within one definition and target set."
-            )
-        )
+        out.append(Para(result["paired"]))
         out.append(
             Table(
                 [
@@ -419,6 +499,8 @@ def blocks(result: dict[str, Any]) -> list[Block]:
             for e in lists:
                 if "error" in e:
                     out.append(Para(f"{e['model']}: {e['error']}"))
+    if not result["preparations"]:
+        return out
     out.append(Heading("Data"))
     out.append(
         Table(
@@ -456,8 +538,7 @@ def figures(result: dict[str, Any]) -> dict[str, bytes]:
     import matplotlib.pyplot as plt
 
     ev = result["spec"]["evaluation"]
-    k = ev["cutoffs"][-1]
-    shown = [f"recall@{k}", f"mrr@{k}"]
+    shown = result["shown"][:2]
     seed = ev["seeds"][0]
     out: dict[str, bytes] = {}
     for target in result["targets"]:

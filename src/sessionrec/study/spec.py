@@ -156,7 +156,9 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class EvalSpec:
-    """What every cell is scored by."""
+    """What every cell is scored by. ``task = "rating"``: rating models (``baseline``,
+    ``svd``, ``svdpp``, ``autorec``) cross-validated over ``folds`` folds of the ratings
+    (RMSE, MAE, FCP per fold); sessions, split and targets do not apply."""
 
     cutoffs: tuple[int, ...] = (20,)
     exclude_seen: bool = False
@@ -164,6 +166,8 @@ class EvalSpec:
     seeds: tuple[int, ...] = (0,)
     n_boot: int = 1000
     ties: str = "conservative"
+    task: str = "next-item"
+    folds: int = 5
 
 
 @dataclass(frozen=True)
@@ -334,18 +338,25 @@ def parse_spec(text: str, where: str = "<spec>", base: str = ".") -> Spec:
     for key in raw:
         if key not in top:
             raise r.error(None, None, key, f"a key among {', '.join(sorted(top))}", key)
-    for key in ("data", "sessions", "models"):
+    for key in ("data", "models"):
         if key not in raw:
             raise DataError(where, expected=f"a [{key}] section", found="none")
     name = raw.get("name", "study")
     if not isinstance(name, str):
         raise r.error(None, None, "name", "a string", name)
+    if "sessions" not in raw and raw.get("evaluation", {}).get("task") != "rating":
+        raise DataError(where, expected="a [[sessions]] section", found="none")
     data = _data(r, raw["data"])
-    filters = _build(r, Filters, raw.get("filters", {}), "filters")
-    sessions = _sessions(r, raw["sessions"], filters)
-    split = _split(r, raw.get("split", {}))
-    models = _models(r, raw["models"])
     evaluation = _evaluation(r, raw.get("evaluation", {}))
+    rating = evaluation.task == "rating"
+    filters = _build(r, Filters, raw.get("filters", {}), "filters")
+    if rating and "sessions" not in raw:
+        raw["sessions"] = [{"label": "ratings", "session": "user"}]
+    sessions = _sessions(r, raw["sessions"], filters)
+    if rating and len(sessions) > 1:
+        raise r.error("sessions", 1, None, "no session definitions for a rating study", "several")
+    split = _split(r, raw.get("split", {}))
+    models = _models(r, raw["models"], evaluation.task)
     example = _example(r, raw.get("example", {}))
     return Spec(data, sessions, split, models, evaluation, example, name, base, where)
 
@@ -431,9 +442,8 @@ def _split(r: _Reader, raw: Any) -> SplitSpec:
     return split
 
 
-def _models(r: _Reader, raw: Any) -> tuple[ModelSpec, ...]:
+def _models(r: _Reader, raw: Any, task: str = "next-item") -> tuple[ModelSpec, ...]:
     from sessionrec import registry
-    from sessionrec.models import model_class
     from sessionrec.models.base import make_config
 
     if not isinstance(raw, list) or not raw:
@@ -447,9 +457,9 @@ def _models(r: _Reader, raw: Any) -> tuple[ModelSpec, ...]:
             if key not in allowed:
                 raise r.error("models", i, key, f"a key among {', '.join(sorted(allowed))}", key)
         name = entry.get("name")
-        known = registry.names(registry.NEXT_ITEM)
+        known = registry.names(task)
         if name not in known:
-            raise r.error("models", i, "name", f"a next-item model ({', '.join(known)})", name)
+            raise r.error("models", i, "name", f"a {task} model ({', '.join(known)})", name)
         label = entry.get("label", name)
         if not isinstance(label, str) or not label:
             raise r.error("models", i, "label", "a non-empty string", label)
@@ -468,7 +478,7 @@ def _models(r: _Reader, raw: Any) -> tuple[ModelSpec, ...]:
         for k, values in grid.items():
             if not isinstance(values, list) or not values:
                 raise r.error("models", i, "grid", f"a non-empty list of values for {k}", values)
-        cls = model_class(name)
+        cls = registry.model_class(name)
         combos = [params] + [{**params, k: v} for k, vs in grid.items() for v in vs]
         for combo in combos:
             try:
@@ -478,6 +488,8 @@ def _models(r: _Reader, raw: Any) -> tuple[ModelSpec, ...]:
                 raise r.error("models", i, key, f"parameters {name} accepts", str(exc)) from None
         tune = None
         if "tune" in entry:
+            if task == "rating":
+                raise r.error("models", i, "tune", "fixed params or a grid (rating)", "tune")
             if grid:
                 raise r.error("models", i, "tune", "either a grid or a tune search", "both")
             tune = _build(r, TuneSpec, entry["tune"], "models", i)
@@ -533,6 +545,10 @@ def _evaluation(r: _Reader, raw: Any) -> EvalSpec:
         raise r.error("evaluation", None, "seeds", "distinct integers", list(seeds))
     if spec.n_boot < 1:
         raise r.error("evaluation", None, "n_boot", "at least 1", spec.n_boot)
+    if spec.task not in ("next-item", "rating"):
+        raise r.error("evaluation", None, "task", "next-item | rating", spec.task)
+    if spec.folds < 2:
+        raise r.error("evaluation", None, "folds", "at least 2", spec.folds)
     if spec.ties not in ("conservative", "optimistic", "average"):
         raise r.error("evaluation", None, "ties", "conservative | optimistic | average", spec.ties)
     return dataclasses.replace(spec, cutoffs=cutoffs, targets=targets, seeds=seeds)
