@@ -445,3 +445,31 @@ folds = 3
     assert len(diffs) == 2 and all(c["b"]["model"] == "baseline" for c in diffs)
     assert "RMSE, MAE, FCP" in (tmp_path / "out" / "report.md").read_text()
     assert sr.experiment(tmp_path / "r.toml", tmp_path / "out")["computed"] == {}
+
+
+def test_sampled_figures_sit_beside_full_ranking_and_say_so(study: Path, tmp_path: Path) -> None:
+    _edit(study, "n_boot = 50", "n_boot = 50\nsampled_negatives = 5\ntargets = ['own']")
+    result = sr.experiment(study, tmp_path / "out")
+    by = {(r["sessions"], r["model"], r["target"]): r for r in result["rows"]}
+    for d in ("user", "1h"):
+        for m in ("pop", "markov"):
+            own, sampled = by[(d, m, "own")], by[(d, m, "sampled")]
+            assert own["predictions"] == sampled["predictions"]
+            # 5 negatives instead of ~30 items: a target is never ranked lower
+            assert sampled["metrics"]["recall@5"]["value"] >= own["metrics"]["recall@5"]["value"]
+    assert (
+        "SAMPLED" in result["targets"]["sampled"] and "5 negatives" in result["targets"]["sampled"]
+    )
+    assert "SAMPLED" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_settings_tuned_on_valid_say_what_chose_them(study: Path, tmp_path: Path) -> None:
+    pytest.importorskip("optuna")
+    _edit(study, 'name = "markov"', 'name = "sknn"\ntune = { trials = 2, metric = "mrr@5" }')
+    _edit(study, 'session = "1h"', 'session = "user"\nlabel = "user2"')
+    text = study.read_text().replace('label = "1h"\n', "")
+    study.write_text(text)
+    result = sr.experiment(study, tmp_path / "out")
+    tuned = [r for r in result["rows"] if r["model"] == "sknn"]
+    assert tuned and all(r["chosen_by"].startswith("tune: 2 trials on valid") for r in tuned)
+    assert all(r["fit_on"] == "train+valid" and "k" in r["params"] for r in tuned)

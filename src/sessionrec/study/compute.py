@@ -333,12 +333,22 @@ def ensure_eval(
     if model is None:
         model = load_cell_model(ctx, cell)
     ev = ctx.plan.spec.evaluation
-    if target == "own":
+    sampled: dict[str, Any] = {}
+    if target in ("own", "sampled"):
         part = data.part("test")
         where = None
+        if target == "sampled":
+            sampled = {
+                "protocol": "sampled",
+                "negatives": ev.sampled_negatives,
+                "negative_sampling": ev.sampled_by,
+                "seed": cell.seed,
+            }
     else:
         part, where = common_part(data, ensure_common(ctx, cell.prep.slice))
-    res = evaluate(model, part, cutoffs=ev.cutoffs, exclude_seen=ev.exclude_seen, ties=ev.ties)
+    res = evaluate(
+        model, part, cutoffs=ev.cutoffs, exclude_seen=ev.exclude_seen, ties=ev.ties, **sampled
+    )
     if res.nan_predictions:
         raise DataError(
             None, expected=f"finite scores from {cell.describe()}", found=res.warnings[0]

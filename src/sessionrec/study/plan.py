@@ -219,6 +219,11 @@ def _cell(
     evals: dict[str, str] = {}
     if "own" in ev.targets or p.slice not in common:
         evals["own"] = digest({"model": model_key, "eval": eval_part, "target": "own"})
+    if ev.sampled_negatives is not None:
+        evals["sampled"] = digest(
+            {"model": model_key, "eval": eval_part, "target": "sampled",
+             "negatives": ev.sampled_negatives, "by": ev.sampled_by}
+        )  # fmt: skip
     if p.slice in common:
         evals["common"] = digest(
             {"model": model_key, "eval": eval_part, "target": "common", "set": common[p.slice]}

@@ -168,6 +168,8 @@ class EvalSpec:
     ties: str = "conservative"
     task: str = "next-item"
     folds: int = 5
+    sampled_negatives: int | None = None
+    sampled_by: str = "popularity"
 
 
 @dataclass(frozen=True)
@@ -547,6 +549,10 @@ def _evaluation(r: _Reader, raw: Any) -> EvalSpec:
         raise r.error("evaluation", None, "n_boot", "at least 1", spec.n_boot)
     if spec.task not in ("next-item", "rating"):
         raise r.error("evaluation", None, "task", "next-item | rating", spec.task)
+    if spec.sampled_negatives is not None and spec.sampled_negatives < 1:
+        raise r.error("evaluation", None, "sampled_negatives", "at least 1", spec.sampled_negatives)
+    if spec.sampled_by not in ("popularity", "uniform"):
+        raise r.error("evaluation", None, "sampled_by", "popularity | uniform", spec.sampled_by)
     if spec.folds < 2:
         raise r.error("evaluation", None, "folds", "at least 2", spec.folds)
     if spec.ties not in ("conservative", "optimistic", "average"):
