@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from sessionrec.cli._app import app, console
-from sessionrec.cli.evaluate import _GreedyCommand, _is_int
+from sessionrec.cli._parsing import _GreedyCommand, _is_int
 
 
 class _SweepCommand(_GreedyCommand):
