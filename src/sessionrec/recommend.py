@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -10,6 +9,7 @@ import polars as pl
 import torch
 
 from sessionrec import _schema as S
+from sessionrec._titles import TitleIndex
 from sessionrec.errors import ConfigError, SessionrecError
 
 if TYPE_CHECKING:
@@ -24,43 +24,44 @@ class ItemLookupError(SessionrecError):
 def resolve_items(items: pl.DataFrame, session: Sequence[int | str]) -> list[int]:
     """Map ids or titles to item indices.
 
-    An entry matches, in order: an item id (as written), an exact title, a title without its
-    year (``"Toy Story"``), a case-insensitive title, and the same with MovieLens' trailing
-    article moved either way (``"The Godfather"`` and ``"Godfather"`` find
-    ``"Godfather, The (1972)"``). Every entry is checked before anything is raised: one error
-    lists each unknown entry with its closest titles, and each ambiguous one with its
-    candidates (a title shared by several items, like ML-100K's two "Chasing Amy (1997)",
-    can only be told apart by id).
+    An entry is an item id (as written) or a title, matched by ``sessionrec._titles``' rules,
+    the same behind every surface: the exact title, the title without its year, any case,
+    MovieLens' trailing article moved either way (``"The Godfather"`` finds ``"Godfather, The
+    (1972)"``), and finally any words of it (``"Jedi"`` finds ``"Return of the Jedi (1983)"``).
+    Every entry is checked before anything is raised: one error lists each unknown entry with
+    its closest titles, and each ambiguous one with its candidates (a title shared by several
+    items, like ML-100K's two "Chasing Amy (1997)", can only be told apart by id).
     """
     ids = items[S.ITEM].cast(pl.Utf8).to_list()
     idx = items[S.ITEM_IDX].to_list()
-    titles = items[S.TITLE].to_list() if S.TITLE in items.columns else [None] * len(ids)
+    index = title_index(items)
     by_id = {str(i): j for i, j in zip(ids, idx, strict=True)}
     out: list[int] = []
     problems: list[str] = []
     for entry in session:
         key = str(entry).strip()
-        if key in by_id and not (isinstance(entry, str) and _title_matches(titles, key)):
+        # a number is an id; a string is a title first (a title may look like an id: "1941")
+        hits = index.matches(key) if isinstance(entry, str) else []
+        if key in by_id and not hits:
             out.append(by_id[key])
             continue
-        hits = _title_matches(titles, key)
         if len(hits) == 1:
             out.append(idx[hits[0]])
             continue
         if len(hits) > 1:
-            names = "; ".join(f"{titles[h]} (id {ids[h]})" for h in hits[:8])
-            if len({titles[h] for h in hits}) == 1:
+            names = "; ".join(f"{index.titles[h]} (id {ids[h]})" for h in hits[:8])
+            more = f" and {len(hits) - 8} more" if len(hits) > 8 else ""
+            if len({index.titles[h] for h in hits}) == 1:
                 problems.append(
                     f"{key!r} is the title of {len(hits)} items, which only the id can tell "
                     f"apart: {names}"
                 )
             else:
-                problems.append(f"{key!r} is ambiguous: {names}; give the full title or the id")
+                problems.append(
+                    f"{key!r} is ambiguous: {names}{more}; give the full title or the id"
+                )
             continue
-        if key in by_id:
-            out.append(by_id[key])
-            continue
-        close = _closest(titles, key)
+        close = index.closest(key)
         hint = f" (closest: {'; '.join(close)})" if close else ""
         problems.append(f"unknown item {key!r}: not an id or title in the catalogue{hint}")
     if problems:
@@ -68,57 +69,21 @@ def resolve_items(items: pl.DataFrame, session: Sequence[int | str]) -> list[int
     return out
 
 
-#: MovieLens writes leading articles at the end: "Godfather, The (1972)", "Jour se lève, Le".
-_ARTICLES = ("the", "a", "an", "les", "le", "la", "l'", "il", "el", "das", "der", "die")
+_INDEXES: dict[int, tuple[pl.DataFrame, TitleIndex]] = {}
 
 
-def _core(title: str) -> str:
-    """A title without its year, its case and its leading or trailing article."""
-    t = title.strip()
-    if t.endswith(")") and " (" in t:
-        t = t.rsplit(" (", 1)[0]
-    t = t.strip().lower()
-    head, sep, tail = t.rpartition(", ")
-    if sep and tail in _ARTICLES:
-        return head.strip()
-    first, sep, rest = t.partition(" ")
-    if sep and first in _ARTICLES:
-        return rest.strip()
-    return t
-
-
-def _title_matches(titles: list[str | None], key: str) -> list[int]:
-    exact = [i for i, t in enumerate(titles) if t == key]
-    if exact:
-        return exact
-    low = key.lower()
-    no_year = [i for i, t in enumerate(titles) if t and t.rsplit(" (", 1)[0].strip().lower() == low]
-    if no_year:
-        return no_year
-    case = [i for i, t in enumerate(titles) if t and t.lower() == low]
-    if case:
-        return case
-    core = _core(key)
-    return [i for i, t in enumerate(titles) if t and _core(t) == core] if core else []
-
-
-def _closest(titles: list[str | None], key: str) -> list[str]:
-    """Up to five titles close to ``key``: by spelling (articles and years aside), else the
-    titles that contain it."""
-    known = [t for t in titles if t]
-    by_core: dict[str, list[str]] = {}
-    for t in known:
-        by_core.setdefault(_core(t), []).append(t)
-    close = [
-        t for c in difflib.get_close_matches(_core(key), list(by_core), n=5, cutoff=0.6)
-        for t in by_core[c]
-    ][:5]  # fmt: skip
-    if not close:
-        close = difflib.get_close_matches(key, known, n=5, cutoff=0.5)
-    if not close:
-        low = key.lower()
-        close = [t for t in known if low in t.lower()][:5]
-    return close
+def title_index(items: pl.DataFrame) -> TitleIndex:
+    """The ``TitleIndex`` of an item table (by row position), built once per table."""
+    held = _INDEXES.get(id(items))
+    if held is not None and held[0] is items:
+        return held[1]
+    titles = items[S.TITLE].to_list() if S.TITLE in items.columns else [None] * items.height
+    counts = items["count"].to_numpy() if "count" in items.columns else None
+    index = TitleIndex(titles, counts)
+    if len(_INDEXES) >= 8:
+        _INDEXES.pop(next(iter(_INDEXES)))
+    _INDEXES[id(items)] = (items, index)
+    return index
 
 
 def top_k_frame(

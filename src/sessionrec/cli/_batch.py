@@ -112,6 +112,6 @@ def recommend_batch(
     write_table(frame, out)
     console.print(
         f"{len(rows):,} {'users' if key == 'user_id' else 'sessions'} → {frame.height:,} rows "
-        f"(top {k} each) → {out}",
+        f"(top {k} each, seen items {'included' if include_seen else 'excluded'}) → {out}",
         highlight=False,
     )

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from sessionrec.cli._app import app, console, err_console
+from sessionrec.cli._options import SeenMeasure
 
 
 @app.command()
@@ -22,9 +23,7 @@ def compare(
         list[str] | None,
         typer.Option(help="Metrics to compare (recall@K, mrr@K, ndcg@K); repeatable."),
     ] = None,
-    exclude_seen: Annotated[
-        bool, typer.Option(help="Remove the session's items from the ranking.")
-    ] = False,
+    exclude_seen: SeenMeasure = False,
     ties: Annotated[str, typer.Option(help="conservative | optimistic | average")] = (
         "conservative"
     ),
@@ -47,7 +46,12 @@ def compare(
     from sessionrec._io import check_output_file, write_json
     from sessionrec.cli.evaluate import SPLITS, _check_vocabulary, _is_rating_model
     from sessionrec.errors import ConfigError, UnknownNameError
-    from sessionrec.evaluation import bootstrap_interval, evaluate, paired_difference
+    from sessionrec.evaluation import (
+        bootstrap_interval,
+        evaluate,
+        paired_difference,
+        seen_phrase,
+    )
     from sessionrec.models import load_model
     from sessionrec.prepare import PreparedData
     from sessionrec.prepare.data import check_trained_on
@@ -104,7 +108,7 @@ def compare(
     title = (
         f"{split} of {data_dir} · {results[0].predictions:,} predictions over "
         f"{part.n_sessions:,} sessions · ties {ties} · "
-        f"{'excluding' if exclude_seen else 'including'} seen items"
+        f"{seen_phrase(results[0].protocol)}"
     )
     parts = {row["fit_on"] for row in rows} - {"unknown"}
     table = Table(title=title)

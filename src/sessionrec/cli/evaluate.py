@@ -11,6 +11,7 @@ from rich.table import Table
 from typer.core import TyperCommand
 
 from sessionrec.cli._app import app, console, err_console
+from sessionrec.cli._options import SeenMeasure, SeenServe
 from sessionrec.errors import ConfigError, DataError, UnknownNameError
 
 
@@ -84,9 +85,7 @@ def evaluate(
     ties: Annotated[str, typer.Option(help="conservative | optimistic | average")] = (
         "conservative"
     ),
-    exclude_seen: Annotated[
-        bool, typer.Option(help="Remove the session's items from the ranking.")
-    ] = False,
+    exclude_seen: SeenMeasure = False,
     protocol: Annotated[str, typer.Option(help="every | last | sampled")] = "every",
     negatives: Annotated[int, typer.Option(help="Sampled negatives (--protocol sampled).")] = 100,
     negative_sampling: Annotated[
@@ -127,6 +126,7 @@ def evaluate(
 
     from sessionrec._io import check_output_file, write_json
     from sessionrec.evaluation import evaluate as do_evaluate
+    from sessionrec.evaluation import seen_phrase
     from sessionrec.models import load_model
     from sessionrec.prepare import PreparedData
     from sessionrec.prepare.data import check_trained_on
@@ -179,7 +179,7 @@ def evaluate(
     title = (
         f"{model.name} on {split} of {data_dir} · protocol {protocol}"
         + (f" ({negatives} {negative_sampling} negatives)" if protocol == "sampled" else "")
-        + f" · ties {ties} · {'excluding' if exclude_seen else 'including'} seen items"
+        + f" · ties {ties} · {seen_phrase(res.protocol)}"
         + (f" · through the index {index} (top {index_depth})" if index is not None else "")
     )
     intervals: dict[str, dict[str, float]] = {}
@@ -338,7 +338,7 @@ def recommend(
         ),
     ] = None,
     k: Annotated[int, typer.Option("-k", "--k", help="How many items to recommend.")] = 10,
-    include_seen: Annotated[bool, typer.Option(help="Allow items already in the session.")] = False,
+    exclude_seen: SeenServe = True,
     device: Annotated[str, typer.Option(help="cpu | cuda | auto")] = "cpu",
     index: Annotated[
         Path | None,
@@ -369,6 +369,7 @@ def recommend(
     from sessionrec.models import load_model
     from sessionrec.recommend import resolve_items
 
+    include_seen = not exclude_seen
     if k < 1:
         raise ConfigError(f"-k must be at least 1 (how many items to recommend), not {k}")
     if sessions is not None:
@@ -408,13 +409,20 @@ def recommend(
         shown = [titles.get(i, i) for i in idx]
     if json_out:
         print_json(
-            {"model": model.name, "session": shown, "user": user, "k": k},
+            {
+                "model": model.name,
+                "session": shown,
+                "user": user,
+                "k": k,
+                "exclude_seen": exclude_seen,
+            },
             frame,
         )
         return
     if user is None and model.items is not None and "title" in model.items.columns:
         console.print("session: " + " → ".join(str(t) for t in shown))
-    print_recommendations(frame, f"{model.name}: top {frame.height}")
+    seen = "seen items excluded" if exclude_seen else "seen items included"
+    print_recommendations(frame, f"{model.name}: top {frame.height} ({seen})")
 
 
 def print_json(head: dict[str, Any], frame: Any) -> None:
@@ -442,7 +450,9 @@ def _recommend_rating(
     frame = model.recommend(_user_id(user, model.user_ids), k, exclude_seen=not include_seen)
     frame = frame.rename({"predicted": "score"})
     if json_out:
-        print_json({"model": model.name, "user": user, "k": k}, frame)
+        print_json(
+            {"model": model.name, "user": user, "k": k, "exclude_seen": not include_seen}, frame
+        )
         return
     rated = "" if include_seen else "unrated "
     print_recommendations(frame, f"{model.name}: top {frame.height} {rated}items for user {user}")

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from sessionrec.cli._app import app, console
+from sessionrec.cli._options import SeenMeasure
 from sessionrec.cli.evaluate import _GreedyCommand, _is_int
 from sessionrec.errors import ConfigError
 
@@ -42,9 +43,7 @@ def tune(
     timeout: Annotated[
         float | None, typer.Option(help="Start no trial after this many seconds.")
     ] = None,
-    exclude_seen: Annotated[
-        bool, typer.Option(help="Remove the session's items from the ranking (valid and test).")
-    ] = False,
+    exclude_seen: SeenMeasure = False,
     cutoffs: Annotated[
         list[int] | None, typer.Option(help="Cutoffs of the test figures (default 10 20).")
     ] = None,

@@ -257,6 +257,7 @@ def train(
             "model": model_name,
             "fit_on": fit_on,
             "valid_metric": valid_metric,
+            "exclude_seen": exclude_seen,
             "patience": stop_after,
             "patience_asked": asked,
             "stopped_early": stopped_early,
