@@ -149,7 +149,10 @@ def _fields_table(schema: dict[str, Any], node: dict[str, Any]) -> list[str]:
     if not props:
         return []
     required = set(node.get("required", []))
-    rows = ["| field | type | required | default | description |", "| --- | --- | --- | --- | --- |"]
+    rows = [
+        "| field | type | required | default | description |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for name, prop in props.items():
         default = f"`{json.dumps(prop['default'])}`" if "default" in prop else ""
         rows.append(

@@ -22,7 +22,7 @@ from sessionrec.rating import Ratings, create_rating_model, random_split
 
 data = Ratings.from_dataset(sr.load("ml-100k"))
 train, test = random_split(data, 0.3, seed=1)
-train, test
+len(train.ratings), len(test.ratings)
 
 # %% [markdown]
 # ## The models
@@ -64,8 +64,8 @@ pl.DataFrame(rows).sort("rmse")
 #
 # ## Predicting and recommending
 #
-# Predictions take raw ids; `recommend` ranks a user's unrated items by predicted rating, with
-# titles.
+# Predictions take raw user and item ids; `recommend` ranks a user's unrated items by
+# predicted rating.
 
 # %%
 fitted["svd"].predict_ids([196], [242])

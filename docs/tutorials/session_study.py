@@ -83,7 +83,7 @@ pl.DataFrame(
 # Three baselines that take seconds — popularity, a first-order Markov chain and V-SKNN
 # (session kNN with recency weights) — and GRU4Rec. GRU4Rec's defaults (one layer of 300, five
 # epochs) take a few minutes on a laptop's CPU; to keep this page quick it trains a layer of
-# 100 for three epochs, which costs a little accuracy. Every model is fit on train+valid: the
+# 100 for three epochs. Every model is fit on train+valid: the
 # settings were chosen before (the defaults on valid parts, never on test), so nothing is
 # left to choose here.
 
