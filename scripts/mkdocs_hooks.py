@@ -25,7 +25,12 @@ _schema: dict[str, Any] | None = None
 
 # -- the command line ---------------------------------------------------------------------------
 def _cell(text: str) -> str:
-    return " ".join(text.split()).replace("|", "\\|")
+    """Text for a table cell: one line, pipes escaped, and brackets escaped so that help text
+    such as ``[default: 5]`` never reads as a Markdown reference link."""
+    text = " ".join(text.split())
+    for ch in "|[]":
+        text = text.replace(ch, "\\" + ch)
+    return text
 
 
 # Typer ships its own copy of click, so parameters and commands are read through click's
@@ -176,12 +181,14 @@ def http_reference() -> str:
                 out += [op["description"].strip(), ""]
             params = op.get("parameters", [])
             if params:
-                out += ["| parameter | in | type | required | description |"]
-                out += ["| --- | --- | --- | --- | --- |"]
+                out += ["| parameter | in | type | required | default | description |"]
+                out += ["| --- | --- | --- | --- | --- | --- |"]
                 for p in params:
+                    kind = p.get("schema", {})
+                    default = f"`{json.dumps(kind['default'])}`" if "default" in kind else ""
                     out.append(
-                        f"| `{p['name']}` | {p['in']} | {_type(schema, p.get('schema', {}))} | "
-                        f"{'yes' if p.get('required') else ''} | "
+                        f"| `{p['name']}` | {p['in']} | {_type(schema, kind)} | "
+                        f"{'yes' if p.get('required') else ''} | {default} | "
                         f"{_cell(p.get('description', ''))} |"
                     )
                 out.append("")
