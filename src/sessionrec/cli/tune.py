@@ -82,8 +82,9 @@ def tune(
             else f" (best {t['best_value']:.4f}, trial {t['best_number']})"
         )
         secs = "" if t["seconds"] is None else f", {t['seconds']:.1f} s"
+        tag = " (the model's defaults)" if t.get("defaults") else ""
         console.print(
-            f"trial {t['number']} {t['state']}: {value}{best}{secs}, epochs {t['epochs']}",
+            f"trial {t['number']}{tag} {t['state']}: {value}{best}{secs}, epochs {t['epochs']}",
             highlight=False,
         )
 
@@ -104,6 +105,7 @@ def tune(
         pruning=pruning,
         final=final,
         on_trial=show,
+        progress=True,
     )
     if "test" not in result:
         states = result["study"]["states"]
