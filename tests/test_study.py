@@ -406,7 +406,9 @@ n_boot = 200
         assert d["b"]["model"] == "pop" and d["difference"] > 0.05 and d["high"] > d["low"] > 0
 
 
-def test_a_rating_study_cross_validates_every_model_on_the_same_folds(tmp_path: Path) -> None:
+def test_a_rating_study_cross_validates_every_model_on_the_same_folds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     rng = np.random.default_rng(0)
     users, items = rng.integers(0, 40, 1500), rng.integers(0, 60, 1500)
     bias = rng.normal(0, 1, 60)
@@ -436,6 +438,9 @@ folds = 3
     result = sr.experiment(tmp_path / "r.toml", tmp_path / "out")
     rows = result["rows"]
     assert [r["model"] for r in rows] == ["baseline", "svd factors=2", "svd factors=4"]
+    code, stdout, _ = run_cli(["experiment", str(tmp_path / "r.toml"), "--out",
+                               str(tmp_path / "out")], capsys)  # fmt: skip
+    assert code == 0 and "rmse" in stdout and "computed nothing" in stdout
     n = rows[0]["predictions"]
     assert all(r["predictions"] == n and r["target"] == "folds" for r in rows)
     for r in rows:

@@ -59,20 +59,20 @@ def experiment(
 
     result = run(parsed, out, workers=workers, storage=storage, device=device, n_boot=n_boot,
                  on_progress=say)  # fmt: skip
-    k = parsed.evaluation.cutoffs[-1]
+    shown = result["shown"][:2]
     for target in result["targets"]:
         table = Table(title=f"{target} targets: {result['targets'][target]}")
-        for col in ("sessions", "model", "seed", "predictions", f"recall@{k}", f"mrr@{k}"):
+        for col in ("sessions", "model", "seed", "predictions", *shown):
             table.add_column(col, justify="left" if col in ("sessions", "model") else "right")
         for r in result["rows"]:
             if r["target"] != target:
                 continue
             m = r["metrics"]
             slice_ = "" if r["slice"] is None else f" (slice {r['slice']})"
-            table.add_row(r["sessions"] + slice_, r["model"], str(r["seed"]),
-                          f"{r['predictions']:,}",
-                          *(f"{m[n]['value']:.4f} [{m[n]['low']:.4f}, {m[n]['high']:.4f}]"
-                            for n in (f"recall@{k}", f"mrr@{k}")))  # fmt: skip
+            table.add_row(
+                r["sessions"] + slice_, r["model"], str(r["seed"]), f"{r['predictions']:,}",
+                *(f"{m[n]['value']:.4f} [{m[n]['low']:.4f}, {m[n]['high']:.4f}]" for n in shown),
+            )  # fmt: skip
         console.print(table)
     done = ", ".join(f"{v} {k}" for k, v in result["computed"].items()) or "nothing"
     console.print(f"computed {done}; report: {out / 'report.html'} (and report.md, results.json)",
