@@ -30,7 +30,6 @@ from importlib import resources
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, Path, Query, Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -48,6 +47,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sessionrec.errors import SessionrecError, UnknownNameError
+from sessionrec.serving.bodies import BadBody, is_json_type, one_line, read_json, safe_errors
 from sessionrec.serving.catalog import LookupFailed, ServedModel, json_text
 from sessionrec.serving.engine import Engine, Event, Recommendation, describe_models
 
@@ -93,7 +93,8 @@ def _encodable(v: str | None) -> str | None:
 
 
 class EventIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: a JSON value of another type is refused, not coerced (true is not item 1)
+    model_config = ConfigDict(extra="forbid", strict=True)
     item: int | Annotated[str, Field(min_length=1, max_length=500)] = Field(
         description="An item id or a title (resolved as `sessionrec recommend` does)."
     )
@@ -114,7 +115,7 @@ class EventIn(BaseModel):
 
 
 class RecommendIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     items: list[int | Annotated[str, Field(min_length=1, max_length=500)]] = Field(
         min_length=1, max_length=1000, description="The session: item ids or titles, oldest first."
     )
@@ -193,7 +194,10 @@ class Status(BaseModel):
 
 
 class ErrorOut(BaseModel):
-    detail: Any
+    detail: Any = Field(description="What is wrong, in one line.")
+    errors: list[dict[str, Any]] | None = Field(
+        None, description="Invalid requests: each field's error (location, message, type)."
+    )
     closest: list[str] | None = None
     candidates: list[str] | None = None
 
@@ -383,21 +387,33 @@ class Guard:
             await send(message)
 
         try:
-            if self.engine is not None and scope["method"] == "POST" and not scope.get("root_path"):
-                hot = _EVENTS_PATH.fullmatch(scope["path"])
-                if hot is not None:
-                    answered, receive = await self._event(hot.group(1), scope, receive, send_status)
-                    if answered:
+            if scope["method"] in _BODY_METHODS:
+                try:
+                    body, receive = await self._read(scope, receive)
+                except _TooLarge:
+                    await _send_json(
+                        send_status, 413, {"detail": f"request body over {self.max_body} bytes"}
+                    )
+                    return
+                ctype = _header(scope, b"content-type")
+                if body and is_json_type(ctype):
+                    try:
+                        parsed = read_json(body)
+                    except BadBody as exc:
+                        await _send_json(send_status, 422, {"detail": f"request body: {exc}"})
+                        return
+                    hot = _EVENTS_PATH.fullmatch(scope["path"])
+                    if (
+                        hot is not None
+                        and self.engine is not None
+                        and scope["method"] == "POST"
+                        and not scope.get("root_path")
+                        and isinstance(parsed, dict)
+                        and await self._event(hot.group(1), parsed, send_status)
+                    ):
                         name = EVENTS_ROUTE
                         return
-            try:
-                receive = await self._limited(scope, receive)
-            except _TooLarge:
-                await _send_json(
-                    send_status, 413, {"detail": f"request body over {self.max_body} bytes"}
-                )
-            else:
-                await self.app(scope, receive, send_status)
+            await self.app(scope, receive, send_status)
         finally:
             if name is None:
                 name = getattr(scope.get("route"), "path", None) or "unmatched"
@@ -405,48 +421,19 @@ class Guard:
                 scope.get("method", ""), name, status["code"], time.perf_counter() - t0
             )
 
-    async def _event(
-        self, session_id: str, scope: Scope, receive: Receive, send: Send
-    ) -> tuple[bool, Receive]:
-        """Answer a valid event; else (False, a receive that replays what was read)."""
-        length = ctype = None
-        for key, value in scope["headers"]:
-            if key == b"content-length":
-                length = value
-            elif key == b"content-type":
-                ctype = value
-        if length is None or ctype is None or ctype.strip().lower() != b"application/json":
-            return False, receive
+    async def _event(self, session_id: str, raw: dict[str, Any], send: Send) -> bool:
+        """Answer a valid event; False (nothing sent, nothing changed) for any other, which
+        the FastAPI route then answers with its own error."""
         try:
-            if int(length) > self.max_body:
-                return False, receive
-        except ValueError:
-            return False, receive
-        read: list[Message] = []
-        while True:
-            message = await receive()
-            read.append(message)
-            if message["type"] != "http.request" or not message.get("more_body", False):
-                break
-        replay = _replay(read, receive)
-        if read[-1]["type"] != "http.request":
-            return False, replay
-        body = b"".join(m.get("body", b"") for m in read)
-        if len(body) > self.max_body:
-            return False, replay
-        try:
-            raw = json.loads(body)
-            if not isinstance(raw, dict):
-                return False, replay
             event = EventIn.model_validate(raw)
-        except (ValueError, ValidationError):  # JSON and Unicode errors are ValueErrors
-            return False, replay
+        except (ValueError, ValidationError):
+            return False
         assert self.engine is not None
         try:
             sm = self.engine.model(event.model)
             idx = sm.resolve(event.item)
         except Exception:  # nothing is changed yet: FastAPI answers it as it always did
-            return False, replay
+            return False
         ev = Event(session_id, sm, idx, event.k, event.exclude_seen, event.event_id)
         if self.batcher is not None:
             out = await self.batcher.submit(ev)
@@ -463,11 +450,12 @@ class Guard:
             }
         )
         await send({"type": "http.response.body", "body": out})
-        return True, receive
+        return True
 
-    async def _limited(self, scope: Scope, receive: Receive) -> Receive:
-        headers = dict(scope.get("headers") or [])
-        length = headers.get(b"content-length")
+    async def _read(self, scope: Scope, receive: Receive) -> tuple[bytes, Receive]:
+        """The whole body (413 past ``max_body``, told by its length or found while
+        reading a chunked one) and a receive that replays it."""
+        length = _header(scope, b"content-length")
         if length is not None:
             try:
                 n = int(length)
@@ -475,30 +463,20 @@ class Guard:
                 n = self.max_body + 1
             if n > self.max_body:
                 raise _TooLarge
-            return receive
-        if scope.get("method") not in ("POST", "PUT", "PATCH"):
-            return receive
-        # no length given (chunked): read the body here, up to the limit
-        body = b""
-        more = True
-        while more:
-            msg = await receive()
-            if msg["type"] != "http.request":
+        read: list[Message] = []
+        size = 0
+        while True:
+            message = await receive()
+            read.append(message)
+            if message["type"] != "http.request":
                 break
-            body += msg.get("body", b"")
-            more = msg.get("more_body", False)
-            if len(body) > self.max_body:
+            size += len(message.get("body", b""))
+            if size > self.max_body:
                 raise _TooLarge
-        sent = False
-
-        async def replay() -> Message:
-            nonlocal sent
-            if sent:
-                return await receive()
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        return replay
+            if not message.get("more_body", False):
+                break
+        body = b"".join(m.get("body", b"") for m in read if m["type"] == "http.request")
+        return body, _replay(read, receive)
 
 
 class _Batcher:
@@ -562,6 +540,16 @@ class _TooLarge(Exception):
     pass
 
 
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def _header(scope: Scope, key: bytes) -> bytes | None:
+    for k, v in scope["headers"]:
+        if k == key:
+            return bytes(v)
+    return None
+
+
 async def _send_json(send: Send, status: int, payload: dict[str, Any]) -> None:
     body = json.dumps(payload).encode()
     await send(
@@ -614,7 +602,8 @@ def create_app(engine: Engine, options: AppOptions | None = None) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         # ASCII-escaped: the echoed input may hold lone surrogates UTF-8 cannot encode
-        return _AsciiJSON({"detail": jsonable_encoder(exc.errors())}, 422)
+        errors = safe_errors(exc.errors())
+        return _AsciiJSON({"detail": one_line(errors), "errors": errors}, 422)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
