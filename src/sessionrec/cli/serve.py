@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -24,8 +25,8 @@ def parse_duration(text: str) -> float:
         raise ConfigError(
             f"--session-ttl: expected seconds or a duration like 30m, 2h; found {text!r}"
         ) from None
-    if value <= 0:
-        raise ConfigError(f"--session-ttl must be positive, found {text!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"--session-ttl must be a finite duration > 0, found {text!r}")
     return value
 
 
@@ -73,11 +74,6 @@ def serve(
 
     require_serve_extra()
     ttl = parse_duration(session_ttl)
-    for d in model_dirs:
-        if not (d / "config.json").exists():
-            from sessionrec.errors import DataError
-
-            raise DataError(d, expected="a model folder with config.json", found="none")
     config = ServeConfig(
         model_dirs=tuple(str(d) for d in model_dirs),
         host=host,
@@ -91,6 +87,11 @@ def serve(
         device=device,
         threads=threads,
     )
+    for d in model_dirs:
+        if not (d / "config.json").exists():
+            from sessionrec.errors import DataError
+
+            raise DataError(d, expected="a model folder with config.json", found="none")
     console.print(
         f"serving {', '.join(d.name for d in model_dirs)} on http://{host}:{port}/ "
         f"(API docs: /docs; sessions: {config.state_url}; Ctrl-C stops)",

@@ -19,11 +19,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sessionrec._checks import finite_number, whole_number
 from sessionrec.errors import ConfigError
 from sessionrec.serving import _supervisor
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
+
+#: the longest session TTL (ten years): Redis keeps expiries in milliseconds, and a longer
+#: idle time is a session that never expires, which the store's size cannot afford
+MAX_TTL = 10 * 365 * 86400.0
+#: the most events a session may keep (a session is read back whole at a rebuild)
+MAX_EVENTS_CAP = 1_000_000
 
 INSTALL_HINT = 'the web service needs the serve extra: pip install -e ".[serve]"'
 
@@ -84,15 +91,18 @@ class ServeConfig:
     def __post_init__(self) -> None:
         if not self.model_dirs:
             raise ConfigError("serve needs at least one model folder")
-        if self.workers < 1 or self.threads < 1:
-            raise ConfigError("--workers and --threads must be ≥ 1")
+        whole_number("--workers", self.workers, low=1, high=1024)
+        whole_number("--threads", self.threads, low=1, high=1024)
+        whole_number("--max-session-events", self.max_session_events, low=1, high=MAX_EVENTS_CAP)
+        whole_number("--max-body", self.max_body, low=64, high=1 << 30)
+        whole_number("cache_size", self.cache_size, low=1)
+        finite_number("--session-ttl", self.session_ttl, high=MAX_TTL)
         if self.workers > 1 and self.state == "memory":
             raise ConfigError(
                 f"--state memory keeps the sessions inside one process, so --workers "
                 f"{self.workers} would split them: use the SQLite default or --state redis://"
             )
-        if not 0 <= self.port <= 65535:
-            raise ConfigError(f"--port must be in 0..65535, got {self.port}")
+        whole_number("--port", self.port, low=0, high=65535)
 
     @property
     def state_url(self) -> str:

@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from sessionrec._checks import finite_number, whole_number
 from sessionrec.errors import ConfigError
 
 
@@ -86,11 +87,8 @@ class SessionStore(ABC):
     """Sessions by id, with idle expiry after ``ttl`` seconds and at most ``max_events`` kept."""
 
     def __init__(self, ttl: float, max_events: int) -> None:
-        if ttl <= 0 or max_events < 1:
-            raise ConfigError(
-                f"session ttl must be > 0 and max events ≥ 1, got {ttl}, {max_events}"
-            )
-        self.ttl = float(ttl)
+        self.ttl = finite_number("session ttl", ttl)
+        whole_number("max session events", max_events, low=1)
         self.max_events = int(max_events)
         #: the events a session keeps when an append takes it past ``max_events``
         self.trim_to = max(1, self.max_events - self.max_events // 4)

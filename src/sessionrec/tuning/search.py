@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from sessionrec._checks import finite_number, whole_number
 from sessionrec._io import atomic_dir, read_json, write_json
 from sessionrec.errors import ConfigError, DataError
 from sessionrec.prepare.data import PreparedData
@@ -106,8 +107,12 @@ def tune(
     name, _, k = metric.partition("@")
     if name not in METRICS or not k.isdigit() or int(k) < 1:
         raise ConfigError(f"metric must be recall@K, mrr@K or ndcg@K, not {metric!r}")
-    if trials < 0:
-        raise ConfigError(f"trials must be >= 0, not {trials}")
+    whole_number("--trials", trials, low=0)
+    if timeout is not None:
+        timeout = finite_number("--timeout", timeout)
+    for c in cutoffs:
+        whole_number("--cutoffs", c, low=1)
+    whole_number("n_boot", n_boot, low=1)
     if not isinstance(space, Space):
         space = load_space(model_name, space)
     elif space.model != model_name:
