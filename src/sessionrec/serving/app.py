@@ -50,6 +50,7 @@ from sessionrec.errors import SessionrecError, UnknownNameError
 from sessionrec.serving.bodies import BadBody, is_json_type, one_line, read_json, safe_errors
 from sessionrec.serving.catalog import LookupFailed, ServedModel, json_text
 from sessionrec.serving.engine import Engine, Event, Recommendation, describe_models
+from sessionrec.serving.state import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +194,11 @@ class Status(BaseModel):
     status: str
 
 
+class NotReady(BaseModel):
+    status: str
+    detail: str = Field(description="Why the service is not ready.")
+
+
 class ErrorOut(BaseModel):
     detail: Any = Field(description="What is wrong, in one line.")
     errors: list[dict[str, Any]] | None = Field(
@@ -215,6 +221,10 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     },
     413: {"model": ErrorOut, "description": "Request body too large."},
     422: {"model": ErrorOut, "description": "Invalid request."},
+    503: {
+        "model": ErrorOut,
+        "description": "The session store is unavailable: nothing was stored; retry.",
+    },
 }
 
 
@@ -334,8 +344,19 @@ class _LiveSessions(Collector):
         self.engine = engine
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
+        up = GaugeMetricFamily(
+            "sessionrec_store_up", "1 when the session store answered this scrape, else 0."
+        )
+        try:
+            live = self.engine.store.live(time.time())
+        except StoreUnavailable:
+            up.add_metric([], 0.0)
+            yield up
+            return
+        up.add_metric([], 1.0)
+        yield up
         g = GaugeMetricFamily("sessionrec_live_sessions", "Sessions active within the TTL.")
-        g.add_metric([], float(self.engine.store.live(time.time())))
+        g.add_metric([], float(live))
         yield g
 
 
@@ -435,10 +456,14 @@ class Guard:
         except Exception:  # nothing is changed yet: FastAPI answers it as it always did
             return False
         ev = Event(session_id, sm, idx, event.k, event.exclude_seen, event.event_id)
-        if self.batcher is not None:
-            out = await self.batcher.submit(ev)
-        else:
-            out = _apply_event(self.engine, self.metrics, ev)
+        try:
+            if self.batcher is not None:
+                out = await self.batcher.submit(ev)
+            else:
+                out = _apply_event(self.engine, self.metrics, ev)
+        except StoreUnavailable as exc:
+            await _send_json(send, 503, {"detail": str(exc)}, retry_after=True)
+            return True
         await send(
             {
                 "type": "http.response.start",
@@ -550,18 +575,17 @@ def _header(scope: Scope, key: bytes) -> bytes | None:
     return None
 
 
-async def _send_json(send: Send, status: int, payload: dict[str, Any]) -> None:
-    body = json.dumps(payload).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
+async def _send_json(
+    send: Send, status: int, payload: dict[str, Any], retry_after: bool = False
+) -> None:
+    body = json.dumps(payload, ensure_ascii=True).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if retry_after:
+        headers.append((b"retry-after", b"1"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -623,6 +647,10 @@ def create_app(engine: Engine, options: AppOptions | None = None) -> FastAPI:
     async def _unknown(request: Request, exc: UnknownNameError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, 404)
 
+    @app.exception_handler(StoreUnavailable)
+    async def _store(request: Request, exc: StoreUnavailable) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, 503, headers={"Retry-After": "1"})
+
     @app.exception_handler(SessionrecError)
     async def _ours(request: Request, exc: SessionrecError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, 422)
@@ -633,14 +661,15 @@ def create_app(engine: Engine, options: AppOptions | None = None) -> FastAPI:
         """200 once the models are loaded (they are before the app exists)."""
         return Status(status="ok")
 
-    @app.get("/readyz", response_model=Status, tags=["health"], responses={503: {"model": Status}})
+    @app.get(
+        "/readyz", response_model=Status, tags=["health"], responses={503: {"model": NotReady}}
+    )
     async def readyz() -> Any:
         """200 when the models are loaded and the session store answers."""
         try:
-            engine.store.live(time.time())
-        except Exception as exc:
-            log.warning("session store not ready: %s", exc)
-            return JSONResponse({"status": f"store unavailable: {type(exc).__name__}"}, 503)
+            await asyncio.to_thread(engine.store.check)
+        except StoreUnavailable as exc:
+            return JSONResponse({"status": "not ready", "detail": str(exc)}, 503)
         return Status(status="ok")
 
     # -- sessions --------------------------------------------------------------------------
@@ -820,6 +849,8 @@ async def _sweep(engine: Engine, every: float) -> None:
             n = await asyncio.to_thread(engine.expire)
             if n:
                 log.info("expired %d idle sessions", n)
+        except StoreUnavailable:  # logged by the store, once per outage
+            pass
         except Exception:  # keep sweeping; the store may come back
             log.exception("expiring sessions failed")
 
@@ -830,6 +861,8 @@ async def _maintain(engine: Engine, every: float) -> None:
         await asyncio.sleep(every)
         try:
             await asyncio.to_thread(engine.store.maintain)
+        except StoreUnavailable:  # logged by the store, once per outage
+            pass
         except Exception:  # keep going; the store may come back
             log.exception("store maintenance failed")
 
