@@ -497,6 +497,9 @@ def read_model_config(path: str | Path) -> dict[str, Any]:
             found="no config.json" if path.is_dir() else "no such directory",
         )
     cfg = read_json_object(cfg_path)
+    from sessionrec._formats import check_format
+
+    check_format(cfg_path, cfg.get("format"), ("sessionrec.model", "sessionrec.rating-model"))
     if not isinstance(cfg.get("model"), str):
         raise DataError(
             cfg_path, column="model", expected="a model name", found=repr(cfg.get("model"))
