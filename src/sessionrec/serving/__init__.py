@@ -63,6 +63,9 @@ class ServeConfig:
         max_session_events: the most events a session keeps (its latest; past it, the
             oldest quarter is dropped at once).
         admin_token: enables ``POST /admin/reload``; None turns admin routes off.
+        allowed_hosts: the ``Host`` headers answered (``*.example.com`` matches any
+            subdomain, ``*`` any host); others get 400, against DNS rebinding. None: any
+            host in ``build_app``; ``run`` makes it ``default_hosts(host)``.
         max_body: request bodies above this many bytes get 413.
         device: where models score (cpu, cuda, auto).
         threads: torch threads per worker (1 is fastest with one request at a time).
@@ -80,6 +83,7 @@ class ServeConfig:
     session_ttl: float = 1800.0
     max_session_events: int = 200
     admin_token: str | None = None
+    allowed_hosts: tuple[str, ...] | None = None
     max_body: int = 64 * 1024
     device: str = "cpu"
     threads: int = 1
@@ -118,6 +122,8 @@ class ServeConfig:
     def from_json(cls, text: str) -> ServeConfig:
         raw = json.loads(text)
         raw["model_dirs"] = tuple(raw["model_dirs"])
+        if raw.get("allowed_hosts") is not None:
+            raw["allowed_hosts"] = tuple(raw["allowed_hosts"])
         return cls(**raw)
 
 
@@ -143,6 +149,7 @@ def build_app(
     engine = Engine(config.model_dirs, store, device=config.device, cache_size=config.cache_size)
     options = AppOptions(
         admin_token=config.admin_token,
+        allowed_hosts=config.allowed_hosts,
         max_body=config.max_body,
         sweep_seconds=min(60.0, max(1.0, config.session_ttl / 2)),
         handle_sighup=handle_sighup,
@@ -162,6 +169,7 @@ def serve(
     session_ttl: float = 1800.0,
     max_session_events: int = 200,
     admin_token: str | None = None,
+    allowed_hosts: tuple[str, ...] | None = None,
     max_body: int = 64 * 1024,
     device: str = "cpu",
     threads: int = 1,
@@ -182,12 +190,21 @@ def serve(
         session_ttl=session_ttl,
         max_session_events=max_session_events,
         admin_token=admin_token,
+        allowed_hosts=allowed_hosts,
         max_body=max_body,
         device=device,
         threads=threads,
         log_level=log_level,
     )
     run(config)
+
+
+def default_hosts(host: str) -> tuple[str, ...]:
+    """The ``Host`` headers a server bound to ``host`` answers by default: that address and
+    the names of the loopback; any host when bound to every address (0.0.0.0, ::)."""
+    if host in ("0.0.0.0", "::", ""):
+        return ("*",)
+    return tuple(dict.fromkeys([host, "localhost", "127.0.0.1", "::1"]))
 
 
 def run(config: ServeConfig) -> None:
@@ -199,6 +216,8 @@ def run(config: ServeConfig) -> None:
 
     import uvicorn
 
+    if config.allowed_hosts is None:
+        config = dataclasses.replace(config, allowed_hosts=default_hosts(config.host))
     common: dict[str, Any] = {
         "host": config.host,
         "port": config.port,
@@ -236,4 +255,12 @@ def run(config: ServeConfig) -> None:
         shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
-__all__ = ["INSTALL_HINT", "ServeConfig", "build_app", "require_serve_extra", "run", "serve"]
+__all__ = [
+    "INSTALL_HINT",
+    "ServeConfig",
+    "build_app",
+    "default_hosts",
+    "require_serve_extra",
+    "run",
+    "serve",
+]

@@ -27,6 +27,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import PurePath
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, Path, Query, Request
@@ -49,7 +50,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from sessionrec.errors import SessionrecError, UnknownNameError
 from sessionrec.serving.bodies import BadBody, is_json_type, one_line, read_json, safe_errors
 from sessionrec.serving.catalog import LookupFailed, ServedModel, json_text
-from sessionrec.serving.engine import Engine, Event, Recommendation, describe_models
+from sessionrec.serving.engine import (
+    Engine,
+    Event,
+    Recommendation,
+    describe_models,
+    folder_report,
+)
 from sessionrec.serving.state import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -67,6 +74,8 @@ class AppOptions:
     """Settings of the app itself (the engine holds models and sessions)."""
 
     admin_token: str | None = None
+    #: the Host headers answered (``*.example.com``, ``*``); None: any
+    allowed_hosts: tuple[str, ...] | None = None
     max_body: int = 64 * 1024
     sweep_seconds: float = 60.0
     #: how often the store's ``maintain`` runs (SQLite: the WAL checkpoint)
@@ -192,6 +201,7 @@ class ModelsOut(BaseModel):
 
 class Status(BaseModel):
     status: str
+    detail: str | None = None
 
 
 class NotReady(BaseModel):
@@ -347,6 +357,7 @@ class _LiveSessions(Collector):
         up = GaugeMetricFamily(
             "sessionrec_store_up", "1 when the session store answered this scrape, else 0."
         )
+        yield from self.folders()
         try:
             live = self.engine.store.live(time.time())
         except StoreUnavailable:
@@ -357,6 +368,17 @@ class _LiveSessions(Collector):
         yield up
         g = GaugeMetricFamily("sessionrec_live_sessions", "Sessions active within the TTL.")
         g.add_metric([], float(live))
+        yield g
+
+    def folders(self) -> Iterator[GaugeMetricFamily]:
+        g = GaugeMetricFamily(
+            "sessionrec_model_folder_problems",
+            "Files of a served model's folder removed or changed since it was loaded.",
+            labels=["model"],
+        )
+        found = folder_report(self.engine)
+        for name in self.engine.models:
+            g.add_metric([name], float(len(found.get(name, []))))
         yield g
 
 
@@ -387,8 +409,10 @@ class Guard:
         metrics: Metrics,
         engine: Engine | None = None,
         batch: bool = True,
+        allowed_hosts: tuple[str, ...] | None = None,
     ) -> None:
         self.app = app
+        self.hosts = HostCheck(allowed_hosts)
         self.max_body = max_body
         self.metrics = metrics
         self.engine = engine
@@ -408,6 +432,11 @@ class Guard:
             await send(message)
 
         try:
+            host = self.hosts.refused(scope)
+            if host is not None:
+                detail = f"Host {host!r} is not served here (serve --allowed-hosts)"
+                await _send_json(send_status, 400, {"detail": detail})
+                return
             if scope["method"] in _BODY_METHODS:
                 try:
                     body, receive = await self._read(scope, receive)
@@ -502,6 +531,32 @@ class Guard:
                 break
         body = b"".join(m.get("body", b"") for m in read if m["type"] == "http.request")
         return body, _replay(read, receive)
+
+
+class HostCheck:
+    """The ``Host`` header against the allowed names (as Starlette's TrustedHostMiddleware:
+    ``*.example.com`` matches its subdomains, ``*`` anything), port removed, any case."""
+
+    def __init__(self, allowed: tuple[str, ...] | None) -> None:
+        names = [h.lower().strip("[]") for h in allowed or ("*",)]
+        self.any = "*" in names
+        self.exact = frozenset(n for n in names if not n.startswith("*."))
+        self.suffixes = tuple(n[1:] for n in names if n.startswith("*."))
+
+    def refused(self, scope: Scope) -> str | None:
+        """The Host header when it is not allowed (``""`` when missing), else None."""
+        if self.any:
+            return None
+        raw = _header(scope, b"host")
+        text = raw.decode("latin-1") if raw is not None else ""
+        name = text.lower()
+        if name.startswith("["):  # [::1]:8000
+            name = name[1:].split("]", 1)[0]
+        elif name.count(":") == 1:
+            name = name.split(":", 1)[0]
+        if name in self.exact or (name and name.endswith(self.suffixes)):
+            return None
+        return text[:100]
 
 
 class _Batcher:
@@ -655,21 +710,36 @@ def create_app(engine: Engine, options: AppOptions | None = None) -> FastAPI:
     async def _ours(request: Request, exc: SessionrecError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, 422)
 
+    def is_admin(authorization: str | None) -> bool:
+        if not opts.admin_token:
+            return False
+        given = (authorization or "").removeprefix("Bearer ").strip()
+        return secrets.compare_digest(given.encode(), opts.admin_token.encode())
+
     # -- health ----------------------------------------------------------------------------
-    @app.get("/healthz", response_model=Status, tags=["health"])
+    @app.get("/healthz", response_model=Status, response_model_exclude_none=True, tags=["health"])
     async def healthz() -> Status:
         """200 once the models are loaded (they are before the app exists)."""
         return Status(status="ok")
 
     @app.get(
-        "/readyz", response_model=Status, tags=["health"], responses={503: {"model": NotReady}}
+        "/readyz",
+        response_model=Status,
+        response_model_exclude_none=True,
+        tags=["health"],
+        responses={503: {"model": NotReady}},
     )
     async def readyz() -> Any:
-        """200 when the models are loaded and the session store answers."""
+        """200 when the models are loaded and the session store answers; ``detail`` names
+        served model folders damaged or changed since they were loaded (they keep serving)."""
         try:
             await asyncio.to_thread(engine.store.check)
         except StoreUnavailable as exc:
             return JSONResponse({"status": "not ready", "detail": str(exc)}, 503)
+        folders = folder_report(engine)
+        if folders:
+            said = "; ".join(f"model {m}: {', '.join(p)}" for m, p in folders.items())
+            return Status(status="ok", detail=said)
         return Status(status="ok")
 
     # -- sessions --------------------------------------------------------------------------
@@ -766,9 +836,15 @@ def create_app(engine: Engine, options: AppOptions | None = None) -> FastAPI:
         return ItemOut(**sm.item_json(i))
 
     @app.get("/v1/models", response_model=ModelsOut, tags=["models"])
-    async def models() -> ModelsOut:
-        """The served models: training data, parameters, evaluate results found beside them."""
-        return ModelsOut(default=engine.default, models=describe_models(engine))
+    async def models(
+        authorization: Annotated[str | None, Header(max_length=500)] = None,
+    ) -> ModelsOut:
+        """The served models: training data, parameters, evaluate results found beside them.
+        Where the folders are on the server is said only to a client with the admin token."""
+        out = describe_models(engine)
+        if not is_admin(authorization):
+            out = [hide_paths(m) for m in out]
+        return ModelsOut(default=engine.default, models=out)
 
     @app.get(
         "/metrics",
@@ -795,8 +871,7 @@ def create_app(engine: Engine, options: AppOptions | None = None) -> FastAPI:
             return JSONResponse(
                 {"detail": "admin routes are off: start serve with --admin-token"}, 403
             )
-        given = (authorization or "").removeprefix("Bearer ").strip()
-        if not secrets.compare_digest(given.encode(), opts.admin_token.encode()):
+        if not is_admin(authorization):
             return JSONResponse(
                 {"detail": "wrong or missing admin token (Authorization: Bearer ...)"}, 401
             )
@@ -821,6 +896,7 @@ def create_app(engine: Engine, options: AppOptions | None = None) -> FastAPI:
         metrics=metrics,
         engine=engine if opts.fast_events else None,
         batch=opts.batch_events,
+        allowed_hosts=opts.allowed_hosts,
     )
     return app
 
@@ -856,15 +932,55 @@ async def _sweep(engine: Engine, every: float) -> None:
 
 
 async def _maintain(engine: Engine, every: float) -> None:
-    """The store's housekeeping (SQLite: the WAL checkpoint) in a thread, off the requests."""
+    """The store's housekeeping (SQLite: the WAL checkpoint) in a thread, off the requests;
+    and every 10 s, the served model folders (a change since loading is logged, once)."""
+    said: dict[str, list[str]] = {}
+    turn = 0
     while True:
         await asyncio.sleep(every)
+        turn += 1
+        if turn % max(1, round(10 / every)) == 0:
+            try:
+                found = await asyncio.to_thread(folder_report, engine)
+            except Exception:
+                log.exception("checking the model folders failed")
+                found = said
+            for name, problems in found.items():
+                if said.get(name) != problems:
+                    log.warning(
+                        "model %s: its folder differs from what was loaded (%s); the loaded "
+                        "model keeps serving",
+                        name,
+                        "; ".join(problems),
+                    )
+            said = found
         try:
             await asyncio.to_thread(engine.store.maintain)
         except StoreUnavailable:  # logged by the store, once per outage
             pass
         except Exception:  # keep going; the store may come back
             log.exception("store maintenance failed")
+
+
+def hide_paths(model: dict[str, Any]) -> dict[str, Any]:
+    """``/v1/models``' entry of a model without the server's paths: no ``path``, and any
+    absolute path inside (the training data's files, ...) by its last part only."""
+    out = _names_only({k: v for k, v in model.items() if k != "path"})
+    assert isinstance(out, dict)
+    return out
+
+
+_ABSOLUTE = re.compile(r"^(?:/|~|[A-Za-z]:[\\/]|\\\\)")
+
+
+def _names_only(value: Any) -> Any:
+    if isinstance(value, str):
+        return PurePath(value.replace("\\", "/")).name if _ABSOLUTE.match(value) else value
+    if isinstance(value, dict):
+        return {k: _names_only(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_names_only(v) for v in value]
+    return value
 
 
 def _no_session(session_id: str) -> JSONResponse:
