@@ -791,7 +791,12 @@ def create_app(engine: Engine, options: AppOptions | None = None) -> FastAPI:
             expires_at=rec.updated + engine.store.ttl,
         )
 
-    @app.delete("/v1/sessions/{session_id}", response_model=Status, tags=["sessions"])
+    @app.delete(
+        "/v1/sessions/{session_id}",
+        response_model=Status,
+        response_model_exclude_none=True,
+        tags=["sessions"],
+    )
     async def delete_session(session_id: SessionPath) -> Any:
         """Forget the session."""
         if not engine.delete(session_id):
