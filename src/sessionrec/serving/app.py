@@ -169,7 +169,11 @@ class RecommendationOut(BaseModel):
 class EventOut(BaseModel):
     session_id: str
     model: str
-    events: int = Field(description="Events in the session (its latest, at most the cap).")
+    events: int = Field(description="Every event the session received (the cap included).")
+    kept: int = Field(
+        description="The latest events kept (at most --max-session-events), which the list "
+        "is ranked from."
+    )
     applied: bool = Field(description="False when event_id was already recorded.")
     recommendations: list[RecommendationOut]
 
@@ -178,12 +182,14 @@ class RecommendationsOut(BaseModel):
     session_id: str | None
     model: str
     events: int
+    kept: int
     recommendations: list[RecommendationOut]
 
 
 class SessionOut(BaseModel):
     session_id: str
-    events: int
+    events: int = Field(description="Every event the session received.")
+    kept: int = Field(description="The latest events kept, listed in items.")
     items: list[ItemOut]
     created: float
     updated: float
@@ -784,7 +790,8 @@ def create_app(engine: Engine, options: AppOptions | None = None) -> FastAPI:
                 items.append(ItemOut(**sm.item_json(i)))
         return SessionOut(
             session_id=session_id,
-            events=len(rec.items),
+            events=rec.total,
+            kept=len(rec.items),
             items=items,
             created=rec.created,
             updated=rec.updated,
@@ -1027,7 +1034,10 @@ def _answer(
     session_id: str | None, model: str, events: int, applied: bool | None, rec: Recommendation
 ) -> bytes:
     """``EventOut`` (``applied`` given) or ``RecommendationsOut`` as JSON bytes, joined from
-    the items' JSON written at load: the bytes ``_answer_reference`` writes (tested)."""
+    the items' JSON written at load: the bytes ``_answer_reference`` writes (tested).
+    ``events``: those the request sent (stateless), else the session's count comes from
+    ``rec.session``: every event it received, and ``kept``, those in its window."""
+    events, kept = _counts(events, rec)
     sm: ServedModel = rec.model
     fields, objects = sm.item_fields, sm.item_objects
     parts = []
@@ -1043,15 +1053,28 @@ def _answer(
     flag = "" if applied is None else f'"applied":{"true" if applied else "false"},'
     return (
         f'{{"session_id":{json_text(session_id)},"model":{json_text(model)},"events":{events},'
-        f'{flag}"recommendations":[{",".join(parts)}]}}'
+        f'"kept":{kept},{flag}"recommendations":[{",".join(parts)}]}}'
     ).encode()
+
+
+def _counts(events: int, rec: Recommendation) -> tuple[int, int]:
+    """(events received, events kept): a session's from its record, else ``events`` twice."""
+    if rec.session is None:
+        return events, events
+    return rec.session.total, len(rec.session.items)
 
 
 def _answer_reference(
     session_id: str | None, model: str, events: int, applied: bool | None, rec: Recommendation
 ) -> bytes:
     """``_answer`` written plainly: a dict through ``json.dumps``."""
-    content: dict[str, Any] = {"session_id": session_id, "model": model, "events": events}
+    events, kept = _counts(events, rec)
+    content: dict[str, Any] = {
+        "session_id": session_id,
+        "model": model,
+        "events": events,
+        "kept": kept,
+    }
     if applied is not None:
         content["applied"] = applied
     content["recommendations"] = _recs(rec)

@@ -51,6 +51,7 @@ from typing import Any, TypeVar
 
 from sessionrec._checks import finite_number, whole_number
 from sessionrec.errors import ConfigError, SessionrecError
+from sessionrec.evaluation.window import trim_to
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ class SessionStore(ABC):
         whole_number("max session events", max_events, low=1)
         self.max_events = int(max_events)
         #: the events a session keeps when an append takes it past ``max_events``
-        self.trim_to = max(1, self.max_events - self.max_events // 4)
+        self.trim_to = trim_to(self.max_events)
 
     @abstractmethod
     def append(
