@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 
 from sessionrec.models.base import _top_cleaned
 from sessionrec.models.base import top_of_scores as scores_to_top
-from sessionrec.serving import app as A
+from sessionrec.serving import events as A
 from sessionrec.serving.app import AppOptions, create_app
 from sessionrec.serving.engine import Engine
 from sessionrec.serving.state import open_store
@@ -127,9 +127,9 @@ def test_answers_equal_the_plain_json(folders: list[str]) -> None:
                 (None, 0, None),
             ]
             for sid, events, flag in cases:
-                want = A._answer_reference(sid, name, events, flag, rec)
-                assert A._answer(sid, name, events, flag, rec) == want
-            json.loads(A._answer("s", name, 1, True, rec))
+                want = A.answer_reference(sid, name, events, flag, rec)
+                assert A.answer(sid, name, events, flag, rec) == want
+            json.loads(A.answer("s", name, 1, True, rec))
 
 
 def test_because_equals_the_intersection_loop(folders: list[str]) -> None:
