@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from sessionrec.serving.engine import (
-    Engine,
-    Event,
-)
+from sessionrec.serving.engine import Engine, Event
 from sessionrec.serving.events import apply_events
 from sessionrec.serving.metrics import Metrics
 

@@ -8,11 +8,7 @@ import re
 from typing import Any
 
 from sessionrec.serving.catalog import ServedModel, json_text
-from sessionrec.serving.engine import (
-    Engine,
-    Event,
-    Recommendation,
-)
+from sessionrec.serving.engine import Engine, Event, Recommendation
 from sessionrec.serving.metrics import Metrics
 
 EVENTS_ROUTE = "/v1/sessions/{session_id}/events"

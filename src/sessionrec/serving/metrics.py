@@ -17,10 +17,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from sessionrec.serving.engine import (
-    Engine,
-    folder_report,
-)
+from sessionrec.serving.engine import Engine, folder_report
 from sessionrec.serving.state import StoreUnavailable
 
 

@@ -25,12 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from sessionrec.errors import SessionrecError, UnknownNameError
 from sessionrec.serving.bodies import one_line, safe_errors
 from sessionrec.serving.catalog import LookupFailed
-from sessionrec.serving.engine import (
-    Engine,
-    Event,
-    describe_models,
-    folder_report,
-)
+from sessionrec.serving.engine import Engine, Event, describe_models, folder_report
 from sessionrec.serving.events import answer, apply_event
 from sessionrec.serving.metrics import Metrics
 from sessionrec.serving.schemas import (
