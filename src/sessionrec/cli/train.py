@@ -108,8 +108,8 @@ def train(
     `sessionrec models` lists the models with their parameters, types and defaults."""
     from sessionrec import registry
     from sessionrec.prepare import PreparedData
-    from sessionrec.training import train as run
-    from sessionrec.training.runner import parse_patience
+    from sessionrec.runner import parse_patience
+    from sessionrec.runner import train as run
 
     if threads is not None:
         if threads < 1:

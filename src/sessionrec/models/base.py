@@ -21,8 +21,8 @@ from typing import Any, ClassVar, Self, TypeVar
 import polars as pl
 import torch
 
-from sessionrec._io import atomic_path, read_json_object, write_json
-from sessionrec.errors import ConfigError, DataError, SessionrecError, UnknownNameError
+from sessionrec._io import atomic_path, load_weights, read_json_object, read_parquet, write_json
+from sessionrec.errors import ConfigError, DataError, SessionrecError, UnknownNameError, one_line
 from sessionrec.models._answer import check_k, resolve_items, top_k_frame
 from sessionrec.prepare.data import SessionData
 
@@ -487,13 +487,6 @@ def _top_cleaned(s: torch.Tensor, k: int) -> tuple[list[int], list[float]]:
     return top.indices.cpu().tolist(), top.values.cpu().tolist()
 
 
-def one_line(exc: BaseException, limit: int = 200) -> str:
-    """The first line of an exception's message (what a user sees of a library's error)."""
-    text = str(exc).strip().splitlines()
-    first = text[0] if text else type(exc).__name__
-    return first if len(first) <= limit else first[: limit - 1] + "…"
-
-
 def read_model_config(path: str | Path) -> dict[str, Any]:
     """``config.json`` of a model directory, checked: a JSON object naming its ``model`` and
     holding its ``config``; anything else is a ``DataError`` naming the file."""
@@ -514,28 +507,6 @@ def read_model_config(path: str | Path) -> dict[str, Any]:
         raise DataError(cfg_path, column="config", expected="an object of parameters",
                         found=repr(cfg.get("config")))  # fmt: skip
     return cfg
-
-
-def load_weights(path: Path, device: str = "cpu") -> dict[str, torch.Tensor]:
-    """A safetensors file's arrays; a missing, truncated or foreign file is a ``DataError``."""
-    from safetensors.torch import load_file
-
-    if not path.is_file():
-        raise DataError(path, expected="the model's weights", found="no such file")
-    try:
-        return load_file(str(path), device=device)
-    except Exception as exc:  # safetensors raises its own SafetensorError (and OSError, ...)
-        raise DataError(path, expected="a safetensors file", found=one_line(exc)) from None
-
-
-def read_parquet(path: Path) -> pl.DataFrame:
-    """A Parquet file; a missing or damaged one is a ``DataError`` naming it."""
-    if not path.is_file():
-        raise DataError(path, expected="a Parquet file", found="no such file")
-    try:
-        return pl.read_parquet(path, glob=False)
-    except Exception as exc:  # polars' ComputeError, OSError, ...
-        raise DataError(path, expected="a Parquet file", found=one_line(exc)) from None
 
 
 def check_session_data(data: SessionData, n_items: int, where: str = "data") -> None:
