@@ -90,10 +90,11 @@ def sweep(
     Args:
         grid: parameter → values to try (every combination, each over every seed), on top of
             ``params``; None: ``params`` alone.
-        fit_on, split: the part each run is fit on and the part it is scored on. Defaults: one
-            configuration over seeds fits on ``train+valid`` and scores ``test`` (nothing is
-            chosen, the seeds' spread is measured); a grid of several configurations fits on
-            ``train`` and scores ``valid``, because comparing configurations is choosing one.
+        fit_on: the part each run is fit on. Default: one configuration over seeds fits on
+            ``train+valid`` and scores ``test`` (nothing is chosen, the seeds' spread is
+            measured); a grid of several configurations fits on ``train`` and scores
+            ``valid``, because comparing configurations is choosing one.
+        split: the part each run is scored on (default: as said for ``fit_on``).
         resume: keep the runs an interrupted sweep finished (each run's ``run.json`` records
             what it was asked; a run asked otherwise is trained again).
         overwrite: replace ``out_dir`` when it is a sweep sessionrec wrote; without it (and
