@@ -43,8 +43,9 @@ def compare(
 ) -> None:
     """Compare models on the same predictions: each metric with its 95 % interval, and each
     model against the first by a paired session bootstrap (difference, interval, p-value)."""
+    from sessionrec import registry
     from sessionrec._io import check_output_file, write_json
-    from sessionrec.cli.evaluate import SPLITS, _check_vocabulary, _is_rating_model
+    from sessionrec.cli.evaluate import SPLITS
     from sessionrec.errors import ConfigError, UnknownNameError
     from sessionrec.evaluation import (
         bootstrap_interval,
@@ -54,7 +55,7 @@ def compare(
     )
     from sessionrec.models import load_model
     from sessionrec.prepare import PreparedData
-    from sessionrec.prepare.data import check_trained_on
+    from sessionrec.prepare.data import check_trained_on, check_vocabulary
 
     if split not in SPLITS:
         raise UnknownNameError("split", split, list(SPLITS))
@@ -70,13 +71,13 @@ def compare(
     results = []
     models = []
     for path in model_dirs:  # every model loaded and checked before any is evaluated
-        if _is_rating_model(path):
+        if registry.folder_task(path) == registry.RATING:
             raise ConfigError(f"{path} is a rating model: compare ranks next-item models")
         model = load_model(path, device=device)
         check = check_trained_on(
             model.trained_on, data, model=path, allow_other_data=allow_other_data
         )
-        _check_vocabulary(model, data, path)
+        check_vocabulary(model, data, path)
         models.append((path, model, check))
     for path, model, check in models:
         fit_on = _fit_part(path)

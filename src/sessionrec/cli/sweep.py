@@ -11,7 +11,7 @@ from rich.table import Table
 
 from sessionrec.cli._app import app, console
 from sessionrec.cli._options import SeenMeasure
-from sessionrec.cli.evaluate import _GreedyCommand, _is_int
+from sessionrec.cli._parsing import _GreedyCommand, _is_int
 
 
 class _SweepCommand(_GreedyCommand):

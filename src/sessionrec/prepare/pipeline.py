@@ -386,6 +386,6 @@ def write_prepared(
 
 
 def _version() -> str:
-    from sessionrec import __version__
+    from sessionrec._version import __version__
 
     return __version__

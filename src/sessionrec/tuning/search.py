@@ -414,8 +414,12 @@ def _enqueue_defaults(st: Any, model_name: str, space: Space) -> None:
         if p.kind == "fixed" or p.name not in defaults:
             continue
         value = defaults[p.name]
-        value = list(value) if isinstance(value, tuple) else value
-        if p.kind == "choice" and value not in list(p.choices):
+        if isinstance(value, tuple) and len(value) == 1:
+            value = value[0]  # a one-entry tuple (gru4rec's layers): the space's number
+        numeric = isinstance(value, int | float) and not isinstance(value, bool)
+        if (p.kind == "choice" and value not in list(p.choices)) or (
+            p.kind in ("int", "float") and not numeric
+        ):
             left.append(p.name)
             continue
         params[p.name] = value
