@@ -175,6 +175,28 @@ def test_sasrec_two_ranks_take_the_one_process_step(data: sr.PreparedData, tmp_p
         assert float((a[k] - v).abs().max()) <= 0.05 * moved, (k, (a[k] - v).abs().max(), moved)
 
 
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [
+        ("repeatnet", {"context_length": 8, "dim": 16, "n_epochs": 1, "batch_size": 16}),
+        ("two-tower", {"context_length": 8, "dim": 16, "n_epochs": 1, "batch_size": 32}),
+    ],
+)
+def test_window_models_train_on_two_ranks(
+    data: sr.PreparedData, tmp_path: Path, name: str, params: dict[str, Any]
+) -> None:
+    spec = {"model": name, "data": str(data.path), "out": str(tmp_path / "model"),
+            "params": params, "patience": None}  # fmt: skip
+    assert _ranks(spec, tmp_path) == [0, 0]
+    a, b = _arrays(tmp_path / "arrays", 0), _arrays(tmp_path / "arrays", 1)
+    first = sr.train(name, data, tmp_path / "e0", params={**params, "n_epochs": 0},
+                     patience=None, progress=False).state_arrays()  # fmt: skip
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], first[k]) for k in a)  # trained
+    history = (tmp_path / "model" / "history.jsonl").read_text().splitlines()
+    assert json.loads(history[0])["valid_mrr@20"] > 0
+
+
 def test_torchrun_trains_from_the_command_line(data: sr.PreparedData, tmp_path: Path) -> None:
     torchrun = Path(sys.executable).with_name("torchrun")
     if not torchrun.exists():

@@ -188,20 +188,23 @@ class Distributed:
             at += n
         return flat[at:].tolist()
 
-    def average_gradients(self, params: Iterable[torch.nn.Parameter], weight: float) -> float:
+    def average_gradients(
+        self, params: Iterable[torch.nn.Parameter], weight: float, *, mean: bool = True
+    ) -> float:
         """Combine the gradients of a mean loss over ``weight`` examples into the gradient of
         the mean over every rank's examples (a rank with none passes 0 and no gradients);
-        returns the examples of all ranks together."""
+        ``mean=False``: the gradients of a summed loss, summed. Returns the examples of all
+        ranks together."""
         ps = [p for p in params if p.requires_grad]
         grads = []
         for p in ps:
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
-            elif weight != 1:
+            elif mean and weight != 1:
                 p.grad.mul_(weight)
             grads.append(p.grad)
         (total,) = self.sum_dense_(grads, [float(weight)])
-        if total > 0:
+        if mean and total > 0:
             for g in grads:
                 g.div_(total)
         return total
