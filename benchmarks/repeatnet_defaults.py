@@ -38,9 +38,12 @@ RESULTS = Path(__file__).resolve().parent / "results" / "repeatnet_defaults.json
 METRICS = ("recall@20", "mrr@20")
 
 
+MODEL = "repeatnet"
+
+
 def valid_run(data: Any, work: Path, name: str, params: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
-    sr.train("repeatnet", data, work / name, params=params, fit_on="train",
+    sr.train(MODEL, data, work / name, params=params, fit_on="train",
              valid_metric="recall@20", valid_every=2, patience=3, progress=False,
              overwrite=True)  # fmt: skip
     seconds = time.perf_counter() - t0
@@ -61,7 +64,7 @@ def valid_run(data: Any, work: Path, name: str, params: dict[str, Any]) -> dict[
 
 def test_seed(data: Any, work: Path, seed: int, params: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
-    model = sr.train("repeatnet", data, work / f"test-seed{seed}", params=params, seed=seed,
+    model = sr.train(MODEL, data, work / f"test-seed{seed}", params=params, seed=seed,
                      fit_on="train+valid", progress=False, overwrite=True)  # fmt: skip
     fit_s = time.perf_counter() - t0
     out: dict[str, Any] = {"seed": seed, "params": params, "fit_seconds": fit_s}
@@ -81,6 +84,7 @@ def main() -> None:
     ap.add_argument("--log", help="ecommerce | media | broad: choose_defaults.py's log")
     ap.add_argument("--work", type=Path, required=True)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--model", default="repeatnet", help="any window model (repeatnet, sasrec)")
     ap.add_argument("--json", type=Path, default=RESULTS)
     sub = ap.add_subparsers(dest="stage", required=True)
     v = sub.add_parser("valid")
@@ -91,6 +95,8 @@ def main() -> None:
     t.add_argument("--label", default="defaults")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    global MODEL
+    MODEL = args.model
     if args.log:
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         from choose_defaults import prepare_log

@@ -7,11 +7,12 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
   .venv/bin/python -m pip install -q --upgrade pip
 fi
-stamp=.venv/.sessionrec-installed
+extras=${EXTRAS:-dev}
+stamp=.venv/.sessionrec-installed-${extras//,/-}  # one stamp per set of extras
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   # The CPU build of torch first: an unpinned torch would pull a multi-GB CUDA build.
   .venv/bin/python -m pip install -q "torch==2.13.0" || .venv/bin/python -m pip install -q "torch>=2.2" --index-url https://download.pytorch.org/whl/cpu
-  .venv/bin/python -m pip install -q -e ".[${EXTRAS:-dev}]"
+  .venv/bin/python -m pip install -q -e ".[${extras}]"
   touch "$stamp"
 fi
 export PATH="$PWD/.venv/bin:$PATH"

@@ -17,6 +17,8 @@ def py_rank(
     scores: list[float], target: int, ties: str, exclude: set[int] | frozenset[int] = frozenset()
 ) -> float:
     """The definition, item by item: the slow reference for ranks."""
+    if target in exclude:  # never served: a miss whatever the scores
+        return math.inf
     t = scores[target]
     if math.isnan(t):  # a NaN target ranks last among the rankable items, whatever the ties
         return float(sum(1 for j in range(len(scores)) if j == target or j not in exclude))

@@ -157,6 +157,10 @@ def test_ml100k_evaluate_and_recommend_by_title(
     assert stdout.count("│") >= 10 * 6
     code, _, err = run_cli(["recommend", str(m), "--session", "Toy Stori", "-k", "3"], capsys)
     assert code == 2 and "closest: Toy Story (1995)" in err
+    # any word of a title finds it, as the service's search does
+    code, stdout, _ = run_cli(["recommend", str(m), "--session", "Jedi", "-k", "3"], capsys)
+    assert code == 0 and "session: Return of the Jedi (1983)" in stdout
+    assert "(seen items excluded)" in stdout
 
 
 def test_evaluate_ci_and_compare(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -271,3 +272,45 @@ def test_yoochoose_times_with_an_offset_are_converted_to_utc(tmp_path: Path) -> 
     assert ev[S.TIME][0] == datetime(2014, 4, 7, 9, 51, 9, 277000, tzinfo=UTC)
     assert ev[S.TIME][-1] == datetime(2014, 4, 7, 12, 56, tzinfo=UTC)
     assert ev[S.EVENT_TYPE][-1] == "buy" and ev.height == 1502
+
+
+def _yoochoose_clicks(path: Path, n_sessions: int = 300, days: int = 6) -> Path:
+    """A YOOCHOOSE-layout clicks file: sessions of 2-5 clicks over ``days`` days, 20 items."""
+    rng = np.random.default_rng(0)
+    lines = []
+    for s in range(1, n_sessions + 1):
+        day = 1 + s * days // (n_sessions + 1)
+        for j in range(int(rng.integers(2, 6))):
+            item = 214500000 + int(rng.integers(0, 20))
+            lines.append(f"{s},2014-04-{day:02d}T10:{j:02d}:00.000Z,{item},0")
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "yoochoose-clicks.dat").write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_an_imported_yoochoose_log_prepares_by_its_own_session_ids(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from _helpers import run_cli
+
+    src = _yoochoose_clicks(tmp_path / "yc")
+    code, _, err = run_cli(["data", "import", "yoochoose", str(src)], capsys)
+    assert code == 0, err
+    out = tmp_path / "p"
+    code, stdout, err = run_cli(
+        ["prepare", "yoochoose", "--out", str(out), "--test-days", "1", "--valid-days", "1",
+         "--min-item-support", "1"],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    assert "sessions: the log's own session ids" in stdout
+    data = sr.PreparedData(out)
+    assert data.meta["params"]["session"] == "column"
+    # the Python API decides the same way
+    again = sr.prepare(sr.load(src), test_days=1, valid_days=1, min_item_support=1)
+    assert isinstance(again, dict) and again["train"].height == data.train.n_events
+    # a gap asked for on a log without users names the option that would work
+    code, _, err = run_cli(
+        ["prepare", "yoochoose", "--out", str(tmp_path / "q"), "--session-gap", "30m"], capsys
+    )
+    assert code == 2 and "--session-column" in err

@@ -160,15 +160,39 @@ def test_hand_computed_pop_case() -> None:
     assert given.metrics["popularity@2"] == pytest.approx((1 + 2 / 3) / 2)
     # exclude_seen: after [3, 0] item 0 is removed, so item 2 is ranked 2nd
     ex = evaluate(model, test, cutoffs=(1, 2), exclude_seen=True)
-    # and the target 1 after [1] was seen, but stays rankable: item 0 is above it
-    assert ex.ranks.tolist() == [1.0, 2.0, 2.0]
+    # and the target 1 after [1] was seen: it can never be served, so it is a miss
+    assert ex.ranks.tolist() == [1.0, 2.0, math.inf]
+    assert ex.protocol["seen_targets"] == 1
 
 
-def test_repeated_target_stays_rankable_with_exclude_seen() -> None:
+def test_a_repeated_target_is_a_miss_with_exclude_seen() -> None:
     train = session_data([[0, 0, 0, 1]], 3)
     test = session_data([[1, 1]], 3)
     res = evaluate(create("pop").fit(train), test, exclude_seen=True)
-    assert res.ranks.tolist() == [2.0]  # item 0 above; item 1 (seen) is the target
+    assert res.ranks.tolist() == [math.inf]  # item 1 was seen: never served, never a hit
+    assert res.predictions == 1 and res.metrics["recall@20"] == 0.0
+    assert res.protocol["seen_targets"] == 1
+    kept = evaluate(create("pop").fit(train), test, exclude_seen=False)
+    assert kept.ranks.tolist() == [2.0] and kept.protocol["seen_targets"] == 0
+
+
+@pytest.mark.parametrize("protocol", ["every", "sampled"])
+def test_alternating_sessions_credit_no_repeat_under_exclude_seen(protocol: str) -> None:
+    """Sessions a b a b a b: every target after the second event repeats a seen item. Markov
+    predicts each of them at rank 1, but under exclude_seen none can be served: only the
+    second event of each session (the first b) can be a hit."""
+    sessions = [[2 * s % 10, (2 * s + 1) % 10] * 3 for s in range(20)]
+    data = session_data(sessions, 10)
+    model = create("markov").fit(data)
+    kw: dict[str, Any] = {"negatives": 5} if protocol == "sampled" else {}
+    kept = evaluate(model, data, cutoffs=(1,), protocol=protocol, **kw)
+    assert kept.metrics["recall@1"] == 1.0
+    ex = evaluate(model, data, cutoffs=(1,), exclude_seen=True, protocol=protocol, **kw)
+    assert ex.predictions == 20 * 5
+    assert ex.protocol["seen_targets"] == 20 * 4
+    assert ex.metrics["recall@1"] == pytest.approx(20 / 100)
+    # the served lists agree: exactly the non-repeated targets are in the top 1
+    assert np.isinf(ex.ranks).sum() == 80
 
 
 def test_context_rows_are_fed_but_not_predicted() -> None:
@@ -240,7 +264,12 @@ def test_sampled_protocol_is_marked_and_ranks_among_negatives() -> None:
     with pytest.raises(ConfigError, match="exceeds"):
         evaluate(model, data, cutoffs=(5,), protocol="sampled", negatives=every + 1)
     excl = evaluate(model, data, cutoffs=(5,), exclude_seen=True)
-    assert np.array_equal(all_neg.ranks, excl.ranks)
+    finite = np.isfinite(excl.ranks)  # a seen target is a miss under exclude_seen
+    assert (~finite).any() and np.array_equal(all_neg.ranks[finite], excl.ranks[finite])
+    all_neg_ex = evaluate(
+        model, data, cutoffs=(5,), protocol="sampled", negatives=every, exclude_seen=True
+    )
+    assert np.array_equal(all_neg_ex.ranks, excl.ranks)
 
 
 def test_popularity_sampling_never_draws_unseen_items() -> None:

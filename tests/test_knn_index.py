@@ -106,7 +106,9 @@ def test_default_sample_size_and_the_index_after_load(tmp_path) -> None:
     for name, m in (("vsknn", None), ("sknn", 3), ("vsknn", 0)):
         params = {} if m is None else {"sample_size": m}
         model = create(name, params).fit(data)
-        assert model.config.sample_size == (DEFAULT_SAMPLE_SIZE if m is None else m)
+        assert model.config.sample_size == ("auto" if m is None else m)
+        # auto on a small log: every session is a candidate, through the index
+        assert model.sample_m == (len(TRAIN) if m is None else m)
         model.save(tmp_path / f"{name}{m}")
         back = load_model(tmp_path / f"{name}{m}")
         assert back.config == model.config
@@ -156,3 +158,28 @@ def test_top_k_from_candidates_equals_the_full_ranking(
                 assert got == want, (row, k, exclude)
                 n_left = N_ITEMS - len(set(exclude or []))
                 assert len(got[0]) == min(k, n_left)
+
+
+@pytest.mark.parametrize("name", ["sknn", "vsknn"])
+def test_auto_is_exhaustive_bit_for_bit_on_a_small_log(name: str) -> None:
+    """The default costs no accuracy where exhaustive search is affordable: the same scores
+    as the dense path over every session (a fixed m = 3 does not give them here)."""
+    data = session_data(TRAIN, N_ITEMS)
+    auto = create(name).fit(data)
+    exhaustive = create(name, {"sample_size": 0}).fit(data)
+    assert auto.recent_index is not None  # served through the index
+    assert torch.equal(auto.score_sessions(QUERIES), exhaustive.score_sessions(QUERIES))
+    small = create(name, {"sample_size": 3}).fit(data)
+    assert not torch.equal(small.score_sessions(QUERIES), exhaustive.score_sessions(QUERIES))
+
+
+def test_auto_samples_the_most_recent_on_a_log_with_a_very_popular_item(monkeypatch) -> None:
+    from sessionrec.models import sknn
+
+    monkeypatch.setattr(sknn, "AUTO_EXACT_LIST", 2)  # TRAIN's popular items are in > 2 sessions
+    model = create("vsknn").fit(session_data(TRAIN, N_ITEMS))
+    assert model.sample_m == DEFAULT_SAMPLE_SIZE
+    monkeypatch.undo()
+    assert sknn.effective_sample_size("auto", 10**6, 10**5) == DEFAULT_SAMPLE_SIZE
+    assert sknn.effective_sample_size("auto", 1_000, 800) == 1_000
+    assert sknn.effective_sample_size(7, 1_000, 800) == 7

@@ -33,15 +33,22 @@ def test_all_equal_scores_rank_last_conservatively() -> None:
     assert M.ranks(scores, torch.tensor([3]), "average").item() == 5.5
 
 
-def test_excluded_items_never_count_and_the_target_stays_rankable() -> None:
-    scores = torch.tensor([[5.0, 4.0, 3.0, 2.0]])
-    exclude = torch.tensor([[True, False, True, True]])
-    # item 0 scores above the target (3) but is excluded; the target itself is marked seen
-    # but stays rankable: only item 1 is above it.
-    assert M.ranks(scores, torch.tensor([3]), exclude=exclude).item() == 2
+def test_excluded_items_never_count_and_an_excluded_target_is_a_miss() -> None:
+    scores = torch.tensor([[5.0, 4.0, 3.0, 2.0], [5.0, 4.0, 3.0, 2.0]])
+    exclude = torch.tensor([[True, False, True, False], [True, False, True, True]])
+    # row 0: item 0 scores above the target (3) but is excluded: only item 1 is above it.
+    # row 1: the target itself is excluded (it repeats a seen item): it can never be
+    # served, so it is a miss (inf), not rank 2.
+    r = M.ranks(scores, torch.tensor([3, 3]), exclude=exclude)
+    assert r.tolist() == [2.0, math.inf]
+    assert (
+        M.recall(r, 4) == 0.5
+        and M.mrr(r, 4) == 0.25
+        and M.ndcg(r, 4) == pytest.approx(1 / math.log2(3) / 2)
+    )
     # masked with -inf by a caller: a -inf target does not tie with excluded -inf items.
     masked = torch.tensor([[-torch.inf, 1.0, -torch.inf, -torch.inf]])
-    assert M.ranks(masked, torch.tensor([3]), exclude=exclude).item() == 2
+    assert M.ranks(masked, torch.tensor([3]), exclude=exclude[:1]).item() == 2
 
 
 def test_nan_scores_never_win() -> None:
@@ -131,7 +138,7 @@ def test_vectorised_ranks_equal_the_definition(
     ]
     assert got == want
     n = len(scores[0])
-    assert all(1 <= r <= n for r in got)
+    assert all(1 <= r <= n or (use_exclude and r == math.inf) for r in got)
 
 
 @settings(max_examples=60, deadline=None)
@@ -162,8 +169,8 @@ def test_a_nan_target_ranks_last_in_every_tie_mode(ties: str) -> None:
     # excluded items are not rankable: last is the number of items left
     exclude = torch.zeros(3, 30, dtype=torch.bool)
     exclude[:, :10] = True
-    # an excluded target stays rankable (21 items), item 29 is one of the 20 left
-    want = [21.0, 21.0, 20.0]
+    # an excluded target is a miss; item 29 is last of the 20 left
+    want = [math.inf, math.inf, 20.0]
     assert M.ranks(scores, torch.tensor([0, 7, 29]), ties, exclude).tolist() == want
     # a finite target among NaN items is not hurt by them
     mixed = torch.tensor([[float("nan"), 0.5, float("nan")]])

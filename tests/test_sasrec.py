@@ -5,6 +5,8 @@ tests/test_model_contract.py like every registered model's."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -112,3 +114,56 @@ def test_every_head_count_scores_finite_and_eval_equals_training_without_dropout
         trained = model.net.logits(model.net(windows)[:, -1])
     model.net.eval()
     assert torch.allclose(scores, trained, atol=1e-5)
+
+
+@pytest.mark.parametrize("positions", ["first", "window"])
+def test_streamed_logits_are_the_training_logits_at_every_prefix(
+    positions: str, tmp_path: Path
+) -> None:
+    """Training reads each label's logits from a left-padded window cut from the session's
+    end; streaming reads the last slot of the window of the prefix. With positions counted
+    from the first item held, both are one function: equal logits at every prefix within the
+    window, and at every window's last position beyond it. By slot they differ."""
+    length = 6
+    sessions = [[0, 1, 2], [3, 4, 5, 6, 0, 1, 2], [1, 3, 5, 0, 2, 4, 6, 1, 3, 5, 0, 2, 4]]
+    data = session_data(sessions, n_items=7)
+    model = create("sasrec", {"context_length": length, "dim": 8, "n_epochs": 3,
+                              "dropout": 0.0, "positions": positions})  # fmt: skip
+    model.fit(data)
+    assert isinstance(model, SASRec) and model.net is not None
+    same, compared = [], 0
+    for sess in sessions:
+        windows, labels = training_windows(session_data([sess], n_items=7), length)
+        with torch.no_grad():
+            trained = model.net.logits(model.net.eval()(torch.from_numpy(windows)))  # (W, L, n)
+        for k in range(len(windows)):  # window k from the session's end
+            last_label = len(sess) - 1 - k * length
+            for q in np.flatnonzero(labels[k] >= 0):
+                first_input = last_label - length  # the event index of slot 0
+                if first_input > 0 and q != length - 1:
+                    continue  # cut mid-session: its earlier slots read fewer items than served
+                label_at = last_label - length + int(q) + 1
+                assert labels[k, q] == sess[label_at]
+                streamed = model.score_sessions([sess[:label_at]])[0]
+                same.append(torch.allclose(streamed, trained[k, q], atol=1e-5))
+                compared += 1
+    assert compared >= 10
+    if positions == "first":
+        assert all(same)
+    else:
+        assert not all(same)  # e.g. the prefix [0, 1] of the first session
+
+
+def test_a_folder_saved_before_positions_keeps_its_scheme(tmp_path: Path) -> None:
+    import json
+
+    from sessionrec.models import load_model
+
+    model = create("sasrec", {"context_length": 4, "dim": 8, "n_epochs": 1, "dropout": 0.0})
+    model.fit(session_data([[0, 1, 2], [2, 1, 0, 1]], n_items=3)).save(tmp_path / "m")
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert cfg["config"]["positions"] == "first"
+    del cfg["config"]["positions"]
+    (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
+    old = load_model(tmp_path / "m")
+    assert isinstance(old, SASRec) and old.config.positions == "window"

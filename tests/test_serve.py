@@ -308,6 +308,12 @@ def test_unknown_item_names_the_closest_titles(client: TestClient) -> None:
     r = post(client, "e", "Heat")
     assert r.status_code == 422 and set(r.json()["candidates"]) == {"Heat (1995)", "Heat (1986)"}
     assert client.get("/v1/sessions/e").status_code == 404  # nothing was stored
+    # any word of a title finds it (the one matcher of every surface); several are ambiguous
+    assert post(client, "w", "Shawshank").status_code == 200
+    assert client.get("/v1/sessions/w").json()["items"][0]["title"].startswith("Shawshank")
+    r = post(client, "w2", "toy")
+    assert r.status_code == 422
+    assert set(r.json()["candidates"]) == {"Toy Story (1995)", "Toy Story 2 (1999)"}
     r = client.post("/v1/recommend", json={"items": ["Toy Story", "nope nope"]})
     assert r.status_code == 404
 

@@ -427,3 +427,24 @@ def test_tune_writes_only_into_its_own_new_or_empty_folder(
     from sessionrec._io import written_by
 
     assert written_by(out) == "tune"
+
+
+def test_the_defaults_are_the_first_trial_so_the_choice_never_loses_to_them(
+    tiny: PreparedData, tmp_path: Path
+) -> None:
+    space = _space(tmp_path, "[k]\nlow = 1\nhigh = 3\n\n[sample_size]\nchoices = [0, 7]\n")
+    result = sr.tune("vsknn", tiny.path, tmp_path / "t", trials=3, metric="mrr@5",
+                     space=space, cutoffs=(5,), n_boot=20)  # fmt: skip
+    trials = result_trials(tmp_path / "t")
+    first = trials[0]
+    assert first["defaults"] is True and not any(t["defaults"] for t in trials[1:])
+    defaults = model_class("vsknn").Config()
+    assert first["params"]["k"] == defaults.k  # outside the range [1, 3]: run as it is
+    assert "sample_size" not in first["params"] or first["params"]["sample_size"] in (0, 7)
+    done = [t for t in trials if t["state"] == "complete"]
+    assert result["valid"]["mrr@5"] >= first["value"] == max(t["value"] for t in done[:1])
+    assert result["valid"]["mrr@5"] == max(t["value"] for t in done)
+    # a second worker on the same study does not queue the defaults again
+    sr.tune("vsknn", tiny.path, tmp_path / "t", trials=4, metric="mrr@5", space=space,
+            cutoffs=(5,), n_boot=20, final=False)  # fmt: skip
+    assert sum(t["defaults"] for t in result_trials(tmp_path / "t")) == 1

@@ -18,7 +18,7 @@ from _helpers import run_cli
 from conftest import write_log
 
 import sessionrec as sr
-from sessionrec.catalog import model_catalog, readme_with_models
+from sessionrec.catalog import model_catalog
 from sessionrec.models import REGISTRY, create, load_model
 from sessionrec.rating import RATING_MODELS, create_rating_model
 from sessionrec.recommend import ItemLookupError, resolve_items
@@ -110,15 +110,6 @@ def test_version_models_and_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0 and "sessionrec models" in out
     code, out, _ = run_cli(["evaluate", "--help"], capsys)
     assert code == 0 and "--exclude-seen" in out and "<bool>" not in out
-
-
-def test_readme_models_table_is_up_to_date() -> None:
-    text = (ROOT / "README.md").read_text()
-    assert readme_with_models(text) == text, (
-        "README's models table is stale: run  python -c \"from pathlib import Path; "
-        "from sessionrec.catalog import readme_with_models as f; p = Path('README.md'); "
-        'p.write_text(f(p.read_text()))"'
-    )
 
 
 # -- titles -------------------------------------------------------------------------------------

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
-
 # Before anything can load torch: idle OpenMP threads sleep instead of spinning
 # (sessionrec._threads says why; an OMP_WAIT_POLICY already set is kept).
 from sessionrec import _threads
+from sessionrec._version import __version__
 
 _threads.quiet_openmp()
 

@@ -231,7 +231,7 @@ def _foreign(target: Path, names: list[str]) -> list[str]:
 
 def write_marker(folder: str | Path, verb: str, files: list[str] | None = None) -> None:
     """Mark ``folder`` as sessionrec output of ``verb`` (listing its entries when given)."""
-    from sessionrec import __version__
+    from sessionrec._version import __version__
 
     folder = Path(folder)
     record: dict[str, Any] = {"written_by": "sessionrec", "verb": verb, "version": __version__}

@@ -143,6 +143,21 @@ class ItemIndex(ABC):
     def stored_vectors(self, rows: np.ndarray) -> np.ndarray:
         """(len(rows), dim) the indexed vectors of items ``rows``."""
 
+    def session_scores(
+        self, model: SessionModel, session: Sequence[int], k: int, *, exclude_seen: bool = True
+    ) -> torch.Tensor:
+        """(n_items,) scores of one session (item indices) through the index: the ``k`` items
+        found for the model's query vector keep their scores, every other item is ``-inf``
+        (the session's own items are never found when ``exclude_seen``). What
+        ``SessionModel.recommend(..., index=...)`` ranks."""
+        self.check_model(model)
+        query = session_queries(model, [session])
+        values, found = self.search(query, k, exclude=[session] if exclude_seen else None)
+        scores = torch.full((model.n_items,), -torch.inf)
+        keep = found[0] >= 0
+        scores[torch.from_numpy(found[0][keep])] = torch.from_numpy(values[0][keep])
+        return scores
+
     def check_model(self, model: SessionModel, probes: int = 64) -> None:
         """Raise unless this index holds ``model``'s item vectors (compared on ``probes``
         evenly spaced items, to float32 tolerance): a model retrained since the index was

@@ -33,6 +33,13 @@ from sessionrec.prepare.data import PreparedData
 log = logging.getLogger(__name__)
 
 
+#: how seen items were treated, said in every report
+_SEEN = {
+    False: "including seen items",
+    True: "excluding seen items: a target that repeats one is a miss",
+}
+
+
 def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float, float]:
     """(mean, sd, low, high): the mean with a Student-t interval (sd with n−1; n=1 → no width)."""
     a = np.asarray(values, dtype=np.float64)
@@ -83,10 +90,11 @@ def sweep(
     Args:
         grid: parameter → values to try (every combination, each over every seed), on top of
             ``params``; None: ``params`` alone.
-        fit_on, split: the part each run is fit on and the part it is scored on. Defaults: one
-            configuration over seeds fits on ``train+valid`` and scores ``test`` (nothing is
-            chosen, the seeds' spread is measured); a grid of several configurations fits on
-            ``train`` and scores ``valid``, because comparing configurations is choosing one.
+        fit_on: the part each run is fit on. Default: one configuration over seeds fits on
+            ``train+valid`` and scores ``test`` (nothing is chosen, the seeds' spread is
+            measured); a grid of several configurations fits on ``train`` and scores
+            ``valid``, because comparing configurations is choosing one.
+        split: the part each run is scored on (default: as said for ``fit_on``).
         resume: keep the runs an interrupted sweep finished (each run's ``run.json`` records
             what it was asked; a run asked otherwise is trained again).
         overwrite: replace ``out_dir`` when it is a sweep sessionrec wrote; without it (and
@@ -177,6 +185,7 @@ def sweep(
                     "seed": seed,
                     "fit_seconds": fit_seconds,
                     "predictions": res.predictions,
+                    "seen_targets": res.protocol["seen_targets"],
                 }
                 run.update(
                     {k: v for k, v in res.metrics.items() if k.split("@")[0] in _RANKING_METRICS}
@@ -290,7 +299,7 @@ def sweep_blocks(result: dict[str, Any]) -> list[Block]:
         Heading(f"{result['model']} over seeds {', '.join(map(str, result['seeds']))}", 1),
         Para(
             f"Data {result['data']}, fit on {result['fit_on']}, evaluated on {result['split']} "
-            f"({'excluding' if result['exclude_seen'] else 'including'} seen items); "
+            f"({_SEEN[bool(result['exclude_seen'])]}); "
             f"parameters {result['params']}{grid}. Each configuration: mean ± sd over seeds "
             "[95 % Student-t interval of the mean] — training noise; the test set's own "
             "sampling noise is `sessionrec evaluate --ci`."

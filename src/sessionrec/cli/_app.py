@@ -21,7 +21,7 @@ err_console = Console(stderr=True, markup=False, emoji=False)
 
 def _version(value: bool) -> None:
     if value:
-        from sessionrec import __version__
+        from sessionrec._version import __version__
 
         console.print(f"sessionrec {__version__}", highlight=False)
         raise typer.Exit()

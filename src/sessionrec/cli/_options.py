@@ -66,3 +66,24 @@ def load_source(
         on_bad_time=on_bad_time,
     )
     return load(source, mapping)
+
+
+#: One flag pair for every verb that ranks (evaluate, compare, sweep, tune, train's valid
+#: metric, data ceiling, recommend). Verbs that measure default to --include-seen, the
+#: published session-based protocol (GRU4Rec, session-rec), so figures compare with the
+#: literature; verbs that serve a list to a person (recommend, serve) default to
+#: --exclude-seen. Every output says which it used.
+_SEEN_HELP = (
+    "--exclude-seen ranks as the served list does, without the session's items (a target that "
+    "repeats one is a miss); --include-seen keeps them rankable."
+)
+SeenMeasure = Annotated[
+    bool,
+    typer.Option(
+        "--exclude-seen/--include-seen", help=_SEEN_HELP + " [measuring default: include]"
+    ),
+]
+SeenServe = Annotated[
+    bool,
+    typer.Option("--exclude-seen/--include-seen", help=_SEEN_HELP + " [serving default: exclude]"),
+]

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from sessionrec.cli._app import app, console, err_console
+from sessionrec.cli._options import SeenMeasure
 
 
 @app.command()
@@ -22,9 +23,7 @@ def compare(
         list[str] | None,
         typer.Option(help="Metrics to compare (recall@K, mrr@K, ndcg@K); repeatable."),
     ] = None,
-    exclude_seen: Annotated[
-        bool, typer.Option(help="Remove the session's items from the ranking.")
-    ] = False,
+    exclude_seen: SeenMeasure = False,
     ties: Annotated[str, typer.Option(help="conservative | optimistic | average")] = (
         "conservative"
     ),
@@ -44,13 +43,19 @@ def compare(
 ) -> None:
     """Compare models on the same predictions: each metric with its 95 % interval, and each
     model against the first by a paired session bootstrap (difference, interval, p-value)."""
+    from sessionrec import registry
     from sessionrec._io import check_output_file, write_json
-    from sessionrec.cli.evaluate import SPLITS, _check_vocabulary, _is_rating_model
+    from sessionrec.cli.evaluate import SPLITS
     from sessionrec.errors import ConfigError, UnknownNameError
-    from sessionrec.evaluation import bootstrap_interval, evaluate, paired_difference
+    from sessionrec.evaluation import (
+        bootstrap_interval,
+        evaluate,
+        paired_difference,
+        seen_phrase,
+    )
     from sessionrec.models import load_model
     from sessionrec.prepare import PreparedData
-    from sessionrec.prepare.data import check_trained_on
+    from sessionrec.prepare.data import check_trained_on, check_vocabulary
 
     if split not in SPLITS:
         raise UnknownNameError("split", split, list(SPLITS))
@@ -66,13 +71,13 @@ def compare(
     results = []
     models = []
     for path in model_dirs:  # every model loaded and checked before any is evaluated
-        if _is_rating_model(path):
+        if registry.folder_task(path) == registry.RATING:
             raise ConfigError(f"{path} is a rating model: compare ranks next-item models")
         model = load_model(path, device=device)
         check = check_trained_on(
             model.trained_on, data, model=path, allow_other_data=allow_other_data
         )
-        _check_vocabulary(model, data, path)
+        check_vocabulary(model, data, path)
         models.append((path, model, check))
     for path, model, check in models:
         fit_on = _fit_part(path)
@@ -104,7 +109,7 @@ def compare(
     title = (
         f"{split} of {data_dir} · {results[0].predictions:,} predictions over "
         f"{part.n_sessions:,} sessions · ties {ties} · "
-        f"{'excluding' if exclude_seen else 'including'} seen items"
+        f"{seen_phrase(results[0].protocol)}"
     )
     parts = {row["fit_on"] for row in rows} - {"unknown"}
     table = Table(title=title)

@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from sessionrec.cli._app import app, console
+from sessionrec.cli._options import SeenMeasure
 from sessionrec.datasets import registry
 from sessionrec.datasets.fetch import read_source
 
@@ -93,7 +94,7 @@ def ceiling(
     synth_dir: Path = typer.Argument(..., help="A folder written by `data synth`."),
     data_dir: Path = typer.Argument(..., help="A PreparedData of its log.parquet."),
     split: str = typer.Option("test", help="The part to score."),
-    exclude_seen: bool = typer.Option(False, help="Remove the session's items from the ranking."),
+    exclude_seen: SeenMeasure = False,
 ) -> None:
     """The Bayes-optimal (oracle) Recall/MRR@5/10/20 of a synthetic log's prepared part."""
     from sessionrec.synthetic import SyntheticLog

@@ -2,73 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
-from typer.core import TyperCommand
 
 from sessionrec.cli._app import app, console, err_console
-from sessionrec.errors import ConfigError, DataError, UnknownNameError
-
-
-def expand_greedy(args: list[str], greedy: dict[str, Callable[[str], bool]]) -> list[str]:
-    """Rewrite ``--opt a b c`` as ``--opt a --opt b --opt c`` for the options in ``greedy``.
-
-    Click options take one value each; this lets a list option take several after one flag,
-    as in ``--cutoffs 5 10 20`` or ``--session "Toy Story (1995)" "Heat (1995)"``. Values are
-    taken while ``greedy[opt](token)`` accepts them and the token is not ``--``; repeating
-    the flag (``--cutoffs 5 --cutoffs 10``) works as well.
-    """
-    out: list[str] = []
-    i = 0
-    while i < len(args):
-        a = args[i]
-        flag, eq, first = a.partition("=")
-        if flag not in greedy:
-            out.append(a)
-            i += 1
-            if a == "--":
-                out.extend(args[i:])
-                break
-            continue
-        accepts = greedy[flag]
-        values = [first] if eq else []
-        i += 1
-        while i < len(args) and args[i] != "--" and accepts(args[i]):
-            values.append(args[i])
-            i += 1
-        if not values:
-            out.append(a)  # let click report the missing value
-        for v in values:
-            out += [flag, v]
-    return out
-
-
-def _is_int(token: str) -> bool:
-    return token.isdigit()
-
-
-def _is_value(token: str) -> bool:
-    return not token.startswith("-") or token == "-"
-
-
-class _GreedyCommand(TyperCommand):
-    greedy: ClassVar[dict[str, Callable[[str], bool]]] = {}
-
-    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        return super().parse_args(ctx, expand_greedy(list(args), self.greedy))
-
-
-class _EvaluateCommand(_GreedyCommand):
-    greedy: ClassVar[dict[str, Callable[[str], bool]]] = {"--cutoffs": _is_int}
-
-
-class _RecommendCommand(_GreedyCommand):
-    greedy: ClassVar[dict[str, Callable[[str], bool]]] = {"--session": _is_value, "-s": _is_value}
-
+from sessionrec.cli._options import SeenMeasure, SeenServe
+from sessionrec.cli._parsing import _EvaluateCommand, _RecommendCommand, expand_greedy
+from sessionrec.errors import ConfigError, UnknownNameError
 
 SPLITS = ("train", "valid", "test", "train+valid")
 
@@ -84,9 +27,7 @@ def evaluate(
     ties: Annotated[str, typer.Option(help="conservative | optimistic | average")] = (
         "conservative"
     ),
-    exclude_seen: Annotated[
-        bool, typer.Option(help="Remove the session's items from the ranking.")
-    ] = False,
+    exclude_seen: SeenMeasure = False,
     protocol: Annotated[str, typer.Option(help="every | last | sampled")] = "every",
     negatives: Annotated[int, typer.Option(help="Sampled negatives (--protocol sampled).")] = 100,
     negative_sampling: Annotated[
@@ -125,18 +66,20 @@ def evaluate(
     """Next-item accuracy of a model: every position, full ranking, ties stated."""
     import torch
 
+    from sessionrec import registry
     from sessionrec._io import check_output_file, write_json
     from sessionrec.evaluation import evaluate as do_evaluate
+    from sessionrec.evaluation import seen_phrase
     from sessionrec.models import load_model
     from sessionrec.prepare import PreparedData
-    from sessionrec.prepare.data import check_trained_on
+    from sessionrec.prepare.data import check_trained_on, check_vocabulary
 
     cutoffs = cutoffs or [5, 10, 20]
     if split not in SPLITS:
         raise UnknownNameError("split", split, list(SPLITS))
     if json_path is not None:
         check_output_file(json_path)  # before any work
-    if _is_rating_model(model_dir):
+    if registry.folder_task(model_dir) == registry.RATING:
         _evaluate_rating(model_dir, data_dir, split, json_path, device, allow_other_data)
         return
     if threads is not None:
@@ -146,7 +89,7 @@ def evaluate(
     model = load_model(model_dir, device=device)
     data = PreparedData(data_dir)
     check_trained_on(model.trained_on, data, model=model_dir, allow_other_data=allow_other_data)
-    _check_vocabulary(model, data, model_dir)
+    check_vocabulary(model, data, model_dir)
     if index is not None:
         from sessionrec.ann import IndexedModel, load_index
 
@@ -154,12 +97,6 @@ def evaluate(
             raise ConfigError(f"--index-depth {index_depth} is below the cutoff {max(cutoffs)}")
         model = IndexedModel(model, load_index(index), depth=index_depth)
     part = data.part(split)
-    items = data.items
-    popularity = (
-        items.sort("item_idx")["count"].to_numpy()
-        if "count" in items.columns
-        else data.train.item_counts()
-    )
     res = do_evaluate(
         model,
         part,
@@ -171,7 +108,7 @@ def evaluate(
         negative_sampling=negative_sampling,
         batch_size=batch_size,
         seed=seed,
-        popularity=popularity,
+        popularity=data.item_popularity(),
         progress=True,
         allow_other_data=allow_other_data,
     )
@@ -179,7 +116,7 @@ def evaluate(
     title = (
         f"{model.name} on {split} of {data_dir} · protocol {protocol}"
         + (f" ({negatives} {negative_sampling} negatives)" if protocol == "sampled" else "")
-        + f" · ties {ties} · {'excluding' if exclude_seen else 'including'} seen items"
+        + f" · ties {ties} · {seen_phrase(res.protocol)}"
         + (f" · through the index {index} (top {index_depth})" if index is not None else "")
     )
     intervals: dict[str, dict[str, float]] = {}
@@ -246,14 +183,6 @@ def evaluate(
         console.print(f"results: {json_path}")
 
 
-def _is_rating_model(model_dir: Path) -> bool:
-    """Whether config.json names a rating model of ``sessionrec.registry`` (a missing or
-    damaged config.json is reported, as one line, by whoever loads the model)."""
-    from sessionrec import registry
-
-    return registry.folder_task(model_dir) == registry.RATING
-
-
 def _evaluate_rating(
     model_dir: Path,
     data_dir: Path,
@@ -267,26 +196,21 @@ def _evaluate_rating(
     from sessionrec.prepare import PreparedData
     from sessionrec.prepare.data import check_trained_on, read_trained_on
     from sessionrec.rating import load_rating_model
-    from sessionrec.rating.prepared import prepared_ratings
+    from sessionrec.rating.prepared import evaluate_prepared
 
     model = load_rating_model(model_dir, device=device)
     data = PreparedData(data_dir)
     check = check_trained_on(
         read_trained_on(model_dir), data, model=model_dir, allow_other_data=allow_other_data
     )
-    part = prepared_ratings(data, split)
-    pred = model.predict_ids(part.user_ids[part.users], part.item_ids[part.items])
-    from sessionrec.rating import rating_metrics
-
-    m = rating_metrics(part.users, part.ratings, pred)
+    m = evaluate_prepared(model, data, split)
     table = Table(title=f"{model.name} on {split} of {data_dir} · rating prediction")
     for col in ("ratings", "RMSE", "MAE", "FCP"):
         table.add_column(col, justify="right")
-    table.add_row(f"{len(part):,}", f"{m['rmse']:.4f}", f"{m['mae']:.4f}", f"{m['fcp']:.4f}")
+    table.add_row(f"{m['ratings']:,}", f"{m['rmse']:.4f}", f"{m['mae']:.4f}", f"{m['fcp']:.4f}")
     console.print(table)
     if json_path is not None:
         out = {
-            "ratings": len(part),
             **m,
             "model": str(model_dir),
             "data": str(data_dir),
@@ -296,25 +220,6 @@ def _evaluate_rating(
         }
         write_json(json_path, out)
         console.print(f"results: {json_path}")
-
-
-def _check_vocabulary(model: Any, data: Any, model_dir: Path) -> None:
-    """Scores index items by position: a model from another vocabulary would be silently wrong."""
-    if model.n_items != data.n_items:
-        raise DataError(
-            model_dir,
-            expected=f"a model over the {data.n_items:,} items of {data.path}",
-            found=f"a model over {model.n_items:,} items",
-        )
-    if model.items is not None and "item_id" in model.items.columns:
-        ours = model.items.sort("item_idx")["item_id"].cast(str).to_list()
-        theirs = data.items.sort("item_idx")["item_id"].cast(str).to_list()
-        if ours != theirs:
-            raise DataError(
-                model_dir,
-                expected=f"the item vocabulary of {data.path}",
-                found="a model trained on other items (same count, different ids)",
-            )
 
 
 @app.command(cls=_RecommendCommand)
@@ -338,7 +243,7 @@ def recommend(
         ),
     ] = None,
     k: Annotated[int, typer.Option("-k", "--k", help="How many items to recommend.")] = 10,
-    include_seen: Annotated[bool, typer.Option(help="Allow items already in the session.")] = False,
+    exclude_seen: SeenServe = True,
     device: Annotated[str, typer.Option(help="cpu | cuda | auto")] = "cpu",
     index: Annotated[
         Path | None,
@@ -366,9 +271,11 @@ def recommend(
 ) -> None:
     """The next items for a session (titles or ids) or for a user, with titles in the answer;
     or, with --sessions FILE --out FILE, for every session or user of a file."""
+    from sessionrec import registry
     from sessionrec.models import load_model
-    from sessionrec.recommend import resolve_items
+    from sessionrec.recommend import resolve_items, user_history
 
+    include_seen = not exclude_seen
     if k < 1:
         raise ConfigError(f"-k must be at least 1 (how many items to recommend), not {k}")
     if sessions is not None:
@@ -376,21 +283,30 @@ def recommend(
             raise ConfigError("batch mode takes --sessions FILE --out FILE (no --session/--user)")
         if out.exists() and sessions.exists() and out.resolve() == sessions.resolve():
             raise ConfigError(f"--out {out} is the --sessions file itself; choose another file")
-        from sessionrec.cli._batch import recommend_batch
+        from sessionrec.recommend import recommend_file
 
-        recommend_batch(model_dir, sessions, out, k, include_seen, device)
+        done = recommend_file(model_dir, sessions, out, k, exclude_seen=not include_seen,
+                              device=device)  # fmt: skip
+        console.print(
+            f"{done.n_asked:,} {'users' if done.key == 'user_id' else 'sessions'} → "
+            f"{done.frame.height:,} rows (top {k} each, seen items "
+            f"{'included' if include_seen else 'excluded'}) → {out}",
+            highlight=False,
+        )
         return
     if out is not None:
         raise ConfigError("--out is for batch mode (--sessions FILE); use --json for one answer")
     if (session is None) == (user is None):
         raise ConfigError("recommend takes either --session ... or --user USER_ID")
-    if _is_rating_model(model_dir):
+    if registry.folder_task(model_dir) == registry.RATING:
         if user is None:
             raise ConfigError("a rating model recommends for a --user, not for a --session")
         _recommend_rating(model_dir, user, k, include_seen, device, json_out)
         return
     if user is not None:
-        session = [str(i) for i in _user_history(model_dir, user, quiet=json_out)]
+        session = [str(i) for i in user_history(model_dir, user)]
+        if not json_out:
+            console.print(f"user {user}: {len(session)} training items as the session")
     assert session is not None
     model = load_model(model_dir, device=device)
     item_index = None
@@ -408,13 +324,20 @@ def recommend(
         shown = [titles.get(i, i) for i in idx]
     if json_out:
         print_json(
-            {"model": model.name, "session": shown, "user": user, "k": k},
+            {
+                "model": model.name,
+                "session": shown,
+                "user": user,
+                "k": k,
+                "exclude_seen": exclude_seen,
+            },
             frame,
         )
         return
     if user is None and model.items is not None and "title" in model.items.columns:
         console.print("session: " + " → ".join(str(t) for t in shown))
-    print_recommendations(frame, f"{model.name}: top {frame.height}")
+    seen = "seen items excluded" if exclude_seen else "seen items included"
+    print_recommendations(frame, f"{model.name}: top {frame.height} ({seen})")
 
 
 def print_json(head: dict[str, Any], frame: Any) -> None:
@@ -425,60 +348,22 @@ def print_json(head: dict[str, Any], frame: Any) -> None:
     typer.echo(json.dumps({**head, "recommendations": rows}, ensure_ascii=False))
 
 
-def _user_id(raw: str, ids: Any) -> Any:
-    """``raw`` converted to the dtype of the ids it is looked up in (int ids stay ints)."""
-    try:
-        return type(ids[0].item() if hasattr(ids[0], "item") else ids[0])(raw)
-    except (ValueError, IndexError):
-        return raw
-
-
 def _recommend_rating(
     model_dir: Path, user: str, k: int, include_seen: bool, device: str, json_out: bool = False
 ) -> None:
     from sessionrec.rating import load_rating_model
+    from sessionrec.recommend import as_id
 
     model = load_rating_model(model_dir, device=device)
-    frame = model.recommend(_user_id(user, model.user_ids), k, exclude_seen=not include_seen)
+    frame = model.recommend(as_id(user, model.user_ids), k, exclude_seen=not include_seen)
     frame = frame.rename({"predicted": "score"})
     if json_out:
-        print_json({"model": model.name, "user": user, "k": k}, frame)
+        print_json(
+            {"model": model.name, "user": user, "k": k, "exclude_seen": not include_seen}, frame
+        )
         return
     rated = "" if include_seen else "unrated "
     print_recommendations(frame, f"{model.name}: top {frame.height} {rated}items for user {user}")
-
-
-def _user_history(model_dir: Path, user: str, quiet: bool = False) -> list[int | str]:
-    """The user's items in the data the model was fitted on, in time order.
-
-    A user-as-session model (bpr, als: the mean of the items' factors) then scores the user's
-    whole training history as one session.
-    """
-    import polars as pl
-
-    from sessionrec.prepare import PreparedData
-    from sessionrec.prepare.data import read_trained_on
-
-    meta = read_trained_on(model_dir)
-    if meta is None or not isinstance(meta.get("path"), str):
-        raise DataError(
-            model_dir / "data_meta.json",
-            expected="the path of the training data (from `sessionrec train`)",
-            found="none",
-        )
-    data = PreparedData(meta["path"])
-    parts = ["train", "valid"] if meta.get("fit_on") == "train+valid" else ["train"]
-    frame = pl.concat([data.frame(p) for p in parts], how="diagonal_relaxed")
-    if "user_id" not in frame.columns:
-        raise DataError(data.path, column="user_id", expected="user ids", found="none")
-    uid = _user_id(user, frame["user_id"].unique().to_numpy())
-    rows = frame.filter(pl.col("user_id") == uid).sort("timestamp")
-    if rows.height == 0:
-        raise DataError(data.path, column="user_id", expected="a user seen in training", found=user)
-    history: list[int | str] = rows["item_id"].unique(maintain_order=True).to_list()
-    if not quiet:
-        console.print(f"user {user}: {len(history)} training items as the session")
-    return history
 
 
 def print_recommendations(frame: Any, title: str) -> None:
@@ -504,3 +389,13 @@ def _cell(col: str, value: Any) -> str:
     if col == "score":
         return f"{value:.4g}"
     return str(value)
+
+
+__all__ = [
+    "SPLITS",
+    "evaluate",
+    "expand_greedy",
+    "print_json",
+    "print_recommendations",
+    "recommend",
+]

@@ -74,15 +74,14 @@ def index(
     built = build_index(model, kind, **(params if kind == "hnsw" else {}))
     exact = ExactIndex(vectors)
     if data is not None:
-        from sessionrec.cli.evaluate import _check_vocabulary
         from sessionrec.prepare import PreparedData
-        from sessionrec.prepare.data import check_trained_on
+        from sessionrec.prepare.data import check_trained_on, check_vocabulary
 
         prepared = PreparedData(data)
         check_trained_on(
             model.trained_on, prepared, model=model_dir, allow_other_data=allow_other_data
         )
-        _check_vocabulary(model, prepared, model_dir)
+        check_vocabulary(model, prepared, model_dir)
         sessions = prefix_sessions(prepared.part(split), queries, seed)
         source = f"{len(sessions):,} prefixes of {split} of {data}"
     else:

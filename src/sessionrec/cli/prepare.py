@@ -98,8 +98,8 @@ def prepare(
         how = "column"
     elif session == "user":
         how = "user"
-    else:
-        how = session_gap or "1h"
+    else:  # none given: the log's own session ids when it has them, else a 1 h gap
+        how = session_gap or "auto"
     check_output(out, overwrite=overwrite, verb="prepare")  # before reading the source
     ds = o.load_source(
         source, session_column, user_column, item_column, time_column, rating_column,
@@ -139,6 +139,10 @@ def print_prepared(data: PreparedData) -> None:
     for part, c in data.meta["counts"].items():
         table.add_row(part, f"{c['events']:,}", f"{c['sessions']:,}", f"{c['items']:,}")
     console.print(table)
+    how = data.meta.get("params", {}).get("session")
+    said = {"user": "a user's whole history", "column": "the log's own session ids"}
+    if how:
+        console.print(f"sessions: {said.get(how, f'a {how} inactivity gap')}", highlight=False)
     console.print(f"{data.n_items:,} items in the vocabulary (train)")
     for i, r in enumerate(data.meta["dropped"]["support_rounds"], 1):
         if any(r.values()):

@@ -10,7 +10,8 @@ import typer
 from rich.table import Table
 
 from sessionrec.cli._app import app, console
-from sessionrec.cli.evaluate import _GreedyCommand, _is_int
+from sessionrec.cli._options import SeenMeasure
+from sessionrec.cli._parsing import _GreedyCommand, _is_int
 
 
 class _SweepCommand(_GreedyCommand):
@@ -49,9 +50,7 @@ def sweep(
         ),
     ] = None,
     cutoffs: Annotated[list[int] | None, typer.Option(help="--cutoffs 10 20 (default 20).")] = None,
-    exclude_seen: Annotated[
-        bool, typer.Option(help="Remove the session's items from the ranking.")
-    ] = False,
+    exclude_seen: SeenMeasure = False,
     device: Annotated[str, typer.Option(help="cpu | cuda | auto.")] = "auto",
     resume: Annotated[
         bool, typer.Option(help="Keep the runs of an interrupted sweep into --out.")

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from sessionrec.cli._app import app, console, err_console
+from sessionrec.cli._options import SeenMeasure
 from sessionrec.errors import ConfigError
 
 
@@ -68,6 +69,7 @@ def train(
     valid_metric: Annotated[
         str, typer.Option(help="Valid metric for early stopping and the best epoch.")
     ] = "mrr@20",
+    exclude_seen: SeenMeasure = False,
     patience: Annotated[
         str,
         typer.Option(
@@ -146,6 +148,7 @@ def train(
             seed=seed,
             device=device,
             valid_metric=valid_metric,
+            exclude_seen=exclude_seen,
             patience=stop,
             resume=resume,
             progress=True,

@@ -10,7 +10,8 @@ import typer
 from rich.table import Table
 
 from sessionrec.cli._app import app, console
-from sessionrec.cli.evaluate import _GreedyCommand, _is_int
+from sessionrec.cli._options import SeenMeasure
+from sessionrec.cli._parsing import _GreedyCommand, _is_int
 from sessionrec.errors import ConfigError
 
 
@@ -42,9 +43,7 @@ def tune(
     timeout: Annotated[
         float | None, typer.Option(help="Start no trial after this many seconds.")
     ] = None,
-    exclude_seen: Annotated[
-        bool, typer.Option(help="Remove the session's items from the ranking (valid and test).")
-    ] = False,
+    exclude_seen: SeenMeasure = False,
     cutoffs: Annotated[
         list[int] | None, typer.Option(help="Cutoffs of the test figures (default 10 20).")
     ] = None,
@@ -83,8 +82,9 @@ def tune(
             else f" (best {t['best_value']:.4f}, trial {t['best_number']})"
         )
         secs = "" if t["seconds"] is None else f", {t['seconds']:.1f} s"
+        tag = " (the model's defaults)" if t.get("defaults") else ""
         console.print(
-            f"trial {t['number']} {t['state']}: {value}{best}{secs}, epochs {t['epochs']}",
+            f"trial {t['number']}{tag} {t['state']}: {value}{best}{secs}, epochs {t['epochs']}",
             highlight=False,
         )
 
@@ -105,6 +105,7 @@ def tune(
         pruning=pruning,
         final=final,
         on_trial=show,
+        progress=True,
     )
     if "test" not in result:
         states = result["study"]["states"]

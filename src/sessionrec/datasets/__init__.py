@@ -8,9 +8,9 @@ from typing import Any
 import polars as pl
 
 from sessionrec.datasets._events import Dataset
-from sessionrec.datasets.fetch import read_source
+from sessionrec.datasets.fetch import ensure, read_source
 from sessionrec.datasets.movielens import detect_layout, load_movielens
-from sessionrec.datasets.registry import DATASETS, ensure, spec
+from sessionrec.datasets.registry import DATASETS, spec
 from sessionrec.datasets.tabular import ColumnMapping, load_table
 from sessionrec.datasets.yoochoose import load_yoochoose
 from sessionrec.errors import ConfigError, DataError

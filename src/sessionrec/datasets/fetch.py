@@ -142,6 +142,15 @@ def fetch(
     return out
 
 
+def ensure(name: str, *, download: bool = True) -> Path:
+    """The folder of dataset ``name``, fetching it first when it is not cached."""
+    if is_cached(name):
+        return cache_dir(name)
+    if not download:
+        raise SessionrecError(f"dataset {name!r} is not cached; run `sessionrec data fetch {name}`")
+    return fetch(name)
+
+
 def import_dataset(name: str, path: str | Path) -> Path:
     """Put an archive (.zip) or folder of dataset ``name`` that the user has into the cache.
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import platformdirs
 
-from sessionrec.errors import SessionrecError, UnknownNameError
+from sessionrec.errors import UnknownNameError
 
 
 @dataclass(frozen=True)
@@ -75,14 +75,3 @@ def cache_dir(name: str) -> Path:
 
 def is_cached(name: str) -> bool:
     return (cache_dir(name) / ".complete").exists()
-
-
-def ensure(name: str, *, download: bool = True) -> Path:
-    """The folder of dataset ``name``, fetching it first when it is not cached."""
-    if is_cached(name):
-        return cache_dir(name)
-    if not download:
-        raise SessionrecError(f"dataset {name!r} is not cached; run `sessionrec data fetch {name}`")
-    from sessionrec.datasets.fetch import fetch
-
-    return fetch(name)

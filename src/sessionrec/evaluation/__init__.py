@@ -8,7 +8,13 @@
 from __future__ import annotations
 
 from sessionrec.evaluation import metrics
-from sessionrec.evaluation.evaluator import PROTOCOLS, EvalResult, evaluate, prediction_mask
+from sessionrec.evaluation.evaluator import (
+    PROTOCOLS,
+    EvalResult,
+    evaluate,
+    prediction_mask,
+    seen_phrase,
+)
 from sessionrec.evaluation.intervals import bootstrap_interval, paired_difference
 
 __all__ = [
@@ -19,4 +25,5 @@ __all__ = [
     "metrics",
     "paired_difference",
     "prediction_mask",
+    "seen_phrase",
 ]

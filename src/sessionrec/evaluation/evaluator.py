@@ -124,8 +124,10 @@ def evaluate(
         cutoffs: the k of Recall@k, MRR@k, NDCG@k, coverage@k, popularity@k.
         ties: ``conservative`` (items scored equal to the target rank above it), ``optimistic``
             or ``average`` (see ``sessionrec.evaluation.metrics``).
-        exclude_seen: remove the items already in the session from the ranking (apt for
-            MovieLens, where a movie is rated once). The target itself stays rankable.
+        exclude_seen: rank as the served list does, without the items already in the
+            session (apt for MovieLens, where a movie is rated once). A target that repeats
+            one of them can never be served and counts as a miss (rank ``inf``); how many did
+            is recorded in ``protocol["seen_targets"]``.
         protocol: ``every`` | ``last`` | ``sampled`` (module docstring).
         negatives: number of sampled negatives per prediction (``sampled`` only).
         negative_sampling: ``uniform`` | ``popularity`` (``sampled`` only).
@@ -196,6 +198,8 @@ def evaluate(
         "name": protocol,
         "ties": ties,
         "exclude_seen": exclude_seen,
+        # with exclude_seen: the targets that repeat a session item, each counted as a miss
+        "seen_targets": int(np.isinf(ranks).sum()) if exclude_seen else 0,
         "cutoffs": list(cutoffs),
         "sampled": protocol == "sampled",
         "full_ranking": protocol != "sampled",
@@ -453,7 +457,11 @@ class _Run:
         valid = torch.isfinite(k_val)
         self._drawn.append(valid.sum(1).cpu())
         target_scores = scores.gather(1, tgt.view(-1, 1)).view(-1)
-        return M.sampled_ranks(target_scores, scores.gather(1, neg), self.ties, valid)
+        r = M.sampled_ranks(target_scores, scores.gather(1, neg), self.ties, valid)
+        if self.exclude_seen and seen is not None:
+            # a seen target is never served: a miss, as in full ranking
+            r = r.masked_fill(seen.gather(1, tgt.view(-1, 1)).view(-1), torch.inf)
+        return r
 
     def _lists(self, scores: torch.Tensor, seen: torch.Tensor | None, has_nan: bool) -> None:
         """Accumulate coverage and popularity of the top-k lists that would be served."""
@@ -511,3 +519,13 @@ def _progress(show: bool, total: int) -> tuple[Any, Any] | None:
     task = bar.add_task("evaluate", total=total)
     bar.start()
     return bar, task
+
+
+def seen_phrase(protocol: dict[str, Any]) -> str:
+    """How seen items were treated, in words, for every table caption and summary line."""
+    if not protocol.get("exclude_seen"):
+        return "including seen items"
+    n = int(protocol.get("seen_targets", 0))
+    if not n:
+        return "excluding seen items"
+    return f"excluding seen items ({n:,} repeated targets count as misses)"

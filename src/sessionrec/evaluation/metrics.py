@@ -8,15 +8,18 @@ A rank is computed once from a ``(B, n_items)`` score matrix (DESIGN.md, Evaluat
 - ``average``: the mean of the two (the expected rank under a random order of the ties).
 
 Excluded items (``exclude``, e.g. the items already in the session) never count as above the
-target, whatever their score. The target itself is never excluded: if it already occurred in
-the session it stays rankable, otherwise a repeated item would be an impossible prediction that
-no model could get right, and the caller would silently lose it from the denominator.
+target, whatever their score. An excluded *target* (the next item repeats one already in the
+session, and seen items are excluded) can never be in the list that is served, so it is a
+**miss**: its rank is ``inf``, it stays in the denominator and counts 0 in every metric. The
+alternative, leaving it rankable, credits a model for items it would never show (a model that
+boosts seen items would score hits on every repeat).
 
 NaN scores never rank above a target, and a target scored NaN ranks **last** among the
 rankable items in every tie mode (rank = the number of items not excluded), so a broken model
 cannot score a hit: an all-NaN model gets Recall@k = 0 for every k below the catalogue size.
 
-Metrics take the ranks (any shape, float or int; empty allowed) and return a Python float:
+Metrics take the ranks (any shape, float or int, ``inf`` for a miss; empty allowed) and
+return a Python float:
 Recall@k (= HitRate@k with one target per prediction), MRR@k and NDCG@k. With no predictions
 every metric is 0.0.
 """
@@ -52,11 +55,12 @@ def ranks(
         targets: (B,) long item index of each row's target.
         ties: ``conservative`` | ``optimistic`` | ``average`` (see the module docstring).
         exclude: optional (B, n_items) bool; True items never count as ranked above the
-            target. The target's own entry is ignored.
+            target, and a row whose target is itself excluded ranks it ``inf`` (a miss: the
+            served list never holds it).
 
     Returns:
         (B,) float64 ranks on ``scores.device`` (float32 on MPS, which has no float64);
-        integers unless ``ties="average"``.
+        integers unless ``ties="average"``, ``inf`` for an excluded target.
     """
     check_ties(ties)
     if scores.ndim != 2 or targets.shape != scores.shape[:1]:
@@ -74,9 +78,11 @@ def ranks(
     # compares False with everything, so it never counts as above the target anyway.
     t = _nan_low(own)
     keep = None
+    excluded_t = None
     if exclude is not None:
         keep = ~exclude.to(scores.device)
-        # The target is always rankable, even when it was seen (module docstring).
+        # An excluded target is a miss (module docstring): ranked below, then set to inf.
+        excluded_t = ~keep.gather(1, targets).view(-1)
         keep = keep.scatter(1, targets, True)
     nan_t = torch.isnan(own).view(-1)
     out = torch.zeros(scores.shape[0], dtype=fdt, device=scores.device)
@@ -96,6 +102,8 @@ def ranks(
             else torch.full_like(out, float(scores.shape[1]))
         )
         out = torch.where(nan_t, n_rankable, out)
+    if excluded_t is not None and bool(excluded_t.any()):
+        out = out.masked_fill(excluded_t, torch.inf)
     return out
 
 

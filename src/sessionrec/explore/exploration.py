@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import math
 import time
@@ -15,9 +16,12 @@ import numpy as np
 import polars as pl
 
 from sessionrec import _schema as S
+from sessionrec._io import output_dir
 from sessionrec.datasets import Dataset, load
 from sessionrec.datasets._events import repeated_events
 from sessionrec.explore import stats as st
+from sessionrec.explore.plots import draw_all
+from sessionrec.explore.report import render_html, render_markdown
 from sessionrec.prepare.sessionize import parse_duration
 
 log = logging.getLogger(__name__)
@@ -47,9 +51,7 @@ class Exploration:
     def figures(self) -> dict[str, bytes]:
         """PNG bytes per plot name (``lengths``, ``gaps``, ``activity``, ``popularity``,
         ``ratings``), drawn once on first use."""
-        from sessionrec.explore.plots import draw_all
-
-        return draw_all(self)
+        return draw_all(self.summary, self.tables)
 
     def to_dict(self) -> dict[str, Any]:
         """The summary and every table as JSON-ready records (what ``summary.json`` holds)."""
@@ -62,15 +64,11 @@ class Exploration:
     def to_markdown(self, images: str = "inline") -> str:
         """The report as Markdown; ``images``: ``"inline"`` (data URIs) or ``"files"``
         (links to ``NAME.png`` beside the report)."""
-        from sessionrec.explore.report import render_markdown
-
-        return render_markdown(self, images=images)
+        return render_markdown(self.name, self.summary, self.tables, self.figures, images)
 
     def to_html(self) -> str:
         """The report as one self-contained HTML page (images embedded as base64)."""
-        from sessionrec.explore.report import render_html
-
-        return render_html(self)
+        return render_html(self.name, self.summary, self.tables, self.figures)
 
     def save(self, out_dir: str | Path, *, overwrite: bool = False) -> Path:
         """Write ``NAME.png`` plots, ``summary.json``, ``report.md`` and ``report.html``.
@@ -79,14 +77,21 @@ class Exploration:
         or (with ``overwrite``) an earlier report sessionrec wrote; anything else is refused
         (``sessionrec._io.output_dir``). Returns ``out_dir``.
         """
-        from sessionrec.explore.report import save
-
-        return save(self, Path(out_dir), overwrite=overwrite)
+        out_dir = Path(out_dir)
+        with output_dir(out_dir, overwrite=overwrite, verb="explore") as tmp:
+            for name, png in self.figures.items():
+                (tmp / f"{name}.png").write_bytes(png)
+            texts = {
+                "summary.json": json.dumps(self.to_dict(), indent=2, default=str) + "\n",
+                "report.md": self.to_markdown(images="files"),
+                "report.html": self.to_html(),
+            }
+            for fname, text in texts.items():
+                (tmp / fname).write_text(text, encoding="utf-8")
+        return out_dir
 
     def _repr_html_(self) -> str:
-        from sessionrec.explore.report import render_html
-
-        return render_html(self, full_page=False)
+        return render_html(self.name, self.summary, self.tables, self.figures, full_page=False)
 
     def _repr_markdown_(self) -> str:
         return self.to_markdown(images="inline")

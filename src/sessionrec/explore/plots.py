@@ -14,29 +14,27 @@ import numpy as np
 import polars as pl
 
 from sessionrec import _schema as S
-from sessionrec.explore.report import actor_label
+from sessionrec.explore.stats import actor_label
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from sessionrec.explore.exploration import Exploration
-
 _BLUE, _ORANGE, _GREY = "#1f77b4", "#d95f02", "#888888"
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
-def draw_all(ex: Exploration) -> dict[str, bytes]:
-    """Every plot the exploration's tables allow, as ``{name: PNG bytes}``."""
-    drawers: dict[str, Callable[[Exploration], Figure]] = {
+def draw_all(summary: dict[str, Any], tables: dict[str, pl.DataFrame]) -> dict[str, bytes]:
+    """Every plot an exploration's ``summary`` and ``tables`` allow, as ``{name: PNG bytes}``."""
+    drawers: dict[str, Callable[[dict[str, Any], dict[str, pl.DataFrame]], Figure]] = {
         "lengths": lengths,
         "gaps": gaps,
         "activity": activity,
         "popularity": popularity,
     }
-    if "ratings" in ex.tables:
+    if "ratings" in tables:
         drawers["ratings"] = ratings
-    return {name: to_png(draw(ex)) for name, draw in drawers.items()}
+    return {name: to_png(draw(summary, tables)) for name, draw in drawers.items()}
 
 
 def new_figure(width: float, height: float) -> Figure:
@@ -86,13 +84,13 @@ def _mark(ax: Axes, stats: dict[str, Any] | None, keys: tuple[str, ...]) -> None
     ax.legend(fontsize=8, loc="upper right")
 
 
-def lengths(ex: Exploration) -> Figure:
+def lengths(summary: dict[str, Any], tables: dict[str, pl.DataFrame]) -> Figure:
     """Histograms of events per user and per session, log-log."""
     fig = new_figure(11, 4)
     ax_u, ax_s = fig.subplots(1, 2)
-    s = ex.summary
-    if "user_length_hist" in ex.tables:
-        _hist(ax_u, ex.tables["user_length_hist"], _BLUE)
+    s = summary
+    if "user_length_hist" in tables:
+        _hist(ax_u, tables["user_length_hist"], _BLUE)
         _mark(ax_u, s["user_length"], ("p50", "p99", "max"))
         ax_u.set_title(f"events per user ({s['counts']['users']:,} users)")
     else:
@@ -100,7 +98,7 @@ def lengths(ex: Exploration) -> Figure:
         ax_u.set_title("events per user")
     ax_u.set_xlabel("events (log bins)")
     ax_u.set_ylabel("users")
-    _hist(ax_s, ex.tables["session_length_hist"], _ORANGE)
+    _hist(ax_s, tables["session_length_hist"], _ORANGE)
     _mark(ax_s, s["session_length"], ("p50", "p99", "max"))
     sess = s["sessions"]
     how = f"gap {sess['gap']}" if sess["by"] == "gap" else "the log's session ids"
@@ -110,14 +108,14 @@ def lengths(ex: Exploration) -> Figure:
     return fig
 
 
-def gaps(ex: Exploration) -> Figure:
+def gaps(summary: dict[str, Any], tables: dict[str, pl.DataFrame]) -> Figure:
     """Inter-event gap histogram with the candidate gaps; sessions per candidate gap."""
     fig = new_figure(11, 4)
     ax_h, ax_c = fig.subplots(1, 2)
-    g = ex.summary["gaps"]
-    cand = ex.tables["candidate_gaps"]
-    suggested = ex.summary["sessions"]["suggested_gap"]
-    _hist(ax_h, ex.tables["gap_hist"], _BLUE)
+    g = summary["gaps"]
+    cand = tables["candidate_gaps"]
+    suggested = summary["sessions"]["suggested_gap"]
+    _hist(ax_h, tables["gap_hist"], _BLUE)
     for gap, sec in zip(cand["gap"], cand["seconds"], strict=True):
         chosen = gap == suggested
         ax_h.axvline(
@@ -148,7 +146,7 @@ def gaps(ex: Exploration) -> Figure:
     return fig
 
 
-def activity(ex: Exploration) -> Figure:
+def activity(summary: dict[str, Any], tables: dict[str, pl.DataFrame]) -> Figure:
     """Events per day or month; events per hour of the day and per weekday (UTC)."""
     from matplotlib.gridspec import GridSpec
 
@@ -157,8 +155,8 @@ def activity(ex: Exploration) -> Figure:
     ax_t = fig.add_subplot(grid[0, :])
     ax_h = fig.add_subplot(grid[1, :2])
     ax_w = fig.add_subplot(grid[1, 2])
-    per = ex.tables["activity"]
-    unit = ex.summary["activity"]["unit"]
+    per = tables["activity"]
+    unit = summary["activity"]["unit"]
     periods, events = per["period"].to_numpy(), per["events"].to_numpy()
     if unit == "day" and per.height > 1:
         ax_t.fill_between(periods, events, step="mid", color=_BLUE, alpha=0.6)
@@ -168,25 +166,25 @@ def activity(ex: Exploration) -> Figure:
     ax_t.set_title(f"events per {unit}")
     ax_t.set_ylabel("events")
     ax_t.grid(True, alpha=0.3)
-    h = ex.tables["hour_of_day"]
+    h = tables["hour_of_day"]
     ax_h.bar(h["hour"].to_numpy(), h["events"].to_numpy(), color=_ORANGE)
     ax_h.set_xticks(range(0, 24, 2))
     ax_h.set_xlabel("hour of day (UTC)")
     ax_h.set_ylabel("events")
     ax_h.set_title("hour of day")
-    w = ex.tables["weekday"]
+    w = tables["weekday"]
     ax_w.bar(range(7), w["events"].to_numpy(), color=_GREY)
     ax_w.set_xticks(range(7), _WEEKDAYS)
     ax_w.set_title("weekday (UTC)")
     return fig
 
 
-def popularity(ex: Exploration) -> Figure:
+def popularity(summary: dict[str, Any], tables: dict[str, pl.DataFrame]) -> Figure:
     """Rank-frequency of items (log-log) with the top 1 % and 10 % marked; the top items."""
     fig = new_figure(11, 4)
     ax_r, ax_c = fig.subplots(1, 2)
-    rf = ex.tables["rank_frequency"]
-    p = ex.summary["popularity"]
+    rf = tables["rank_frequency"]
+    p = summary["popularity"]
     ax_r.loglog(rf["rank"].to_numpy(), rf["events"].to_numpy(), ".-", color=_BLUE, ms=3, lw=1)
     for key, label in (("top1pct", "top 1 %"), ("top10pct", "top 10 %")):
         ax_r.axvline(
@@ -199,7 +197,7 @@ def popularity(ex: Exploration) -> Figure:
     _no_minor(ax_r)
     ax_r.grid(True, which="major", alpha=0.3)
     ax_r.legend(fontsize=8)
-    top = ex.tables["top_items"]
+    top = tables["top_items"]
     if "title" in top.columns:
         names = [f"{t or i}"[:38] for i, t in zip(top[S.ITEM], top["title"], strict=True)]
     else:
@@ -213,15 +211,15 @@ def popularity(ex: Exploration) -> Figure:
     return fig
 
 
-def ratings(ex: Exploration) -> Figure:
+def ratings(summary: dict[str, Any], tables: dict[str, pl.DataFrame]) -> Figure:
     """Events per rating value."""
     fig = new_figure(6, 3.5)
     ax = fig.subplots()
-    r = ex.tables["ratings"]
+    r = tables["ratings"]
     labels = [f"{v:g}" for v in r[S.RATING].to_list()]
     ax.bar(range(len(labels)), r["events"].to_numpy(), color=_BLUE)
     ax.set_xticks(range(len(labels)), labels)
     ax.set_xlabel("rating")
     ax.set_ylabel("events")
-    ax.set_title(f"ratings (mean {ex.summary['ratings']['mean']:.2f})")
+    ax.set_title(f"ratings (mean {summary['ratings']['mean']:.2f})")
     return fig

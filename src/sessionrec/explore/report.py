@@ -3,19 +3,13 @@ so that both always say the same thing; ``summary.json`` holds the same numbers.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import polars as pl
 
 from sessionrec import _schema as S
-from sessionrec._io import output_dir
 from sessionrec._report import Block, Heading, Image, Para, Table, blocks_html, blocks_markdown
-from sessionrec.explore.stats import GAP_QUANTILES, QUANTILES
-
-if TYPE_CHECKING:
-    from sessionrec.explore.exploration import Exploration
+from sessionrec.explore.stats import GAP_QUANTILES, QUANTILES, actor_label
 
 _WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
@@ -43,17 +37,11 @@ def duration(seconds: float | None) -> str:
     return f"{seconds:.3g} s"
 
 
-def actor_label(column: str | None) -> str:
-    """``user_id`` → user, ``session_id`` → session (what one history belongs to)."""
-    return {S.USER: "user", S.SESSION: "session"}.get(column or "", "history")
-
-
-def blocks(ex: Exploration) -> list[Block]:
-    """The report's content, top to bottom."""
-    s, t = ex.summary, ex.tables
+def blocks(name: str, s: dict[str, Any], t: dict[str, pl.DataFrame]) -> list[Block]:
+    """The report's content, top to bottom, from an exploration's name, summary and tables."""
     c, sess = s["counts"], s["sessions"]
     actor = actor_label(s["actor"])
-    out: list[Block] = [Heading(f"Exploration of {ex.name}", 1)]
+    out: list[Block] = [Heading(f"Exploration of {name}", 1)]
     who = f" by {n(c['users'])} users" if c["users"] is not None else ""
     out.append(
         Para(
@@ -247,26 +235,26 @@ _HEADERS = {
 }
 
 
-def render_markdown(ex: Exploration, images: str = "inline") -> str:
+def render_markdown(
+    name: str,
+    summary: dict[str, Any],
+    tables: dict[str, pl.DataFrame],
+    figures: dict[str, bytes],
+    images: str = "inline",
+) -> str:
     """Markdown; ``images`` ``"files"`` links ``NAME.png``, ``"inline"`` embeds data URIs."""
-    return blocks_markdown(blocks(ex), ex.figures, images)
+    return blocks_markdown(blocks(name, summary, tables), figures, images)
 
 
-def render_html(ex: Exploration, full_page: bool = True) -> str:
+def render_html(
+    name: str,
+    summary: dict[str, Any],
+    tables: dict[str, pl.DataFrame],
+    figures: dict[str, bytes],
+    full_page: bool = True,
+) -> str:
     """One self-contained HTML document (or a ``<div>`` for a notebook), images as base64."""
-    return blocks_html(blocks(ex), ex.figures, f"Exploration of {ex.name}", full_page)
+    return blocks_html(blocks(name, summary, tables), figures, f"Exploration of {name}", full_page)
 
 
-def save(ex: Exploration, out_dir: Path, *, overwrite: bool = False) -> Path:
-    """Plots, ``summary.json`` and the two reports into a new folder that replaces ``out_dir``."""
-    with output_dir(out_dir, overwrite=overwrite, verb="explore") as tmp:
-        for name, png in ex.figures.items():
-            (tmp / f"{name}.png").write_bytes(png)
-        texts = {
-            "summary.json": json.dumps(ex.to_dict(), indent=2, default=str) + "\n",
-            "report.md": render_markdown(ex, images="files"),
-            "report.html": render_html(ex),
-        }
-        for fname, text in texts.items():
-            (tmp / fname).write_text(text, encoding="utf-8")
-    return out_dir
+__all__ = ["actor_label", "blocks", "render_html", "render_markdown"]

@@ -38,6 +38,12 @@ SUGGEST_RULE = (
     "candidate qualifies, the one with the smallest such cut"
 )
 
+
+def actor_label(column: str | None) -> str:
+    """``user_id`` → user, ``session_id`` → session (what one history belongs to)."""
+    return {S.USER: "user", S.SESSION: "session"}.get(column or "", "history")
+
+
 _US = 1_000_000
 
 

@@ -22,7 +22,8 @@ import polars as pl
 import torch
 
 from sessionrec._io import atomic_path, read_json_object, write_json
-from sessionrec.errors import ConfigError, DataError, UnknownNameError
+from sessionrec.errors import ConfigError, DataError, SessionrecError, UnknownNameError
+from sessionrec.models._answer import check_k, resolve_items, top_k_frame
 from sessionrec.prepare.data import SessionData
 
 FORMAT = "sessionrec.model/1"
@@ -442,19 +443,27 @@ class SessionModel(ABC):
         """Top-``k`` next items for one session of item ids or titles, with titles.
 
         ``index``: a ``sessionrec.ann.ItemIndex`` of this model's item vectors to search
-        instead of scoring every item. Returns columns rank, item_id, title, year, genres
-        (where known) and score.
+        instead of scoring every item (``ItemIndex.session_scores``). Returns columns rank,
+        item_id, title, year, genres (where known), score and item_idx.
         """
-        from sessionrec.recommend import recommend
-
-        return recommend(self, session, k, exclude_seen=exclude_seen, index=index)
+        check_k(k)
+        if self.items is None:
+            raise SessionrecError("the model has no item table; train it through sessionrec.train")
+        idx = resolve_items(self.items, session)
+        if not idx:
+            raise SessionrecError("the session is empty: give at least one item")
+        if index is not None:
+            scores = index.session_scores(self, idx, k, exclude_seen=exclude_seen)
+            return top_k_frame(scores, k, self.items)
+        scores = self.score_sessions([idx])[0]
+        return top_k_frame(scores, k, self.items, exclude=idx if exclude_seen else ())
 
 
 def top_of_scores(
     scores: torch.Tensor, k: int, exclude: Sequence[int] | None = None
 ) -> tuple[list[int], list[float]]:
     """Top-``k`` item indices and scores of one (n_items,) vector, ``exclude`` masked out —
-    as ``sessionrec.recommend.top_k_frame`` ranks them: NaN is never served, and fewer than
+    as ``top_k_frame`` ranks them: NaN is never served, and fewer than
     ``k`` items come back when fewer have a finite score.
 
     ``torch.topk`` ranks NaN above every number, so when the plain top ``k`` are all finite

@@ -17,9 +17,17 @@ The loss is cross-entropy over every item (the paper samples one negative per po
 binary loss; a full softmax is what later work found better, e.g. Petrov & Macdonald,
 RecSys 2023, and is affordable at these catalogue sizes). Adam, as the paper.
 
+Positions count from the first item a window holds: from the session's start for a session
+that fits the window, otherwise from the oldest item kept. Training windows are left padded at
+a session's start, and streaming always ends in the window's last slot; counting positions by
+slot (``positions="window"``, the scheme before) gave a 3-item prefix other position ids in
+training than in streaming, so trained and served logits differed. Counted from the first item,
+training and streaming run one function: the logits of every prefix within the window, and of
+every window's last position beyond it, are those training computed.
+
 Streaming state: the last ``context_length`` items per slot (left padded); ``score`` runs the
-network on that window and reads the last position, the function training used at that
-position, so streaming equals ``score_sessions`` exactly.
+network on that window and reads the last position, so streaming equals ``score_sessions``
+exactly.
 
 Defaults: chosen on the valid part of ML-100K's acceptance protocol among eight hand-picked
 runs (BENCHMARKS.md, "SASRec"): 2 blocks, 1 head, dim 64 as the paper (50 there), context 50
@@ -29,7 +37,10 @@ epoch of that run; ``sessionrec train`` with valid stops early).
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -56,6 +67,9 @@ class SASRecConfig:
         learning_rate: Adam's learning rate.
         weight_decay: Adam's L2 penalty.
         seed: weights and shuffles.
+        positions: ``first`` (position ids count from the first item the window holds) or
+            ``window`` (by slot of the left-padded window; models saved before ``first``
+            existed load with it).
     """
 
     context_length: int = 50
@@ -68,10 +82,13 @@ class SASRecConfig:
     learning_rate: float = 0.002
     weight_decay: float = 0.0
     seed: int = 0
+    positions: str = "first"
 
     def __post_init__(self) -> None:
         from sessionrec.errors import ConfigError
 
+        if self.positions not in ("first", "window"):
+            raise ConfigError(f"sasrec: positions must be first | window, not {self.positions!r}")
         if self.dim % self.heads:
             raise ConfigError(f"sasrec: dim ({self.dim}) must divide by heads ({self.heads})")
         if not 0.0 <= self.dropout < 1.0:
@@ -119,6 +136,7 @@ class _Net(nn.Module):
     def __init__(self, n_items: int, cfg: SASRecConfig) -> None:
         super().__init__()
         self.n_items = n_items
+        self.by_slot = cfg.positions == "window"
         # index n_items is padding (windows shorter than context_length)
         self.item = nn.Embedding(n_items + 1, cfg.dim, padding_idx=n_items)
         self.position = nn.Embedding(cfg.context_length, cfg.dim)
@@ -140,7 +158,13 @@ class _Net(nn.Module):
     def forward(self, window: torch.Tensor) -> torch.Tensor:
         """(B, L) item indices, left padded with n_items → (B, L, dim) outputs."""
         n = window.shape[1]
-        x = self.item(window) + self.position.weight[None, :n]
+        if self.by_slot:
+            pos = self.position.weight[None, :n]
+        else:  # counted from the window's first item (padding is on the left; it gets 0)
+            held = (window != self.n_items).sum(1, keepdim=True)  # (B, 1)
+            slot = torch.arange(n, device=window.device)[None]
+            pos = self.position((slot - (n - held)).clamp(min=0))  # (B, L, dim)
+        x = self.item(window) + pos
         x = self.dropout(self.input_norm(x))
         future: torch.Tensor = self.future  # type: ignore[assignment]
         blocked = future[:n, :n][None] | (window == self.n_items)[:, None, :]  # (B, L, L)
@@ -188,6 +212,17 @@ class SASRec(NextItemWindowModel):
         at = labels >= 0
         h = self.net(windows)[at]  # (N, dim): the labelled positions
         return nn.functional.cross_entropy(self.net.logits(h), labels[at]), int(at.sum())
+
+    @classmethod
+    def load_from(cls, path: str | Path, device: str | torch.device = "cpu") -> SASRec:
+        """As every model; a folder saved before ``positions`` existed keeps its scheme."""
+        model = super().load_from(path, device)
+        raw = json.loads((Path(path) / "config.json").read_text())
+        if "positions" not in raw.get("config", {}):
+            model.config = dataclasses.replace(model.config, positions="window")
+            if model.net is not None:
+                model.net.by_slot = True
+        return model
 
     # -- streaming (the window: WindowModel) -----------------------------------------------
     @torch.no_grad()

@@ -10,7 +10,7 @@ the scores come back as float64).
 
 Two ways to find the neighbours, with the same scores:
 
-* ``sample_size = m > 0`` (the default, 500): only the ``m`` most recent training sessions
+* ``sample_size = m > 0`` (``auto`` on a large log: 500): only the ``m`` most recent training sessions
   that share an item with ``q`` are candidates (session-rec's ``sample_size``). They are found
   through an item → most-recent-sessions index built at fit and load time, as in VMIS-kNN
   (Kersbergen et al., "Serenade", SIGMOD 2022): per item the ``m`` most recent sessions holding
@@ -46,7 +46,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 import torch
@@ -71,8 +71,23 @@ _SIM_BLOCK = 1 << 24
 _INDEX_BLOCK = 1024
 #: current sessions scored at once by the numpy path
 _NUMPY_BLOCK = 64
-#: the default ``sample_size`` (m) of sknn and vsknn
+#: the ``sample_size`` (m) of sknn and vsknn when ``auto`` samples (a large log)
 DEFAULT_SAMPLE_SIZE = 500
+#: ``sample_size="auto"`` is exact (every session sharing an item is a candidate) while the
+#: most popular item is held by at most this many training sessions, and samples the
+#: ``DEFAULT_SAMPLE_SIZE`` most recent above (BENCHMARKS.md, "kNN: sample_size auto")
+AUTO_EXACT_LIST = 5_000
+#: the type of ``sample_size``: a number of candidates, 0 (exhaustive) or "auto"
+SampleSize = int | Literal["auto"]
+
+
+def effective_sample_size(sample_size: SampleSize, n_sessions: int, longest_list: int) -> int:
+    """The m a model runs with: ``auto`` → every session (``n_sessions``, exact through the
+    index) when the longest item → sessions list holds at most ``AUTO_EXACT_LIST``, else
+    ``DEFAULT_SAMPLE_SIZE``; a number as it is."""
+    if sample_size != "auto":
+        return int(sample_size)
+    return max(n_sessions, 1) if longest_list <= AUTO_EXACT_LIST else DEFAULT_SAMPLE_SIZE
 
 
 @dataclass(frozen=True)
@@ -85,8 +100,11 @@ class SKNNConfig:
         sample_size: m: consider only the ``m`` most recent training sessions that share an item
             with the current one, found through an item → recent-sessions index (VMIS-kNN;
             cost per prediction independent of the log's size); 0 = score every training
-            session (exhaustive, cost grows with the log). 500 keeps ML-100K's Recall@20 and
-            MRR@20 within the bootstrap interval of exhaustive (BENCHMARKS.md).
+            session (exhaustive, the dense path). ``auto`` (default): every session sharing an
+            item, through the index, while no item is held by more than ``AUTO_EXACT_LIST``
+            training sessions (the scores of exhaustive, bit for bit), else the 500 most
+            recent; a fixed 500 lost 9 % of Recall@20 on ML-100K against exhaustive, in a
+            paired test on the same predictions (BENCHMARKS.md).
         similarity: ``cosine`` (q·x / (‖q‖‖x‖)) or ``dot`` (q·x / number of distinct items in
             the current session, session-rec's "vec").
         tiebreak: order items with equal scores by training popularity, exactly (below the
@@ -95,12 +113,12 @@ class SKNNConfig:
     """
 
     k: int = 100
-    sample_size: int = DEFAULT_SAMPLE_SIZE
+    sample_size: SampleSize = "auto"
     similarity: str = "cosine"
     tiebreak: bool = True
 
     def __post_init__(self) -> None:
-        if self.k < 1 or self.sample_size < 0:
+        if self.k < 1 or (self.sample_size != "auto" and self.sample_size < 0):
             raise ConfigError("sknn: k ≥ 1 and sample_size ≥ 0 are required")
         if self.similarity not in SIMILARITIES:
             raise ConfigError(f"similarity must be one of {SIMILARITIES}, not {self.similarity!r}")
@@ -140,6 +158,8 @@ class SKNN(SessionModel):
         self.tiebreak: torch.Tensor | None = None
         #: (n_items,) per-item multiplier of the scores (VSKNN's IDF), or None
         self.item_weights: torch.Tensor | None = None
+        #: the m it runs with (``effective_sample_size``: ``auto`` resolved on the sessions)
+        self.sample_m = 0
 
     # -- training ---------------------------------------------------------------------------
     def fit(
@@ -181,7 +201,8 @@ class SKNN(SessionModel):
         index existed loads and gets one (rebuilt in seconds at YOOCHOOSE scale)."""
         self.sessions = sessions
         self.item_sessions = _transpose(sessions)
-        m = self.config.sample_size
+        longest = int(self.item_sessions.indptr.diff().max()) if sessions.n_cols else 0
+        self.sample_m = m = effective_sample_size(self.config.sample_size, sessions.n_rows, longest)
         self.recent_index = _first_per_row(self.item_sessions, m) if m > 0 else None
         self._session_norm = sessions.row_sums().double().sqrt().clamp_min(1e-12)
         self._dense: torch.Tensor | None = None
@@ -484,7 +505,7 @@ class SKNN(SessionModel):
         distinct item) instead of reading every candidate's items."""
         ix = self._np
         assert ix is not None
-        m, k, n_items, n_sess = self.config.sample_size, self.config.k, self.n_items, ix.n_sess
+        m, k, n_items, n_sess = self.sample_m, self.config.k, self.n_items, ix.n_sess
         n_b = items.shape[0]
         qy = self._query(items, lengths)
         # candidates: the m most recent (lowest index) sessions of the current items' lists.
@@ -529,7 +550,7 @@ class SKNN(SessionModel):
     def _score_block_indexed(self, items: torch.Tensor, lengths: torch.Tensor) -> _Entries:
         """The non-zero float32 scores of a block, through the item → recent-sessions index."""
         assert self.sessions is not None and self.recent_index is not None
-        m, n_items = self.config.sample_size, self.n_items
+        m, n_items = self.sample_m, self.n_items
         n_sess = self.sessions.n_rows
         n_b = items.shape[0]
         qy = self._query_torch(items, lengths)
@@ -613,11 +634,11 @@ class SKNN(SessionModel):
         else:
             sims = sims / qy.denom.unsqueeze(1)
         n_sess = sims.shape[1]
-        if 0 < cfg.sample_size < n_sess:
+        if 0 < self.sample_m < n_sess:
             # only the most recent sessions sharing an item are candidates (lower index = more
             # recent); the others drop to similarity 0, i.e. out of the neighbourhood
             recency = torch.arange(n_sess, 0, -1, device=self.device).unsqueeze(0)
-            cand = torch.topk(torch.where(sims > 0, recency, 0), cfg.sample_size, dim=1).indices
+            cand = torch.topk(torch.where(sims > 0, recency, 0), self.sample_m, dim=1).indices
             sims = torch.zeros_like(sims).scatter_(1, cand, sims.gather(1, cand))
         nb_b, nb_s = torch.nonzero(_top_k_mask(sims, cfg.k), as_tuple=True)  # (b, S) order
         weight = sims[nb_b, nb_s]

@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from sessionrec.errors import ConfigError
-from sessionrec.models.sknn import DEFAULT_SAMPLE_SIZE, SIMILARITIES, SKNN
+from sessionrec.models.sknn import SIMILARITIES, SKNN, SampleSize
 
 WEIGHTINGS = ("harmonic", "linear", "quadratic", "same")
 SCORE_WEIGHTINGS = ("same", "harmonic", "quadratic")
@@ -60,7 +60,9 @@ class VSKNNConfig:
         k: neighbours (most similar training sessions) per current session.
         sample_size: m: consider only the ``m`` most recent training sessions that share an item
             with the current one, found through an item → recent-sessions index (VMIS-kNN;
-            ``sknn.py``); 0 = score every training session (exhaustive).
+            ``sknn.py``); 0 = score every training session (exhaustive); ``auto`` (default):
+            exact through the index on logs whose most popular item is in at most
+            ``AUTO_EXACT_LIST`` training sessions, else the 500 most recent (``sknn.py``).
         similarity: ``cosine`` or ``dot`` (weighted overlap / distinct items in the session).
         weighting: recency weight of the current session's events (see the module doc).
         weighting_score: neighbour decay by its most recent shared item (module doc).
@@ -71,7 +73,7 @@ class VSKNNConfig:
     """
 
     k: int = 100
-    sample_size: int = DEFAULT_SAMPLE_SIZE
+    sample_size: SampleSize = "auto"
     similarity: str = "cosine"
     weighting: str = "harmonic"
     weighting_score: str = "harmonic"
@@ -93,7 +95,8 @@ class VSKNNConfig:
     }
 
     def __post_init__(self) -> None:
-        if self.k < 1 or self.sample_size < 0 or self.idf_weighting < 0:
+        bad_m = self.sample_size != "auto" and self.sample_size < 0
+        if self.k < 1 or bad_m or self.idf_weighting < 0:
             raise ConfigError("vsknn: k ≥ 1, sample_size ≥ 0 and idf_weighting ≥ 0 are required")
         for name, value, known in (
             ("similarity", self.similarity, SIMILARITIES),

@@ -184,6 +184,14 @@ class PreparedData:
     def n_items(self) -> int:
         return int(self.meta["n_items"])
 
+    def item_popularity(self) -> np.ndarray:
+        """(n_items,) training counts of each item, the evaluator's popularity source: the
+        items table's ``count`` column, else counted from the train part."""
+        items = self.items
+        if "count" in items.columns:
+            return items.sort(S.ITEM_IDX)["count"].to_numpy()
+        return self.train.item_counts()
+
     def frame(self, part: str) -> pl.DataFrame:
         if part not in PARTS:
             raise ValueError(f"part must be one of {PARTS}, not {part!r}")
@@ -346,6 +354,27 @@ def check_trained_on(
     if fp != ours:
         log.warning("%s was trained on other data than %s (allowed)", model, data.path)
     return out
+
+
+def check_vocabulary(model: Any, data: PreparedData, where: str | Path) -> None:
+    """Refuse a model whose item vocabulary is not ``data``'s: scores index items by position,
+    so a model over other items would be silently wrong. ``where`` (the model's folder) names
+    the model in the ``DataError``."""
+    if model.n_items != data.n_items:
+        raise DataError(
+            where,
+            expected=f"a model over the {data.n_items:,} items of {data.path}",
+            found=f"a model over {model.n_items:,} items",
+        )
+    if model.items is not None and S.ITEM in model.items.columns:
+        ours = model.items.sort(S.ITEM_IDX)[S.ITEM].cast(str).to_list()
+        theirs = data.items.sort(S.ITEM_IDX)[S.ITEM].cast(str).to_list()
+        if ours != theirs:
+            raise DataError(
+                where,
+                expected=f"the item vocabulary of {data.path}",
+                found="a model trained on other items (same count, different ids)",
+            )
 
 
 def _read_meta(path: Path) -> dict[str, Any]:

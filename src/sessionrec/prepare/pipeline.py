@@ -36,15 +36,20 @@ from sessionrec.prepare.sessionize import parse_duration, sessionize
 log = logging.getLogger(__name__)
 
 
+#: the inactivity gap of ``session="auto"`` on a log without its own session ids
+AUTO_GAP = "1h"
+
+
 @dataclass(frozen=True)
 class PrepareConfig:
     """Every parameter of a preparation; all of it is recorded in meta.json.
 
-    ``session`` is ``"user"``, ``"column"`` (the log's own session ids) or an inactivity gap
-    such as ``"30m"`` / ``"1h"``.
+    ``session`` is ``"user"``, ``"column"`` (the log's own session ids), an inactivity gap
+    such as ``"30m"`` / ``"1h"``, or ``"auto"`` (the default): the log's own session ids when
+    it has them (YOOCHOOSE), else a 1 h gap. meta.json records what ``auto`` chose.
     """
 
-    session: str = "1h"
+    session: str = "auto"
     min_rating: float | None = None
     event_type: str | None = None
     drop_repeats: bool = False
@@ -64,7 +69,7 @@ class PrepareConfig:
     def __post_init__(self) -> None:
         if self.split not in sp.SPLITS:
             raise ConfigError(f"--split must be one of {', '.join(sp.SPLITS)}, not {self.split!r}")
-        if self.session not in ("user", "column"):
+        if self.session not in ("user", "column", "auto"):
             parse_duration(self.session)
         for name in ("test_fraction", "valid_fraction"):
             v = getattr(self, name)
@@ -130,6 +135,8 @@ def prepare_frames(
     bad_times = ds.info.get("bad_times")
     dropped["bad_times"] = bad_times["count"] if isinstance(bad_times, dict) else 0
     events, n_raw, n_dup = _read_sessions(ds, cfg, where, dropped)
+    if "session_auto" in dropped:  # meta.json records the definition that was used
+        cfg = dataclasses.replace(cfg, session=dropped.pop("session_auto"))
     dropped["event_filters"] = n_raw - events.height - dropped["duplicates"]
     # Items are coded once, in id order: the support filter counts on the codes, the item
     # table is their bincount over train and item_idx a lookup, so item ids are hashed once.
@@ -246,6 +253,16 @@ def _read_sessions(
     columns = [*S.EVENT_COLUMNS, *(c for c in (S.RATING, S.EVENT_TYPE) if c in schema)]
     raw = ds.collect(columns)
     n_raw = raw.height
+    if cfg.session == "auto":
+        has_ids = S.SESSION in raw.columns and raw[S.SESSION].null_count() < n_raw
+        chosen = "column" if has_ids else AUTO_GAP
+        log.info(
+            "%s: sessions %s (session='auto')",
+            where,
+            "by the log's own session ids" if has_ids else f"cut by a {AUTO_GAP} inactivity gap",
+        )
+        cfg = dataclasses.replace(cfg, session=chosen)
+        dropped["session_auto"] = chosen
     if cfg.session == "column" and raw[S.USER].null_count() == n_raw:
         raw = raw.drop(S.USER)  # a log of sessions without users (YOOCHOOSE)
     kept = filter_events(raw.lazy(), min_rating=cfg.min_rating, event_type=cfg.event_type)
@@ -369,6 +386,6 @@ def write_prepared(
 
 
 def _version() -> str:
-    from sessionrec import __version__
+    from sessionrec._version import __version__
 
     return __version__

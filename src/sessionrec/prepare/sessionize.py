@@ -89,16 +89,24 @@ def sessionize(
     if session == "column":
         _need_values(events, S.SESSION, source, "a session column for --session-column")
         return sessionize_by_column(events)
+    own_ids = S.SESSION in schema and not _all_null(events, S.SESSION)
+    hint = (
+        " (the log has its own session ids: --session-column / session='column' uses them)"
+        if own_ids
+        else ""
+    )
     if S.USER not in schema:
-        raise DataError(source, column=S.USER, expected="a user column", found="none")
-    _need_values(events, S.USER, source, "a user column to cut sessions by inactivity gap")
+        raise DataError(source, column=S.USER, expected="a user column" + hint, found="none")
+    _need_values(events, S.USER, source, "a user column to cut sessions by inactivity gap" + hint)
     return sessionize_by_gap(events, session)
 
 
-def _need_values(events: pl.DataFrame | pl.LazyFrame, col: str, source: str, what: str) -> None:
+def _all_null(events: pl.DataFrame | pl.LazyFrame, col: str) -> bool:
     if isinstance(events, pl.DataFrame):
-        nulls = col not in events.columns or events[col].null_count() == events.height
-    else:
-        nulls = events.select(pl.col(col).is_null().all()).collect().item()
-    if nulls:
+        return col not in events.columns or events[col].null_count() == events.height
+    return bool(events.select(pl.col(col).is_null().all()).collect().item())
+
+
+def _need_values(events: pl.DataFrame | pl.LazyFrame, col: str, source: str, what: str) -> None:
+    if _all_null(events, col):
         raise DataError(source, column=col, expected=what, found="no values")

@@ -22,6 +22,7 @@ from sessionrec.errors import DataError
 from sessionrec.prepare import PreparedData
 from sessionrec.rating.base import RatingModel
 from sessionrec.rating.data import Ratings
+from sessionrec.rating.metrics import rating_metrics
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,15 @@ def prepared_ratings(data: PreparedData, part: str) -> Ratings:
         item_ids=item_ids,
         scale=(float(r_all.min()), float(r_all.max())) if len(r_all) else (1.0, 5.0),
     )
+
+
+def evaluate_prepared(model: RatingModel, data: PreparedData, split: str) -> dict[str, Any]:
+    """RMSE, MAE and FCP of a rating model on the target ratings of ``split`` of ``data``
+    (what `sessionrec evaluate` reports for a rating model): ``{"ratings": n, "rmse", "mae",
+    "fcp"}``."""
+    part = prepared_ratings(data, split)
+    pred = model.predict_ids(part.user_ids[part.users], part.item_ids[part.items])
+    return {"ratings": len(part), **rating_metrics(part.users, part.ratings, pred)}
 
 
 def train_rating(

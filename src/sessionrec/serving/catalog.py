@@ -1,16 +1,16 @@
 """A served model: the loaded model, its item table, fast title lookup and search.
 
-Titles resolve exactly as ``sessionrec.recommend.resolve_items`` resolves them (id, exact
-title, title without its year, case-insensitive title), but from dictionaries built once, so a
-request costs a few lookups instead of a scan of the catalogue. On a miss the error comes from
-``resolve_items`` itself, so the message (closest titles) is the one ``recommend`` prints.
+Titles resolve by the one matcher every surface uses (``sessionrec._titles.TitleIndex``: id,
+exact title, title without its year, any case, articles moved, any words of the title), from
+dictionaries built once, so a request costs a few lookups instead of a scan of the catalogue.
+On a miss the error comes from ``resolve_items`` itself, so the message (closest titles) is the
+one ``recommend`` prints.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,13 +20,10 @@ import polars as pl
 import torch
 
 from sessionrec import _schema as S
-from sessionrec.recommend import ItemLookupError, _closest, _core, resolve_items
+from sessionrec._titles import TitleIndex, fold
+from sessionrec.recommend import ItemLookupError, resolve_items
 
-
-def fold(text: str) -> str:
-    """Lower-case, accents removed (``"Amélie"`` → ``"amelie"``): the search key of a title."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+__all__ = ["LookupFailed", "ServedModel", "fold"]
 
 
 class LookupFailed(Exception):
@@ -87,18 +84,7 @@ class ServedModel:
             else np.zeros(n, dtype=np.float64)
         )
         self.counts = counts
-        self._exact: dict[str, list[int]] = {}
-        self._no_year: dict[str, list[int]] = {}
-        self._lower: dict[str, list[int]] = {}
-        self._cores: dict[str, list[int]] = {}
-        for i, t in enumerate(self.titles):
-            if not t:
-                continue
-            self._exact.setdefault(t, []).append(i)
-            self._no_year.setdefault(t.rsplit(" (", 1)[0].strip().lower(), []).append(i)
-            self._lower.setdefault(t.lower(), []).append(i)
-            self._cores.setdefault(_core(t), []).append(i)
-        self._folded = [fold(t) if t else "" for t in self.titles]
+        self.titles_index = TitleIndex(self.titles, counts)
         self.item_dicts = [self.item_json(i) for i in range(n)]
         # Each item's JSON written once: a response is then joined from these strings
         # (``objects``: ``{...}``; ``fields``: the same without its braces, to splice rank and
@@ -150,31 +136,17 @@ class ServedModel:
             raise LookupFailed(str(exc), ambiguous=False, candidates=self.closest(key)) from None
 
     def _title_hits(self, key: str) -> list[int]:
-        """``recommend._title_matches`` from the dictionaries: exact, without the year,
-        any case, then articles moved either way."""
-        if key in self._exact:
-            return self._exact[key]
-        low = key.lower()
-        hits = self._no_year.get(low) or self._lower.get(low)
-        if hits:
-            return hits
-        core = _core(key)
-        return self._cores.get(core, []) if core else []
+        """The items a title names (``TitleIndex.matches``: the rules of every surface)."""
+        return self.titles_index.matches(key)
 
     def closest(self, key: str) -> list[str]:
         """The titles ``recommend`` names as closest to ``key``."""
-        return _closest(self.titles, key)
+        return self.titles_index.closest(key)
 
     def search(self, q: str, limit: int) -> list[int]:
         """Item indices whose title holds every word of ``q`` (case and accents ignored, words
         may be partial), titles starting with the query first, then by training popularity."""
-        words = fold(q).split()
-        if not words:
-            return []
-        joined = " ".join(words)
-        hits = [i for i, t in enumerate(self._folded) if t and all(w in t for w in words)]
-        hits.sort(key=lambda i: (not self._folded[i].startswith(joined), -self.counts[i], i))
-        return hits[:limit]
+        return self.titles_index.search(q, limit)
 
     def item_json(self, idx: int) -> dict[str, Any]:
         return {

@@ -210,7 +210,11 @@ def train(
     state["fit_on"] = fit_on
     state["fingerprint"] = fingerprint
     model.items = data.items
-    evaluate = _evaluator(valid_metric, exclude_seen) if valid_part is not None else None
+    evaluate = (
+        _evaluator(valid_metric, exclude_seen, progress and main)
+        if valid_part is not None
+        else None
+    )
     best_arrays = load_checkpoint(ckpt, model) if resume and main else None
     if distributed is not None:
         ranked: Any = model  # (a model that supports_distributed)
@@ -293,6 +297,7 @@ def train(
             "model": model_name,
             "fit_on": fit_on,
             "valid_metric": valid_metric,
+            "exclude_seen": exclude_seen,
             "patience": stop_after,
             "patience_asked": asked,
             "stopped_early": stopped_early,
@@ -439,7 +444,7 @@ def _resumed_config(cls: Any, state: dict[str, Any], given: dict[str, Any], wher
 
 
 def _evaluator(
-    valid_metric: str = "mrr@20", exclude_seen: bool = False
+    valid_metric: str = "mrr@20", exclude_seen: bool = False, progress: bool = False
 ) -> Callable[[SessionModel, SessionData], dict[str, float]] | None:
     """Recall@20, MRR@20 and ``valid_metric`` through ``sessionrec.evaluation.evaluate`` when
     it is installed."""
@@ -456,7 +461,7 @@ def _evaluator(
     cutoffs = tuple(sorted({20, int(k)})) if k.isdigit() else (20,)
 
     def run(model: SessionModel, data: SessionData) -> dict[str, float]:
-        res = evaluate(model, data, cutoffs=cutoffs, exclude_seen=exclude_seen)
+        res = evaluate(model, data, cutoffs=cutoffs, exclude_seen=exclude_seen, progress=progress)
         return {k: float(v) for k, v in res.metrics.items() if k in keep}
 
     return run

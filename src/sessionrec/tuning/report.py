@@ -14,6 +14,7 @@ from typing import Any
 
 from sessionrec._io import atomic_path, write_json
 from sessionrec._report import Block, Heading, Image, Para, Table, blocks_html, blocks_markdown
+from sessionrec.evaluation.evaluator import seen_phrase
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +72,7 @@ def tune_blocks(result: dict[str, Any], summary: dict[str, Any]) -> list[Block]:
             Heading("Test (refit on train+valid; chosen on valid only)"),
             Para(
                 f"{test['predictions']:,} predictions, ties {test['protocol'].get('ties')}, "
-                f"{'excluding' if test['protocol'].get('exclude_seen') else 'including'} the "
-                f"session's items; {test['interval']}."
+                f"{seen_phrase(test['protocol'])}; {test['interval']}."
             ),
             Table(
                 ["metric", "test", "95 % interval"],

@@ -70,6 +70,7 @@ def tune(
     final: bool = True,
     n_boot: int = 1000,
     on_trial: Callable[[dict[str, Any]], None] | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Search ``model_name``'s parameters on valid, refit the best on train+valid, score test.
 
@@ -94,6 +95,10 @@ def tune(
             for extra workers; one final run with ``trials=0`` then finishes).
         n_boot: bootstrap replicates of the test intervals.
         on_trial: called after each trial of this worker with its summary.
+        progress: progress bars inside each trial (epochs, the valid evaluation) on stderr.
+
+    A new study's first trial is the model's defaults (the space's fixed values aside), so
+    the configuration the search chooses is never worse on valid than the defaults.
 
     Returns:
         The content of ``out_dir/best.json`` (``final``), else the study summary.
@@ -144,6 +149,9 @@ def tune(
     }
     _check_study(st, asked, space, study_name)
     everyone = st.get_trials(deepcopy=False)
+    if not everyone and space.searched:
+        _enqueue_defaults(st, model_name, space)
+        everyone = st.get_trials(deepcopy=False)
     # A fresh sampler seed per start: a resumed worker must not replay its first suggestions,
     # and two workers must not suggest the same ones.
     digest = hashlib.sha256(f"{seed}:{worker}:{len(everyone)}".encode()).digest()
@@ -158,7 +166,7 @@ def tune(
     def objective(trial: Any) -> float:
         return _run_trial(
             trial, optuna, model_name, search, space, out, worker, metric,
-            exclude_seen, seed, device, pruning,
+            exclude_seen, seed, device, pruning, progress,
         )  # fmt: skip
 
     def after(study_: Any, frozen: Any) -> None:
@@ -172,6 +180,7 @@ def tune(
                     "epochs": len(frozen.user_attrs.get("history", [])),
                     "seconds": frozen.user_attrs.get("fit_seconds"),
                     "params": frozen.user_attrs.get("params", {}),
+                    "defaults": bool(frozen.user_attrs.get("defaults")),
                     "best_number": None if best is None else best.number,
                     "best_value": None if best is None else best.value,
                 }
@@ -340,6 +349,7 @@ def _run_trial(
     seed: int,
     device: str,
     pruning: bool,
+    progress: bool = False,
 ) -> float:
     """Fit on train, score valid after each epoch (pruning), return the best epoch's value."""
     from sessionrec.training import train
@@ -365,7 +375,8 @@ def _run_trial(
     try:
         train(
             model_name, data, work, params=params, fit_on="train", seed=seed, device=device,
-            valid_metric=metric, exclude_seen=exclude_seen, progress=False, after_epoch=on_epoch,
+            valid_metric=metric, exclude_seen=exclude_seen, progress=progress,
+            after_epoch=on_epoch,
         )  # fmt: skip
         epochs_reported = bool(history)
         if not history:  # fitted once, without epochs: the runner's one record
@@ -384,6 +395,37 @@ def _run_trial(
     if not math.isfinite(value):
         raise DataError(data.path, expected=f"a finite {key}", found=repr(value))
     return float(value)
+
+
+def _enqueue_defaults(st: Any, model_name: str, space: Space) -> None:
+    """Queue the model's defaults as the study's first trial (``skip_if_exists``: workers
+    that start together queue it once). A searched parameter whose default lies outside its
+    range still runs at its default (Optuna warns and keeps it); a categorical one whose
+    default is not among its choices is left to the sampler, and the trial says so."""
+    import dataclasses
+
+    from sessionrec import registry
+
+    cfg = registry.spec(model_name).config_class()
+    defaults = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
+    params: dict[str, Any] = {}
+    left: list[str] = []
+    for p in space.params:
+        if p.kind == "fixed" or p.name not in defaults:
+            continue
+        value = defaults[p.name]
+        if isinstance(value, tuple) and len(value) == 1:
+            value = value[0]  # a one-entry tuple (gru4rec's layers): the space's number
+        numeric = isinstance(value, int | float) and not isinstance(value, bool)
+        if (p.kind == "choice" and value not in list(p.choices)) or (
+            p.kind in ("int", "float") and not numeric
+        ):
+            left.append(p.name)
+            continue
+        params[p.name] = value
+    attrs = {"defaults": True, "defaults_not_in_space": left}
+    st.enqueue_trial(params, user_attrs=attrs, skip_if_exists=True)
+    log.info("study %s: trial 0 is %s's defaults %s", st.study_name, model_name, params)
 
 
 def _jsonable(obj: Any) -> Any:
@@ -416,6 +458,7 @@ def study_summary(
                     else None
                 ),
                 "params": t.user_attrs.get("params", dict(t.params)),
+                "defaults": bool(t.user_attrs.get("defaults")),
                 "best_epoch": t.user_attrs.get("best_epoch"),
                 "epochs": len(t.user_attrs.get("history", [])),
                 "fit_seconds": t.user_attrs.get("fit_seconds"),
