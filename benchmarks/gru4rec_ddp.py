@@ -207,7 +207,7 @@ def main() -> None:
         print(json.dumps(row), flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"args": vars(args), "cpu_count": os.cpu_count(),
+        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "cpu_count": os.cpu_count(),
                                          "runs": runs, "summary": summary}, indent=1))  # fmt: skip
 
 
