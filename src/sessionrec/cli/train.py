@@ -117,8 +117,8 @@ def train(
     processes, each on its shard of the data (gloo on CPU, NCCL on CUDA); rank 0 writes."""
     from sessionrec import registry
     from sessionrec.prepare import PreparedData
-    from sessionrec.training import train as run
-    from sessionrec.training.runner import parse_patience
+    from sessionrec.runner import parse_patience
+    from sessionrec.runner import train as run
 
     if threads is not None:
         if threads < 1:

@@ -13,7 +13,7 @@ of finished epochs). The trainer owns the rest, once for every model:
   the model's ``after_epoch`` (rating models add ``valid_rmse``), then handed to the
   ``callback``, which may stop training by returning True.
 
-The callback `sessionrec train` (``sessionrec.training.runner``) hands to ``fit`` is an
+The callback `sessionrec train` (``sessionrec.runner``) hands to ``fit`` is an
 ``EpochMonitor``, also here: it refuses a non-finite epoch, adds the valid metrics, keeps the
 history (``history.jsonl``), stops early with patience and restores the best epoch, and
 checkpoints every epoch (``write_checkpoint``; ``load_checkpoint`` continues a run). It serves
@@ -315,7 +315,7 @@ def write_checkpoint(
 
 def read_progress(path: Path) -> dict[str, Any]:
     """A checkpoint's progress.json, checked: a damaged one is a DataError naming it."""
-    from sessionrec.models.base import one_line
+    from sessionrec.errors import one_line
 
     try:
         state = json.loads(path.read_bytes())
@@ -337,7 +337,8 @@ def load_checkpoint(path: Path, model: Any) -> dict[str, torch.Tensor] | None:
     """Restore ``model``'s training state from the checkpoint folder ``path`` (its next
     ``fit`` continues after the last finished epoch); returns the best epoch's arrays, if
     kept. Arrays that do not fit the model are a ``DataError`` naming the file."""
-    from sessionrec.models.base import load_weights, one_line
+    from sessionrec._io import load_weights
+    from sessionrec.errors import one_line
 
     try:
         model.load_training_state(

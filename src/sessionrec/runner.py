@@ -282,6 +282,7 @@ def train(
             return model
     stopped_early = stop_after is not None and state["bad"] >= stop_after
     warnings = _still_improving(state["history"], metric_key, model, stopped_early)
+    warnings += list(getattr(model, "fit_warnings", []))
     for w in warnings:  # quiet in runs without progress output (tune's trials, sweeps)
         log.log(logging.WARNING if progress else logging.INFO, "%s: %s", out, w)
     model.save(out)
