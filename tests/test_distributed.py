@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from _helpers import run_cli
 from safetensors.torch import load_file
 
 import sessionrec as sr
@@ -221,6 +222,20 @@ def test_models_without_distributed_training_are_refused(data: sr.PreparedData,
         sr.train("itemknn", data, tmp_path / "m", distributed=fake, progress=False)
     with pytest.raises(ConfigError, match="rows must be"):
         Distributed(rank=0, world_size=2, device=torch.device("cpu"), rows="sparse")
+
+
+def test_dist_rows_outside_torchrun_is_refused(
+    data: sr.PreparedData, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
+    base = ["train", str(data.path), "--model", "sasrec", "--out", str(tmp_path / "m")]
+    code, _, err = run_cli([*base, "--dist-rows", "dense"], capsys)
+    assert code == 2 and "applies to a run started by torchrun" in err
+    code, _, err = run_cli([*base, "--dist-rows", "sparse"], capsys)
+    assert code == 2 and "--dist-rows must be one of gather, dense" in err
+    assert not (tmp_path / "m").exists()
 
 
 def test_shards_hold_every_session_once(data: sr.PreparedData) -> None:

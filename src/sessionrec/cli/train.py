@@ -189,9 +189,15 @@ def _join_torchrun(device: str, rows: str) -> Any:
     ``LOCAL_RANK``, ``MASTER_ADDR``/``PORT``), or None when not started by torchrun."""
     import os
 
+    from sessionrec.training.distributed import ROWS, init_distributed
+
+    if rows not in ROWS:
+        raise ConfigError(f"--dist-rows must be one of {', '.join(ROWS)}, not {rows!r}")
     if "TORCHELASTIC_RUN_ID" not in os.environ and "WORLD_SIZE" not in os.environ:
+        if rows != ROWS[0]:
+            raise ConfigError("--dist-rows applies to a run started by torchrun, and this one "
+                              "was not")  # fmt: skip
         return None
-    from sessionrec.training.distributed import init_distributed
 
     return init_distributed(device, local_rank=int(os.environ.get("LOCAL_RANK", "0")), rows=rows)
 
