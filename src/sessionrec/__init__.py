@@ -27,7 +27,7 @@ _LAZY = {
     "SessionData": "sessionrec.prepare",
     "evaluate": "sessionrec.evaluation",
     "EvalResult": "sessionrec.evaluation",
-    "train": "sessionrec.training",
+    "train": "sessionrec.runner",
     "sweep": "sessionrec.experiments",
     "tune": "sessionrec.tuning",
     "load_model": "sessionrec.models",
@@ -70,8 +70,8 @@ if TYPE_CHECKING:
     from sessionrec.experiments import sweep
     from sessionrec.models import load_model
     from sessionrec.prepare import PrepareConfig, PreparedData, SessionData
+    from sessionrec.runner import train
     from sessionrec.serving import serve
-    from sessionrec.training import train
     from sessionrec.tuning import tune
 
 

@@ -476,7 +476,7 @@ def _run_trial(
     progress: bool = False,
 ) -> float:
     """Fit on train, score valid after each epoch (pruning), return the best epoch's value."""
-    from sessionrec.training import train
+    from sessionrec.runner import train
 
     trial.set_user_attr("worker", worker)
     params = space.suggest(trial)
@@ -630,7 +630,7 @@ def _final(
     from sessionrec.evaluation import bootstrap_interval, evaluate
     from sessionrec.models import model_class
     from sessionrec.models.base import SessionModel
-    from sessionrec.training import train
+    from sessionrec.runner import train
 
     best = _best(st, optuna)
     if best is None:
