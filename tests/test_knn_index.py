@@ -179,7 +179,29 @@ def test_auto_samples_the_most_recent_on_a_log_with_a_very_popular_item(monkeypa
     monkeypatch.setattr(sknn, "AUTO_EXACT_LIST", 2)  # TRAIN's popular items are in > 2 sessions
     model = create("vsknn").fit(session_data(TRAIN, N_ITEMS))
     assert model.sample_m == DEFAULT_SAMPLE_SIZE
+    assert "sample_size auto" in model.fit_warnings[0]  # sampling is said, not hidden
     monkeypatch.undo()
     assert sknn.effective_sample_size("auto", 10**6, 10**5) == DEFAULT_SAMPLE_SIZE
     assert sknn.effective_sample_size("auto", 1_000, 800) == 1_000
     assert sknn.effective_sample_size(7, 1_000, 800) == 7
+
+
+def test_a_sampled_auto_is_a_recorded_warning_of_the_run(tmp_path, monkeypatch) -> None:
+    import json
+
+    from conftest import write_log
+
+    import sessionrec as sr
+    from sessionrec.models import sknn
+
+    rows = [(u, (u * 3 + j) % 7 + 1, 1000 * u + 60 * j) for u in range(40) for j in range(4)]
+    data = sr.prepare(write_log(tmp_path / "log.csv", rows), tmp_path / "p", session="user",
+                      split="random", min_item_support=1)  # fmt: skip
+    sr.train("vsknn", data, tmp_path / "exact", progress=False)
+    done = json.loads((tmp_path / "exact" / "training.json").read_text())
+    assert not any("sample_size" in w for w in done["warnings"])
+    monkeypatch.setattr(sknn, "AUTO_EXACT_LIST", 2)
+    monkeypatch.setattr(sknn, "DEFAULT_SAMPLE_SIZE", 3)  # fewer than the sessions: sampled
+    sr.train("vsknn", data, tmp_path / "sampled", progress=False)
+    done = json.loads((tmp_path / "sampled" / "training.json").read_text())
+    assert any("sample_size auto" in w for w in done["warnings"])

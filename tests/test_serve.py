@@ -169,8 +169,10 @@ def test_max_session_events_keeps_the_latest(folders: dict[str, Path], tmp_path:
         items = ["Toy Story", "GoldenEye", "Four Rooms", "Get Shorty", "Copycat"]
         for item in items:
             r = post(c, "cap", item, model="gru", k=5)
-        assert r.json()["events"] == 3
-        got = c.get("/v1/sessions/cap").json()["items"]
+        assert r.json()["events"] == 5 and r.json()["kept"] == 3  # received, kept
+        session = c.get("/v1/sessions/cap").json()
+        assert session["events"] == 5 and session["kept"] == 3
+        got = session["items"]
         assert [x["item_id"] for x in got] == [102, 103, 104]
         want = load_model(folders["gru"]).recommend([102, 103, 104], 5, exclude_seen=False)
         assert [x["item_id"] for x in r.json()["recommendations"]] == want["item_id"].to_list()

@@ -1,4 +1,4 @@
-"""Events answered together (``Engine.add_events``, the app's ``_Batcher``) get the answers
+"""Events answered together (``Engine.add_events``, ``serving.batcher.Batcher``) get the answers
 they get one by one: same lists, same session order, errors kept to their own event."""
 
 from __future__ import annotations
@@ -229,10 +229,11 @@ def test_sessions_rebuilt_together_equal_one_by_one(folders: list[str], tmp_path
 def test_a_loop_that_stopped_leaves_no_event_waiting(folders: list[str]) -> None:
     """Events submitted in a loop that stopped before answering them (a test client's, a
     server shutting down) do not keep the events of another loop waiting."""
-    from sessionrec.serving.app import Metrics, _Batcher
+    from sessionrec.serving.batcher import Batcher
+    from sessionrec.serving.metrics import Metrics
 
     engine = Engine(folders[:1], open_store("memory", 1800, 200))
-    batcher = _Batcher(engine, Metrics(engine))
+    batcher = Batcher(engine, Metrics(engine))
     gru = engine.model(None)
     dead = asyncio.new_event_loop()
 

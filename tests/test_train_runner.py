@@ -13,11 +13,11 @@ import torch
 from safetensors.torch import load_file
 
 import sessionrec as sr
+from sessionrec import runner
 from sessionrec.cli import main
 from sessionrec.cli.train import parse_params
 from sessionrec.errors import ConfigError
 from sessionrec.models import load_model
-from sessionrec.training import runner
 
 torch.set_num_threads(1)  # tiny tensors: threads only add synchronisation
 
@@ -257,7 +257,7 @@ def test_long_runs_print_about_twenty_epoch_lines(
     pytest.importorskip("implicit")
     import logging
 
-    with caplog.at_level(logging.INFO, logger="sessionrec.training.runner"):
+    with caplog.at_level(logging.INFO, logger="sessionrec.runner"):
         sr.train("bpr", prepared, tmp_path / "b", params={"n_epochs": 60, "factors": 4},
                  fit_on="train+valid", progress=False)  # fmt: skip
     printed = [r.getMessage().split(",")[0] for r in caplog.records if "events/s" in r.getMessage()]

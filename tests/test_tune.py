@@ -202,7 +202,7 @@ def test_cli_tune_writes_best_and_the_report_and_resumes(
 def test_an_interrupted_search_resumes_to_the_count_asked(
     tiny: PreparedData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import sessionrec.training.runner as runner
+    import sessionrec.runner as runner
 
     real = runner.train
     calls = {"n": 0}
@@ -387,7 +387,7 @@ def test_the_storage_password_is_not_recorded() -> None:
 def test_a_diverged_trial_fails_alone(
     tiny: PreparedData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import sessionrec.training.runner as runner
+    import sessionrec.runner as runner
     from sessionrec.errors import TrainingDivergedError
 
     real = runner.train

@@ -112,6 +112,29 @@ def test_version_models_and_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0 and "--exclude-seen" in out and "<bool>" not in out
 
 
+@pytest.mark.parametrize(
+    ("verb", "default"),
+    [
+        (["evaluate"], "include"),
+        (["compare"], "include"),
+        (["sweep"], "include"),
+        (["tune"], "include"),
+        (["train"], "include"),
+        (["data", "ceiling"], "include"),
+        (["recommend"], "exclude"),
+    ],
+)
+def test_every_ranking_verb_takes_one_seen_flag_pair_with_a_stated_default(
+    verb: list[str], default: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One name everywhere: --exclude-seen / --include-seen, and the help says the default."""
+    code, out, _ = run_cli([*verb, "--help"], capsys)
+    flat = " ".join(out.split())
+    assert code == 0 and "--exclude-seen" in flat and "--include-seen" in flat
+    assert f"default: {default}" in flat
+    assert "--no-exclude-seen" not in flat and "--no-include-seen" not in flat
+
+
 # -- titles -------------------------------------------------------------------------------------
 ITEMS = pl.DataFrame(
     {

@@ -27,7 +27,7 @@ _LAZY = {
     "SessionData": "sessionrec.prepare",
     "evaluate": "sessionrec.evaluation",
     "EvalResult": "sessionrec.evaluation",
-    "train": "sessionrec.training",
+    "train": "sessionrec.runner",
     "sweep": "sessionrec.experiments",
     "experiment": "sessionrec.study",
     "tune": "sessionrec.tuning",
@@ -72,9 +72,9 @@ if TYPE_CHECKING:
     from sessionrec.experiments import sweep
     from sessionrec.models import load_model
     from sessionrec.prepare import PrepareConfig, PreparedData, SessionData
+    from sessionrec.runner import train
     from sessionrec.serving import serve
     from sessionrec.study import experiment
-    from sessionrec.training import train
     from sessionrec.tuning import tune
 
 

@@ -1,4 +1,4 @@
-"""Atomic writes and the output-folder rule.
+"""Atomic writes, the output-folder rule, and checked readers of the files a model folder holds.
 
 A crash never leaves a half-written file or directory that looks whole, and no verb deletes
 what it did not write. Every verb that writes a directory goes through ``output_dir`` (written
@@ -26,9 +26,13 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sessionrec.errors import DataError, OutputError
+from sessionrec.errors import DataError, OutputError, one_line
+
+if TYPE_CHECKING:  # both imported where used: importing this module loads neither
+    import polars as pl
+    import torch
 
 #: The file that says "sessionrec wrote this folder" (and which entries it wrote).
 MARKER = ".sessionrec.json"
@@ -380,3 +384,27 @@ def read_json_object(path: str | Path) -> dict[str, Any]:
 
 def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text())
+
+
+def load_weights(path: Path, device: str = "cpu") -> dict[str, torch.Tensor]:
+    """A safetensors file's arrays; a missing, truncated or foreign file is a ``DataError``."""
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise DataError(path, expected="the model's weights", found="no such file")
+    try:
+        return load_file(str(path), device=device)
+    except Exception as exc:  # safetensors raises its own SafetensorError (and OSError, ...)
+        raise DataError(path, expected="a safetensors file", found=one_line(exc)) from None
+
+
+def read_parquet(path: Path) -> pl.DataFrame:
+    """A Parquet file; a missing or damaged one is a ``DataError`` naming it."""
+    import polars as pl
+
+    if not path.is_file():
+        raise DataError(path, expected="a Parquet file", found="no such file")
+    try:
+        return pl.read_parquet(path, glob=False)
+    except Exception as exc:  # polars' ComputeError, OSError, ...
+        raise DataError(path, expected="a Parquet file", found=one_line(exc)) from None

@@ -50,7 +50,7 @@ def blocks_markdown(blocks: list[Block], figures: dict[str, bytes], images: str 
                 + " | ".join("---" if i < b.align_left else "---:" for i in range(len(b.headers)))
                 + " |"
             )
-            lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in b.rows]
+            lines += ["| " + " | ".join(md_cell(c) for c in r) + " |" for r in b.rows]
             lines.append("")
         elif isinstance(b, Image):
             if b.name not in figures:
@@ -58,6 +58,18 @@ def blocks_markdown(blocks: list[Block], figures: dict[str, bytes], images: str 
             src = f"{b.name}.png" if images == "files" else data_uri(figures[b.name])
             lines += [f"![{b.alt}]({src})", ""]
     return "\n".join(lines)
+
+
+_MD_SPECIAL = str.maketrans(
+    {"|": "\\|", "[": "\\[", "]": "\\]", "`": "\\`", "\\": "\\\\", "\r": " ", "\n": " "}
+)
+
+
+def md_cell(text: str) -> str:
+    """A table cell of data (a title) as Markdown that shows it as text, as ``blocks_html``
+    does: no raw HTML (``<`` ``>`` ``&`` as entities), no links or images (brackets
+    escaped), no code spans, one line, and ``|`` cannot end the cell."""
+    return html.escape(text, quote=False).translate(_MD_SPECIAL)
 
 
 _CSS = """

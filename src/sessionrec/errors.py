@@ -63,3 +63,10 @@ class TrainingDivergedError(SessionrecError):
             f"{model} diverged: {what} at {where}; nothing from this epoch is kept "
             "(try a lower learning rate, or gradient-friendlier settings)"
         )
+
+
+def one_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (what a user sees of a library's error)."""
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else type(exc).__name__
+    return first if len(first) <= limit else first[: limit - 1] + "…"

@@ -118,7 +118,7 @@ def sweep(
     from sessionrec import registry
     from sessionrec.evaluation import evaluate
     from sessionrec.models.base import SessionModel
-    from sessionrec.training import train
+    from sessionrec.runner import train
 
     if registry.is_rating(model_name):
         raise ConfigError(f"{model_name} is a rating model: sweep ranks next-item models")

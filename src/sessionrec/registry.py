@@ -198,8 +198,8 @@ def load_model(
 ) -> SessionModel | RatingModel:
     """Load a saved model folder of any registered model (of ``task`` when given).
 
-    A next-item model's ``trained_on`` holds what ``data_meta.json`` says of its training
-    data, or None for a model saved without it. A folder naming no registered model (or one
+    Every model's ``trained_on`` holds what ``data_meta.json`` says of its training data, or
+    None for a model saved without it (``Model.load_from``). A folder naming no registered model (or one
     of another task) is a ``DataError`` naming its config.json.
     """
     from sessionrec.models.base import read_model_config
@@ -213,12 +213,7 @@ def load_model(
                     RATING: "a rating model name"}[task]  # fmt: skip
         raise DataError(path / "config.json", column="model", expected=expected,
                         found=str(exc)) from None  # fmt: skip
-    model = s.load_class().load_from(path, device=device)
-    if s.task == NEXT_ITEM:
-        from sessionrec.prepare.data import read_trained_on
-
-        model.trained_on = read_trained_on(path)
-    return typing.cast("SessionModel | RatingModel", model)
+    return typing.cast("SessionModel | RatingModel", s.load_class().load_from(path, device=device))
 
 
 __all__ = [

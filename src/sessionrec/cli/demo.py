@@ -147,7 +147,7 @@ def compare(
 
     from sessionrec.evaluation import evaluate
     from sessionrec.models.base import SessionModel
-    from sessionrec.training import train
+    from sessionrec.runner import train
 
     _check_models(names)
     test = data.part("test")

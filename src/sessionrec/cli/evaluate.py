@@ -62,6 +62,14 @@ def evaluate(
             "(refused otherwise; recorded in the JSON)."
         ),
     ] = False,
+    max_session_events: Annotated[
+        int | None,
+        typer.Option(
+            help="Rank each prediction from the events `serve --max-session-events N` keeps "
+            "(its default is 200), so that the figures are those of the service for sessions "
+            "of any length; default: the whole prefix."
+        ),
+    ] = None,
 ) -> None:
     """Next-item accuracy of a model: every position, full ranking, ties stated."""
     import torch
@@ -111,6 +119,7 @@ def evaluate(
         popularity=data.item_popularity(),
         progress=True,
         allow_other_data=allow_other_data,
+        max_session_events=max_session_events,
     )
     res.protocol["popularity_source"] = "train counts"
     title = (
@@ -118,6 +127,11 @@ def evaluate(
         + (f" ({negatives} {negative_sampling} negatives)" if protocol == "sampled" else "")
         + f" · ties {ties} · {seen_phrase(res.protocol)}"
         + (f" · through the index {index} (top {index_depth})" if index is not None else "")
+        + (
+            f" · session window {max_session_events} (as served)"
+            if max_session_events is not None
+            else ""
+        )
     )
     intervals: dict[str, dict[str, float]] = {}
     if ci:

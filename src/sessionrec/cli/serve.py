@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -24,9 +25,23 @@ def parse_duration(text: str) -> float:
         raise ConfigError(
             f"--session-ttl: expected seconds or a duration like 30m, 2h; found {text!r}"
         ) from None
-    if value <= 0:
-        raise ConfigError(f"--session-ttl must be positive, found {text!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"--session-ttl must be a finite duration > 0, found {text!r}")
     return value
+
+
+def read_token(path: Path) -> str:
+    """The admin token in ``path``: its first line, without surrounding blanks."""
+    from sessionrec.errors import DataError
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(path, expected="a file holding the admin token", found=str(exc)) from None
+    token = (text.splitlines() or [""])[0].strip()
+    if not token:
+        raise DataError(path, expected="the admin token on its first line", found="an empty line")
+    return token
 
 
 @app.command()
@@ -60,7 +75,25 @@ def serve(
     ] = 200,
     admin_token: Annotated[
         str | None,
-        typer.Option(help="Token that enables POST /admin/reload (Authorization: Bearer ...)."),
+        typer.Option(
+            envvar="SESSIONREC_ADMIN_TOKEN",
+            show_envvar=True,
+            help="Token that enables POST /admin/reload (Authorization: Bearer ...). Prefer "
+            "the environment variable or --admin-token-file: a command line is visible to "
+            "every user of the machine (ps).",
+        ),
+    ] = None,
+    admin_token_file: Annotated[
+        Path | None,
+        typer.Option(help="A file holding the admin token (its first line)."),
+    ] = None,
+    allowed_hosts: Annotated[
+        str | None,
+        typer.Option(
+            help="Host headers answered, comma-separated (*.example.com allowed); others get "
+            "400, against DNS rebinding. Default: the bound address and localhost (any host "
+            "when bound to 0.0.0.0 or ::)."
+        ),
     ] = None,
     max_body: Annotated[int, typer.Option(help="Largest request body in bytes (413 above).")] = (
         64 * 1024
@@ -73,11 +106,12 @@ def serve(
 
     require_serve_extra()
     ttl = parse_duration(session_ttl)
-    for d in model_dirs:
-        if not (d / "config.json").exists():
-            from sessionrec.errors import DataError
-
-            raise DataError(d, expected="a model folder with config.json", found="none")
+    if admin_token_file is not None:
+        if admin_token is not None:
+            raise ConfigError(
+                "--admin-token-file and --admin-token (or SESSIONREC_ADMIN_TOKEN): give one"
+            )
+        admin_token = read_token(admin_token_file)
     config = ServeConfig(
         model_dirs=tuple(str(d) for d in model_dirs),
         host=host,
@@ -87,10 +121,20 @@ def serve(
         session_ttl=ttl,
         max_session_events=max_session_events,
         admin_token=admin_token,
+        allowed_hosts=(
+            None
+            if allowed_hosts is None
+            else tuple(h.strip() for h in allowed_hosts.split(",") if h.strip())
+        ),
         max_body=max_body,
         device=device,
         threads=threads,
     )
+    for d in model_dirs:
+        if not (d / "config.json").exists():
+            from sessionrec.errors import DataError
+
+            raise DataError(d, expected="a model folder with config.json", found="none")
     console.print(
         f"serving {', '.join(d.name for d in model_dirs)} on http://{host}:{port}/ "
         f"(API docs: /docs; sessions: {config.state_url}; Ctrl-C stops)",

@@ -95,6 +95,13 @@ def train(
             "(default: about 10 times per run; --patience counts these validations)."
         ),
     ] = None,
+    dist_rows: Annotated[
+        str,
+        typer.Option(
+            help="Under torchrun: how the item tables' row gradients travel between the "
+            "processes: gather (the touched rows) | dense (a catalogue-sized all-reduce)."
+        ),
+    ] = "gather",
     threads: Annotated[
         int | None,
         typer.Option(
@@ -105,11 +112,13 @@ def train(
 ) -> None:
     """Train a model on a prepared dataset; writes the model dir with history and curve.
 
-    `sessionrec models` lists the models with their parameters, types and defaults."""
+    `sessionrec models` lists the models with their parameters, types and defaults. Started
+    by torchrun (`torchrun --nproc-per-node N -m sessionrec train ...`) it trains as N
+    processes, each on its shard of the data (gloo on CPU, NCCL on CUDA); rank 0 writes."""
     from sessionrec import registry
     from sessionrec.prepare import PreparedData
-    from sessionrec.training import train as run
-    from sessionrec.training.runner import parse_patience
+    from sessionrec.runner import parse_patience
+    from sessionrec.runner import train as run
 
     if threads is not None:
         if threads < 1:
@@ -128,23 +137,33 @@ def train(
             )  # (sr.train refuses them too; said here in the CLI's own words)
         _train_rating(model, data, out, parse_params(param), fit_on, seed, device, overwrite)
         return
-    m = run(
-        model,
-        data,
-        out,
-        params=parse_params(param),
-        fit_on=fit_on,
-        seed=seed,
-        device=device,
-        valid_metric=valid_metric,
-        exclude_seen=exclude_seen,
-        patience=stop,
-        resume=resume,
-        progress=True,
-        overwrite=overwrite,
-        param_file=param_file,
-        valid_every=valid_every,
-    )
+    ddp = _join_torchrun(device, dist_rows)
+    try:
+        m = run(
+            model,
+            data,
+            out,
+            params=parse_params(param),
+            fit_on=fit_on,
+            seed=seed,
+            device=device,
+            valid_metric=valid_metric,
+            exclude_seen=exclude_seen,
+            patience=stop,
+            resume=resume,
+            progress=True,
+            overwrite=overwrite,
+            param_file=param_file,
+            valid_every=valid_every,
+            distributed=ddp,
+        )
+    finally:
+        if ddp is not None:
+            from sessionrec.training.distributed import shutdown_distributed
+
+            shutdown_distributed()
+    if ddp is not None and not ddp.is_main:
+        return  # rank 0 reports
     history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
     last = history[-1] if history else {}
     console.print(
@@ -163,6 +182,24 @@ def train(
         console.print(f"{stopped}kept the best epoch, {done['best_epoch']}", highlight=False)
     for w in done.get("warnings", []):
         err_console.print(f"warning: {w}", markup=False, highlight=False)
+
+
+def _join_torchrun(device: str, rows: str) -> Any:
+    """The process group torchrun started this process in (its ``WORLD_SIZE``, ``RANK``,
+    ``LOCAL_RANK``, ``MASTER_ADDR``/``PORT``), or None when not started by torchrun."""
+    import os
+
+    from sessionrec.training.distributed import ROWS, init_distributed
+
+    if rows not in ROWS:
+        raise ConfigError(f"--dist-rows must be one of {', '.join(ROWS)}, not {rows!r}")
+    if "TORCHELASTIC_RUN_ID" not in os.environ and "WORLD_SIZE" not in os.environ:
+        if rows != ROWS[0]:
+            raise ConfigError("--dist-rows applies to a run started by torchrun, and this one "
+                              "was not")  # fmt: skip
+        return None
+
+    return init_distributed(device, local_rank=int(os.environ.get("LOCAL_RANK", "0")), rows=rows)
 
 
 def _train_rating(

@@ -39,6 +39,25 @@ def check_file(path: Path) -> None:
         raise DataError(path, expected="a file", found="a directory")
     if path.stat().st_size == 0:
         raise DataError(path, expected="at least one row of data", found="an empty file")
+    if path.suffix.lower() == ".gz":
+        check_gzip(path)
+
+
+def check_gzip(path: Path) -> None:
+    """Read a gzip file through once, so that a truncated or corrupt stream is a one-line
+    ``DataError`` naming the file, not an error from deep inside the CSV reader."""
+    import gzip
+    import zlib
+
+    try:
+        with gzip.open(path, "rb") as f:
+            while f.read(1 << 20):
+                pass
+    except (OSError, EOFError, zlib.error) as exc:
+        found = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if isinstance(exc, EOFError):
+            found = "a truncated stream (" + found + ")"
+        raise DataError(path, expected="a complete gzip-compressed file", found=found) from None
 
 
 def read_delimited(

@@ -115,6 +115,7 @@ def evaluate(
     popularity: np.ndarray | None = None,
     progress: bool = False,
     allow_other_data: bool = False,
+    max_session_events: int | None = None,
 ) -> EvalResult:
     """Next-item accuracy of ``model`` on ``data`` through the streaming protocol.
 
@@ -140,6 +141,9 @@ def evaluate(
         allow_other_data: evaluate although ``model`` was trained on another PreparedData
             than the one ``data`` comes from (refused otherwise: the test sessions may have been
             in its training data). Recorded in ``protocol["data_check"]``.
+        max_session_events: rank each prediction from the events a service with this
+            ``--max-session-events`` keeps (``window.window_sessions``), so that served ranks
+            equal evaluated ones for sessions of any length; None: the whole prefix.
 
     Returns:
         An ``EvalResult``.
@@ -153,6 +157,12 @@ def evaluate(
             found=f"data with {data.n_items:,} items (another vocabulary?)",
         )
     data_check = _check_data(model, data, allow_other_data)
+    origin: np.ndarray | None = None
+    n_sessions = data.n_sessions
+    if max_session_events is not None:
+        from sessionrec.evaluation.window import window_sessions
+
+        data, origin = window_sessions(data, max_session_events)
     if protocol == "sampled" and negatives > data.n_items - 1:
         raise ConfigError(
             f"negatives {negatives} exceeds the {data.n_items - 1:,} items besides the target "
@@ -180,6 +190,8 @@ def evaluate(
         )
         ranks, positions, cov, pop = run.loop(batch_size, expected, progress)
         drawn = run.negatives_drawn
+    if origin is not None:  # back to the events of the data as given
+        positions = origin[positions]
     # An evaluator that stops early or skips a slot is the classic bug this guards against.
     if len(ranks) != expected:
         raise AssertionError(f"made {len(ranks)} predictions, expected {expected}")
@@ -204,7 +216,8 @@ def evaluate(
         "sampled": protocol == "sampled",
         "full_ranking": protocol != "sampled",
         "n_items": data.n_items,
-        "sessions": data.n_sessions,
+        "sessions": n_sessions,
+        "max_session_events": max_session_events,
         "popularity_source": pop_source,
         "model": getattr(model, "name", type(model).__name__),
         "batch_size": batch_size,

@@ -13,7 +13,7 @@ from typing import Any, cast
 import torch
 
 from sessionrec import registry
-from sessionrec.models.base import SessionModel
+from sessionrec.models.base import Model, SessionModel
 
 #: --model name → (module, class) of every next-item model (a view of ``registry.MODELS``).
 REGISTRY: dict[str, tuple[str, str]] = {
@@ -43,4 +43,4 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> SessionM
     return cast(SessionModel, registry.load_model(path, device, task=registry.NEXT_ITEM))
 
 
-__all__ = ["REGISTRY", "SessionModel", "create", "load_model", "model_class"]
+__all__ = ["REGISTRY", "Model", "SessionModel", "create", "load_model", "model_class"]

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Callable
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import torch
@@ -28,6 +28,7 @@ from torch import nn
 
 from sessionrec.models.base import EpochCallback, SessionModel
 from sessionrec.prepare.data import SessionData
+from sessionrec.training.distributed import Distributed, rank_seed
 from sessionrec.training.trainer import EpochSteps, fit_epochs
 
 
@@ -43,6 +44,9 @@ class WindowModel(SessionModel):
         #: Called as (examples done, examples per epoch, mean loss) during an epoch (the
         #: runner's progress bar).
         self.progress_hook: Callable[[int, int, float], None] | None = None
+        #: Set by the runner (or the caller) to train as one rank of a process group: the
+        #: rank trains on its share of each epoch's batches, gradients are combined.
+        self.distributed: Distributed | None = None
 
     @abstractmethod
     def _network(self) -> nn.Module:
@@ -71,6 +75,8 @@ class WindowModel(SessionModel):
             self.net, self._opt, self.epochs_done = self._build(), None, 0
         if self._opt is None:
             self._opt = self._make_optimizer(self.net)
+        if self.distributed is not None:  # every rank starts from rank 0's weights
+            self.distributed.broadcast_([*self.net.parameters(), *self.net.buffers()])
 
     # -- checkpoints (the runner's --resume) ---------------------------------------------------
     def training_state(self) -> dict[str, torch.Tensor]:
@@ -151,6 +157,9 @@ def training_windows(data: SessionData, length: int) -> tuple[np.ndarray, np.nda
 class NextItemWindowModel(WindowModel):
     """A ``WindowModel`` trained to predict the next item at every position of its windows."""
 
+    #: Trains as one rank of a process group (``distributed``; docs/distributed.md).
+    supports_distributed: ClassVar[bool] = True
+
     def __init__(self, config: Any = None, **kw: Any) -> None:
         super().__init__(config, **kw)
         #: (windows, labels) of the current fit: what every epoch reads.
@@ -184,11 +193,13 @@ class NextItemWindowModel(WindowModel):
             torch.from_numpy(windows).to(self.device),
             torch.from_numpy(labels).to(self.device),
         )
+        world = 1 if self.distributed is None else self.distributed.world_size
+        per_rank = -(-len(windows) // world)  # ⌈W / world⌉: the largest share
         try:
             fit_epochs(
                 self,
                 c.n_epochs,
-                n_steps=-(-len(windows) // c.batch_size),
+                n_steps=-(-per_rank // c.batch_size),
                 n_events=int((labels >= 0).sum()),
                 report_every=20,
                 first_report=20,
@@ -201,21 +212,34 @@ class NextItemWindowModel(WindowModel):
 
     def train_epoch(self, epoch: int, steps: EpochSteps) -> None:
         """One pass over the windows in a fresh order (seeded by seed and epoch, so that a
-        resumed run repeats an uninterrupted one); each step reports its mean loss."""
+        resumed run repeats an uninterrupted one); each step reports its mean loss.
+
+        Under ``distributed`` every rank draws the same order and takes every world_size-th
+        window of it, so the ranks' batches of a step together are the batch one process
+        would take at world_size × ``batch_size``; the gradients are combined as the mean
+        over all of them (``Distributed.average_gradients``)."""
         c = self.config
         net, opt = self.net, self._opt
         assert net is not None and opt is not None and self._windows is not None
         windows, labels = self._windows
+        ddp = self.distributed
         gen = torch.Generator().manual_seed((c.seed * 1_000_003 + epoch) % 2**63)
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed((c.seed * 7_919 + epoch) % 2**63)  # dropout's draws
+            torch.manual_seed(rank_seed((c.seed * 7_919 + epoch) % 2**63, ddp))  # dropout
             net.train()
             order = torch.randperm(len(windows), generator=gen).to(self.device)
-            for a in range(0, len(order), c.batch_size):
-                rows = order[a : a + c.batch_size]
-                y = labels[rows]
-                loss, n = self._loss(windows[rows], y)
-                steps.done(loss.detach(), value=loss.detach() * n, weight=n)
+            if ddp is not None:
+                order = order[ddp.rank :: ddp.world_size]
+            for s in range(steps.n_steps if ddp is not None else -(-len(order) // c.batch_size)):
+                rows = order[s * c.batch_size : (s + 1) * c.batch_size]
                 opt.zero_grad()
-                loss.backward()
+                if len(rows):
+                    y = labels[rows]
+                    loss, n = self._loss(windows[rows], y)
+                    steps.done(loss.detach(), value=loss.detach() * n, weight=n)
+                    loss.backward()
+                else:  # this rank's share ran out a step before the others'
+                    n = 0
+                if ddp is not None:
+                    ddp.average_gradients(net.parameters(), n)
                 opt.step()

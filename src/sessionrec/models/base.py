@@ -21,10 +21,10 @@ from typing import Any, ClassVar, Self, TypeVar
 import polars as pl
 import torch
 
-from sessionrec._io import atomic_path, read_json_object, write_json
-from sessionrec.errors import ConfigError, DataError, SessionrecError, UnknownNameError
+from sessionrec._io import atomic_path, load_weights, read_json_object, read_parquet, write_json
+from sessionrec.errors import ConfigError, DataError, SessionrecError, UnknownNameError, one_line
 from sessionrec.models._answer import check_k, resolve_items, top_k_frame
-from sessionrec.prepare.data import SessionData
+from sessionrec.prepare.data import SessionData, read_trained_on
 
 FORMAT = "sessionrec.model/1"
 C = TypeVar("C")
@@ -214,8 +214,152 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(device)
 
 
-class SessionModel(ABC):
-    """Base class of every model.
+class Model(ABC):
+    """The base of every model, next-item and rating: its config and device, its item table,
+    what it was trained on, and the model folder it is saved to and loaded from.
+
+    A model folder is ``config.json`` (``format``, ``model``, the task's own keys, ``config``),
+    ``weights.safetensors`` (``state_arrays``) and Parquet tables (``folder_tables``). One
+    ``save`` writes it and one ``load_from`` reads and checks it for every model; a task says
+    only what its own keys, arrays and tables are and how one cheap probe checks that they fit
+    (``check_loaded``). ``recommend`` is the one entry to a top-k list with titles: the task
+    decides what is asked (a session, a user) and what ranks the items (``_recommend``).
+    """
+
+    name: ClassVar[str]
+    Config: ClassVar[type]
+    #: Tasks the model supports: "next-item", "top-n" (for a user), "rating".
+    tasks: ClassVar[frozenset[str]] = frozenset()
+    #: The ``format`` tag of the folder's config.json.
+    FORMAT: ClassVar[str] = FORMAT
+
+    def __init__(self, config: Any = None, *, device: str | torch.device = "cpu") -> None:
+        self.config = config if config is not None else self.Config()
+        self.device = resolve_device(device)
+        self.items: pl.DataFrame | None = None  # item ids + titles, set by training
+        #: The data it was trained on (path, fit_on, fingerprint): set by training, and read
+        #: back from the folder's data_meta.json by ``load_from``.
+        self.trained_on: dict[str, Any] | None = None
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any] | None = None, **kw: Any) -> Self:
+        return cls(make_config(cls.Config, params), **kw)
+
+    # -- the model folder -------------------------------------------------------------------
+    @abstractmethod
+    def state_arrays(self) -> dict[str, torch.Tensor]:
+        """The learned arrays to persist (tensors, saved with safetensors)."""
+
+    @abstractmethod
+    def load_state_arrays(self, arrays: dict[str, torch.Tensor]) -> None:
+        """Restore what ``state_arrays`` returned."""
+
+    @abstractmethod
+    def folder_record(self) -> dict[str, Any]:
+        """The task's own keys of config.json, beside ``format``, ``model`` and ``config``."""
+
+    @abstractmethod
+    def read_folder_record(self, record: dict[str, Any], path: Path) -> None:
+        """Restore what ``folder_record`` wrote from config.json's ``record`` (a bad value is a
+        ``DataError`` naming ``path / "config.json"``)."""
+
+    @abstractmethod
+    def folder_tables(self) -> dict[str, pl.DataFrame]:
+        """The folder's Parquet tables: file name → table."""
+
+    @abstractmethod
+    def read_folder_tables(self, path: Path) -> None:
+        """Restore what ``folder_tables`` wrote (a damaged file is a ``DataError`` naming it)."""
+
+    @abstractmethod
+    def check_loaded(self, record: dict[str, Any]) -> None:
+        """One cheap probe after loading: raise (ValueError, RuntimeError, ...) when the arrays
+        do not fit config.json's ``record``."""
+
+    def folder_summary(self, record: dict[str, Any]) -> str:
+        """What config.json says the arrays must fit, in a few words (for errors)."""
+        return self.name
+
+    @property
+    def weights_device(self) -> str:
+        """Where ``load_from`` puts the arrays it reads."""
+        return str(self.device)
+
+    def save(self, path: str | Path) -> Path:
+        """Write weights.safetensors, the tables and config.json into ``path``, each file
+        atomically."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        arrays = {k: v.detach().contiguous().cpu() for k, v in self.state_arrays().items()}
+        with atomic_path(path / "weights.safetensors") as tmp:
+            save_file(arrays, str(tmp))
+        for file, table in self.folder_tables().items():
+            with atomic_path(path / file) as tmp:
+                table.write_parquet(tmp)
+        write_json(
+            path / "config.json",
+            {
+                "format": self.FORMAT,
+                "model": self.name,
+                **self.folder_record(),
+                "config": dataclasses.asdict(self.config),
+            },
+        )
+        return path
+
+    @classmethod
+    def load_from(cls, path: str | Path, device: str | torch.device = "cpu") -> Self:
+        """Load a model folder; a damaged file ends in a ``DataError`` naming it. The model's
+        ``trained_on`` holds what the folder's data_meta.json says of its training data, or
+        None for a folder saved without it (``model.save``)."""
+        path = Path(path)
+        cfg = read_model_config(path)
+        try:
+            config: Any = make_config(cls.Config, cfg["config"], warn=False)
+        except ConfigError as exc:
+            raise DataError(
+                path / "config.json", expected=f"valid {cls.name} parameters", found=str(exc)
+            ) from None
+        model = cls(config, device=device)
+        model.read_folder_record(cfg, path)
+        model.read_folder_tables(path)
+        arrays = load_weights(path / "weights.safetensors", device=model.weights_device)
+        try:
+            model.load_state_arrays(arrays)
+            model.check_loaded(cfg)
+        except (RuntimeError, KeyError, ValueError, IndexError, TypeError, AttributeError) as exc:
+            raise DataError(
+                path / "weights.safetensors",
+                expected=f"arrays that fit config.json ({model.folder_summary(cfg)})",
+                found=one_line(exc),
+            ) from None
+        model.trained_on = read_trained_on(path)
+        return model
+
+    # -- recommending -----------------------------------------------------------------------
+    def recommend(
+        self, query: Any, /, k: int = 10, *, exclude_seen: bool = True, index: Any = None
+    ) -> pl.DataFrame:
+        """The top-``k`` items for ``query``, best first, with titles where known.
+
+        What ``query`` is and what ranks the items is the task's: a session of item ids or
+        titles for a next-item model (``SessionModel.recommend``), a user id for a rating
+        model (``RatingModel.recommend``). ``exclude_seen`` leaves out the items the query
+        already holds (the session's, the user's rated ones); ``index`` (``sessionrec.ann``)
+        searches the model's item vectors instead of scoring every item, where the task can.
+        """
+        check_k(k)
+        return self._recommend(query, k, exclude_seen=exclude_seen, index=index)
+
+    @abstractmethod
+    def _recommend(self, query: Any, k: int, *, exclude_seen: bool, index: Any) -> pl.DataFrame:
+        """``recommend`` after ``k`` was checked."""
+
+
+class SessionModel(Model):
+    """Base class of every next-item model (the ``Model`` of a session).
 
     Subclasses set ``name`` and ``Config`` (a frozen dataclass), implement ``fit``, the streaming
     methods and ``state_arrays`` / ``load_state_arrays`` (what save/load persist).
@@ -226,7 +370,6 @@ class SessionModel(ABC):
 
     name: ClassVar[str]
     Config: ClassVar[type]
-    #: Tasks the model supports: "next-item", "top-n" (for a user), "rating".
     tasks: ClassVar[frozenset[str]] = frozenset({"next-item"})
     #: False for models that by design cannot learn which item follows which (pop, spop):
     #: the shared contract tests (tests/test_model_contract.py) then skip the planted cyclic
@@ -235,16 +378,8 @@ class SessionModel(ABC):
     learns_order: ClassVar[bool] = True
 
     def __init__(self, config: Any = None, *, device: str | torch.device = "cpu") -> None:
-        self.config = config if config is not None else self.Config()
-        self.device = resolve_device(device)
+        super().__init__(config, device=device)
         self.n_items = 0
-        self.items: pl.DataFrame | None = None  # item_idx ↔ item_id + titles, set by training
-        #: The data it was trained on (path, fit_on, fingerprint), set by training and loading.
-        self.trained_on: dict[str, Any] | None = None
-
-    @classmethod
-    def from_params(cls, params: dict[str, Any] | None = None, **kw: Any) -> Self:
-        return cls(make_config(cls.Config, params), **kw)
 
     # -- training ---------------------------------------------------------------------------
     @abstractmethod
@@ -332,76 +467,39 @@ class SessionModel(ABC):
             return [state[r : r + 1].clone() for r in range(n)]
         return [tuple(t[r : r + 1].clone() for t in state) for r in range(n)]
 
-    # -- persistence ------------------------------------------------------------------------
-    @abstractmethod
-    def state_arrays(self) -> dict[str, torch.Tensor]:
-        """The learned arrays to persist (tensors, saved with safetensors)."""
+    # -- the model folder: n_items in config.json, items.parquet beside the weights ------
+    def folder_record(self) -> dict[str, Any]:
+        return {"n_items": self.n_items}
 
-    @abstractmethod
-    def load_state_arrays(self, arrays: dict[str, torch.Tensor]) -> None:
-        """Restore what ``state_arrays`` returned."""
-
-    def save(self, path: str | Path) -> Path:
-        """Write config.json, weights.safetensors and items.parquet into ``path``."""
-        from safetensors.torch import save_file
-
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        arrays = {k: v.detach().contiguous().cpu() for k, v in self.state_arrays().items()}
-        with atomic_path(path / "weights.safetensors") as tmp:
-            save_file(arrays, str(tmp))
-        if self.items is not None:
-            with atomic_path(path / "items.parquet") as tmp:
-                self.items.write_parquet(tmp)
-        write_json(
-            path / "config.json",
-            {
-                "format": FORMAT,
-                "model": self.name,
-                "n_items": self.n_items,
-                "config": dataclasses.asdict(self.config),
-            },
-        )
-        return path
-
-    @classmethod
-    def load_from(cls, path: str | Path, device: str | torch.device = "cpu") -> Self:
-        """Load a model directory; a damaged file ends in a ``DataError`` naming it."""
-        path = Path(path)
-        cfg = read_model_config(path)
-        n_items = cfg.get("n_items")
+    def read_folder_record(self, record: dict[str, Any], path: Path) -> None:
+        n_items = record.get("n_items")
         if not isinstance(n_items, int) or isinstance(n_items, bool) or n_items < 0:
             raise DataError(path / "config.json", column="n_items",
                             expected="a non-negative integer", found=repr(n_items))  # fmt: skip
-        try:
-            config: Any = make_config(cls.Config, cfg["config"], warn=False)
-        except ConfigError as exc:
-            raise DataError(
-                path / "config.json", expected=f"valid {cls.name} parameters", found=str(exc)
-            ) from None
-        model = cls(config, device=device)
-        model.n_items = n_items
-        arrays = load_weights(path / "weights.safetensors", device=str(model.device))
-        try:
-            model.load_state_arrays(arrays)
-            if model.n_items != n_items:
-                raise ValueError(f"arrays over {model.n_items:,} items, config.json {n_items:,}")
-            if n_items:  # one step and one score: shapes that disagree fail here, not later
-                scores = model.score_sessions([[0]])
-                if tuple(scores.shape) != (1, n_items):
-                    raise ValueError(f"scores of shape {tuple(scores.shape)}")
-        except (RuntimeError, KeyError, ValueError, IndexError, TypeError, AttributeError) as exc:
-            raise DataError(
-                path / "weights.safetensors",
-                expected=f"arrays that fit config.json ({cls.name}, {n_items:,} items)",
-                found=one_line(exc),
-            ) from None
+        self.n_items = n_items
+
+    def folder_tables(self) -> dict[str, pl.DataFrame]:
+        return {} if self.items is None else {"items.parquet": self.items}
+
+    def read_folder_tables(self, path: Path) -> None:
         if (path / "items.parquet").exists():
-            model.items = read_parquet(path / "items.parquet")
-            if model.items.height != n_items:
-                raise DataError(path / "items.parquet", expected=f"{n_items:,} items (config.json)",
-                                found=f"{model.items.height:,} rows")  # fmt: skip
-        return model
+            self.items = read_parquet(path / "items.parquet")
+            if self.items.height != self.n_items:
+                raise DataError(path / "items.parquet",
+                                expected=f"{self.n_items:,} items (config.json)",
+                                found=f"{self.items.height:,} rows")  # fmt: skip
+
+    def check_loaded(self, record: dict[str, Any]) -> None:
+        n_items = record["n_items"]
+        if self.n_items != n_items:
+            raise ValueError(f"arrays over {self.n_items:,} items, config.json {n_items:,}")
+        if n_items:  # one step and one score: shapes that disagree fail here, not later
+            scores = self.score_sessions([[0]])
+            if tuple(scores.shape) != (1, n_items):
+                raise ValueError(f"scores of shape {tuple(scores.shape)}")
+
+    def folder_summary(self, record: dict[str, Any]) -> str:
+        return f"{self.name}, {record['n_items']:,} items"
 
     # -- convenience ------------------------------------------------------------------------
     @torch.no_grad()
@@ -446,7 +544,10 @@ class SessionModel(ABC):
         instead of scoring every item (``ItemIndex.session_scores``). Returns columns rank,
         item_id, title, year, genres (where known), score and item_idx.
         """
-        check_k(k)
+        return super().recommend(session, k, exclude_seen=exclude_seen, index=index)
+
+    def _recommend(self, query: Any, k: int, *, exclude_seen: bool, index: Any) -> pl.DataFrame:
+        session: Sequence[int | str] = query
         if self.items is None:
             raise SessionrecError("the model has no item table; train it through sessionrec.train")
         idx = resolve_items(self.items, session)
@@ -487,13 +588,6 @@ def _top_cleaned(s: torch.Tensor, k: int) -> tuple[list[int], list[float]]:
     return top.indices.cpu().tolist(), top.values.cpu().tolist()
 
 
-def one_line(exc: BaseException, limit: int = 200) -> str:
-    """The first line of an exception's message (what a user sees of a library's error)."""
-    text = str(exc).strip().splitlines()
-    first = text[0] if text else type(exc).__name__
-    return first if len(first) <= limit else first[: limit - 1] + "…"
-
-
 def read_model_config(path: str | Path) -> dict[str, Any]:
     """``config.json`` of a model directory, checked: a JSON object naming its ``model`` and
     holding its ``config``; anything else is a ``DataError`` naming the file."""
@@ -506,6 +600,9 @@ def read_model_config(path: str | Path) -> dict[str, Any]:
             found="no config.json" if path.is_dir() else "no such directory",
         )
     cfg = read_json_object(cfg_path)
+    from sessionrec._formats import check_format
+
+    check_format(cfg_path, cfg.get("format"), ("sessionrec.model", "sessionrec.rating-model"))
     if not isinstance(cfg.get("model"), str):
         raise DataError(
             cfg_path, column="model", expected="a model name", found=repr(cfg.get("model"))
@@ -514,28 +611,6 @@ def read_model_config(path: str | Path) -> dict[str, Any]:
         raise DataError(cfg_path, column="config", expected="an object of parameters",
                         found=repr(cfg.get("config")))  # fmt: skip
     return cfg
-
-
-def load_weights(path: Path, device: str = "cpu") -> dict[str, torch.Tensor]:
-    """A safetensors file's arrays; a missing, truncated or foreign file is a ``DataError``."""
-    from safetensors.torch import load_file
-
-    if not path.is_file():
-        raise DataError(path, expected="the model's weights", found="no such file")
-    try:
-        return load_file(str(path), device=device)
-    except Exception as exc:  # safetensors raises its own SafetensorError (and OSError, ...)
-        raise DataError(path, expected="a safetensors file", found=one_line(exc)) from None
-
-
-def read_parquet(path: Path) -> pl.DataFrame:
-    """A Parquet file; a missing or damaged one is a ``DataError`` naming it."""
-    if not path.is_file():
-        raise DataError(path, expected="a Parquet file", found="no such file")
-    try:
-        return pl.read_parquet(path, glob=False)
-    except Exception as exc:  # polars' ComputeError, OSError, ...
-        raise DataError(path, expected="a Parquet file", found=one_line(exc)) from None
 
 
 def check_session_data(data: SessionData, n_items: int, where: str = "data") -> None:

@@ -68,7 +68,8 @@ import torch.nn.functional as F
 from sessionrec.errors import ConfigError
 from sessionrec.models.base import EpochCallback, SessionModel
 from sessionrec.prepare.data import SessionData
-from sessionrec.training.batching import session_parallel_schedule
+from sessionrec.training.batching import session_order, session_parallel_schedule
+from sessionrec.training.distributed import Distributed, rank_seed
 from sessionrec.training.losses import LOSSES, bpr_max_elu, ranking_loss
 from sessionrec.training.optim import Adam, RowOptimizer, make_optimizer
 from sessionrec.training.sampling import NegativeSampler
@@ -255,6 +256,8 @@ class GRU4Rec(SessionModel):
     #: train with a valid part, ``n_epochs`` not given): valid picks the epoch, up to 10
     #: (BENCHMARKS.md, "Early stopping by default").
     early_stopping_epochs: ClassVar[int] = 10
+    #: Trains as one rank of a process group (``distributed``; docs/distributed.md).
+    supports_distributed: ClassVar[bool] = True
     #: Tiny settings for the shared contract tests.
     test_params: ClassVar[dict[str, Any]] = {
         "layers": [16],
@@ -275,6 +278,9 @@ class GRU4Rec(SessionModel):
         self._opt: RowOptimizer | None = None
         self._epoch_data: _EpochData | None = None
         self._table: tuple[tuple[tuple[int, int], ...], torch.Tensor] | None = None
+        #: Set by the runner (or the caller) to train as one rank of a process group: the
+        #: rank trains on its shard of the sessions, gradients are summed over the ranks.
+        self.distributed: Distributed | None = None
 
     # -- parameters -------------------------------------------------------------------------
     @property
@@ -489,15 +495,22 @@ class GRU4Rec(SessionModel):
         if self._opt is None:
             self._opt = self._make_optimizer()
         dev = self.device
-        sched = session_parallel_schedule(train.offsets, train.start_times(), cfg.batch_size)
-        items = np.r_[train.items, 0]  # index -1 (idle slot) reads the dummy item 0
+        ddp = self.distributed
+        counts = train.item_counts()  # of the whole log on every rank (the sampler's weights)
+        offsets, starts, all_items = train.offsets, train.start_times(), train.items
+        if ddp is not None:
+            # Every rank starts from rank 0's weights and optimiser state, and trains on every
+            # world_size-th session in the order of their start times (its own slots).
+            ddp.broadcast_([*self.params.values(), *self._opt.state_dict().values()])
+            offsets, starts, all_items = _shard_sessions(train, ddp.rank, ddp.world_size)
+        sched = session_parallel_schedule(offsets, starts, cfg.batch_size)
+        items = np.r_[all_items, 0]  # index -1 (idle slot) reads the dummy item 0
         inputs = torch.from_numpy(items[sched.inputs]).to(dev)
         targets = torch.from_numpy(items[sched.targets]).to(dev)
         rt, rb = np.nonzero(sched.reset)
         reset_slots = torch.from_numpy(rb).to(dev)
         reset_off = np.searchsorted(rt, np.arange(sched.n_steps + 1)).tolist()
         active = sched.active
-        counts = train.item_counts()
         if cfg.logq_correction == "sampling":  # the official code's raw counts
             log_pop = torch.from_numpy(np.log(np.maximum(counts, 1.0))).to(dev, torch.float32)
         else:
@@ -516,11 +529,13 @@ class GRU4Rec(SessionModel):
         self._epoch_data = _EpochData(
             inputs, targets, reset_slots, reset_off, active, sched.n_full, n_steps, counts, log_pop
         )
+        # Ranks step together: one whose shard is done takes part in the rest with no rows.
+        all_steps = n_steps if ddp is None else ddp.max_int(n_steps)
         try:
             fit_epochs(
                 self,
                 cfg.n_epochs,
-                n_steps=n_steps,
+                n_steps=all_steps,
                 n_events=int(active[:n_steps].sum()),
                 report_every=200,
                 callback=callback,
@@ -538,7 +553,8 @@ class GRU4Rec(SessionModel):
         dev = self.device
         # The random streams of an epoch are seeded from (seed, 0-based epoch): the epoch number
         # is the whole RNG state, so a resumed run repeats an uninterrupted one.
-        seed = (cfg.seed * 1_000_003 + epoch - 1) % 2**63
+        ddp = self.distributed
+        seed = rank_seed((cfg.seed * 1_000_003 + epoch - 1) % 2**63, ddp)
         gen = torch.Generator(device=dev).manual_seed(seed)
         sampler = (
             NegativeSampler(
@@ -574,6 +590,9 @@ class GRU4Rec(SessionModel):
                 for h, n in zip(hidden, new, strict=True):
                     h.index_copy_(0, act, n)
             steps.done(loss, value=loss * len(tgt), weight=len(tgt))
+        if ddp is not None:  # the other ranks' steps after this shard's last
+            for _ in range(d.n_steps, steps.n_steps):
+                self._idle_step()
 
     def _log_q(self, log_pop: torch.Tensor, columns: torch.Tensor | None, n: int) -> torch.Tensor:
         """(C,) log sampling probability of each scored column (before the ``logq`` weight).
@@ -656,12 +675,67 @@ class GRU4Rec(SessionModel):
         leaves = [leaf for _, _, leaf in rows] + [p[k] for k in dense]
         grads = torch.autograd.grad(weighted, leaves)
         with torch.no_grad():
+            summed_rows: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
             for (name, idx, _), g in zip(rows, grads[: len(rows)], strict=True):
                 uniq, inv = torch.unique(idx, return_inverse=True)
                 summed = g.new_zeros((uniq.shape[0], *g.shape[1:])).index_add_(0, inv, g)
-                opt.step_rows(name, uniq, summed)
-            opt.step_dense(dense, list(grads[len(rows) :]))
+                summed_rows[name] = (uniq, summed)
+            self._apply(summed_rows, dense, list(grads[len(rows) :]))
         return loss.detach(), [h.detach() for h in new]
+
+    def _apply(
+        self,
+        rows: dict[str, tuple[torch.Tensor, torch.Tensor]],
+        dense: list[str],
+        grads: list[torch.Tensor],
+    ) -> None:
+        """Update the row tables (``rows``: name → unique rows, their gradients) and the dense
+        parameters. Under ``distributed`` the gradients are first summed over the ranks (the
+        row tables as ``Distributed.rows`` says) and divided by the world size: each rank's
+        gradient weighs its pairs by 1 / its batch size, so the update weighs every pair of
+        every rank by 1 / (world size × batch size), as one process with the ranks' slots."""
+        opt = self._opt
+        assert opt is not None
+        ddp = self.distributed
+        if ddp is not None and ddp.world_size > 1:
+            p = self.params
+            names = self._row_names()
+            empty = torch.empty(0, dtype=torch.int64, device=self.device)
+            local = [rows.get(k, (empty, p[k].new_zeros((0, *p[k].shape[1:])))) for k in names]
+            got = ddp.sum_rows(local, [p[k].shape[0] for k in names])
+            ddp.sum_dense_(grads)
+            scale = 1.0 / ddp.world_size
+            rows = {k: (i, g.mul_(scale)) for k, (i, g) in zip(names, got, strict=True)}
+            grads = [g.mul_(scale) for g in grads]
+        for name, (idx, g) in rows.items():
+            if len(idx):
+                opt.step_rows(name, idx, g)
+        opt.step_dense(dense, grads)
+
+    def _idle_step(self) -> None:
+        """A step of the other ranks after this rank's shard is done: no rows, zero dense
+        gradients, the same collectives and optimiser counters."""
+        opt = self._opt
+        assert opt is not None
+        if isinstance(opt, Adam):
+            opt.begin_step()
+        dense = [k for k, v in self.params.items() if v.requires_grad]
+        with torch.no_grad():
+            self._apply({}, dense, [torch.zeros_like(self.params[k]) for k in dense])
+
+
+def _shard_sessions(
+    data: SessionData, rank: int, world_size: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(offsets, start times, items) of rank ``rank``'s sessions: every ``world_size``-th
+    in the order of their start times (so each rank's slots see the whole time span)."""
+    order = session_order(data.offsets, data.start_times())
+    mine = np.sort(order[rank::world_size])
+    begin, end = data.offsets[mine], data.offsets[mine + 1]
+    lengths = end - begin
+    offsets = np.r_[0, np.cumsum(lengths)].astype(np.int64)
+    events = np.repeat(begin - offsets[:-1], lengths) + np.arange(int(offsets[-1]))
+    return offsets, data.start_times()[mine], data.items[events]
 
 
 def _mask(shape: Any, p: float, gen: torch.Generator | None, device: torch.device) -> torch.Tensor:

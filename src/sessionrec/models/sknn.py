@@ -75,8 +75,10 @@ _NUMPY_BLOCK = 64
 DEFAULT_SAMPLE_SIZE = 500
 #: ``sample_size="auto"`` is exact (every session sharing an item is a candidate) while the
 #: most popular item is held by at most this many training sessions, and samples the
-#: ``DEFAULT_SAMPLE_SIZE`` most recent above (BENCHMARKS.md, "kNN: sample_size auto")
-AUTO_EXACT_LIST = 5_000
+#: ``DEFAULT_SAMPLE_SIZE`` most recent above. Exact search cost 1.14× m = 500's CPU per served
+#: event on ML-100K (longest list 546) and 7× on a synthetic e-commerce log (8,103), whose
+#: m = 500 lost 3.9 points of Recall@20 (BENCHMARKS.md, "Session kNN: sample_size auto")
+AUTO_EXACT_LIST = 2_000
 #: the type of ``sample_size``: a number of candidates, 0 (exhaustive) or "auto"
 SampleSize = int | Literal["auto"]
 
@@ -203,6 +205,14 @@ class SKNN(SessionModel):
         self.item_sessions = _transpose(sessions)
         longest = int(self.item_sessions.indptr.diff().max()) if sessions.n_cols else 0
         self.sample_m = m = effective_sample_size(self.config.sample_size, sessions.n_rows, longest)
+        #: what the runner records in training.json (a sampled default is said, not hidden)
+        self.fit_warnings: list[str] = []
+        if self.config.sample_size == "auto" and 0 < m < sessions.n_rows:
+            self.fit_warnings.append(
+                f"sample_size auto: an item is in {longest:,} training sessions (more than "
+                f"{AUTO_EXACT_LIST:,}), so the {m:,} most recent sessions sharing an item are the "
+                "candidates; sample_size=0 searches them all, at a higher cost per prediction"
+            )
         self.recent_index = _first_per_row(self.item_sessions, m) if m > 0 else None
         self._session_norm = sessions.row_sums().double().sqrt().clamp_min(1e-12)
         self._dense: torch.Tensor | None = None

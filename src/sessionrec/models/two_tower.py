@@ -44,6 +44,7 @@ from sessionrec.errors import ConfigError
 from sessionrec.models._window import WindowModel
 from sessionrec.models.base import EpochCallback
 from sessionrec.prepare.data import SessionData
+from sessionrec.training.distributed import rank_seed
 from sessionrec.training.trainer import EpochSteps, fit_epochs
 
 OPTIMIZERS = ("adam", "adagrad")
@@ -191,6 +192,9 @@ def training_examples(data: SessionData, context_length: int) -> tuple[np.ndarra
 class TwoTower(WindowModel):
     """GRU query tower × item-embedding candidate tower, in-batch softmax with logQ."""
 
+    #: Trains as one rank of a process group (``distributed``; docs/distributed.md).
+    supports_distributed: ClassVar[bool] = True
+
     name = "two-tower"
     Config = TwoTowerConfig
     config: TwoTowerConfig
@@ -245,11 +249,13 @@ class TwoTower(WindowModel):
         freq = np.bincount(labels_np, minlength=self.n_items).astype(np.float64)
         log_q = torch.from_numpy(np.log(np.maximum(freq, 1.0) / max(len(labels_np), 1))).float()
         self._examples = (windows, labels, log_q.to(self.device))
+        world = 1 if self.distributed is None else self.distributed.world_size
+        per_rank = -(-len(labels) // world)  # ⌈N / world⌉: the largest share
         try:
             fit_epochs(
                 self,
                 c.n_epochs,
-                n_steps=-(-len(labels) // c.batch_size),
+                n_steps=-(-per_rank // c.batch_size),
                 n_events=len(labels),
                 report_every=20,
                 first_report=20,
@@ -272,8 +278,22 @@ class TwoTower(WindowModel):
         gen = torch.Generator().manual_seed((c.seed * 1_000_003 + epoch) % 2**63)
         net.train()
         order = torch.randperm(len(labels), generator=gen).to(self.device)
-        for a in range(0, len(order), c.batch_size):
-            rows = order[a : a + c.batch_size]
+        ddp = self.distributed
+        n_steps = -(-len(order) // c.batch_size)
+        if ddp is not None:
+            # every rank draws the same order and takes every world_size-th example; its
+            # in-batch negatives are its own batch's, its extra negatives its own draws
+            order, n_steps = order[ddp.rank :: ddp.world_size], steps.n_steps
+            if ddp.rank:
+                gen = torch.Generator().manual_seed(rank_seed(c.seed * 1_000_003 + epoch, ddp))
+        for step in range(n_steps):
+            rows = order[step * c.batch_size : (step + 1) * c.batch_size]
+            if not len(rows):  # this rank's share ran out a step before the others'
+                assert ddp is not None
+                opt.zero_grad()
+                ddp.average_gradients(net.parameters(), 0, mean=c.loss_reduction == "mean")
+                opt.step()
+                continue
             y = labels[rows]  # (B,)
             q = net.query(windows[rows])  # (B, D)
             cand = y
@@ -310,6 +330,8 @@ class TwoTower(WindowModel):
             )
             opt.zero_grad()
             loss.backward()
+            if ddp is not None:
+                ddp.average_gradients(net.parameters(), len(y), mean=c.loss_reduction == "mean")
             opt.step()
 
     # -- streaming (the window: WindowModel) -----------------------------------------------

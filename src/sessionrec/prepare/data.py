@@ -380,6 +380,9 @@ def check_vocabulary(model: Any, data: PreparedData, where: str | Path) -> None:
 def _read_meta(path: Path) -> dict[str, Any]:
     meta = read_json_object(path)
     if path.name == "meta.json":
+        from sessionrec._formats import check_format
+
+        check_format(path, meta.get("format"), ("sessionrec.prepared",))
         n = meta.get("n_items")
         if not isinstance(n, int) or isinstance(n, bool) or n < 0:
             raise DataError(path, column="n_items", expected="a non-negative integer",

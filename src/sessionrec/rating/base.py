@@ -2,16 +2,16 @@
 
 Rating models are not :class:`~sessionrec.models.base.SessionModel`\\ s: they predict how a
 *user* rates an item, and a session has no user to ask about. They are registered with task
-``rating`` in ``sessionrec.registry`` (so the next-item contract suite does not meet them); they
-share the persistence format (config.json + weights.safetensors + id tables) and the epoch
-``callback`` protocol.
+``rating`` in ``sessionrec.registry`` (so the next-item contract suite does not meet them).
+They are :class:`~sessionrec.models.base.Model`\\ s like every other model: the same folder
+(config.json + weights.safetensors + id tables), saved and loaded by the same code, the same
+``recommend`` entry and the same epoch ``callback`` protocol.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import time
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -20,17 +20,17 @@ import polars as pl
 import torch
 
 from sessionrec import _schema as S
-from sessionrec._io import atomic_path, write_json
-from sessionrec.errors import ConfigError, DataError
-from sessionrec.models.base import EpochCallback, make_config, resolve_device
+from sessionrec._io import read_parquet
+from sessionrec.errors import ConfigError, DataError, one_line
+from sessionrec.models.base import EpochCallback, Model
 from sessionrec.rating.data import Ratings
 from sessionrec.rating.metrics import rating_metrics
 
 FORMAT = "sessionrec.rating-model/1"
 
 
-class RatingModel(ABC):
-    """Base class of rating predictors.
+class RatingModel(Model):
+    """Base class of rating predictors (the ``Model`` of a user's ratings).
 
     ``fit`` records the vocabulary, the global mean, the rating scale and the training triples
     (kept for ``recommend(..., exclude_seen=True)`` and for models that read a user's or an
@@ -38,15 +38,13 @@ class RatingModel(ABC):
     ``_arrays`` / ``_load_arrays``.
     """
 
-    name: ClassVar[str]
-    Config: ClassVar[type]
     tasks: ClassVar[frozenset[str]] = frozenset({"rating", "top-n"})
+    FORMAT: ClassVar[str] = FORMAT
     #: Tiny settings for fast tests (the contract tests of rating models use them).
     test_params: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, config: Any = None, *, device: str | torch.device = "cpu") -> None:
-        self.config = config if config is not None else self.Config()
-        self.device = resolve_device(device)
+        super().__init__(config, device=device)
         self.user_ids: np.ndarray = np.zeros(0, dtype=np.int64)
         self.item_ids: np.ndarray = np.zeros(0, dtype=np.int64)
         self.global_mean = 0.0
@@ -54,11 +52,6 @@ class RatingModel(ABC):
         self.train_users = np.zeros(0, dtype=np.int64)
         self.train_items = np.zeros(0, dtype=np.int64)
         self.train_ratings = np.zeros(0, dtype=np.float32)
-        self.items: pl.DataFrame | None = None  # item_id + titles, for recommend
-
-    @classmethod
-    def from_params(cls, params: dict[str, Any] | None = None, **kw: Any) -> Self:
-        return cls(make_config(cls.Config, params), **kw)
 
     @property
     def n_users(self) -> int:
@@ -157,10 +150,18 @@ class RatingModel(ABC):
         """{"rmse", "mae", "fcp"} on ``test`` (same vocabulary as the training ratings)."""
         return rating_metrics(test.users, test.ratings, self.predict(test.users, test.items))
 
-    def recommend(self, user_id: Any, k: int = 10, *, exclude_seen: bool = True) -> pl.DataFrame:
-        """Top-``k`` items by predicted rating for a raw user id, with titles when known."""
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ConfigError(f"k must be a whole number of at least 1 (how many items), not {k!r}")
+    def recommend(
+        self, user_id: Any, k: int = 10, *, exclude_seen: bool = True, index: Any = None
+    ) -> pl.DataFrame:
+        """Top-``k`` items by predicted rating for a raw user id, with titles when known:
+        columns rank, item_id, predicted, title, year, genres. ``exclude_seen`` leaves out the
+        items the user rated in training."""
+        return super().recommend(user_id, k, exclude_seen=exclude_seen, index=index)
+
+    def _recommend(self, query: Any, k: int, *, exclude_seen: bool, index: Any) -> pl.DataFrame:
+        if index is not None:
+            raise ConfigError(f"{self.name} ranks every item by predicted rating: no index")
+        user_id = query
         u = _lookup(self.user_ids, np.asarray([user_id]))[0]
         if u < 0:
             raise DataError(
@@ -184,7 +185,7 @@ class RatingModel(ABC):
             )
         return out
 
-    # -- persistence ------------------------------------------------------------------------
+    # -- the model folder: global mean and scale in config.json, users and items beside ---
     @abstractmethod
     def _arrays(self) -> dict[str, torch.Tensor]:
         """The learned arrays to persist."""
@@ -201,73 +202,51 @@ class RatingModel(ABC):
             "train_ratings": torch.from_numpy(self.train_ratings),
         }
 
-    def save(self, path: str | Path) -> Path:
-        """Write config.json, weights.safetensors, users.parquet and items.parquet."""
-        from safetensors.torch import save_file
+    def load_state_arrays(self, arrays: dict[str, torch.Tensor]) -> None:
+        arrays = dict(arrays)
+        self.train_users = arrays.pop("train_users").numpy()
+        self.train_items = arrays.pop("train_items").numpy()
+        self.train_ratings = arrays.pop("train_ratings").numpy()
+        self._load_arrays(arrays)
 
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        arrays = {k: v.detach().contiguous().cpu() for k, v in self.state_arrays().items()}
-        with atomic_path(path / "weights.safetensors") as tmp:
-            save_file(arrays, str(tmp))
+    @property
+    def weights_device(self) -> str:
+        return "cpu"  # the training triples are numpy arrays; each model moves its own part
+
+    def folder_record(self) -> dict[str, Any]:
+        return {"global_mean": self.global_mean, "scale": list(self.scale)}
+
+    def read_folder_record(self, record: dict[str, Any], path: Path) -> None:
+        try:
+            self.global_mean = float(record["global_mean"])
+            lo, hi = record["scale"]
+            self.scale = (float(lo), float(hi))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(path / "config.json", expected=f"a {self.name} model's settings",
+                            found=one_line(exc)) from None  # fmt: skip
+
+    def folder_tables(self) -> dict[str, pl.DataFrame]:
         items = pl.DataFrame({S.ITEM: self.item_ids})
         if self.items is not None:
             items = items.join(
                 self.items.unique(S.ITEM), on=S.ITEM, how="left", maintain_order="left"
             )
-        with atomic_path(path / "items.parquet") as tmp:
-            items.write_parquet(tmp)
-        with atomic_path(path / "users.parquet") as tmp:
-            pl.DataFrame({S.USER: self.user_ids}).write_parquet(tmp)
-        write_json(
-            path / "config.json",
-            {
-                "format": FORMAT,
-                "model": self.name,
-                "global_mean": self.global_mean,
-                "scale": list(self.scale),
-                "config": dataclasses.asdict(self.config),
-            },
-        )
-        return path
+        return {"items.parquet": items, "users.parquet": pl.DataFrame({S.USER: self.user_ids})}
 
-    @classmethod
-    def load_from(cls, path: str | Path, device: str | torch.device = "cpu") -> Self:
-        """Load a rating model directory; a damaged file ends in a ``DataError`` naming it."""
-        from sessionrec.models.base import load_weights, one_line, read_model_config, read_parquet
-
-        path = Path(path)
-        cfg = read_model_config(path)
-        try:
-            model = cls(make_config(cls.Config, cfg["config"], warn=False), device=device)
-            model.global_mean = float(cfg["global_mean"])
-            lo, hi = cfg["scale"]
-            model.scale = (float(lo), float(hi))
-        except (ConfigError, KeyError, TypeError, ValueError) as exc:
-            raise DataError(path / "config.json", expected=f"a {cls.name} model's settings",
-                            found=one_line(exc)) from None  # fmt: skip
+    def read_folder_tables(self, path: Path) -> None:
         items = read_parquet(path / "items.parquet")
         users = read_parquet(path / "users.parquet")
         try:
-            model.item_ids = items[S.ITEM].to_numpy()
-            model.user_ids = users[S.USER].to_numpy()
+            self.item_ids = items[S.ITEM].to_numpy()
+            self.user_ids = users[S.USER].to_numpy()
         except pl.exceptions.ColumnNotFoundError as exc:
             raise DataError(path, expected="item_id and user_id columns in items/users.parquet",
                             found=one_line(exc)) from None  # fmt: skip
-        model.items = items if items.width > 1 else None
-        arrays = load_weights(path / "weights.safetensors")
-        try:
-            model.train_users = arrays.pop("train_users").numpy()
-            model.train_items = arrays.pop("train_items").numpy()
-            model.train_ratings = arrays.pop("train_ratings").numpy()
-            model._load_arrays(arrays)
-            if len(model.user_ids) and len(model.item_ids):  # shapes that disagree fail here
-                model.predict(np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64))
-        except (RuntimeError, KeyError, ValueError, IndexError, TypeError, AttributeError) as exc:
-            raise DataError(path / "weights.safetensors",
-                            expected=f"arrays that fit config.json ({cls.name})",
-                            found=one_line(exc)) from None  # fmt: skip
-        return model
+        self.items = items if items.width > 1 else None
+
+    def check_loaded(self, record: dict[str, Any]) -> None:
+        if len(self.user_ids) and len(self.item_ids):  # shapes that disagree fail here
+            self.predict(np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64))
 
 
 def _lookup(vocab: np.ndarray, ids: np.ndarray) -> np.ndarray:

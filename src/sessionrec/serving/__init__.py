@@ -19,11 +19,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sessionrec._checks import finite_number, whole_number
 from sessionrec.errors import ConfigError
 from sessionrec.serving import _supervisor
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
+
+#: the longest session TTL (ten years): Redis keeps expiries in milliseconds, and a longer
+#: idle time is a session that never expires, which the store's size cannot afford
+MAX_TTL = 10 * 365 * 86400.0
+#: the most events a session may keep (a session is read back whole at a rebuild)
+MAX_EVENTS_CAP = 1_000_000
 
 INSTALL_HINT = 'the web service needs the serve extra: pip install -e ".[serve]"'
 
@@ -56,6 +63,9 @@ class ServeConfig:
         max_session_events: the most events a session keeps (its latest; past it, the
             oldest quarter is dropped at once).
         admin_token: enables ``POST /admin/reload``; None turns admin routes off.
+        allowed_hosts: the ``Host`` headers answered (``*.example.com`` matches any
+            subdomain, ``*`` any host); others get 400, against DNS rebinding. None: any
+            host in ``build_app``; ``run`` makes it ``default_hosts(host)``.
         max_body: request bodies above this many bytes get 413.
         device: where models score (cpu, cuda, auto).
         threads: torch threads per worker (1 is fastest with one request at a time).
@@ -73,6 +83,7 @@ class ServeConfig:
     session_ttl: float = 1800.0
     max_session_events: int = 200
     admin_token: str | None = None
+    allowed_hosts: tuple[str, ...] | None = None
     max_body: int = 64 * 1024
     device: str = "cpu"
     threads: int = 1
@@ -84,15 +95,18 @@ class ServeConfig:
     def __post_init__(self) -> None:
         if not self.model_dirs:
             raise ConfigError("serve needs at least one model folder")
-        if self.workers < 1 or self.threads < 1:
-            raise ConfigError("--workers and --threads must be ≥ 1")
+        whole_number("--workers", self.workers, low=1, high=1024)
+        whole_number("--threads", self.threads, low=1, high=1024)
+        whole_number("--max-session-events", self.max_session_events, low=1, high=MAX_EVENTS_CAP)
+        whole_number("--max-body", self.max_body, low=64, high=1 << 30)
+        whole_number("cache_size", self.cache_size, low=1)
+        finite_number("--session-ttl", self.session_ttl, high=MAX_TTL)
         if self.workers > 1 and self.state == "memory":
             raise ConfigError(
                 f"--state memory keeps the sessions inside one process, so --workers "
                 f"{self.workers} would split them: use the SQLite default or --state redis://"
             )
-        if not 0 <= self.port <= 65535:
-            raise ConfigError(f"--port must be in 0..65535, got {self.port}")
+        whole_number("--port", self.port, low=0, high=65535)
 
     @property
     def state_url(self) -> str:
@@ -108,6 +122,8 @@ class ServeConfig:
     def from_json(cls, text: str) -> ServeConfig:
         raw = json.loads(text)
         raw["model_dirs"] = tuple(raw["model_dirs"])
+        if raw.get("allowed_hosts") is not None:
+            raw["allowed_hosts"] = tuple(raw["allowed_hosts"])
         return cls(**raw)
 
 
@@ -133,6 +149,7 @@ def build_app(
     engine = Engine(config.model_dirs, store, device=config.device, cache_size=config.cache_size)
     options = AppOptions(
         admin_token=config.admin_token,
+        allowed_hosts=config.allowed_hosts,
         max_body=config.max_body,
         sweep_seconds=min(60.0, max(1.0, config.session_ttl / 2)),
         handle_sighup=handle_sighup,
@@ -152,6 +169,7 @@ def serve(
     session_ttl: float = 1800.0,
     max_session_events: int = 200,
     admin_token: str | None = None,
+    allowed_hosts: tuple[str, ...] | None = None,
     max_body: int = 64 * 1024,
     device: str = "cpu",
     threads: int = 1,
@@ -172,12 +190,21 @@ def serve(
         session_ttl=session_ttl,
         max_session_events=max_session_events,
         admin_token=admin_token,
+        allowed_hosts=allowed_hosts,
         max_body=max_body,
         device=device,
         threads=threads,
         log_level=log_level,
     )
     run(config)
+
+
+def default_hosts(host: str) -> tuple[str, ...]:
+    """The ``Host`` headers a server bound to ``host`` answers by default: that address and
+    the names of the loopback; any host when bound to every address (0.0.0.0, ::)."""
+    if host in ("0.0.0.0", "::", ""):
+        return ("*",)
+    return tuple(dict.fromkeys([host, "localhost", "127.0.0.1", "::1"]))
 
 
 def run(config: ServeConfig) -> None:
@@ -189,6 +216,8 @@ def run(config: ServeConfig) -> None:
 
     import uvicorn
 
+    if config.allowed_hosts is None:
+        config = dataclasses.replace(config, allowed_hosts=default_hosts(config.host))
     common: dict[str, Any] = {
         "host": config.host,
         "port": config.port,
@@ -226,4 +255,12 @@ def run(config: ServeConfig) -> None:
         shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
-__all__ = ["INSTALL_HINT", "ServeConfig", "build_app", "require_serve_extra", "run", "serve"]
+__all__ = [
+    "INSTALL_HINT",
+    "ServeConfig",
+    "build_app",
+    "default_hosts",
+    "require_serve_extra",
+    "run",
+    "serve",
+]

@@ -53,6 +53,8 @@ class ServedModel:
     generation: int
 
     def __post_init__(self) -> None:
+        #: the folder's files as loaded (``folder_problems`` compares the folder with it)
+        self.loaded_files = folder_state(self.path)
         items = self.model.items
         if items is None:
             items = pl.DataFrame({S.ITEM_IDX: range(self.model.n_items)}).with_columns(
@@ -236,27 +238,69 @@ def json_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
+def folder_state(path: Path) -> dict[str, tuple[int, int]]:
+    """Each file of a model folder: (size, modification time in ns); empty when unreadable."""
+    try:
+        return {
+            f.name: (st.st_size, st.st_mtime_ns)
+            for f in path.iterdir()
+            if f.is_file() and (st := f.stat())
+        }
+    except OSError:
+        return {}
+
+
+def folder_problems(path: Path, loaded: dict[str, tuple[int, int]]) -> list[str]:
+    """How a served model's folder differs from what was loaded from it (the loaded model
+    keeps serving; a reload would read the folder as it is now)."""
+    if not path.is_dir():
+        return [f"{path.name}: the folder is gone (the loaded model keeps serving)"]
+    now = folder_state(path)
+    out = []
+    for name in sorted(loaded):
+        if name not in now:
+            out.append(f"{name}: removed since the model was loaded")
+        elif now[name] != loaded[name]:
+            out.append(f"{name}: changed since the model was loaded")
+    return out
+
+
 def model_info(path: Path, model: Any) -> dict[str, Any]:
     """What ``/v1/models`` says of a folder: model, parameters, training data and any
-    ``evaluate --json`` results found in it."""
+    ``evaluate --json`` results found in it. The files are read as strict JSON, each on its
+    own: a damaged or foreign one is listed in ``problems``, never an error of the route."""
     import dataclasses
+
+    from sessionrec.serving.bodies import BadBody, read_json
+
+    problems: list[str] = []
+
+    def read(f: Path) -> Any:
+        try:
+            return read_json(f.read_bytes())
+        except FileNotFoundError:
+            return None
+        except (OSError, BadBody) as exc:
+            problems.append(f"{f.name}: {str(exc).splitlines()[0] if str(exc) else exc}")
+            return None
 
     info: dict[str, Any] = {"model": getattr(model, "name", None), "n_items": model.n_items}
     cfg = getattr(model, "config", None)
     if cfg is not None and dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
         info["parameters"] = json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
-    meta = path / "data_meta.json"
-    if meta.exists():
-        raw = json.loads(meta.read_text())
-        info["data"] = raw
+    meta = read(path / "data_meta.json")
+    if meta is not None:
+        info["data"] = meta
     evaluations = []
-    for f in sorted(path.glob("*.json")):
+    try:
+        files = sorted(path.glob("*.json"))
+    except OSError as exc:
+        problems.append(f"{path.name}: cannot be listed ({exc})")
+        files = []
+    for f in files:
         if f.name in ("config.json", "data_meta.json", "training.json"):
             continue
-        try:
-            raw = json.loads(f.read_text())
-        except (OSError, ValueError):
-            continue
+        raw = read(f)
         if isinstance(raw, dict) and "predictions" in raw and "protocol" in raw:
             keep = {k: v for k, v in raw.items() if k in ("predictions", "split", "protocol")}
             keep["metrics"] = {
@@ -265,7 +309,8 @@ def model_info(path: Path, model: Any) -> dict[str, Any]:
             keep["file"] = f.name
             evaluations.append(keep)
     info["evaluations"] = evaluations
-    training = path / "training.json"
-    if training.exists():
-        info["training"] = json.loads(training.read_text())
+    training = read(path / "training.json")
+    if training is not None:
+        info["training"] = training
+    info["problems"] = problems
     return info

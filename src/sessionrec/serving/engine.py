@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from sessionrec.errors import UnknownNameError
-from sessionrec.serving.catalog import ServedModel, model_info
+from sessionrec.serving.catalog import ServedModel, folder_problems, model_info
 from sessionrec.serving.state import Append, SessionRecord, SessionStore
 
 log = logging.getLogger(__name__)
@@ -436,13 +436,26 @@ def _rounds(events: Sequence[Event]) -> list[list[int]]:
 def describe_models(engine: Engine) -> list[dict[str, Any]]:
     out = []
     for name, sm in engine.models.items():
+        info = model_info(sm.path, sm.model)  # read now: evaluate runs may come later
+        info["problems"] = [*folder_problems(sm.path, sm.loaded_files), *info["problems"]]
         out.append(
             {
                 "name": name,
                 "default": name == engine.default,
                 "path": str(sm.path),
                 "generation": sm.generation,
-                **model_info(sm.path, sm.model),  # read now: evaluate runs may come later
+                **info,
             }
         )
+    return out
+
+
+def folder_report(engine: Engine) -> dict[str, list[str]]:
+    """Each served model's folder problems (``folder_problems``), models without none left
+    out: what ``/readyz``, ``/metrics`` and the log say of folders damaged after loading."""
+    out = {}
+    for name, sm in engine.models.items():
+        found = folder_problems(sm.path, sm.loaded_files)
+        if found:
+            out[name] = found
     return out

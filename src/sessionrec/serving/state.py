@@ -36,17 +36,34 @@ socket per worker"); the short steps bound how long a waiting worker oversleeps.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 import secrets
 import sqlite3
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sessionrec.errors import ConfigError
+from sessionrec._checks import finite_number, whole_number
+from sessionrec.errors import ConfigError, SessionrecError
+from sessionrec.evaluation.window import trim_to
+
+log = logging.getLogger(__name__)
+
+
+class StoreError(ConfigError):
+    """The session store cannot be opened (at start): names the store and what is wrong."""
+
+
+class StoreUnavailable(SessionrecError):
+    """The session store failed while serving: the request is answered 503, nothing of it
+    is acknowledged, and the store is tried again by the next request (and by
+    ``maintain``), so the service recovers by itself when the store comes back."""
 
 
 @dataclass(frozen=True)
@@ -86,14 +103,11 @@ class SessionStore(ABC):
     """Sessions by id, with idle expiry after ``ttl`` seconds and at most ``max_events`` kept."""
 
     def __init__(self, ttl: float, max_events: int) -> None:
-        if ttl <= 0 or max_events < 1:
-            raise ConfigError(
-                f"session ttl must be > 0 and max events ≥ 1, got {ttl}, {max_events}"
-            )
-        self.ttl = float(ttl)
+        self.ttl = finite_number("session ttl", ttl)
+        whole_number("max session events", max_events, low=1)
         self.max_events = int(max_events)
         #: the events a session keeps when an append takes it past ``max_events``
-        self.trim_to = max(1, self.max_events - self.max_events // 4)
+        self.trim_to = trim_to(self.max_events)
 
     @abstractmethod
     def append(
@@ -145,6 +159,10 @@ class SessionStore(ABC):
 
     def maintain(self) -> None:  # noqa: B027  (optional hook)
         """Housekeeping the service runs off the request path, about once a second."""
+
+    def check(self) -> None:
+        """Raise ``StoreUnavailable`` unless the store answers now (``/readyz``)."""
+        self.live(time.time())
 
     def close(self) -> None:  # noqa: B027  (optional hook)
         """Release connections."""
@@ -209,39 +227,152 @@ CREATE TABLE IF NOT EXISTS events (
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX IF NOT EXISTS events_event_id ON events (session, event_id)
     WHERE event_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS event_ids (
+    session TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    PRIMARY KEY (session, event_id)
+) WITHOUT ROWID;
 """
 
 
 class SQLiteStore(SessionStore):
-    """Sessions in one SQLite file (WAL), shared safely by the workers of one machine."""
+    """Sessions in one SQLite file (WAL), shared safely by the workers of one machine.
+
+    The file is checked when the store opens (``PRAGMA quick_check``, and a write), so that
+    a file that is not a database, a damaged one, a folder or a read-only file stops the
+    service at start with one line (``StoreError``). While serving, a failure of SQLite (a
+    disk that fills, a file made read-only or damaged) is the request's ``StoreUnavailable``
+    (503) and the connection is opened again by the next request. After each use the path
+    is checked to still be the file that was opened: a database deleted or replaced under
+    the service would otherwise take the events into an unlinked file (acknowledged, then
+    lost); instead the request that finds it is answered 503 (its event is not
+    acknowledged, a retry stores it) and the path is opened again.
+    """
 
     def __init__(self, path: str | Path, ttl: float, max_events: int) -> None:
         super().__init__(ttl, max_events)
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         # One connection behind a lock: SQLite serialises writers anyway, and the service
         # runs requests on one event loop per worker. No busy timeout: writes wait in
         # ``_begin``; reads (WAL) do not wait for writers, and the one place they may be
         # busy (set-up, while another process creates the file) waits below.
-        self._db = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=_BUSY_SECONDS
-        )
         self._lock = threading.Lock()
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(f"PRAGMA wal_autocheckpoint={_AUTOCHECKPOINT_PAGES}")
-            self._db.executescript(_SCHEMA)
-            self._db.execute("PRAGMA busy_timeout=0")
+        self._db: sqlite3.Connection | None = None
+        self._ident: tuple[int, int] | None = None
+        self._down: str | None = None  # why the store failed last (logged once per outage)
         # the checkpoints' own connection, so that a checkpoint waiting for the disk never
         # holds the requests' lock (WAL lets writers go on while it runs)
         self._ckpt: sqlite3.Connection | None = None
+        self._ckpt_ident: tuple[int, int] | None = None
         self._ckpt_lock = threading.Lock()
+        try:
+            self._open(verify=True)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"session store {self.describe()}: {_reason(exc)}") from None
 
     def describe(self) -> str:
         return f"sqlite:///{self.path}"  # an absolute path gives sqlite:////...
 
+    def _open(self, verify: bool) -> None:
+        if self.path.is_dir():
+            raise IsADirectoryError(f"{self.path} is a folder")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=_BUSY_SECONDS
+        )
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute(f"PRAGMA wal_autocheckpoint={_AUTOCHECKPOINT_PAGES}")
+            db.executescript(_SCHEMA)
+            if verify:
+                found = [str(r[0]) for r in db.execute("PRAGMA quick_check(4)").fetchall()]
+                if found != ["ok"]:
+                    lines = [x for f in found for x in f.splitlines()]
+                    said = [x for x in lines if not x.startswith("***")][:2]
+                    raise sqlite3.DatabaseError(f"damaged: {'; '.join(said)[:200]}")
+            # event ids of stores written before ``event_ids`` existed; also a write, so a
+            # read-only file is found here and not at the first event
+            db.execute(
+                "INSERT OR IGNORE INTO event_ids (session, event_id) "
+                "SELECT session, event_id FROM events WHERE event_id IS NOT NULL"
+            )
+            db.execute("PRAGMA busy_timeout=0")
+            st = os.stat(self.path)
+        except BaseException:
+            db.close()
+            raise
+        self._db, self._ident = db, (st.st_dev, st.st_ino)
+
+    def _drop(self) -> None:
+        """Close the connections; the next use opens the path again. The checkpoints' one
+        too: the last connection to close checkpoints the WAL into the file it was opened
+        on and removes the WAL, so that a file put in its place never meets it."""
+        db, self._db = self._db, None
+        with self._ckpt_lock:
+            for conn in (db, self._ckpt):
+                if conn is not None:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.close()
+            self._ckpt = None
+
+    def _set_aside(self) -> None:
+        """Move the WAL of a file that was deleted or replaced out of the new file's way.
+
+        SQLite does not checkpoint into a file that has moved, so the old file's WAL stays
+        beside the path, and a connection opened on the file now there would read the old
+        file's pages from it. It is renamed (kept, never deleted: it holds the old file's
+        last events), and the shared-memory index, which only caches the WAL, is removed."""
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        wal, shm = Path(f"{self.path}-wal"), Path(f"{self.path}-shm")
+        with contextlib.suppress(OSError):
+            if wal.exists():
+                aside = wal.with_name(f"{wal.name}.orphaned-{stamp}")
+                wal.rename(aside)
+                log.error("kept the WAL of the %s that was there as %s", self.path, aside)
+            shm.unlink(missing_ok=True)
+
+    def _unavailable(self, why: str) -> StoreUnavailable:
+        if self._down != why:
+            log.error("session store %s unavailable: %s", self.describe(), why)
+        self._down = why
+        return StoreUnavailable(f"session store unavailable: {why}")
+
+    @contextlib.contextmanager
+    def _conn(self) -> Iterator[sqlite3.Connection]:
+        """The connection, under the lock (opened again after a failure). Any SQLite error
+        inside becomes ``StoreUnavailable``; after the work, the path must still be the
+        file that was opened (else what was written went to a deleted file)."""
+        with self._lock:
+            if self._db is None:
+                try:
+                    self._open(verify=False)
+                except (sqlite3.Error, OSError) as exc:
+                    raise self._unavailable(_reason(exc)) from None
+            assert self._db is not None
+            try:
+                yield self._db
+            except sqlite3.Error as exc:
+                self._drop()
+                raise self._unavailable(_reason(exc)) from None
+            try:
+                st = os.stat(self.path)
+                same = (st.st_dev, st.st_ino) == self._ident
+            except OSError:
+                same = False
+            if not same:
+                self._drop()
+                self._set_aside()
+                raise self._unavailable(
+                    "the database file was deleted or replaced while serving (opened again "
+                    "at the next request)"
+                )
+            if self._down is not None:
+                log.warning("session store %s answers again", self.describe())
+                self._down = None
+
     def _head(self, session_id: str) -> tuple[str, int, int, float, float] | None:
+        assert self._db is not None
         row = self._db.execute(
             "SELECT epoch, first_seq, next_seq, created, updated FROM sessions WHERE id = ?",
             (session_id,),
@@ -249,6 +380,7 @@ class SQLiteStore(SessionStore):
         return None if row is None else (row[0], int(row[1]), int(row[2]), row[3], row[4])
 
     def _items(self, session_id: str) -> tuple[str, ...]:
+        assert self._db is not None
         rows = self._db.execute(
             "SELECT item FROM events WHERE session = ? ORDER BY seq", (session_id,)
         ).fetchall()
@@ -263,26 +395,24 @@ class SQLiteStore(SessionStore):
         event_id: str | None = None,
         known: SessionRecord | None = None,
     ) -> tuple[SessionRecord, bool]:
-        db = self._db
-        with self._lock:
+        with self._conn() as db:
             _begin(db)
             try:
                 out = self._append(session_id, item, now, event_id, known)
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                _rollback(db)
                 raise
         return out
 
     def append_many(self, appends: Sequence[Append]) -> list[AppendResult]:
         """All the events in one transaction. When any of them fails the transaction is
         rolled back (nothing of it is kept) and each event is appended in its own, so that
-        the failure stays with its event."""
+        the failure stays with its event. A store that is down fails them all."""
         if len(appends) < 2:
             return super().append_many(appends)
-        db = self._db
         try:
-            with self._lock:
+            with self._conn() as db:
                 _begin(db)
                 try:
                     out: list[AppendResult] = [
@@ -291,9 +421,11 @@ class SQLiteStore(SessionStore):
                     ]
                     db.execute("COMMIT")
                 except BaseException:
-                    db.execute("ROLLBACK")
+                    _rollback(db)
                     raise
             return out
+        except StoreUnavailable as exc:
+            return [exc] * len(appends)
         except Exception:
             return super().append_many(appends)
 
@@ -306,13 +438,14 @@ class SQLiteStore(SessionStore):
         known: SessionRecord | None,
     ) -> tuple[SessionRecord, bool]:
         db = self._db
+        assert db is not None
         head = self._head(sid)
         if head is not None and head[4] + self.ttl < now:  # expired: a new session
-            db.execute("DELETE FROM events WHERE session = ?", (sid,))
-            db.execute("DELETE FROM sessions WHERE id = ?", (sid,))
+            _forget(db, sid)
             head = None
         if head is None:
             epoch, first, nxt, created = secrets.token_hex(8), 0, 0, now
+            db.execute("DELETE FROM event_ids WHERE session = ?", (sid,))  # none should be left
             db.execute(
                 "INSERT INTO sessions (id, epoch, first_seq, next_seq, created, updated) "
                 "VALUES (?, ?, 0, 0, ?, ?)",
@@ -321,14 +454,6 @@ class SQLiteStore(SessionStore):
             items: tuple[str, ...] = ()
         else:
             epoch, first, nxt, created, _ = head
-            if event_id is not None:
-                dup = db.execute(
-                    "SELECT 1 FROM events WHERE session = ? AND event_id = ?", (sid, event_id)
-                ).fetchone()
-                if dup is not None:
-                    db.execute("UPDATE sessions SET updated = ? WHERE id = ?", (now, sid))
-                    rec = SessionRecord(sid, epoch, first, self._items(sid), created, now)
-                    return rec, False
             fresh = (
                 known is not None
                 and known.epoch == epoch
@@ -336,6 +461,16 @@ class SQLiteStore(SessionStore):
                 and known.total == nxt
             )
             items = known.items if fresh and known is not None else self._items(sid)
+        if event_id is not None:
+            # ids live apart from the events, so that one stays recorded after the cap has
+            # trimmed its event away (a retry is then still not applied twice)
+            added = db.execute(
+                "INSERT OR IGNORE INTO event_ids (session, event_id) VALUES (?, ?)",
+                (sid, event_id),
+            ).rowcount
+            if added == 0:
+                db.execute("UPDATE sessions SET updated = ? WHERE id = ?", (now, sid))
+                return SessionRecord(sid, epoch, first, items, created, now), False
         db.execute(
             "INSERT INTO events (session, seq, item, event_id, at) VALUES (?, ?, ?, ?, ?)",
             (sid, nxt, item, event_id, now),
@@ -355,6 +490,7 @@ class SQLiteStore(SessionStore):
 
     def get(self, session_id: str, now: float) -> SessionRecord | None:
         def read() -> tuple[tuple[str, int, int, float, float] | None, tuple[str, ...]]:
+            assert self._db is not None
             db = self._db
             db.execute("BEGIN")
             try:
@@ -365,7 +501,7 @@ class SQLiteStore(SessionStore):
             finally:
                 db.execute("COMMIT")
 
-        with self._lock:
+        with self._conn():
             head, items = _retry(read)
         if head is None:
             return None
@@ -373,63 +509,102 @@ class SQLiteStore(SessionStore):
         return SessionRecord(session_id, epoch, first, items, created, updated)
 
     def delete(self, session_id: str) -> bool:
-        with self._lock:
-            db = self._db
+        with self._conn() as db:
             _begin(db)
             try:
-                db.execute("DELETE FROM events WHERE session = ?", (session_id,))
-                n = db.execute("DELETE FROM sessions WHERE id = ?", (session_id,)).rowcount
+                n = _forget(db, session_id)
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                _rollback(db)
                 raise
         return n > 0
 
     def expire(self, now: float) -> int:
         cutoff = now - self.ttl
-        with self._lock:
-            db = self._db
+        with self._conn() as db:
             _begin(db)
             try:
-                db.execute(
-                    "DELETE FROM events WHERE session IN "
-                    "(SELECT id FROM sessions WHERE updated < ?)",
-                    (cutoff,),
-                )
+                old = "(SELECT id FROM sessions WHERE updated < ?)"
+                db.execute(f"DELETE FROM events WHERE session IN {old}", (cutoff,))
+                db.execute(f"DELETE FROM event_ids WHERE session IN {old}", (cutoff,))
                 n = db.execute("DELETE FROM sessions WHERE updated < ?", (cutoff,)).rowcount
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                _rollback(db)
                 raise
         return int(n)
 
     def live(self, now: float) -> int:
-        def count() -> Any:
-            return self._db.execute(
-                "SELECT COUNT(*) FROM sessions WHERE updated >= ?", (now - self.ttl,)
-            ).fetchone()
-
-        with self._lock:
-            row = _retry(count)
+        with self._conn() as db:
+            row = _retry(
+                lambda: db.execute(
+                    "SELECT COUNT(*) FROM sessions WHERE updated >= ?", (now - self.ttl,)
+                ).fetchone()
+            )
         return int(row[0])
 
     def maintain(self) -> None:
         """Checkpoint the WAL (PASSIVE: copies what no reader still needs, never waits for
-        readers or writers)."""
+        readers or writers); before that, open the store again if it failed, or find a
+        file deleted or replaced while no request came."""
+        with self._conn():
+            ident = self._ident
         with self._ckpt_lock:
-            if self._ckpt is None:
-                self._ckpt = sqlite3.connect(
-                    self.path, isolation_level=None, check_same_thread=False, timeout=30.0
-                )
-            self._ckpt.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            try:
+                if self._ckpt is not None and self._ckpt_ident != ident:
+                    self._ckpt.close()
+                    self._ckpt = None
+                if self._ckpt is None:
+                    self._ckpt = sqlite3.connect(
+                        self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+                    )
+                    self._ckpt_ident = ident
+                self._ckpt.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except sqlite3.Error as exc:
+                if self._ckpt is not None:
+                    self._ckpt.close()
+                self._ckpt = None
+                raise StoreUnavailable(f"session store checkpoint failed: {_reason(exc)}") from None
 
     def close(self) -> None:
-        with self._ckpt_lock:
-            if self._ckpt is not None:
-                self._ckpt.close()
-                self._ckpt = None
         with self._lock:
-            self._db.close()
+            self._drop()
+
+
+def _forget(db: sqlite3.Connection, session_id: str) -> int:
+    """Delete a session, its events and its event ids; 1 when it existed."""
+    db.execute("DELETE FROM events WHERE session = ?", (session_id,))
+    db.execute("DELETE FROM event_ids WHERE session = ?", (session_id,))
+    return int(db.execute("DELETE FROM sessions WHERE id = ?", (session_id,)).rowcount)
+
+
+def _rollback(db: sqlite3.Connection) -> None:
+    """ROLLBACK, when a transaction is open (a failed COMMIT may have ended it)."""
+    if db.in_transaction:
+        db.execute("ROLLBACK")
+
+
+def _reason(exc: BaseException) -> str:
+    """What is wrong with a store, in words, from the error that showed it."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    low = text.lower()
+    if isinstance(exc, IsADirectoryError):
+        return "a folder, not a database file"
+    if isinstance(exc, NotADirectoryError | FileExistsError):
+        return f"its folder cannot be made: a file stands in the way ({text})"
+    if isinstance(exc, PermissionError):
+        return f"permission denied ({text})"
+    if "file is not a database" in low:
+        return "not an SQLite database (file is not a database)"
+    if "malformed" in low or "damaged" in low or "corrupt" in low:
+        return f"a damaged database ({text})"
+    if "readonly" in low or "read-only" in low:
+        return f"read-only ({text})"
+    if "unable to open" in low:
+        return f"cannot be opened: a missing or read-only folder? ({text})"
+    if "disk" in low and "full" in low:
+        return f"the disk is full ({text})"
+    return f"{type(exc).__name__}: {text}"
 
 
 class MemoryStore(SessionStore):
@@ -550,14 +725,56 @@ class RedisStore(SessionStore):
             ) from None
         self.url = url
         self.prefix = prefix
-        self._r: Any = redis.Redis.from_url(url, decode_responses=True)
-        self._append = self._r.register_script(_REDIS_APPEND)
+        self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
+        self._down: str | None = None
+        try:
+            # bounded waits (the URL's own options win): a server that stops answering is
+            # a 503 after seconds, not a request that hangs
+            self._r: Any = redis.Redis.from_url(
+                url, decode_responses=True, socket_timeout=5.0, socket_connect_timeout=3.0
+            )
+            self._append = self._r.register_script(_REDIS_APPEND)
+        except (ValueError, TypeError) as exc:
+            raise StoreError(
+                f"session store {self.describe()}: not a usable redis:// URL ({exc})"
+            ) from None
+        try:
+            self._r.ping()
+        except self._errors as exc:
+            self._r.close()
+            raise StoreError(
+                f"session store {self.describe()}: cannot reach Redis "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+            ) from None
 
     def describe(self) -> str:
-        return self.url
+        return _without_password(self.url)
 
     def ping(self) -> bool:
-        return bool(self._r.ping())
+        with self._calls():
+            return bool(self._r.ping())
+
+    def check(self) -> None:
+        self.ping()
+
+    @contextlib.contextmanager
+    def _calls(self) -> Iterator[None]:
+        """Redis's errors (connection lost, timeouts, a server refusing writes) as
+        ``StoreUnavailable``; redis-py connects again by itself at the next call."""
+        try:
+            yield
+        except self._errors as exc:
+            raise self._unavailable(exc) from None
+        if self._down is not None:
+            log.warning("session store %s answers again", self.describe())
+            self._down = None
+
+    def _unavailable(self, exc: BaseException) -> StoreUnavailable:
+        why = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        if self._down != why:
+            log.error("session store %s unavailable: %s", self.describe(), why)
+        self._down = why
+        return StoreUnavailable(f"session store unavailable: {why}")
 
     def _keys(self, sid: str) -> list[str]:
         p = f"{self.prefix}s:{sid}"
@@ -573,7 +790,9 @@ class RedisStore(SessionStore):
         known: SessionRecord | None = None,
     ) -> tuple[SessionRecord, bool]:
         a = Append(session_id, item, now, event_id, known)
-        return self._record(a, self._append(keys=self._keys(session_id), args=self._args(a)))
+        with self._calls():
+            res = self._append(keys=self._keys(session_id), args=self._args(a))
+        return self._record(a, res)
 
     def append_many(self, appends: Sequence[Append]) -> list[AppendResult]:
         """The events' scripts in one pipeline: one round trip. Redis runs them one after
@@ -582,16 +801,22 @@ class RedisStore(SessionStore):
         retries with its ``event_id``)."""
         if len(appends) < 2:
             return super().append_many(appends)
-        pipe = self._r.pipeline(transaction=False)
-        for a in appends:
-            self._append(keys=self._keys(a.session_id), args=self._args(a), client=pipe)
         try:
-            results = pipe.execute(raise_on_error=False)
-        except Exception as exc:
+            with self._calls():
+                pipe = self._r.pipeline(transaction=False)
+                for a in appends:
+                    self._append(keys=self._keys(a.session_id), args=self._args(a), client=pipe)
+                results = pipe.execute(raise_on_error=False)
+        except StoreUnavailable as exc:
             return [exc] * len(appends)
         out: list[AppendResult] = []
         for a, res in zip(appends, results, strict=True):
-            out.append(res if isinstance(res, Exception) else self._record(a, res))
+            if isinstance(res, self._errors):
+                out.append(self._unavailable(res))
+            elif isinstance(res, Exception):
+                out.append(res)
+            else:
+                out.append(self._record(a, res))
         return out
 
     def _args(self, a: Append) -> list[Any]:
@@ -625,10 +850,11 @@ class RedisStore(SessionStore):
 
     def get(self, session_id: str, now: float) -> SessionRecord | None:
         meta, ev, _, _ = self._keys(session_id)
-        pipe = self._r.pipeline(transaction=True)
-        pipe.hgetall(meta)
-        pipe.lrange(ev, 0, -1)
-        m, items = pipe.execute()
+        with self._calls():
+            pipe = self._r.pipeline(transaction=True)
+            pipe.hgetall(meta)
+            pipe.lrange(ev, 0, -1)
+            m, items = pipe.execute()
         if not m or "epoch" not in m:
             return None
         return SessionRecord(
@@ -642,21 +868,40 @@ class RedisStore(SessionStore):
 
     def delete(self, session_id: str) -> bool:
         meta, ev, ids, live = self._keys(session_id)
-        pipe = self._r.pipeline(transaction=True)
-        pipe.delete(meta, ev, ids)
-        pipe.zrem(live, session_id)
-        n, _ = pipe.execute()
+        with self._calls():
+            pipe = self._r.pipeline(transaction=True)
+            pipe.delete(meta, ev, ids)
+            pipe.zrem(live, session_id)
+            n, _ = pipe.execute()
         return bool(n)
 
     def expire(self, now: float) -> int:
         # Redis drops the session keys itself; this trims the index of live sessions.
-        return int(self._r.zremrangebyscore(f"{self.prefix}live", "-inf", now - self.ttl))
+        with self._calls():
+            return int(self._r.zremrangebyscore(f"{self.prefix}live", "-inf", now - self.ttl))
 
     def live(self, now: float) -> int:
-        return int(self._r.zcount(f"{self.prefix}live", now - self.ttl, "+inf"))
+        with self._calls():
+            return int(self._r.zcount(f"{self.prefix}live", now - self.ttl, "+inf"))
 
     def close(self) -> None:
-        self._r.close()
+        with contextlib.suppress(*self._errors):
+            self._r.close()
+
+
+def _without_password(url: str) -> str:
+    """A store URL as logs and errors may show it: ``redis://user:***@host``."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        host = parts.netloc.rsplit("@", 1)[1]
+        user = parts.username or ""
+        return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    except ValueError:
+        return "redis://(a malformed URL)"
 
 
 def open_store(url: str, ttl: float, max_events: int) -> SessionStore:

@@ -182,7 +182,7 @@ def ensure_model(ctx: Context, cell: Cell, data: PreparedData) -> dict[str, Any]
         store.count("models", False)
         info: dict[str, Any] = read_json(store.path("models", cell.key) / "info.json")
         return info
-    from sessionrec.training import train
+    from sessionrec.runner import train
 
     with store.write("models", cell.key) as tmp:
         t0 = time.perf_counter()

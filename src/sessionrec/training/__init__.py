@@ -1,19 +1,6 @@
 """Training infrastructure shared by models: session-parallel batches, negative sampling,
-losses, optimisers, and the runner behind `sessionrec train`."""
+losses, optimisers, and the epoch loop with its checkpoints (``trainer``).
 
-from __future__ import annotations
-
-from typing import TYPE_CHECKING, Any
-
-__all__ = ["train"]
-
-if TYPE_CHECKING:
-    from sessionrec.training.runner import train
-
-
-def __getattr__(name: str) -> Any:
-    if name == "train":
-        from sessionrec.training.runner import train
-
-        return train
-    raise AttributeError(f"module 'sessionrec.training' has no attribute {name!r}")
+The runner behind `sessionrec train` and ``sr.train`` is ``sessionrec.runner``: it creates
+models from the registry, so it sits above them, while this package sits below them.
+"""

@@ -13,7 +13,7 @@ of finished epochs). The trainer owns the rest, once for every model:
   the model's ``after_epoch`` (rating models add ``valid_rmse``), then handed to the
   ``callback``, which may stop training by returning True.
 
-The callback `sessionrec train` (``sessionrec.training.runner``) hands to ``fit`` is an
+The callback `sessionrec train` (``sessionrec.runner``) hands to ``fit`` is an
 ``EpochMonitor``, also here: it refuses a non-finite epoch, adds the valid metrics, keeps the
 history (``history.jsonl``), stops early with patience and restores the best epoch, and
 checkpoints every epoch (``write_checkpoint``; ``load_checkpoint`` continues a run). It serves
@@ -42,6 +42,7 @@ import torch
 from sessionrec._io import atomic_dir, write_json
 from sessionrec.errors import DataError, TrainingDivergedError
 from sessionrec.training.curve import write_history
+from sessionrec.training.distributed import Distributed
 from sessionrec.training.finite import check_arrays, check_loss
 
 log = logging.getLogger(__name__)
@@ -142,6 +143,11 @@ def fit_epochs(
         model.train_epoch(epoch, steps)
         seconds = time.perf_counter() - started
         model.epochs_done = epoch
+        ddp = getattr(model, "distributed", None)
+        if ddp is not None:  # the record of every rank's steps together
+            total, weight, events = ddp.sum_dense_([], [float(steps.total), steps.weight,
+                                                        float(steps.events)])  # fmt: skip
+            steps.total, steps.weight, steps.events = total, weight, int(events)
         record: dict[str, Any] = {
             "epoch": epoch,
             "train_loss": steps.mean_loss(),
@@ -199,7 +205,9 @@ class EpochMonitor:
         epoch_finished: Callable[[], None] | None = None,
         report: Callable[[dict[str, Any], bool], None] | None = None,
         after_epoch: EpochCallback | None = None,
+        distributed: Distributed | None = None,
     ) -> None:
+        self.distributed = distributed
         self.model_name, self.model, self.state = model_name, model, state
         self.history_path, self.checkpoint_dir = history_path, checkpoint_dir
         self.valid_metrics, self.metric_key, self.patience = valid_metrics, metric_key, patience
@@ -215,7 +223,12 @@ class EpochMonitor:
         if loss is not None and not math.isfinite(loss):
             raise TrainingDivergedError(name, f"the training loss turned {loss}", epoch)
         check_arrays(name, model.state_arrays(), epoch)
-        record.update(self.valid_metrics(epoch))
+        ddp = self.distributed
+        main = ddp is None or ddp.is_main
+        # Under distributed training rank 0 scores valid and every rank takes its numbers: the
+        # ranks hold the same weights, and so agree on the best epoch and on stopping.
+        metrics = self.valid_metrics(epoch) if main else {}
+        record.update(metrics if ddp is None else ddp.broadcast_object(metrics))
         bad = [k for k, v in record.items() if k.startswith("valid_") and not math.isfinite(v)]
         if bad:
             raise TrainingDivergedError(name, f"{bad[0]} turned non-finite", epoch)
@@ -225,22 +238,39 @@ class EpochMonitor:
         if value is not None:
             if state["best_value"] is None or value > state["best_value"]:
                 state["best_value"], state["best_epoch"], state["bad"] = value, epoch, 0
-                self.best_arrays = {k: v.detach().clone() for k, v in model.state_arrays().items()}
+                if main:  # (the other ranks take rank 0's weights at the end)
+                    self.best_arrays = {
+                        k: v.detach().clone() for k, v in model.state_arrays().items()
+                    }
                 improved = True
             else:
                 state["bad"] += 1
-        if self.report is not None:
-            self.report(record, improved)
-        write_history(self.history_path, state["history"])
-        if self.checkpoint_dir is not None and hasattr(model, "training_state"):
-            write_checkpoint(self.checkpoint_dir, model, name, state,
-                             self.best_arrays if improved else None)  # fmt: skip
-        stop = self.after_epoch(record) if self.after_epoch is not None else False
-        return bool(stop) or (self.patience is not None and state["bad"] >= self.patience)
+        stop = False
+        if main:
+            if self.report is not None:
+                self.report(record, improved)
+            write_history(self.history_path, state["history"])
+            if self.checkpoint_dir is not None and hasattr(model, "training_state"):
+                write_checkpoint(self.checkpoint_dir, model, name, state,
+                                 self.best_arrays if improved else None)  # fmt: skip
+            stop = bool(self.after_epoch(record)) if self.after_epoch is not None else False
+        stop = stop or (self.patience is not None and state["bad"] >= self.patience)
+        return stop if ddp is None else ddp.agree(stop)
 
     def restore_best(self) -> int | None:
         """Load the best epoch's arrays into the model when training went on past it;
-        returns the epoch restored (None when the last epoch is the best, or none is known)."""
+        returns the epoch restored (None when the last epoch is the best, or none is known).
+        Under distributed training every rank ends with rank 0's model."""
+        ddp = self.distributed
+        if ddp is not None:
+            restored = self._restore_best() if ddp.is_main else None
+            arrays = ddp.broadcast_arrays(self.model.state_arrays() if ddp.is_main else None)
+            if not ddp.is_main:
+                self.model.load_state_arrays(arrays)
+            return ddp.broadcast_object(restored)
+        return self._restore_best()
+
+    def _restore_best(self) -> int | None:
         state = self.state
         if self.best_arrays is None or state["best_epoch"] == state["history"][-1]["epoch"]:
             return None
@@ -285,7 +315,7 @@ def write_checkpoint(
 
 def read_progress(path: Path) -> dict[str, Any]:
     """A checkpoint's progress.json, checked: a damaged one is a DataError naming it."""
-    from sessionrec.models.base import one_line
+    from sessionrec.errors import one_line
 
     try:
         state = json.loads(path.read_bytes())
@@ -307,7 +337,8 @@ def load_checkpoint(path: Path, model: Any) -> dict[str, torch.Tensor] | None:
     """Restore ``model``'s training state from the checkpoint folder ``path`` (its next
     ``fit`` continues after the last finished epoch); returns the best epoch's arrays, if
     kept. Arrays that do not fit the model are a ``DataError`` naming the file."""
-    from sessionrec.models.base import load_weights, one_line
+    from sessionrec._io import load_weights
+    from sessionrec.errors import one_line
 
     try:
         model.load_training_state(

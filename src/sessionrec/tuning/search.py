@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from sessionrec._checks import finite_number, whole_number
 from sessionrec._io import atomic_dir, read_json, write_json
 from sessionrec.errors import ConfigError, DataError
 from sessionrec.prepare.data import PreparedData
@@ -111,8 +112,12 @@ def tune(
     name, _, k = metric.partition("@")
     if name not in METRICS or not k.isdigit() or int(k) < 1:
         raise ConfigError(f"metric must be recall@K, mrr@K or ndcg@K, not {metric!r}")
-    if trials < 0:
-        raise ConfigError(f"trials must be >= 0, not {trials}")
+    whole_number("--trials", trials, low=0)
+    if timeout is not None:
+        timeout = finite_number("--timeout", timeout)
+    for c in cutoffs:
+        whole_number("--cutoffs", c, low=1)
+    whole_number("n_boot", n_boot, low=1)
     if not isinstance(space, Space):
         space = load_space(model_name, space)
     elif space.model != model_name:
@@ -128,6 +133,43 @@ def tune(
         )
     out = tune_dir(out_dir)
     worker = _worker_id(out)
+    held = _hold_folder(out)
+    try:
+        return _tune_held(
+            model_name, full, search, space, out, worker, trials=trials, metric=metric,
+            storage=storage, study=study, timeout=timeout, exclude_seen=exclude_seen,
+            cutoffs=cutoffs, seed=seed, device=device, pruning=pruning, final=final,
+            n_boot=n_boot, on_trial=on_trial, progress=progress, optuna=optuna,
+        )  # fmt: skip
+    finally:
+        held.close()
+
+
+def _tune_held(
+    model_name: str,
+    full: PreparedData,
+    search: SearchData,
+    space: Space,
+    out: Path,
+    worker: str,
+    *,
+    trials: int,
+    metric: str,
+    storage: str | None,
+    study: str | None,
+    timeout: float | None,
+    exclude_seen: bool,
+    cutoffs: Sequence[int],
+    seed: int,
+    device: str,
+    pruning: bool,
+    final: bool,
+    n_boot: int,
+    on_trial: Callable[[dict[str, Any]], None] | None,
+    progress: bool,
+    optuna: Any,
+) -> dict[str, Any]:
+    """``tune`` once its folder is held."""
     storage_url = storage or f"sqlite:///{(out / 'tune.db').resolve()}"
     study_name = study or f"{model_name}-{metric}"
     st = optuna.create_study(
@@ -148,6 +190,7 @@ def tune(
         "data": fingerprint(full),
     }
     _check_study(st, asked, space, study_name)
+    _fail_stale(st, optuna, worker)
     everyone = st.get_trials(deepcopy=False)
     if not everyone and space.searched:
         _enqueue_defaults(st, model_name, space)
@@ -260,7 +303,18 @@ def open_storage(url: str) -> Any:
         from optuna.storages.journal import JournalFileBackend
 
         path = url.removeprefix("journal:").removeprefix("//")
-        return optuna.storages.JournalStorage(JournalFileBackend(path))
+        folder = Path(path).parent
+        if not folder.is_dir():
+            raise ConfigError(
+                f"--storage {url}: the folder {folder} does not exist (create it, or name a "
+                "journal file in an existing folder)"
+            )
+        if Path(path).is_dir():
+            raise ConfigError(f"--storage {url}: {path} is a folder, not a journal file")
+        try:
+            return optuna.storages.JournalStorage(JournalFileBackend(path))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot open storage {url}: {str(exc).splitlines()[0]}") from None
     if url.startswith(("redis://", "rediss://")):
         from optuna.storages.journal import JournalRedisBackend
 
@@ -332,8 +386,78 @@ def _check_study(st: Any, asked: dict[str, Any], space: Space, name: str) -> Non
         raise ConfigError(
             f"study {name!r} was made for {was}, not {now}; name another with --study"
         )
+    _check_distributions(st, space, name)
     if st.user_attrs.get("space") != space.to_dict():
         log.warning("study %s continues with a search space other than its first one", name)
+
+
+def _check_distributions(st: Any, space: Space, name: str) -> None:
+    """Refuse a space that gives a parameter a distribution Optuna cannot put beside the
+    study's (another kind, other choices): its trials would fail one by one, each leaving a
+    FAIL trial in the shared study. Ranges may differ (a narrowed search)."""
+    import optuna
+
+    mine = {p.name: p.distribution() for p in space.params if p.kind != "fixed"}
+    seen: dict[str, Any] = {}
+    for t in st.get_trials(deepcopy=False):
+        for pname, dist in t.distributions.items():
+            seen.setdefault(pname, dist)
+    for pname, dist in mine.items():
+        old = seen.get(pname)
+        if old is None:
+            continue
+        try:
+            optuna.distributions.check_distribution_compatibility(old, dist)
+        except ValueError:
+            raise ConfigError(
+                f"study {name!r} searched {pname} as {_said(old)}, this space as {_said(dist)}: "
+                "use the study's space (its tune.json) or name another study with --study"
+            ) from None
+
+
+def _said(dist: Any) -> str:
+    kind = type(dist).__name__.removesuffix("Distribution").lower()
+    if hasattr(dist, "choices"):
+        return f"{kind} {list(dist.choices)}"
+    return f"{kind} {dist.low}..{dist.high}"
+
+
+def _fail_stale(st: Any, optuna: Any, worker: str) -> int:
+    """Mark failed the trials left RUNNING by a killed run: this worker's own (no other run
+    of it is alive: ``_hold_folder``), and any whose heartbeat stopped (RDB storages, after
+    the grace period). Returns how many of this worker's were marked."""
+    running = st.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    n = 0
+    for t in running:
+        if t.user_attrs.get("worker") == worker:
+            st._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+            log.warning("trial %d was left running by a killed run: marked failed", t.number)
+            n += 1
+    # fails only the trials whose heartbeat stopped longer than the grace period ago;
+    # a storage without heartbeats (journal) does nothing here
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(st)
+    return n
+
+
+def _hold_folder(out: Path) -> Any:
+    """An exclusive lock on the tuning folder for this run (another run in the same folder
+    is refused), so that a RUNNING trial of this folder's worker is known to be stale."""
+    handle = (out / "worker.lock").open("a+")
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock, stale trials of this worker still marked
+        return handle
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise ConfigError(
+            f"another tune is running in {out}: give each worker its own --out (they share "
+            "the study through --storage)"
+        ) from None
+    return handle
 
 
 def _run_trial(
@@ -352,7 +476,7 @@ def _run_trial(
     progress: bool = False,
 ) -> float:
     """Fit on train, score valid after each epoch (pruning), return the best epoch's value."""
-    from sessionrec.training import train
+    from sessionrec.runner import train
 
     trial.set_user_attr("worker", worker)
     params = space.suggest(trial)
@@ -506,7 +630,7 @@ def _final(
     from sessionrec.evaluation import bootstrap_interval, evaluate
     from sessionrec.models import model_class
     from sessionrec.models.base import SessionModel
-    from sessionrec.training import train
+    from sessionrec.runner import train
 
     best = _best(st, optuna)
     if best is None:

@@ -78,6 +78,19 @@ class Param:
         # a stepped grid's points as written (0.15, not 0.15000000000000002)
         return round(value, 12) if self.step is not None else value
 
+    def distribution(self) -> Any:
+        """The Optuna distribution ``suggest`` draws from (not for ``fixed``)."""
+        from optuna import distributions as d
+
+        if self.kind == "choice":
+            return d.CategoricalDistribution(list(self.choices))
+        assert self.low is not None and self.high is not None
+        if self.kind == "int":
+            return d.IntDistribution(
+                int(self.low), int(self.high), step=int(self.step or 1), log=self.log
+            )
+        return d.FloatDistribution(float(self.low), float(self.high), step=self.step, log=self.log)
+
     def to_dict(self) -> dict[str, Any]:
         """As written in a space file (JSON-ready)."""
         if self.kind == "fixed":

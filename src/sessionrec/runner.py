@@ -27,6 +27,7 @@ from sessionrec.models import model_class
 from sessionrec.models.base import SessionModel, make_config
 from sessionrec.prepare.data import PreparedData, SessionData
 from sessionrec.training.curve import learning_curve, write_history
+from sessionrec.training.distributed import Distributed
 from sessionrec.training.trainer import (
     EpochMonitor,
     load_checkpoint,
@@ -73,6 +74,7 @@ def train(
     overwrite: bool = False,
     param_file: str | Path | None = None,
     valid_every: int | None = None,
+    distributed: Distributed | None = None,
 ) -> SessionModel | RatingModel:
     """Train ``model_name`` on ``data`` and write the model directory ``out_dir``.
 
@@ -111,6 +113,11 @@ def train(
             last); None: often enough for about 10 validations (every epoch up to 10 epochs,
             every 10th of bpr's 100). Early stopping's ``patience`` counts validations.
 
+        distributed: train as one rank of a process group (``init_distributed``; gru4rec,
+            sasrec, repeatnet): each rank trains on its shard, rank 0 scores valid and writes
+            ``out_dir`` and the checkpoints, every rank returns the same model
+            (docs/distributed.md).
+
     Returns:
         The trained model (the best epoch's weights when valid metrics were computed).
     """
@@ -127,6 +134,11 @@ def train(
     if fit_on not in FIT_ON:
         raise ConfigError(f"fit_on must be one of {', '.join(FIT_ON)}, not {fit_on!r}")
     asked = parse_patience(patience)
+    if distributed is not None and not _distributable(model_name):
+        raise ConfigError(
+            f"{model_name} does not train distributed; these do: "
+            + ", ".join(n for n in registry.names() if _distributable(n))
+        )
     if (
         registry.spec(model_name).task == registry.RATING
     ):  # rating models: valid RMSE per epoch, no checkpoints
@@ -172,28 +184,51 @@ def train(
     train_part = data.part(fit_on)  # read (and checked) before anything is written
     valid_part = data.part("valid") if has_valid else None
     fingerprint = data.fingerprint(fit_on)
+    main = distributed is None or distributed.is_main
+    if distributed is not None:
+        device = str(distributed.device)
     if resume:
-        if not (ckpt / "progress.json").exists():
-            raise DataError(ckpt, expected="a checkpoint to resume from", found="none")
-        state = read_progress(ckpt / "progress.json")
-        if state["model"] != model_name:
-            raise ConfigError(f"the checkpoint is of model {state['model']!r}, not {model_name!r}")
-        _check_resume_data(state, data, fit_on, out)
+
+        def read() -> dict[str, Any]:
+            if not (ckpt / "progress.json").exists():
+                raise DataError(ckpt, expected="a checkpoint to resume from", found="none")
+            state = read_progress(ckpt / "progress.json")
+            if state["model"] != model_name:
+                raise ConfigError(
+                    f"the checkpoint is of model {state['model']!r}, not {model_name!r}"
+                )
+            _check_resume_data(state, data, fit_on, out)
+            return state
+
+        # under distributed training rank 0 reads the checkpoint (other machines may not
+        # see the folder) and hands it on
+        state = _on_main(distributed, read)
         model = cls(_resumed_config(cls, state, given, ckpt / "progress.json"), device=device)
     else:
         model = cls.from_params(params, device=device)  # a bad parameter fails before the claim
-        claim_dir(out, overwrite=overwrite, verb="train")
+        _on_main(distributed, lambda: claim_dir(out, overwrite=overwrite, verb="train"))
     state["fit_on"] = fit_on
     state["fingerprint"] = fingerprint
     model.items = data.items
-    evaluate = _evaluator(valid_metric, exclude_seen, progress) if valid_part is not None else None
-    best_arrays = load_checkpoint(ckpt, model) if resume else None
+    evaluate = (
+        _evaluator(valid_metric, exclude_seen, progress and main)
+        if valid_part is not None
+        else None
+    )
+    best_arrays = load_checkpoint(ckpt, model) if resume and main else None
+    if distributed is not None:
+        ranked: Any = model  # (a model that supports_distributed)
+        ranked.distributed = distributed
+        if resume:  # rank 0's weights, optimiser state and epochs on every rank
+            arrays = distributed.broadcast_arrays(ranked.training_state() if main else None)
+            if not main:
+                ranked.load_training_state(arrays)
     metric_key = f"valid_{valid_metric}"
     # Long runs without valid metrics (bpr: 100 epochs) print about 20 lines, not one each.
     planned = getattr(model.config, "epochs", None) or getattr(model.config, "n_epochs", None)
     print_every = max(1, -(-int(planned) // 20)) if planned else 1
     every = valid_every or (max(1, -(-int(planned) // 10)) if planned else 1)
-    bar = _ProgressBar(progress, first_epoch=getattr(model, "epochs_done", 0))
+    bar = _ProgressBar(progress and main, first_epoch=getattr(model, "epochs_done", 0))
 
     def valid_metrics(epoch: int) -> dict[str, float]:
         if evaluate is None or valid_part is None:
@@ -221,6 +256,7 @@ def train(
         epoch_finished=bar.finish_epoch,
         report=report,
         after_epoch=after_epoch,
+        distributed=distributed,
     )
 
     if hasattr(model, "progress_hook"):
@@ -240,8 +276,13 @@ def train(
         state["history"].append(record)
         write_history(out / "history.jsonl", state["history"])
     on_epoch.restore_best()
+    if distributed is not None:
+        ranked.distributed = None  # the process group is the caller's, not the model's
+        if not main:
+            return model
     stopped_early = stop_after is not None and state["bad"] >= stop_after
     warnings = _still_improving(state["history"], metric_key, model, stopped_early)
+    warnings += list(getattr(model, "fit_warnings", []))
     for w in warnings:  # quiet in runs without progress output (tune's trials, sweeps)
         log.log(logging.WARNING if progress else logging.INFO, "%s: %s", out, w)
     model.save(out)
@@ -270,6 +311,32 @@ def train(
     learning_curve(out / "learning_curve.png", state["history"], model_name)
     mark_complete(out, "train")
     return model
+
+
+def _distributable(name: str) -> bool:
+    spec = registry.spec(name)
+    return spec.task != registry.RATING and getattr(model_class(name), "supports_distributed",
+                                                    False)  # fmt: skip
+
+
+def _on_main(distributed: Distributed | None, fn: Callable[[], Any]) -> Any:
+    """``fn()`` on rank 0 (or in one process) and its result on every rank; when it raises,
+    every rank raises (rank 0 its own error, the others a ``ConfigError`` quoting it), so no
+    rank waits on the others for ever."""
+    if distributed is None:
+        return fn()
+    result, error = None, None
+    if distributed.is_main:
+        try:
+            result = fn()
+        except Exception as exc:
+            error = exc
+    message = distributed.broadcast_object(None if error is None else str(error))
+    if error is not None:
+        raise error
+    if message is not None:
+        raise ConfigError(f"rank 0: {message}")
+    return distributed.broadcast_object(result)
 
 
 def _still_improving(
