@@ -49,11 +49,13 @@ def open_queue_storage(url: str) -> Any:
     kwargs: dict[str, Any] = (
         {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
     )
-    retry: dict[str, Any] = (
-        {"heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(3)}
-        if hasattr(optuna.storages, "RetryHeartbeatStaleTrialCallback")  # optuna >= 4.9
-        else {"failed_trial_callback": optuna.storages.RetryFailedTrialCallback(max_retry=3)}
-    )
+    with warnings.catch_warnings():  # the retry callback is flagged experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retry: dict[str, Any] = (
+            {"heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(3)}
+            if hasattr(optuna.storages, "RetryHeartbeatStaleTrialCallback")  # optuna >= 4.9
+            else {"failed_trial_callback": optuna.storages.RetryFailedTrialCallback(max_retry=3)}
+        )
     for attempt in range(5):
         try:
             with warnings.catch_warnings():
