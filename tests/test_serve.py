@@ -174,7 +174,7 @@ def test_max_session_events_keeps_the_latest(folders: dict[str, Path], tmp_path:
         assert session["events"] == 5 and session["kept"] == 3
         got = session["items"]
         assert [x["item_id"] for x in got] == [102, 103, 104]
-        want = load_model(folders["gru"]).recommend([102, 103, 104], 5, exclude_seen=False)
+        want = load_model(folders["gru"]).recommend([102, 103, 104], 5)  # seen left out, as served
         assert [x["item_id"] for x in r.json()["recommendations"]] == want["item_id"].to_list()
 
 
@@ -358,7 +358,11 @@ def test_bad_requests(client: TestClient) -> None:
         "/v1/recommend", content=b"\xff\xfe\x00", headers={"content-type": "application/json"}
     )
     assert r.status_code == 422  # not even UTF-8: still a bad body, not a 400 or 500
-    assert post(client, "k1000", "Toy Story", k=1000).json()["recommendations"][-1]["rank"] == 12
+    full = post(client, "k1000", "Toy Story", k=1000, exclude_seen=False).json()
+    assert full["recommendations"][-1]["rank"] == 12 and full["exclude_seen"] is False
+    # by default the session's items are left out, and the answer says so
+    again = post(client, "k1000b", "Toy Story", k=1000).json()
+    assert again["recommendations"][-1]["rank"] == 11 and again["exclude_seen"] is True
 
 
 def test_oversize_bodies_are_413(client: TestClient) -> None:

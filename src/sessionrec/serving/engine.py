@@ -54,6 +54,8 @@ class Recommendation:
     scores: list[float]
     because: list[list[int]] | None
     seen: list[int]
+    #: whether the session's items were left out of the list (said in every answer)
+    exclude_seen: bool = True
 
 
 @dataclass(frozen=True)
@@ -379,7 +381,7 @@ class Engine:
         with torch.inference_mode():
             top, values = sm.model.top_k(entry.state, 0, k, entry.idx if exclude_seen else None)
         because = sm.because(entry.idx, top) if sm.is_knn else None
-        return Recommendation(rec, sm, top, values, because, entry.idx)
+        return Recommendation(rec, sm, top, values, because, entry.idx, exclude_seen)
 
     def _recommend_many(
         self, sm: ServedModel, todo: list[tuple[SessionRecord, _Entry, int, bool]]
@@ -405,8 +407,9 @@ class Engine:
                                 values,
                                 sm.because(entry.idx, top) if sm.is_knn else None,
                                 entry.idx,
+                                excl,
                             )
-                            for (rec, entry, _, _), (top, values) in zip(todo, tops, strict=True)
+                            for (rec, entry, _, excl), (top, values) in zip(todo, tops, strict=True)
                         ]
             except Exception:
                 log.exception("batched ranking failed; ranking its sessions one by one")

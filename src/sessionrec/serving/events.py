@@ -65,7 +65,8 @@ def answer(
     flag = "" if applied is None else f'"applied":{"true" if applied else "false"},'
     return (
         f'{{"session_id":{json_text(session_id)},"model":{json_text(model)},"events":{events},'
-        f'"kept":{kept},{flag}"recommendations":[{",".join(parts)}]}}'
+        f'"kept":{kept},"exclude_seen":{"true" if rec.exclude_seen else "false"},{flag}'
+        f'"recommendations":[{",".join(parts)}]}}'
     ).encode()
 
 
@@ -86,6 +87,7 @@ def answer_reference(
         "model": model,
         "events": events,
         "kept": kept,
+        "exclude_seen": rec.exclude_seen,
     }
     if applied is not None:
         content["applied"] = applied

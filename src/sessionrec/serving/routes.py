@@ -136,7 +136,7 @@ def add_routes(app: FastAPI, engine: Engine, metrics: Metrics, opts: AppOptions)
         tags=["sessions"],
     )
     async def session_recommendations(
-        session_id: SessionPath, k: K = 10, exclude_seen: bool = False, model: ModelName = None
+        session_id: SessionPath, k: K = 10, exclude_seen: bool = True, model: ModelName = None
     ) -> Any:
         """The list for the session as it stands."""
         sm = engine.model(model)

@@ -29,7 +29,11 @@ class EventIn(BaseModel):
         description="An item id or a title (resolved as `sessionrec recommend` does)."
     )
     k: int = Field(10, ge=1, le=MAX_K, description="How many recommendations to return.")
-    exclude_seen: bool = Field(False, description="Leave the session's items out of the list.")
+    exclude_seen: bool = Field(
+        True,
+        description="Leave the session's items out of the list (the default, as `sessionrec "
+        "recommend` and the web page; false keeps them rankable).",
+    )
     model: str | None = Field(None, max_length=200, description="A served model's name.")
     event_id: str | None = Field(
         None,
@@ -50,7 +54,7 @@ class RecommendIn(BaseModel):
         min_length=1, max_length=1000, description="The session: item ids or titles, oldest first."
     )
     k: int = Field(10, ge=1, le=MAX_K)
-    exclude_seen: bool = False
+    exclude_seen: bool = Field(True, description="Leave the given items out of the list.")
     model: str | None = Field(None, max_length=200)
 
     @field_validator("items")
@@ -94,6 +98,7 @@ class EventOut(BaseModel):
         description="The latest events kept (at most --max-session-events), which the list "
         "is ranked from."
     )
+    exclude_seen: bool = Field(description="Whether the session's items were left out.")
     applied: bool = Field(description="False when event_id was already recorded.")
     recommendations: list[RecommendationOut]
 
@@ -103,6 +108,7 @@ class RecommendationsOut(BaseModel):
     model: str
     events: int
     kept: int
+    exclude_seen: bool = Field(description="Whether the session's items were left out.")
     recommendations: list[RecommendationOut]
 
 
