@@ -13,7 +13,18 @@ PACKAGE = Path(sessionrec.__file__).parent
 #: Layers from the bottom up (docs/architecture.md): a module imports only from its own layer
 #: or a lower one. A name is a module or a subpackage of ``sessionrec``.
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "_schema", "_version", "_io", "_titles", "_threads", "_optional", "_report"),
+    (
+        "errors",
+        "_schema",
+        "_version",
+        "_io",
+        "_titles",
+        "_threads",
+        "_optional",
+        "_report",
+        "_formats",
+        "_checks",
+    ),
     ("datasets",),
     ("prepare",),
     ("explore",),
@@ -23,7 +34,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("registry",),
     ("evaluation", "ann"),
     ("runner", "recommend", "catalog", "synthetic"),
-    ("experiments", "tuning"),
+    ("experiments", "tuning", "study"),
     ("serving",),
     ("cli", "__init__", "__main__"),
 ]
@@ -34,8 +45,6 @@ UPWARD: dict[tuple[str, str], str] = {
     "(sessionrec.models.create, load_model, REGISTRY) that scripts import from here",
     ("sessionrec.rating", "sessionrec.registry"): "the rating view of the registry "
     "(sessionrec.rating.create_rating_model, load_rating_model, RATING_MODELS)",
-    ("sessionrec.serving.app", "sessionrec"): "the service's version, read from the package "
-    "rather than from sessionrec._version",
 }
 
 

@@ -29,7 +29,7 @@ def check_format(path: Path, tag: Any, families: tuple[str, ...]) -> None:
     if family not in families or not version.isdigit():
         raise DataError(path, column="format", expected=want, found=repr(tag))
     if int(version) > KNOWN[family]:
-        from sessionrec import __version__
+        from sessionrec._version import __version__
 
         raise DataError(
             path,

@@ -23,46 +23,19 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
 from sessionrec.serving.engine import Engine, folder_report
 from sessionrec.serving.guard import Guard
 from sessionrec.serving.metrics import Metrics
+from sessionrec.serving.options import AppOptions
 from sessionrec.serving.routes import add_routes, freeze_heap, reload_models
 from sessionrec.serving.schemas import ERRORS
 from sessionrec.serving.state import StoreUnavailable
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class AppOptions:
-    """Settings of the app itself (the engine holds models and sessions)."""
-
-    admin_token: str | None = None
-    #: the Host headers answered (``*.example.com``, ``*``); None: any
-    allowed_hosts: tuple[str, ...] | None = None
-    max_body: int = 64 * 1024
-    sweep_seconds: float = 60.0
-    #: how often the store's ``maintain`` runs (SQLite: the WAL checkpoint)
-    maintain_seconds: float = 1.0
-    handle_sighup: bool = False
-    #: called after ``POST /admin/reload`` reloaded this process (``serve --workers N``:
-    #: tells the parent, which has the other workers reload)
-    on_reload: Callable[[], None] | None = None
-    #: answer valid events without FastAPI's routing (``Guard``); False: every request
-    #: goes through FastAPI (the reference the fast path is tested against)
-    fast_events: bool = True
-    #: answer the events read in the same turn of the event loop together (``Batcher``;
-    #: with ``fast_events``); False: one by one
-    batch_events: bool = True
-    #: prometheus_client's multiprocess folder when several workers serve (``Metrics``)
-    metrics_dir: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 # -- the app -----------------------------------------------------------------------------------
@@ -156,6 +129,6 @@ async def _maintain(engine: Engine, every: float) -> None:
 
 
 def _version() -> str:
-    from sessionrec import __version__
+    from sessionrec._version import __version__
 
     return __version__

@@ -48,7 +48,7 @@ from sessionrec.serving.schemas import (
 from sessionrec.serving.state import StoreUnavailable
 
 if TYPE_CHECKING:
-    from sessionrec.serving.app import AppOptions
+    from sessionrec.serving.options import AppOptions
 
 log = logging.getLogger(__name__)
 

@@ -38,14 +38,14 @@ def digest(record: Any) -> str:
 def code_version() -> str:
     """The package version and a hash of its Python sources: a changed line of code makes
     every artifact new (conservative: a result never outlives the code that made it)."""
-    import sessionrec
+    from sessionrec import _version
 
-    root = Path(sessionrec.__file__).resolve().parent
+    root = Path(_version.__file__).resolve().parent
     h = hashlib.sha256()
     for path in sorted(root.rglob("*.py")):
         h.update(str(path.relative_to(root)).encode())
         h.update(path.read_bytes())
-    return f"{sessionrec.__version__}+{h.hexdigest()[:12]}"
+    return f"{_version.__version__}+{h.hexdigest()[:12]}"
 
 
 @dataclass(frozen=True)
