@@ -26,7 +26,12 @@ def prepare(
         str | None, typer.Option(help="'user': a user's whole history is one session.")
     ] = None,
     session_gap: Annotated[
-        str | None, typer.Option(help="New session after this inactivity gap (30m, 1h, ...).")
+        str | None,
+        typer.Option(
+            help="New session after this inactivity gap (30m, 1h, ...). With none of "
+            "--session, --session-gap, --session-column: the log's own session ids when it "
+            "has them (YOOCHOOSE), else a 1h gap."
+        ),
     ] = None,
     session_column: o.SessionColumn = None,
     user_column: o.UserColumn = None,
