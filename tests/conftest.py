@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -59,3 +60,15 @@ def write_log(path: Path, rows: list[tuple[int, int, int]], sep: str = ",") -> P
         path, separator=sep
     )
     return path
+
+
+@pytest.fixture
+def tuning_log(tmp_path: Path) -> Any:
+    """A prepared log for the tuning tests: 60 users, cyclic item sequences with a
+    user-dependent start, random parts."""
+    import sessionrec as sr
+
+    rows = [(u, (u + j) % 9 + 1, 1000 * u + 60 * j) for u in range(60) for j in range(6)]
+    log = write_log(tmp_path / "log.csv", rows)
+    return sr.prepare(log, tmp_path / "prep", session="user", split="random", test_fraction=0.2,
+                      valid_fraction=0.2, min_item_support=1)  # fmt: skip

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 from _helpers import run_cli
-from conftest import write_log
 
 import sessionrec as sr
 from sessionrec.errors import ConfigError, DataError
@@ -30,14 +29,8 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 
 @pytest.fixture
-def tiny(tmp_path: Path) -> PreparedData:
-    """60 users, cyclic item sequences with a user-dependent start, random parts."""
-    rows = [(u, (u + j) % 9 + 1, 1000 * u + 60 * j) for u in range(60) for j in range(6)]
-    log = write_log(tmp_path / "log.csv", rows)
-    data = sr.prepare(log, tmp_path / "prep", session="user", split="random", test_fraction=0.2,
-                      valid_fraction=0.2, min_item_support=1)  # fmt: skip
-    assert isinstance(data, PreparedData)
-    return data
+def tiny(tuning_log: PreparedData) -> PreparedData:
+    return tuning_log
 
 
 def _space(tmp_path: Path, text: str) -> Path:

@@ -33,12 +33,9 @@ INSTALL_HINT = 'running a study on several workers needs Optuna: pip install -e 
 
 
 def _optuna() -> Any:
-    try:
-        import optuna
-    except ImportError:
-        raise ConfigError(INSTALL_HINT) from None
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna
+    from sessionrec.tuning.search import _optuna as optuna_or_hint
+
+    return optuna_or_hint(INSTALL_HINT)
 
 
 def open_queue_storage(url: str) -> Any:

@@ -286,11 +286,12 @@ def _worker_id(out: Path) -> str:
     return worker
 
 
-def _optuna() -> Any:
+def _optuna(hint: str = INSTALL_HINT) -> Any:
+    """Optuna, quiet below warnings; a ConfigError saying ``hint`` when it is not installed."""
     try:
         import optuna
     except ImportError:
-        raise ConfigError(INSTALL_HINT) from None
+        raise ConfigError(hint) from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna
 
