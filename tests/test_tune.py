@@ -309,6 +309,44 @@ def _check_shared(storage: str, per_worker: list[int]) -> None:
     assert sorted(by_worker.values()) == per_worker
 
 
+_POP = """
+import json, sys
+import optuna
+from sessionrec.tuning.search import open_storage
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+st = optuna.load_study(study_name="q", storage=open_storage(sys.argv[1]))
+got = []
+while (t := st.ask()).user_attrs.get("cell") is not None:
+    got.append(t.user_attrs["cell"])
+    st.tell(t, 1.0)
+st.tell(t, state=optuna.trial.TrialState.PRUNED)
+print(json.dumps(got))
+"""
+
+
+def test_workers_on_one_sqlite_file_never_pop_the_same_queued_trial(tmp_path: Path) -> None:
+    """SQLite ignores SELECT ... FOR UPDATE: without BEGIN IMMEDIATE two workers read one
+    waiting trial and both run it (then one fails to tell a finished trial)."""
+    import optuna
+
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    st = optuna.create_study(study_name="q", storage=open_storage(url))
+    for i in range(40):
+        st.enqueue_trial({}, user_attrs={"cell": i})
+    env = {**os.environ, "PYTHONPATH": str(SRC), "PYTHONWARNINGS": "ignore"}
+    workers = [
+        subprocess.Popen([sys.executable, "-c", _POP, url], env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)  # fmt: skip
+        for _ in range(3)
+    ]
+    popped: list[int] = []
+    for w in workers:
+        out, err = w.communicate(timeout=300)
+        assert w.returncode == 0, err.decode()
+        popped += json.loads(out.decode().splitlines()[-1])
+    assert sorted(popped) == list(range(40))  # each queued trial run once, none lost
+
+
 def test_two_workers_share_one_sqlite_study(tiny: PreparedData, tmp_path: Path) -> None:
     _two_workers_then_finish(tiny, tmp_path, f"sqlite:///{tmp_path / 'shared.db'}")
 

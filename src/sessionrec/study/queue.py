@@ -41,7 +41,7 @@ def _optuna() -> Any:
 def open_queue_storage(url: str) -> Any:
     """An RDB storage with heartbeats, re-queueing the trials of workers that died."""
     optuna = _optuna()
-    from sessionrec.tuning.search import safe_url
+    from sessionrec.tuning.search import safe_url, serialise_sqlite
 
     kwargs: dict[str, Any] = (
         {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
@@ -57,9 +57,12 @@ def open_queue_storage(url: str) -> Any:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return optuna.storages.RDBStorage(
+                storage = optuna.storages.RDBStorage(
                     url, engine_kwargs=kwargs, heartbeat_interval=10, grace_period=60, **retry
                 )
+            if url.startswith("sqlite"):
+                serialise_sqlite(storage.engine)  # one worker pops a queued cell, not two
+            return storage
         except ImportError as exc:
             raise ConfigError(
                 f"storage {safe_url(url)} needs a database driver ({exc}); {INSTALL_HINT}"
@@ -117,6 +120,14 @@ def enqueue(plan: Plan, store: Store, storage: Any) -> Any:
     return st
 
 
+def _earlier_twin(trial: Any, key: str, states: Any) -> int | None:
+    """The number of an earlier trial of the same cell that is running now, if any."""
+    for t in trial.study.get_trials(deepcopy=False, states=(states.RUNNING,)):
+        if t.number < trial.number and t.user_attrs.get("cell") == key:
+            return int(t.number)
+    return None
+
+
 def work(
     ctx: Context,
     storage: Any,
@@ -138,6 +149,9 @@ def work(
             raise optuna.TrialPruned("no cell left in the queue")
         trial.set_user_attr("pid", os.getpid())
         trial.set_user_attr("host", _host())
+        twin = _earlier_twin(trial, key, states)
+        if twin is not None:  # workers starting together both queued it
+            raise optuna.TrialPruned(f"cell {key} is run by trial {twin}")
         cell = by_key[key]
         fresh = not cell_done(store, cell)
         t0 = time.perf_counter()

@@ -172,29 +172,25 @@ def _tune_held(
     """``tune`` once its folder is held."""
     storage_url = storage or f"sqlite:///{(out / 'tune.db').resolve()}"
     study_name = study or f"{model_name}-{metric}"
-    st = optuna.create_study(
-        study_name=study_name,
-        storage=open_storage(storage_url),
-        direction="maximize",
-        load_if_exists=True,
-        pruner=(
-            optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
-            if pruning
-            else optuna.pruners.NopPruner()
-        ),
+    pruner = (
+        optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+        if pruning
+        else optuna.pruners.NopPruner()
     )
+    st, created = _create_or_load(optuna, study_name, open_storage(storage_url), pruner)
     asked = {
         "model": model_name,
         "metric": metric,
         "exclude_seen": exclude_seen,
         "data": fingerprint(full),
     }
-    _check_study(st, asked, space, study_name)
+    _check_study(st, asked, space, study_name, created)
     _fail_stale(st, optuna, worker)
-    everyone = st.get_trials(deepcopy=False)
-    if not everyone and space.searched:
+    if created and space.searched:
+        # only the worker that made the study queues the defaults: workers starting together
+        # would each see an empty study and queue them twice
         _enqueue_defaults(st, model_name, space)
-        everyone = st.get_trials(deepcopy=False)
+    everyone = st.get_trials(deepcopy=False)
     # A fresh sampler seed per start: a resumed worker must not replay its first suggestions,
     # and two workers must not suggest the same ones.
     digest = hashlib.sha256(f"{seed}:{worker}:{len(everyone)}".encode()).digest()
@@ -331,9 +327,12 @@ def open_storage(url: str) -> Any:
             # The heartbeat marks a killed worker's running trial failed after the grace period.
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return optuna.storages.RDBStorage(
+                storage = optuna.storages.RDBStorage(
                     url, engine_kwargs=engine_kwargs, heartbeat_interval=30, grace_period=120
                 )
+            if url.startswith("sqlite"):
+                serialise_sqlite(storage.engine)
+            return storage
         except ImportError as exc:
             raise ConfigError(
                 f"storage {safe_url(url)} needs a database driver ({exc}); "
@@ -348,6 +347,24 @@ def open_storage(url: str) -> Any:
             first = str(exc).splitlines()[0]
             raise ConfigError(f"cannot open storage {safe_url(url)}: {first}") from None
     raise AssertionError("unreachable")
+
+
+def serialise_sqlite(engine: Any) -> None:
+    """Make every transaction on a SQLite storage ``BEGIN IMMEDIATE`` (SQLAlchemy's recipe for
+    pysqlite). SQLite ignores Optuna's ``SELECT ... FOR UPDATE``, so without this two workers
+    can both read a queued trial as waiting and both run it; with it, a read-then-write
+    transaction holds the write lock from its first read."""
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _no_implicit_begin(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # the "begin" hook below opens transactions
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # connections pooled while the storage set up its tables lack the hook
 
 
 def safe_url(url: str) -> str:
@@ -374,8 +391,29 @@ def fingerprint(data: PreparedData) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _check_study(st: Any, asked: dict[str, Any], space: Space, name: str) -> None:
+def _create_or_load(optuna: Any, name: str, storage: Any, pruner: Any) -> tuple[Any, bool]:
+    """The study, and whether this call made it (of workers starting together, exactly one
+    did: the storage refuses a second study of the same name)."""
+    try:
+        st = optuna.create_study(
+            study_name=name, storage=storage, direction="maximize", pruner=pruner
+        )
+        return st, True
+    except optuna.exceptions.DuplicatedStudyError:
+        return optuna.load_study(study_name=name, storage=storage, pruner=pruner), False
+
+
+def _check_study(
+    st: Any, asked: dict[str, Any], space: Space, name: str, created: bool = False
+) -> None:
     have = st.user_attrs.get("sessionrec")
+    if have is None and not created:
+        # another worker made the study a moment ago and is about to label it
+        for _ in range(20):
+            time.sleep(0.25)
+            have = st.user_attrs.get("sessionrec")
+            if have is not None:
+                break
     if have is None:
         st.set_user_attr("sessionrec", asked)
         st.set_user_attr("space", space.to_dict())
@@ -711,6 +749,7 @@ __all__ = [
     "SearchData",
     "fingerprint",
     "open_storage",
+    "serialise_sqlite",
     "safe_url",
     "study_summary",
     "tune",
