@@ -335,8 +335,12 @@ def test_workers_on_one_sqlite_file_never_pop_the_same_queued_trial(tmp_path: Pa
         st.enqueue_trial({}, user_attrs={"cell": i})
     env = {**os.environ, "PYTHONPATH": str(SRC), "PYTHONWARNINGS": "ignore"}
     workers = [
-        subprocess.Popen([sys.executable, "-c", _POP, url], env=env, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE)  # fmt: skip
+        subprocess.Popen(
+            [sys.executable, "-c", _POP, url],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         for _ in range(3)
     ]
     popped: list[int] = []
