@@ -190,3 +190,146 @@ def test_each_pair_weighs_one_over_batch_size_when_slots_are_idle() -> None:
     idle = first_step_accumulator(8)  # the same two rows with 6 of 8 slots idle
     assert float(full.abs().max()) > 0
     torch.testing.assert_close(idle, full * (2 / 8) ** 2)
+
+
+# -- the written-out backward against autograd --------------------------------------------------
+
+
+def _autograd_step(
+    model: GRU4Rec,
+    inp: torch.Tensor,
+    tgt: torch.Tensor,
+    samples: torch.Tensor | None,
+    hidden: list[torch.Tensor],
+    gen: object,
+    log_pop: torch.Tensor,
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The step as autograd computes it (the implementation before the written-out backward):
+    the leaves are gathered rows and the dense weights, the loss is ``ranking_loss`` over the
+    ELU scores, repeated rows are summed with ``torch.unique``."""
+    import torch.nn.functional as F
+
+    from sessionrec.training.losses import bpr_max, ranking_loss
+    from sessionrec.training.optim import Adam
+
+    cfg, p, opt = model.config, model.params, model._opt
+    assert opt is not None
+    if isinstance(opt, Adam):
+        opt.begin_step()
+    n, full, mode = inp.shape[0], cfg.n_sample < 0, model._input_mode
+    rows: list[tuple[str, torch.Tensor, torch.Tensor]] = []
+
+    def gather(name: str, idx: torch.Tensor) -> torch.Tensor:
+        leaf = p[name].detach().index_select(0, idx).requires_grad_()
+        rows.append((name, idx, leaf))
+        return leaf
+
+    x = None
+    if full:
+        out_w, out_b, pos = p["item.weight"], p["item.bias"], tgt
+    else:
+        out_idx = tgt if samples is None else torch.cat([tgt, samples])
+        pos = torch.arange(n)
+        if mode == "shared":
+            both = gather("item.weight", torch.cat([inp, out_idx]))
+            x, out_w = both[:n], both[n:]
+        else:
+            out_w = gather("item.weight", out_idx)
+        out_b = gather("item.bias", out_idx)
+    if x is None and mode != "shared":
+        x = gather("embed.weight" if mode == "embedding" else "onehot.weight", inp)
+    new, out = model._forward(inp, hidden, gen, train=True, x=x)  # type: ignore[arg-type]
+    scores = torch.addmm(out_b, out, out_w.t())
+    xe = cfg.loss == "cross-entropy"
+    if cfg.elu_param > 0 and (cfg.elu_for_cross_entropy or not xe):
+        scores = F.elu(scores, alpha=cfg.elu_param)
+    log_q = None
+    if xe and cfg.logq > 0:
+        log_q = cfg.logq * model._log_q(log_pop, None if full else out_idx, n)
+    if cfg.loss == "bpr-max":
+        loss = bpr_max(scores, pos, cfg.bpreg)
+    else:
+        loss = ranking_loss(cfg.loss, scores, pos, bpreg=cfg.bpreg, log_q=log_q)
+    dense = [k for k, v in p.items() if v.requires_grad]
+    leaves = [leaf for _, _, leaf in rows] + [p[k] for k in dense]
+    grads = torch.autograd.grad(loss * (n / cfg.batch_size), leaves)
+    with torch.no_grad():
+        summed: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        for (name, idx, _), g in zip(rows, grads[: len(rows)], strict=True):
+            uniq, inv = torch.unique(idx, return_inverse=True)
+            summed[name] = (uniq, g.new_zeros((uniq.shape[0], *g.shape[1:])).index_add_(0, inv, g))
+        model._apply(summed, dense, list(grads[len(rows) :]))
+    return loss.detach(), [h.detach() for h in new]
+
+
+WRITTEN_OUT = [
+    {"loss": "bpr-max", "elu_param": 0.5, "bpreg": 1.5, "momentum": 0.4,
+     "dropout_p_embed": 0.3, "dropout_p_hidden": 0.2},
+    {"loss": "bpr-max", "elu_param": 0.0, "bpreg": 0.0, "momentum_type": "heavy-ball",
+     "momentum": 0.4, "hidden_dropout_placement": "state", "dropout_p_hidden": 0.3},
+    {"loss": "cross-entropy", "logq": 1.0, "logq_correction": "sampling", "elu_param": 0.5,
+     "elu_for_cross_entropy": False, "layers": [6, 5], "dropout_p_hidden": 0.2},
+    {"loss": "cross-entropy", "elu_param": 0.5, "n_sample": -1, "momentum": 0.2},
+    {"loss": "cross-entropy", "n_sample": -1, "constrained_embedding": False, "embedding": 4,
+     "optimizer": "adam", "dropout_p_embed": 0.2},
+    {"loss": "top1-max", "elu_param": 0.5, "constrained_embedding": False, "embedding": 0,
+     "layers": [5, 6], "dropout_p_embed": 0.3, "dropout_p_hidden": 0.1},
+    {"loss": "bpr-max", "n_sample": 0, "constrained_embedding": False, "embedding": 5,
+     "elu_param": 1.0, "bpreg": 1.0},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("extra", WRITTEN_OUT)
+def test_written_out_backward_takes_autograds_steps(extra: dict[str, object]) -> None:
+    """Three steps of the written-out step and of autograd from the same weights, masks and
+    samples leave the same weights and optimiser state, losses and hidden states, for every
+    input mode, loss, layer count, dropout placement and optimiser; rows repeat among the
+    inputs, the targets and the samples, and two of five slots are idle."""
+    from sessionrec.models.gru4rec import _mask_source
+
+    params = {"layers": [6], "batch_size": 5, "n_sample": 4, "learning_rate": 0.1, "seed": 3}
+    params.update(extra)  # type: ignore[arg-type]
+    models = [GRU4Rec.from_params(params) for _ in range(2)]
+    for m in models:
+        m._init_params(N_ITEMS)
+        m._opt = m._make_optimizer()
+    inp, tgt = torch.tensor([1, 2, 2]), torch.tensor([2, 3, 5])
+    samples = None if models[0].config.n_sample <= 0 else torch.tensor([3, 5, 5, 1])
+    log_pop = torch.log(torch.arange(1.0, N_ITEMS + 1) / 78.0)
+    hidden = [list(m.start(3)) for m in models]
+    gens = [_mask_source(7, torch.device("cpu")) for _ in models]
+    for _ in range(3):
+        got = models[0]._train_step(inp, tgt, samples, hidden[0], gens[0], log_pop)
+        want = _autograd_step(models[1], inp, tgt, samples, hidden[1], gens[1], log_pop)
+        torch.testing.assert_close(got[0], want[0], rtol=1e-5, atol=1e-6)
+        for a, b in zip(got[1], want[1], strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        hidden = [got[1], want[1]]
+    a, b = models[0]._opt, models[1]._opt
+    assert a is not None and b is not None
+    for k, v in models[1].params.items():
+        torch.testing.assert_close(models[0].params[k], v.detach(), rtol=1e-5, atol=1e-6)
+    for k, v in b.state_dict().items():
+        torch.testing.assert_close(a.state_dict()[k], v, rtol=1e-5, atol=1e-6)
+
+
+def test_bpr_max_gradient_holds_at_extreme_scores() -> None:
+    """The shared exponential of the written-out BPR-max (softmax terms turned into the
+    sigmoids') stays finite and equal to the closed form (``bpr_max_elu``) where a row's
+    positive scores far below or far above its negatives. (Autograd through ``bpr_max``
+    gives 0 for the first row's positive: its sigmoids underflow; the closed form gives the
+    limit, −1 per row.)"""
+    from sessionrec.training.losses import bpr_max_elu, loss_and_grad
+
+    z = torch.tensor([[-150.0, 0.0, 1.0, 2.0], [120.0, 0.0, -3.0, 1.0], [0.5, 0.2, -0.1, 0.3]])
+    pos = torch.tensor([0, 0, 2])
+    for elu in (0.0, 0.5):
+        leaf = z.clone().requires_grad_()
+        loss = bpr_max_elu(leaf, pos, 0.5, elu)
+        (want,) = torch.autograd.grad(loss * 3 * 0.25, leaf)
+        got_loss, got = loss_and_grad("bpr-max", z, pos, scale=0.25, bpreg=0.5, elu=elu)
+        assert torch.isfinite(got).all()
+        if elu == 0:  # (with the ELU, −150 scores −0.5: not extreme)
+            assert float(got[0, 0]) == pytest.approx(-0.25)
+        torch.testing.assert_close(got_loss, loss.detach())
+        torch.testing.assert_close(got, want)

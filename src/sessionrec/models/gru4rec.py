@@ -63,15 +63,14 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from sessionrec.errors import ConfigError
 from sessionrec.models.base import EpochCallback, SessionModel
 from sessionrec.prepare.data import SessionData
 from sessionrec.training.batching import session_order, session_parallel_schedule
 from sessionrec.training.distributed import Distributed, rank_seed
-from sessionrec.training.losses import LOSSES, bpr_max_elu, ranking_loss
-from sessionrec.training.optim import Adam, RowOptimizer, make_optimizer
+from sessionrec.training.losses import LOSSES, loss_and_grad
+from sessionrec.training.optim import Adam, RowOptimizer, RowSums, make_optimizer
 from sessionrec.training.sampling import NegativeSampler
 from sessionrec.training.trainer import EpochSteps, fit_epochs
 
@@ -242,6 +241,51 @@ def _gru(gi: torch.Tensor, h: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tens
     return torch.lerp(n, h, z)
 
 
+@dataclass(frozen=True)
+class _GRUCache:
+    """What a GRU step's backward reads: the recurrent projection and the gates."""
+
+    gh: torch.Tensor
+    rz: torch.Tensor
+    n: torch.Tensor
+
+
+def _gru_train(
+    gi: torch.Tensor, h: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor
+) -> tuple[torch.Tensor, _GRUCache]:
+    """``_gru`` keeping the gates for ``_gru_backward``."""
+    gh = torch.addmm(b_hh, h, w_hh)
+    hidden = h.shape[1]
+    rz = torch.add(gi[:, : 2 * hidden], gh[:, : 2 * hidden]).sigmoid_()
+    r, z = rz[:, :hidden], rz[:, hidden:]
+    # tanh(a) = 2 σ(2a) − 1: torch's CPU tanh costs three sigmoids
+    n = torch.addcmul(gi[:, 2 * hidden :], r, gh[:, 2 * hidden :]).mul_(2.0).sigmoid_()
+    n.mul_(2.0).sub_(1.0)
+    return torch.lerp(n, h, z), _GRUCache(gh, rz, n)
+
+
+def _gru_backward(
+    dh: torch.Tensor, h: torch.Tensor, c: _GRUCache
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The gradients of a GRU step's input and recurrent projections (``gi``, ``gh``) from
+    that of its new state; the old state is a constant (one-step truncation).
+
+    With ``h' = (1 − z) n + z h``, ``n = tanh(a)``, ``a = gi_n + r gh_n``::
+
+        da = dh (1 − z)(1 − n²)      dgi_n = da       dgh_n = r da
+        dz = dh (h − n) z (1 − z)    dgi_z = dgh_z = dz
+        dr = da gh_n r (1 − r)       dgi_r = dgh_r = dr
+    """
+    hidden = h.shape[1]
+    r, z, n = c.rz[:, :hidden], c.rz[:, hidden:], c.n
+    da = torch.rsub(z, 1.0).mul_(dh).mul_(torch.mul(n, n).neg_().add_(1.0))
+    dz = torch.sub(h, n).mul_(dh).mul_(z).mul_(torch.rsub(z, 1.0))
+    dr = torch.mul(da, c.gh[:, 2 * hidden :]).mul_(r).mul_(torch.rsub(r, 1.0))
+    dgi = torch.cat([dr, dz, da], dim=1)
+    dgh = torch.cat([dr, dz, da * r], dim=1)
+    return dgi, dgh
+
+
 #: the largest first-layer input table ``GRU4Rec._input_table`` keeps (50,000 items × 3 × 300
 #: hidden units is 180 MB)
 _INPUT_TABLE_MAX_BYTES = 256 * 2**20
@@ -278,6 +322,7 @@ class GRU4Rec(SessionModel):
         self._opt: RowOptimizer | None = None
         self._epoch_data: _EpochData | None = None
         self._table: tuple[tuple[tuple[int, int], ...], torch.Tensor] | None = None
+        self._sums: tuple[tuple[int, torch.device], RowSums] | None = None
         #: Set by the runner (or the caller) to train as one rank of a process group: the
         #: rank trains on its shard of the sessions, gradients are summed over the ranks.
         self.distributed: Distributed | None = None
@@ -432,7 +477,7 @@ class GRU4Rec(SessionModel):
         self,
         items: torch.Tensor,
         hidden: list[torch.Tensor],
-        gen: torch.Generator | None,
+        gen: MaskSource | None,
         *,
         train: bool,
         x: torch.Tensor | None = None,
@@ -555,7 +600,7 @@ class GRU4Rec(SessionModel):
         # is the whole RNG state, so a resumed run repeats an uninterrupted one.
         ddp = self.distributed
         seed = rank_seed((cfg.seed * 1_000_003 + epoch - 1) % 2**63, ddp)
-        gen = torch.Generator(device=dev).manual_seed(seed)
+        gen = _mask_source(seed, torch.device(dev))
         sampler = (
             NegativeSampler(
                 d.counts,
@@ -617,10 +662,36 @@ class GRU4Rec(SessionModel):
         tgt: torch.Tensor,
         samples: torch.Tensor | None,
         hidden: list[torch.Tensor],
-        gen: torch.Generator,
+        gen: MaskSource,
         log_pop: torch.Tensor,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """One mini-batch: forward, loss, backward, update. Returns (loss, new states)."""
+        """One mini-batch: forward, loss, backward, update. Returns (loss, new states).
+
+        The backward is written out (``_gru_backward``, ``losses.loss_and_grad``) rather than
+        recorded by autograd: a step is a handful of matrix products and ~100 small ops, and
+        autograd's bookkeeping (slice backwards that zero-fill, graph nodes, the loss's
+        ELU through ``where``) cost as much as the products on one CPU thread. The gradient
+        is the loss summed over the active rows divided by B, the number of slots (not by
+        the active rows): every pair weighs 1/B. Near the end of an epoch only a few long
+        sessions are left in the slots; averaging over just those rows gave their steps the
+        weight of a full mini-batch, and the last few hundred steps of each epoch pulled the
+        model towards a handful of sessions (ML-100K, retailrocket bpr-max settings:
+        Recall@20 0.086 instead of 0.21). The returned loss is the row mean.
+        tests/test_gru4rec.py checks every input mode, loss and dropout placement against
+        autograd through ``_forward``.
+        """
+        with torch.no_grad():
+            return self._train_step_no_grad(inp, tgt, samples, hidden, gen, log_pop)
+
+    def _train_step_no_grad(
+        self,
+        inp: torch.Tensor,
+        tgt: torch.Tensor,
+        samples: torch.Tensor | None,
+        hidden: list[torch.Tensor],
+        gen: MaskSource,
+        log_pop: torch.Tensor,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         cfg = self.config
         p = self.params
         opt = self._opt
@@ -629,59 +700,133 @@ class GRU4Rec(SessionModel):
             opt.begin_step()
         n = inp.shape[0]
         full = cfg.n_sample < 0
-        rows: list[tuple[str, torch.Tensor, torch.Tensor]] = []  # (param, indices, leaf)
-
-        def gather(name: str, idx: torch.Tensor) -> torch.Tensor:
-            leaf = p[name].index_select(0, idx).requires_grad_()
-            rows.append((name, idx, leaf))
-            return leaf
-
+        mode = self._input_mode
+        table = {"shared": "item.weight", "embedding": "embed.weight", "onehot": "onehot.weight"}
+        out_idx: torch.Tensor | None = None
+        xe = cfg.loss == "cross-entropy"
+        # the loss over distinct items, each with its count of columns (bpr-max; cross-entropy
+        # unless its logQ term differs between a target's and a sample's column of one item)
+        by_item = cfg.loss == "bpr-max" or (
+            xe and (cfg.logq == 0 or cfg.logq_correction == "popularity")
+        )
         if full:
-            out_w, out_b = p["item.weight"], p["item.bias"]
+            w_out, b_out = p["item.weight"], p["item.bias"]
             pos = tgt
-            x = None
+            x = p[table[mode]].index_select(0, inp)
         else:
+            # The scored columns (the targets, then the shared samples) repeat items: score
+            # each distinct item once, a product over U rows instead of C columns; the loss
+            # weighs each item by its count of columns (``by_item``), or the scores are spread
+            # to the columns and the columns' gradients gathered back by index.
             out_idx = tgt if samples is None else torch.cat([tgt, samples])
             pos = torch.arange(n, device=inp.device)
-            if self._input_mode == "shared":
-                both = gather("item.weight", torch.cat([inp, out_idx]))
-                x, out_w = both[:n], both[n:]
+            shared = mode == "shared"  # the inputs are rows of the same table
+            uniq, inverse = self._row_sums().unique(
+                torch.cat([inp, out_idx]) if shared else out_idx
+            )
+            col = inverse[n:] if shared else inverse
+            w_out = p["item.weight"].index_select(0, uniq)
+            b_out = p["item.bias"].index_select(0, uniq)
+            x = (
+                w_out.index_select(0, inverse[:n])
+                if shared
+                else p[table[mode]].index_select(0, inp)
+            )
+        # forward, keeping what the backward reads (masks drawn in ``_forward``'s order)
+        mask_e = None
+        if cfg.dropout_p_embed > 0:
+            shape = (n, 1) if mode == "onehot" else tuple(x.shape)
+            mask_e = _mask(shape, cfg.dropout_p_embed, gen, x.device)
+            x = x * mask_e
+        kept: list[tuple[torch.Tensor, torch.Tensor, _GRUCache, torch.Tensor | None]] = []
+        new: list[torch.Tensor] = []
+        for i, h in enumerate(hidden):
+            if i == 0 and mode == "onehot":
+                gi = x + p["gru0.b_ih"]
             else:
-                x = None
-                out_w = gather("item.weight", out_idx)
-            out_b = gather("item.bias", out_idx)
-        if x is None and self._input_mode != "shared":
-            x = gather("embed.weight" if self._input_mode == "embedding" else "onehot.weight", inp)
-        new, out = self._forward(inp, hidden, gen, train=True, x=x)
-        scores = torch.addmm(out_b, out, out_w.t())
-        if cfg.loss == "bpr-max":  # the ELU is fused into the loss
-            loss = bpr_max_elu(scores, pos, cfg.bpreg, cfg.elu_param)
+                gi = torch.addmm(p[f"gru{i}.b_ih"], x, p[f"gru{i}.w_ih"])
+            h_new, cache = _gru_train(gi, h, p[f"gru{i}.w_hh"], p[f"gru{i}.b_hh"])
+            out, mask_h = h_new, None
+            if cfg.dropout_p_hidden > 0:
+                mask_h = _mask(tuple(h_new.shape), cfg.dropout_p_hidden, gen, h_new.device)
+                out = h_new * mask_h
+                if cfg.hidden_dropout_placement == "state":
+                    h_new = out  # the official code carries the dropped-out state
+            kept.append((x, h, cache, mask_h))
+            new.append(h_new)
+            x = out
+        scores = torch.addmm(b_out, x, w_out.t())
+        counts = None
+        columns = out_idx
+        if out_idx is not None:
+            if by_item:
+                counts = torch.bincount(col, minlength=w_out.shape[0])
+                pos, columns = col[:n], uniq
+            else:
+                scores = scores.index_select(1, col)
+        elu = cfg.elu_param if cfg.elu_for_cross_entropy or not xe else 0.0
+        log_q = None
+        if xe and cfg.logq > 0:
+            log_q = cfg.logq * self._log_q(log_pop, columns, n)
+        loss, d = loss_and_grad(
+            cfg.loss, scores, pos, scale=1.0 / cfg.batch_size, bpreg=cfg.bpreg, elu=elu,
+            log_q=log_q, counts=counts,
+        )  # fmt: skip
+        # backward: the output layer, then the GRU layers from the top
+        grads: dict[str, torch.Tensor] = {}
+        if out_idx is not None and not by_item:  # the columns' gradients onto their items
+            d = d.new_zeros((n, w_out.shape[0])).index_add_(1, col, d)
+        d_w_out = torch.mm(d.t(), x)
+        d_b_out = d.sum(0)
+        d_x = torch.mm(d, w_out)
+        for i in reversed(range(len(hidden))):
+            x_in, h_prev, cache, mask_h = kept[i]
+            if mask_h is not None:
+                d_x = d_x * mask_h
+            dgi, dgh = _gru_backward(d_x, h_prev, cache)
+            grads[f"gru{i}.w_hh"] = torch.mm(h_prev.t(), dgh)
+            grads[f"gru{i}.b_hh"] = dgh.sum(0)
+            grads[f"gru{i}.b_ih"] = dgi.sum(0)
+            if i == 0 and mode == "onehot":
+                d_x = dgi  # the input rows are the first layer's input projection
+            else:
+                grads[f"gru{i}.w_ih"] = torch.mm(x_in.t(), dgi)
+                d_x = torch.mm(dgi, p[f"gru{i}.w_ih"].t())
+        if mask_e is not None:
+            d_x = d_x * mask_e
+        rows: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        sums = self._row_sums()
+        if full:
+            if mode == "shared":
+                d_w_out.index_add_(0, inp, d_x)
+            else:
+                rows[table[mode]] = sums(inp, d_x)
+            grads["item.weight"], grads["item.bias"] = d_w_out, d_b_out
         else:
-            xe = cfg.loss == "cross-entropy"
-            if cfg.elu_param > 0 and (cfg.elu_for_cross_entropy or not xe):
-                scores = F.elu(scores, alpha=cfg.elu_param)
-            log_q = None
-            if xe and cfg.logq > 0:
-                log_q = cfg.logq * self._log_q(log_pop, None if full else out_idx, n)
-            loss = ranking_loss(cfg.loss, scores, pos, bpreg=cfg.bpreg, log_q=log_q)
+            if shared:
+                d_w_out.index_add_(0, inverse[:n], d_x)
+            else:
+                rows[table[mode]] = sums(inp, d_x)
+            rows["item.weight"] = (uniq, d_w_out)
+            # a bias moves only when its item was scored (not when it was only an input)
+            scored = (
+                counts > 0
+                if counts is not None
+                else uniq.new_zeros(uniq.shape[0], dtype=torch.bool).index_fill_(0, col, True)
+            )
+            if bool(scored.all()):
+                rows["item.bias"] = (uniq, d_b_out)
+            else:
+                keep = torch.nonzero(scored).squeeze(1)
+                rows["item.bias"] = (uniq.index_select(0, keep), d_b_out.index_select(0, keep))
         dense = [k for k, v in p.items() if v.requires_grad]
-        # The gradient is the loss summed over the active rows divided by B, the number of
-        # slots (not by the active rows): every pair weighs 1/B. Near the end of an epoch only
-        # a few long sessions are left in the slots; averaging over just those rows gave their
-        # steps the weight of a full mini-batch, and the last few hundred steps of each epoch
-        # pulled the model towards a handful of sessions (ML-100K, retailrocket bpr-max
-        # settings: Recall@20 0.086 instead of 0.21). The returned loss stays the row mean.
-        weighted = loss * (n / cfg.batch_size) if n != cfg.batch_size else loss
-        leaves = [leaf for _, _, leaf in rows] + [p[k] for k in dense]
-        grads = torch.autograd.grad(weighted, leaves)
-        with torch.no_grad():
-            summed_rows: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-            for (name, idx, _), g in zip(rows, grads[: len(rows)], strict=True):
-                uniq, inv = torch.unique(idx, return_inverse=True)
-                summed = g.new_zeros((uniq.shape[0], *g.shape[1:])).index_add_(0, inv, g)
-                summed_rows[name] = (uniq, summed)
-            self._apply(summed_rows, dense, list(grads[len(rows) :]))
-        return loss.detach(), [h.detach() for h in new]
+        self._apply(rows, dense, [grads[k] for k in dense])
+        return loss, new
+
+    def _row_sums(self) -> RowSums:
+        if self._sums is None or self._sums[0] != (self.n_items, self.device):
+            self._sums = ((self.n_items, self.device), RowSums(self.n_items, self.device))
+        return self._sums[1]
 
     def _apply(
         self,
@@ -738,8 +883,26 @@ def _shard_sessions(
     return offsets, data.start_times()[mine], data.items[events]
 
 
-def _mask(shape: Any, p: float, gen: torch.Generator | None, device: torch.device) -> torch.Tensor:
+#: A training step's source of dropout masks: numpy's PCG64 on CPU (torch's CPU
+#: ``bernoulli_`` took 0.2 ms for one (80, 224) mask, a twentieth of the step's products),
+#: torch's generator on other devices, so that masks are drawn where they are used.
+MaskSource = torch.Generator | np.random.Generator
+
+
+def _mask_source(seed: int, device: torch.device) -> MaskSource:
+    if device.type == "cpu":
+        return np.random.default_rng(seed)
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def _mask(shape: Any, p: float, gen: MaskSource | None, device: torch.device) -> torch.Tensor:
     """Inverted-dropout mask: 0 with probability p, else 1 / (1 - p)."""
+    if isinstance(gen, np.random.Generator):
+        u = gen.random(shape, dtype=np.float32)
+        u += np.float32(1 - p)  # ≥ 1 exactly when u ≥ p: kept with probability 1 - p
+        np.floor(u, out=u)
+        u *= np.float32(1 / (1 - p))
+        return torch.from_numpy(u).to(device)
     keep = torch.empty(shape, device=device).bernoulli_(1 - p, generator=gen)
     return keep.div_(1 - p)
 

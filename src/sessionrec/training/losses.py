@@ -112,6 +112,157 @@ def bpr_max_elu(z: torch.Tensor, pos: torch.Tensor, bpreg: float, elu: float) ->
     return out
 
 
+def _elu_forward(z: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``elu(z, alpha)`` and ``exp(min(z, 0))`` (for the derivative), without ``F.elu``'s
+    ``expm1`` (twice as slow on CPU): ``z⁺ − alpha + alpha exp(min(z, 0))``."""
+    e = z.clamp(max=0.0).exp_()
+    s = z.clamp(min=0.0).sub_(alpha).add_(e, alpha=alpha)
+    return s, e
+
+
+def _elu_backward_(
+    d: torch.Tensor, z: torch.Tensor, e: torch.Tensor, alpha: float, scale: float
+) -> None:
+    """``d *= scale · elu'(z)`` in place: ``elu'`` is 1 above 0 and ``alpha exp(z)`` below,
+    i.e. ``alpha e + (1 − alpha) [z > 0]`` (e = 1 above 0); the step at 0 from ``sign``
+    (a comparison to a bool mask costs five times as much on CPU)."""
+    deriv = torch.sign(z).clamp_(min=0.0).mul_(scale * (1.0 - alpha)).add_(e, alpha=scale * alpha)
+    d.mul_(deriv)
+
+
+def loss_and_grad(
+    name: str,
+    z: torch.Tensor,
+    pos: torch.Tensor,
+    *,
+    scale: float,
+    bpreg: float = 0.0,
+    elu: float = 0.0,
+    log_q: torch.Tensor | None = None,
+    counts: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A ranking loss of ``elu(z)`` and its gradient with respect to ``z``, without autograd.
+
+    Args:
+        name: cross-entropy, bpr-max or top1-max.
+        z: (B, C) raw scores (before the ELU; ``elu`` 0 = linear).
+        pos: (B,) column of each row's positive.
+        scale: the gradient is of ``scale`` times the row sum of the loss (GRU4Rec: 1 / its
+            batch size, so that every pair weighs the same whatever the active rows).
+        bpreg: BPR-max's score regularisation.
+        log_q: (C,) logQ correction of cross-entropy (already weighted).
+        counts: (C,) how many scored columns each of ``z``'s columns stands for (bpr-max and
+            cross-entropy): GRU4Rec's columns (the batch's targets, then the shared samples)
+            repeat items, so it scores each distinct item once and passes how often it was
+            drawn; a row's positive is one of its item's ``counts``, the others are
+            negatives. 0 = not scored (left out). None = every column once.
+
+    Returns:
+        The row mean of the loss (a 0-d tensor) and the (B, C) gradient (with ``counts``: each
+        column's summed over the scored columns it stands for). Equal, to rounding, to
+        autograd through ``ranking_loss(name, elu(z), pos)`` times ``scale · B`` over the
+        columns spelled out.
+    """
+    if elu > 0:
+        s, e = _elu_forward(z, elu)
+    else:
+        s, e = z, None
+    inner = 1.0 if e is not None else scale  # with the ELU, its backward applies the scale
+    if name == "bpr-max":
+        loss, d = _bpr_max_grad(s, pos, bpreg, inner, counts)
+    elif name == "cross-entropy":
+        loss, d = _cross_entropy_grad(s, pos, log_q, inner, counts)
+    else:  # the rare loss: autograd over the scores alone
+        if counts is not None:
+            raise ValueError(f"{name}: counts are for bpr-max and cross-entropy")
+        leaf = s.detach().requires_grad_()
+        with torch.enable_grad():
+            loss = ranking_loss(name, leaf, pos, bpreg=bpreg, log_q=log_q)
+            (d,) = torch.autograd.grad(loss * (inner * z.shape[0]), leaf)
+        loss = loss.detach()
+    if e is not None:
+        _elu_backward_(d, z, e, elu, scale)
+    return loss, d
+
+
+#: exp(80) is far inside float32's range: the factor that turns a row's softmax terms into
+#: the sigmoids' exponentials is capped there (see ``_bpr_max_grad``)
+_EXP_CAP = 80.0
+
+
+def _bpr_max_grad(
+    s: torch.Tensor, pos: torch.Tensor, lam: float, scale: float, counts: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """BPR-max's row-mean loss and ``scale ×`` its row-sum gradient (``_BPRMax``'s formulas),
+    over columns that each stand for ``counts`` scored columns (None: one each).
+
+    One exponential serves the softmax and the sigmoids: with ``E_j = c_j exp(s_j − m)`` (c_j
+    the column's count as a negative of the row, m the row's largest ``s_j + log c_j``),
+    ``σ(r − s_j) = 1 / (1 + (E_j / c_j) exp(m − r))``. The factor ``exp(m − r)`` is capped at
+    ``exp(80)``: only a row whose positive scores 80 below its best negative reaches the cap,
+    and there every term the cap changes has a softmax weight below ``exp(−80)``, far under
+    the loss's ``1e-24`` floor. ``d`` is written as
+    ``w (λ (s + 1)² + 1 − λ (1 + reg)) − w σ² / hit``, two passes fewer than its textbook form.
+    """
+    pos1 = pos.unsqueeze(1)
+    r = s.gather(1, pos1)
+    if counts is None:
+        w = s.scatter(1, pos1, float("-inf"))  # the positive takes no part in the softmax
+        inv_count = None
+    else:
+        c = counts.to(s.dtype)
+        w = s + c.log()  # log 0 = −inf: an unscored column takes no part
+        # the row's positive is one of its item's columns: the others are its negatives
+        w.scatter_(1, pos1, r + (c[pos] - 1.0).log().unsqueeze(1))
+        inv_count = c.clamp(min=1.0).reciprocal_()
+    m = w.amax(1, keepdim=True)
+    w.sub_(m).exp_()  # E
+    q = torch.mul(w, (m - r).clamp_(max=_EXP_CAP).exp_())
+    if inv_count is not None:
+        q.mul_(inv_count)
+        q.scatter_(1, pos1, 1.0)  # the positive's item: σ(r − r) (its weight says how often)
+    sig = q.add_(1.0).reciprocal_()
+    w.div_(w.sum(1, keepdim=True))
+    wsig2 = w * sig
+    hit = wsig2.sum(1, keepdim=True).add_(1e-24)
+    wsig2.mul_(sig)  # w σ²
+    reg = torch.mul(w, s).mul_(s).sum(1, keepdim=True)
+    loss = (reg * lam).sub_(hit.log()).mean()
+    # negatives: w (λ (s + 1)² + 1 − λ (1 + reg)) − w σ² / hit; the positive: (Σ w σ² − hit) / hit
+    t = s + 1.0
+    d = torch.addcmul(1.0 - lam * (1.0 + reg), t, t, value=lam).mul_(w)
+    d.addcmul_(wsig2, hit.reciprocal(), value=-1.0)
+    d_pos = (wsig2.sum(1, keepdim=True) - hit) / hit
+    d.scatter_add_(1, pos1, d_pos)  # (a positive's item may be a negative of its row too)
+    if scale != 1.0:
+        d.mul_(scale)
+    return loss, d
+
+
+def _cross_entropy_grad(
+    s: torch.Tensor,
+    pos: torch.Tensor,
+    log_q: torch.Tensor | None,
+    scale: float,
+    counts: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Softmax cross-entropy's row-mean loss and ``scale ×`` its row-sum gradient, over
+    columns that each stand for ``counts`` scored columns (None: one each)."""
+    logits = s - log_q if log_q is not None else s.clone()
+    pos1 = pos.unsqueeze(1)
+    l_pos = logits.gather(1, pos1)
+    if counts is not None:
+        logits.add_(counts.to(s.dtype).log())  # c exp(l): a column for each count
+    m = logits.amax(1, keepdim=True)
+    p = logits.sub_(m).exp_()
+    total = p.sum(1, keepdim=True)
+    # −log softmax[pos] = m + log Σ exp(l − m) − l_pos
+    loss = (total.log() + m - l_pos).mean()
+    p.div_(total)
+    p.scatter_add_(1, pos1, torch.full_like(pos1, -1.0, dtype=p.dtype))
+    return loss, p.mul_(scale)
+
+
 def top1_max(scores: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
     """TOP1-max: ``sum_j s_j (sigmoid(r_j - r_pos) + sigmoid(r_j**2))``, s as in BPR-max."""
     weights = _negative_softmax(scores, pos)

@@ -83,33 +83,34 @@ class AdagradNesterov(RowOptimizer):
         params = [self.params[n] for n in names]
         acc = [self.state[n]["acc"] for n in names]
         torch._foreach_addcmul_(acc, grads, grads)
-        denom = torch._foreach_add(acc, self.eps)
-        torch._foreach_sqrt_(denom)
-        scaled = torch._foreach_div(grads, denom)
+        # g / sqrt(acc + eps) as g · rsqrt(acc + eps): fused into the updates (addcmul)
+        inv = torch._foreach_add(acc, self.eps)
+        torch._foreach_rsqrt_(inv)
         if self.momentum > 0:
             vel = [self.state[n]["vel"] for n in names]
             torch._foreach_mul_(vel, self.momentum)
-            torch._foreach_add_(vel, scaled, alpha=-self.lr)
+            torch._foreach_addcmul_(vel, grads, inv, value=-self.lr)
             if not self.nesterov:
                 torch._foreach_add_(params, vel)
                 return
             torch._foreach_add_(params, vel, alpha=self.momentum)
-        torch._foreach_add_(params, scaled, alpha=-self.lr)
+        torch._foreach_addcmul_(params, grads, inv, value=-self.lr)
 
     def step_rows(self, name: str, rows: torch.Tensor, grad: torch.Tensor) -> None:
         p = self.params[name]
         st = self.state[name]
         acc = st["acc"].index_select(0, rows).addcmul_(grad, grad)
         st["acc"].index_copy_(0, rows, acc)
-        scaled = grad / acc.add_(self.eps).sqrt_()
+        inv = acc.add_(self.eps).rsqrt_()
         if self.momentum > 0:
-            vel = st["vel"].index_select(0, rows).mul_(self.momentum).add_(scaled, alpha=-self.lr)
+            vel = st["vel"].index_select(0, rows).mul_(self.momentum)
+            vel.addcmul_(grad, inv, value=-self.lr)
             st["vel"].index_copy_(0, rows, vel)
             if self.nesterov:
-                vel = vel.mul_(self.momentum).add_(scaled, alpha=-self.lr)
+                vel = vel.mul_(self.momentum).addcmul_(grad, inv, value=-self.lr)
             p.index_add_(0, rows, vel)
         else:
-            p.index_add_(0, rows, scaled, alpha=-self.lr)
+            p.index_add_(0, rows, inv.mul_(grad), alpha=-self.lr)
 
 
 class Adam(RowOptimizer):
@@ -164,6 +165,36 @@ class Adam(RowOptimizer):
         self.params[name].index_add_(
             0, rows, m / (v.sqrt_().div_(corr2).add_(self.eps)), alpha=-size
         )
+
+
+class RowSums:
+    """Sums the gradients of repeated rows: ``(rows, grad) -> (unique rows, summed grad)``.
+
+    A mini-batch's item rows repeat (popular items among the shared samples, an input that is
+    also a target), and Adagrad's update is not additive, so repeated rows are summed first.
+    ``torch.unique`` sorts; this marks each row's slot in an (n_rows,) scratch table instead
+    (one scatter, one gather), in the order the rows first occur. Any device.
+    """
+
+    def __init__(self, n_rows: int, device: torch.device | str) -> None:
+        self._slot = torch.zeros(n_rows, dtype=torch.int64, device=device)
+
+    def __call__(self, rows: torch.Tensor, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        uniq, inverse = self.unique(rows)
+        return uniq, grad.new_zeros((uniq.shape[0], *grad.shape[1:])).index_add_(0, inverse, grad)
+
+    def unique(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The distinct rows (in the order they first occur) and each entry's position among
+        them (``uniq[inverse] == rows``)."""
+        n = rows.shape[0]
+        at = torch.arange(n, device=rows.device)
+        self._slot.index_put_((rows,), at)  # of repeated rows, one position wins
+        first = self._slot.index_select(0, rows)  # each entry's winning position
+        keep = torch.nonzero(first == at).squeeze(1)
+        uniq = rows.index_select(0, keep)
+        compact = torch.empty_like(at)
+        compact.index_put_((keep,), torch.arange(keep.shape[0], device=rows.device))
+        return uniq, compact.index_select(0, first)
 
 
 def make_optimizer(
