@@ -19,6 +19,8 @@ collective (``--latency-us``).
 
     PYTHONPATH=src python benchmarks/gru4rec_ddp.py --events 3000000 --reps 2 \
         --json benchmarks/results/gru4rec_ddp_3m.json
+    PYTHONPATH=src python benchmarks/gru4rec_ddp.py --events 33000000 --items 40000 --reps 1 \
+        --configs 0 1 2 --json benchmarks/results/gru4rec_ddp_33m.json
 """
 
 from __future__ import annotations
@@ -151,6 +153,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=400, help="a multiple of 200")
     ap.add_argument("--gbit", type=float, default=10.0, help="the estimate's link, Gbit/s")
     ap.add_argument("--latency-us", type=float, default=50.0, help="per collective")
+    ap.add_argument(
+        "--configs", type=int, nargs="+", help="run only these configurations (0-4, in order)"
+    )
     ap.add_argument("--json", type=Path)
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -167,6 +172,8 @@ def main() -> None:
         ("2 ranks, rows dense", 1, "dense", b, 2),
         ("2 ranks at batch B/2, rows gathered", 1, "gather", b // 2, 2),
     ]
+    if args.configs:
+        configs = [configs[i] for i in sorted(set(args.configs))]
     runs: list[dict[str, Any]] = []
     for rep in range(args.reps):
         for name, threads, rows, batch, world in configs:
@@ -197,7 +204,9 @@ def main() -> None:
         summary.append(row)
     # a second machine: one process per machine, the 1-thread step plus the network's share
     bw = args.gbit * 1e9 / 8
-    for row in summary[2:4]:  # the ranks at batch B (the 1-thread step is measured at B)
+    for row in summary:
+        if not row["config"].startswith("2 ranks,"):  # the ranks at batch B (as the 1-thread step)
+            continue
         world = 2
         wire = row["comm_bytes_per_step"] * (2 * (world - 1) / world)
         net = wire / bw + row["comm_calls_per_step"] * args.latency_us * 1e-6

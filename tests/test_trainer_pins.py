@@ -60,8 +60,11 @@ TT = {"dim": 16, "n_epochs": 3, "batch_size": 32, "learning_rate": 0.01, "extra_
 AUTO = {"hidden": [8], "n_epochs": 3, "batch_size": 4, "dropout": 0.1, "seed": 3}
 
 #: (per-epoch train losses, weight checksum), printed by the loops before the refactor.
+#: GRU4Rec's were printed again when its step drew its dropout masks from numpy's generator
+#: (another random stream; the written-out step equals autograd's on the same masks:
+#: tests/test_gru4rec.py::test_written_out_backward_takes_autograds_steps).
 PINNED: dict[str, tuple[list[float], float]] = {
-    "gru4rec": ([0.5906215750652811, 0.5504437736842943, 0.5358616787454357], 402.81399833844625),
+    "gru4rec": ([0.5803168338278065, 0.5589530778967816, 0.5339948820031207], 408.6694693985628),
     "two-tower": ([4.284547249476115, 1.743531088034312, 0.9052915324767431], 583.1858846505638),
     "autorec": ([10.561175622175794, 10.468698322149935, 10.27806468790832], 930.7741803138051),
 }
