@@ -285,6 +285,28 @@ def rank_seed(seed: int, dist: Distributed | None) -> int:
                .view(np.uint64)[0] % 2**63)  # fmt: skip
 
 
+def on_main(distributed: Distributed | None, fn: Callable[[], T]) -> T:
+    """``fn()`` on rank 0 (or in one process) and its result on every rank (reading a
+    checkpoint, claiming the output folder); when it raises, every rank raises (rank 0 its
+    own error, the others a ``ConfigError`` quoting it), so no rank waits on the others for
+    ever."""
+    if distributed is None:
+        return fn()
+    result: T | None = None
+    error: Exception | None = None
+    if distributed.is_main:
+        try:
+            result = fn()
+        except Exception as exc:
+            error = exc
+    message = distributed.broadcast_object(None if error is None else str(error))
+    if error is not None:
+        raise error
+    if message is not None:
+        raise ConfigError(f"rank 0: {message}")
+    return distributed.broadcast_object(result)  # type: ignore[return-value]
+
+
 def init_distributed(
     device: str | torch.device = "auto",
     *,
@@ -335,4 +357,11 @@ def shutdown_distributed() -> None:
         dist.destroy_process_group()
 
 
-__all__ = ["ROWS", "Distributed", "init_distributed", "rank_seed", "shutdown_distributed"]
+__all__ = [
+    "ROWS",
+    "Distributed",
+    "init_distributed",
+    "on_main",
+    "rank_seed",
+    "shutdown_distributed",
+]
