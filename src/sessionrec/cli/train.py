@@ -138,10 +138,15 @@ def train(
     ddp = _join_torchrun(device, dist_rows)
     if rating:
         try:
-            if ddp is not None:  # (before anything is printed)
+            # refused before anything is printed
+            if ddp is not None:
                 from sessionrec.runner import check_distributable
 
                 check_distributable(model)
+            if resume:
+                from sessionrec.rating.prepared import check_resumable
+
+                check_resumable(model)
             _train_rating(model, data, out, parse_params(param), fit_on, seed, device,
                           overwrite, resume, ddp)  # fmt: skip
         finally:
@@ -230,11 +235,7 @@ def _train_rating(
     some. Under torchrun (``ddp``) rank 0 alone prints."""
     from sessionrec.rating.prepared import train_rating
 
-    epochs = 0
-
     def on_epoch(record: dict[str, Any]) -> None:
-        nonlocal epochs
-        epochs += 1
         extra = f"  valid rmse {record['valid_rmse']:.4f}" if "valid_rmse" in record else ""
         console.print(
             f"epoch {record['epoch']}: train loss {record['train_loss']:.4f}{extra}  "
@@ -251,6 +252,7 @@ def _train_rating(
     )  # fmt: skip
     if not main:
         return
+    epochs = len((out / "history.jsonl").read_text().splitlines())  # (a resumed run's too)
     console.print(
         f"trained {name} on {len(m.train_ratings):,} ratings ({m.n_users:,} users, "
         f"{m.n_items:,} items): {epochs} epoch(s) → {out}",

@@ -72,6 +72,18 @@ def evaluate_prepared(model: RatingModel, data: PreparedData, split: str) -> dic
     return {"ratings": len(part), **rating_metrics(part.users, part.ratings, pred)}
 
 
+def check_resumable(model_name: str) -> None:
+    """Refuse ``resume`` for a rating model that keeps no checkpoint, naming those that do."""
+    from sessionrec.rating import RATING_MODELS, rating_model_class
+
+    if not hasattr(rating_model_class(model_name), "training_state"):
+        keep = [n for n in RATING_MODELS if hasattr(rating_model_class(n), "training_state")]
+        raise ConfigError(
+            f"{model_name} keeps no checkpoint to resume from; --resume continues "
+            f"{', '.join(keep)} and the next-item models"
+        )
+
+
 def train_rating(
     model_name: str,
     data: PreparedData,
@@ -100,21 +112,15 @@ def train_rating(
     returns the same model (docs/distributed.md). ``after_epoch`` gets each record once it
     is written and checkpointed; True stops after that epoch (on every rank).
     """
-    from sessionrec.rating import RATING_MODELS, rating_model_class
+    from sessionrec.rating import rating_model_class
     from sessionrec.runner import CHECKPOINT, _check_resume_data, _resumed_config
     from sessionrec.training.curve import learning_curve, write_history
     from sessionrec.training.trainer import load_checkpoint, read_progress, write_checkpoint
 
     cls = rating_model_class(model_name)
     checkpointed = hasattr(cls, "training_state")
-    if resume and not checkpointed:
-        raise ConfigError(
-            f"{model_name} keeps no checkpoint to resume from; --resume continues "
-            + ", ".join(
-                n for n in RATING_MODELS if hasattr(rating_model_class(n), "training_state")
-            )
-            + " and the next-item models"
-        )
+    if resume:
+        check_resumable(model_name)
     if distributed is not None:
         from sessionrec.runner import check_distributable
 

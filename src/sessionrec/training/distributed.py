@@ -13,7 +13,9 @@ What the ranks share:
   flat all-reduce per step, as PyTorch's ``DistributedDataParallel`` does with its buckets.
   Window models (sasrec, repeatnet) weigh each rank's mean loss by its labelled positions, so
   the combined gradient is the mean over the union of the ranks' batches: two ranks at batch
-  B/2 take the step one process takes at batch B when they hold the same windows.
+  B/2 take the step one process takes at batch B when they hold the same windows. AutoRec's
+  ranks know the observed count of every rank's rows of a step (each holds the whole rating
+  matrix), divide their part of the masked squared error by it and sum plainly.
 * **Row-sparse gradients** (GRU4Rec's item tables with sampled negatives): a step touches a
   few thousand of the catalogue's rows. ``rows="gather"`` (default) all-gathers the touched
   rows' indices and gradients and every rank sums them; ``rows="dense"`` writes them into a
