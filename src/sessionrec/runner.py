@@ -27,7 +27,7 @@ from sessionrec.models import model_class
 from sessionrec.models.base import SessionModel, make_config
 from sessionrec.prepare.data import PreparedData, SessionData
 from sessionrec.training.curve import learning_curve, write_history
-from sessionrec.training.distributed import Distributed
+from sessionrec.training.distributed import Distributed, on_main
 from sessionrec.training.trainer import (
     EpochMonitor,
     load_checkpoint,
@@ -81,8 +81,8 @@ def train(
     Args:
         model_name: a model of ``sessionrec.registry``: a next-item model (``gru4rec``,
             ...) or a rating model (``svd``, ...: fitted on the parts' ratings,
-            valid RMSE per epoch; ``valid_metric`` does not apply, ``patience`` and ``resume``
-            are refused).
+            valid RMSE per epoch; ``valid_metric`` does not apply, ``patience`` is refused,
+            ``resume`` continues autorec's checkpoint).
         data: a PreparedData (or its directory).
         out_dir: the model directory to write.
         params: model hyperparameters (unknown names are rejected).
@@ -101,8 +101,9 @@ def train(
             epochs may be raised, which extends a finished run.
         progress: show a progress bar per epoch on stderr.
         exclude_seen: the valid metrics rank without the session's own items.
-        after_epoch: called with each epoch's record once its valid metrics are in (next-item
-            models); returning True stops training, an exception propagates (tune's pruning).
+        after_epoch: called with each epoch's record once its valid metrics are in and it is
+            checkpointed; returning True stops training, an exception propagates (tune's
+            pruning).
         overwrite: replace ``out_dir`` when it is a model folder sessionrec wrote. Without
             it (and without ``resume``) ``out_dir`` must be new or empty.
         param_file: gru4rec only: an official GRU4Rec parameter file
@@ -114,9 +115,9 @@ def train(
             every 10th of bpr's 100). Early stopping's ``patience`` counts validations.
 
         distributed: train as one rank of a process group (``init_distributed``; gru4rec,
-            sasrec, repeatnet): each rank trains on its shard, rank 0 scores valid and writes
-            ``out_dir`` and the checkpoints, every rank returns the same model
-            (docs/distributed.md).
+            sasrec, repeatnet, two-tower, autorec): each rank trains on its shard, rank 0
+            scores valid and writes ``out_dir`` and the checkpoints, every rank returns the
+            same model (docs/distributed.md).
 
     Returns:
         The trained model (the best epoch's weights when valid metrics were computed).
@@ -134,21 +135,14 @@ def train(
     if fit_on not in FIT_ON:
         raise ConfigError(f"fit_on must be one of {', '.join(FIT_ON)}, not {fit_on!r}")
     asked = parse_patience(patience)
-    if distributed is not None and not _distributable(model_name):
-        raise ConfigError(
-            f"{model_name} does not train distributed; these do: "
-            + ", ".join(n for n in registry.names() if _distributable(n))
-        )
-    if (
-        registry.spec(model_name).task == registry.RATING
-    ):  # rating models: valid RMSE per epoch, no checkpoints
+    if distributed is not None:
+        check_distributable(model_name)
+    if registry.spec(model_name).task == registry.RATING:  # valid RMSE per epoch
         from sessionrec.rating.prepared import train_rating
 
-        if resume or asked not in (None, AUTO):
-            raise ConfigError(
-                f"{model_name} is a rating model: resume and patience apply to next-item models"
-            )
-
+        if asked not in (None, AUTO):
+            raise ConfigError(f"{model_name} is a rating model: patience applies to next-item "
+                              "models")  # fmt: skip
         return train_rating(
             model_name,
             data,
@@ -159,6 +153,9 @@ def train(
             device=device,
             on_epoch=lambda r: log.info(_summary(r, improved=False)) if progress else None,
             overwrite=overwrite,
+            resume=resume,
+            distributed=distributed,
+            after_epoch=after_epoch,
         )
     out = Path(out_dir)
     cls = model_class(model_name)
@@ -202,11 +199,11 @@ def train(
 
         # under distributed training rank 0 reads the checkpoint (other machines may not
         # see the folder) and hands it on
-        state = _on_main(distributed, read)
+        state = on_main(distributed, read)
         model = cls(_resumed_config(cls, state, given, ckpt / "progress.json"), device=device)
     else:
         model = cls.from_params(params, device=device)  # a bad parameter fails before the claim
-        _on_main(distributed, lambda: claim_dir(out, overwrite=overwrite, verb="train"))
+        on_main(distributed, lambda: claim_dir(out, overwrite=overwrite, verb="train"))
     state["fit_on"] = fit_on
     state["fingerprint"] = fingerprint
     model.items = data.items
@@ -315,28 +312,17 @@ def train(
 
 def _distributable(name: str) -> bool:
     spec = registry.spec(name)
-    return spec.task != registry.RATING and getattr(model_class(name), "supports_distributed",
-                                                    False)  # fmt: skip
+    return bool(getattr(registry.model_class(name, spec.task), "supports_distributed", False))
 
 
-def _on_main(distributed: Distributed | None, fn: Callable[[], Any]) -> Any:
-    """``fn()`` on rank 0 (or in one process) and its result on every rank; when it raises,
-    every rank raises (rank 0 its own error, the others a ``ConfigError`` quoting it), so no
-    rank waits on the others for ever."""
-    if distributed is None:
-        return fn()
-    result, error = None, None
-    if distributed.is_main:
-        try:
-            result = fn()
-        except Exception as exc:
-            error = exc
-    message = distributed.broadcast_object(None if error is None else str(error))
-    if error is not None:
-        raise error
-    if message is not None:
-        raise ConfigError(f"rank 0: {message}")
-    return distributed.broadcast_object(result)
+def check_distributable(model_name: str) -> None:
+    """Refuse, naming the models that do, a model that does not train as one rank of a
+    process group."""
+    if not _distributable(model_name):
+        raise ConfigError(
+            f"{model_name} does not train distributed; these do: "
+            + ", ".join(n for n in registry.names() if _distributable(n))
+        )
 
 
 def _still_improving(

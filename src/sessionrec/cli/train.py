@@ -130,14 +130,31 @@ def train(
         raise ConfigError(f"--param-file ({param_file}) is read for gru4rec only, not {model!r}")
     stop = parse_patience(patience)
     data = PreparedData(data_dir)
-    if registry.spec(model).task == registry.RATING:
-        if resume or stop not in (None, "auto"):
-            raise ConfigError(
-                f"{model} is a rating model: --resume and --patience apply to next-item models"
-            )  # (sr.train refuses them too; said here in the CLI's own words)
-        _train_rating(model, data, out, parse_params(param), fit_on, seed, device, overwrite)
-        return
+    rating = registry.spec(model).task == registry.RATING
+    if rating and stop not in (None, "auto"):
+        raise ConfigError(
+            f"{model} is a rating model: --patience applies to next-item models"
+        )  # (sr.train refuses it too; said here in the CLI's own words)
     ddp = _join_torchrun(device, dist_rows)
+    if rating:
+        try:
+            # refused before anything is printed
+            if ddp is not None:
+                from sessionrec.runner import check_distributable
+
+                check_distributable(model)
+            if resume:
+                from sessionrec.rating.prepared import check_resumable
+
+                check_resumable(model)
+            _train_rating(model, data, out, parse_params(param), fit_on, seed, device,
+                          overwrite, resume, ddp)  # fmt: skip
+        finally:
+            if ddp is not None:
+                from sessionrec.training.distributed import shutdown_distributed
+
+                shutdown_distributed()
+        return
     try:
         m = run(
             model,
@@ -211,15 +228,14 @@ def _train_rating(
     seed: int,
     device: str,
     overwrite: bool,
+    resume: bool,
+    ddp: Any,
 ) -> None:
-    """Fit a rating model on a PreparedData's ratings; per-epoch RMSE on valid when it has some."""
+    """Fit a rating model on a PreparedData's ratings; per-epoch RMSE on valid when it has
+    some. Under torchrun (``ddp``) rank 0 alone prints."""
     from sessionrec.rating.prepared import train_rating
 
-    epochs = 0
-
     def on_epoch(record: dict[str, Any]) -> None:
-        nonlocal epochs
-        epochs += 1
         extra = f"  valid rmse {record['valid_rmse']:.4f}" if "valid_rmse" in record else ""
         console.print(
             f"epoch {record['epoch']}: train loss {record['train_loss']:.4f}{extra}  "
@@ -227,11 +243,16 @@ def _train_rating(
             highlight=False,
         )
 
-    console.print(f"{name} on {fit_on} of {data.path}", highlight=False)
+    main = ddp is None or ddp.is_main
+    if main:
+        console.print(f"{name} on {fit_on} of {data.path}", highlight=False)
     m = train_rating(
         name, data, out, params=params, fit_on=fit_on, seed=seed, device=device,
-        on_epoch=on_epoch, overwrite=overwrite,
+        on_epoch=on_epoch, overwrite=overwrite, resume=resume, distributed=ddp,
     )  # fmt: skip
+    if not main:
+        return
+    epochs = len((out / "history.jsonl").read_text().splitlines())  # (a resumed run's too)
     console.print(
         f"trained {name} on {len(m.train_ratings):,} ratings ({m.n_users:,} users, "
         f"{m.n_items:,} items): {epochs} epoch(s) → {out}",

@@ -24,6 +24,7 @@ from torch import nn
 from sessionrec.models.base import EpochCallback
 from sessionrec.rating.base import RatingModel, known_mask
 from sessionrec.rating.data import Ratings
+from sessionrec.training.distributed import Distributed, rank_seed
 from sessionrec.training.trainer import EpochSteps, fit_epochs
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -115,16 +116,25 @@ class AutoRec(RatingModel):
     Config = AutoRecConfig
     config: AutoRecConfig
     test_params: ClassVar[dict[str, Any]] = {"hidden": [8], "n_epochs": 3, "batch_size": 4}
+    #: Trains as one rank of a process group (``distributed``; docs/distributed.md).
+    supports_distributed: ClassVar[bool] = True
 
     def __init__(self, config: Any = None, **kw: Any) -> None:
         super().__init__(config, **kw)
         self.net: _AutoEncoder | None = None
         self.epochs_done = 0
         self.progress_hook: Any = None
-        #: (matrix, active rows, optimiser, generator) of the current fit: what epochs read.
-        self._fitting: (
-            tuple[torch.Tensor, torch.Tensor, torch.optim.Optimizer, torch.Generator] | None
-        ) = None
+        #: Set by the runner (or the caller) to train as one rank of a process group: the
+        #: rank trains on its share of each epoch's rows, gradients are summed over the ranks
+        #: (docs/distributed.md).
+        self.distributed: Distributed | None = None
+        self._opt: torch.optim.Optimizer | None = None
+        #: The fit's one generator: each epoch's order and dropout seeds follow the last, so
+        #: a checkpoint keeps its state (``training_state``).
+        self._gen: torch.Generator | None = None
+        self._resume = False  # set by load_training_state: the next fit continues
+        #: (matrix, active rows, observed ratings per row) of the current fit: what epochs read.
+        self._fitting: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     def _shape(self) -> tuple[int, int]:
         """(rows, width): examples are items (width = users) or users (width = items)."""
@@ -144,36 +154,56 @@ class AutoRec(RatingModel):
         m[torch.from_numpy(r), torch.from_numpy(c)] = torch.from_numpy(self.train_ratings)
         return m
 
-    def _fit(self, train: Ratings, valid: Ratings | None, callback: EpochCallback | None) -> None:
-        c = self.config
-        gen = torch.Generator().manual_seed(c.seed)
-        rows, width = self._shape()
+    def _new_net(self, width: int) -> _AutoEncoder:
         # nn.Linear draws its init from the global generator: fork it, seed it, restore it.
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(c.seed)
-            self.net = _AutoEncoder(width, c).to(self.device)
+            torch.manual_seed(self.config.seed)
+            return _AutoEncoder(width, self.config).to(self.device)
+
+    def _new_optimizer(self, net: _AutoEncoder) -> torch.optim.Optimizer:
+        c = self.config
+        return torch.optim.Adam(net.parameters(), lr=c.learning_rate, weight_decay=c.weight_decay)
+
+    def _fit(self, train: Ratings, valid: Ratings | None, callback: EpochCallback | None) -> None:
+        c = self.config
+        rows, width = self._shape()
+        resume, self._resume = self._resume, False
+        if not resume or self.net is None or self.net.enc[0].in_features != width:
+            self.net, self._opt, self.epochs_done = self._new_net(width), None, 0
+            self._gen = torch.Generator().manual_seed(c.seed)
+        if self._opt is None:
+            self._opt = self._new_optimizer(self.net)
+        assert self._gen is not None
+        ddp = self.distributed
+        if ddp is not None:  # every rank starts from rank 0's weights and optimiser state
+            self._broadcast_state(ddp)
         matrix = self._matrix().to(self.device)
         present = torch.zeros(rows, dtype=torch.bool)
         present[torch.from_numpy(self.train_items if c.based == "item" else self.train_users)] = (
             True
         )
         active = torch.nonzero(present).flatten()
-        opt = torch.optim.Adam(
-            self.net.parameters(), lr=c.learning_rate, weight_decay=c.weight_decay
-        )
-        # One generator for the whole fit: each epoch's order and dropout seeds follow the last.
-        self._fitting = (matrix, active, opt, gen)
-        self.epochs_done = 0
+        self._fitting = (matrix, active, (matrix != 0).sum(dim=1).cpu())
 
         def after_epoch(record: dict[str, Any]) -> None:
             self._recon = None  # valid_rmse reads the reconstruction of this epoch's weights
-            self._epoch_record(record, valid)
+            if ddp is None:
+                self._epoch_record(record, valid)
+                return
+            # (train_loss is already the sum over the ranks: every rank refuses a diverged
+            # epoch alike.) The ranks hold equal weights; rank 0 scores valid, the others take
+            # its figure, as the next-item models' ranks do.
+            self._epoch_record(record, valid if ddp.is_main else None)
+            got = ddp.broadcast_object(record.get("valid_rmse"))
+            if got is not None:
+                record["valid_rmse"] = got
 
+        world = 1 if ddp is None else ddp.world_size
         try:
             fit_epochs(
                 self,
                 c.n_epochs,
-                n_steps=-(-len(active) // c.batch_size),
+                n_steps=-(-len(active) // (world * c.batch_size)),
                 n_events=len(self.train_ratings),
                 callback=callback,
                 after_epoch=after_epoch,
@@ -182,39 +212,129 @@ class AutoRec(RatingModel):
             self._fitting = None
         self._recon = None
 
+    def _broadcast_state(self, ddp: Distributed) -> None:
+        """Rank 0's weights, optimiser state and generator on every rank (the same shapes on
+        every rank: a resumed rank restored them from rank 0's checkpoint already)."""
+        assert self.net is not None and self._opt is not None and self._gen is not None
+        tensors = [*self.net.parameters(), *self.net.buffers()]
+        for st in self._opt.state_dict()["state"].values():
+            tensors += [v for v in st.values() if isinstance(v, torch.Tensor)]
+        gen = self._gen.get_state()
+        ddp.broadcast_([*tensors, gen])
+        self._gen.set_state(gen)
+
     def train_epoch(self, epoch: int, steps: EpochSteps) -> None:
         """One pass over the rating vectors in a fresh order; each batch is reported to
-        ``steps`` with its squared error and observed count (train_loss: the observed MSE)."""
+        ``steps`` with its squared error and observed count (train_loss: the observed MSE).
+
+        Under ``distributed`` every rank draws the same order and takes every world_size-th
+        row of it: the ranks' batches of step s together are the rows one process takes in
+        its step s at world_size × ``batch_size``, and the summed gradients are that
+        process's gradient (see the loss below)."""
         c = self.config
-        assert self.net is not None and self._fitting is not None
-        matrix, active, opt, gen = self._fitting
-        self.net.train()
+        net, opt, gen = self.net, self._opt, self._gen
+        assert net is not None and opt is not None and gen is not None
+        assert self._fitting is not None
+        matrix, active, counts = self._fitting
+        ddp = self.distributed
+        world, rank = (1, 0) if ddp is None else (ddp.world_size, ddp.rank)
+        span = world * c.batch_size  # the rows of one step over all ranks
+        net.train()
         order = active[torch.randperm(len(active), generator=gen)]
-        for a in range(0, len(order), c.batch_size):
-            x = matrix[order[a : a + c.batch_size].to(self.device)]
-            mask = x != 0
+        for s in range(steps.n_steps):
+            together = order[s * span : (s + 1) * span]  # every rank's rows of this step
+            mine = together[rank::world]
+            # Drawn on every rank (rank 0 keeps the one-process seed), so the generator
+            # stays in step on all ranks whatever their share.
+            seed = rank_seed(int(torch.randint(2**31, (1,), generator=gen)), ddp)
+            # The step's objective is the one of one process over ``together``: AutoRec's
+            # Σ_observed (r - r̂)² + λ/2·|W|², the penalty shared out over batches by their
+            # share of the rows (len / all active rows, not this rank's), divided by the
+            # observed count of all the ranks' rows of the step (so the step size does not
+            # depend on density). Every rank holds the whole matrix and the order, so it
+            # knows that count without asking; each rank's loss is its rows' part of the
+            # numerator over the common denominator, and summing the ranks' gradients gives
+            # exactly the gradient of the whole (a rank without rows adds zeros).
+            observed_all = int(counts[together].sum())
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(int(torch.randint(2**31, (1,), generator=gen)))
-                out = self.net(x)
-                sq = ((out - x) ** 2 * mask).sum()
-                # AutoRec's objective Σ_observed (r - r̂)² + λ/2·|W|², with the penalty
-                # shared out over batches by their share of the rows, divided by the
-                # batch's observed count so the step size does not depend on density.
-                loss = sq
-                if c.l2:
-                    loss = loss + c.l2 / 2 * self.net.l2() * len(x) / len(order)
-                loss = loss / mask.sum().clamp(min=1)
-                observed = int(mask.sum())
-                steps.done(loss.detach(), value=float(sq.detach()), weight=observed)
+                torch.manual_seed(seed)
                 opt.zero_grad()
-                loss.backward()
+                out = None
+                if len(mine):
+                    x = matrix[mine.to(self.device)]
+                    mask = x != 0
+                    out = net(x)
+                    sq = ((out - x) ** 2 * mask).sum()
+                    loss = sq
+                    if c.l2:
+                        loss = loss + c.l2 / 2 * net.l2() * len(x) / len(order)
+                    loss = loss / max(observed_all, 1)
+                    observed = int(mask.sum())
+                    steps.done(loss.detach(), value=float(sq.detach()), weight=observed)
+                    loss.backward()
+                self._combine(ddp)
                 opt.step()
                 if c.dense_refeed:
-                    x2 = out.detach()
-                    out2 = self.net(x2)
+                    # DeepRecommender's re-feeding: the output as a fully observed input;
+                    # its MSE is a mean over every entry of the step's rows (all ranks').
                     opt.zero_grad()
-                    ((out2 - x2) ** 2).mean().backward()
+                    if out is not None:
+                        x2 = out.detach()
+                        out2 = net(x2)
+                        (((out2 - x2) ** 2).sum() / (len(together) * x2.shape[1])).backward()
+                    self._combine(ddp)
                     opt.step()
+
+    def _combine(self, ddp: Distributed | None) -> None:
+        """Sum the gradients over the ranks, in one flat all-reduce (a rank without rows in
+        this step sends zeros, so that every rank takes part in every collective)."""
+        if ddp is None:
+            return
+        assert self.net is not None
+        grads = []
+        for p in self.net.parameters():
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            grads.append(p.grad)
+        ddp.sum_dense_(grads)
+
+    # -- checkpoints (the runner's --resume) -----------------------------------------------
+    def training_state(self) -> dict[str, torch.Tensor]:
+        """Weights, the optimiser's state, the generator's state and the finished epochs."""
+        assert self.net is not None, "fit the model first"
+        out = {f"param/{k}": v.detach() for k, v in self._arrays().items()}
+        if self._opt is not None:
+            for i, st in self._opt.state_dict()["state"].items():
+                out.update({f"opt/{i}/{k}": torch.as_tensor(v) for k, v in st.items()})
+        if self._gen is not None:
+            out["generator"] = self._gen.get_state()
+        out["epochs_done"] = torch.tensor([self.epochs_done], dtype=torch.int64)
+        return out
+
+    def load_training_state(self, arrays: dict[str, torch.Tensor]) -> None:
+        """Restore a checkpoint; the next ``fit`` (on the same ratings) continues after its
+        last finished epoch."""
+        net = {k[6:]: v for k, v in arrays.items() if k.startswith("param/")}
+        self.net = _AutoEncoder(int(net["net.enc.0.weight"].shape[1]), self.config).to(self.device)
+        self.net.load_state_dict({k[4:]: v for k, v in net.items() if k.startswith("net.")})
+        self._opt = self._new_optimizer(self.net)
+        state: dict[int, dict[str, torch.Tensor]] = {}
+        for key, v in arrays.items():
+            if key.startswith("opt/"):
+                _, i, name = key.split("/")
+                state.setdefault(int(i), {})[name] = v
+        if state:
+            sd = self._opt.state_dict()
+            sd["state"] = state
+            self._opt.load_state_dict(sd)
+        self._gen = torch.Generator()
+        if "generator" in arrays:
+            self._gen.set_state(arrays["generator"].to(torch.uint8).cpu().contiguous())
+        else:
+            self._gen.manual_seed(self.config.seed)
+        self.epochs_done = int(arrays["epochs_done"][0])
+        self._recon = None
+        self._resume = True
 
     _recon: torch.Tensor | None = None
 

@@ -18,11 +18,12 @@ import polars as pl
 
 from sessionrec import _schema as S
 from sessionrec._io import claim_dir, mark_complete, write_json
-from sessionrec.errors import DataError
+from sessionrec.errors import ConfigError, DataError
 from sessionrec.prepare import PreparedData
 from sessionrec.rating.base import RatingModel
 from sessionrec.rating.data import Ratings
 from sessionrec.rating.metrics import rating_metrics
+from sessionrec.training.distributed import Distributed, on_main
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,18 @@ def evaluate_prepared(model: RatingModel, data: PreparedData, split: str) -> dic
     return {"ratings": len(part), **rating_metrics(part.users, part.ratings, pred)}
 
 
+def check_resumable(model_name: str) -> None:
+    """Refuse ``resume`` for a rating model that keeps no checkpoint, naming those that do."""
+    from sessionrec.rating import RATING_MODELS, rating_model_class
+
+    if not hasattr(rating_model_class(model_name), "training_state"):
+        keep = [n for n in RATING_MODELS if hasattr(rating_model_class(n), "training_state")]
+        raise ConfigError(
+            f"{model_name} keeps no checkpoint to resume from; --resume continues "
+            f"{', '.join(keep)} and the next-item models"
+        )
+
+
 def train_rating(
     model_name: str,
     data: PreparedData,
@@ -82,47 +95,115 @@ def train_rating(
     device: str = "cpu",
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
     overwrite: bool = False,
+    resume: bool = False,
+    distributed: Distributed | None = None,
+    after_epoch: Callable[[dict[str, Any]], bool | None] | None = None,
 ) -> RatingModel:
     """Fit a rating model on a PreparedData's ratings and write its directory.
 
     With ``fit_on="train"`` and ratings in valid, every epoch record carries ``valid_rmse``.
     The directory holds the model (config.json, weights, ids, items), ``history.jsonl``,
-    ``learning_curve.png`` and ``data_meta.json``.
+    ``learning_curve.png`` and ``data_meta.json``; a model trained in epochs with a training
+    state (autorec) also keeps ``checkpoint/`` after every epoch, which ``resume`` continues
+    (same data, same parameters; a larger ``n_epochs`` extends a finished run).
+
+    ``distributed`` (autorec): train as one rank of a process group; rank 0 reads the
+    checkpoint, writes the folder and calls ``on_epoch`` and ``after_epoch``, every rank
+    returns the same model (docs/distributed.md). ``after_epoch`` gets each record once it
+    is written and checkpointed; True stops after that epoch (on every rank).
     """
     from sessionrec.rating import rating_model_class
+    from sessionrec.runner import CHECKPOINT, _check_resume_data, _resumed_config
     from sessionrec.training.curve import learning_curve, write_history
+    from sessionrec.training.trainer import load_checkpoint, read_progress, write_checkpoint
 
     cls = rating_model_class(model_name)
-    params = dict(params or {})
+    checkpointed = hasattr(cls, "training_state")
+    if resume:
+        check_resumable(model_name)
+    if distributed is not None:
+        from sessionrec.runner import check_distributable
+
+        check_distributable(model_name)
+        device = str(distributed.device)
+    main = distributed is None or distributed.is_main
+    out = Path(out_dir)
+    ckpt = out / CHECKPOINT
+    given = dict(params or {})
+    params = dict(given)
     if "seed" in getattr(cls.Config, "__dataclass_fields__", {}):
         params.setdefault("seed", seed)
-    model = cls.from_params(params, device=device)
-    train_r = prepared_ratings(data, fit_on)
-    out = claim_dir(out_dir, overwrite=overwrite, verb="train")
+    train_r = prepared_ratings(data, fit_on)  # read (and checked) before anything is written
     valid_r = prepared_ratings(data, "valid") if fit_on == "train" else None
     if valid_r is not None and len(valid_r) == 0:
         valid_r = None
-    history: list[dict[str, Any]] = []
+    fingerprint = data.fingerprint(fit_on)
+    if resume:
 
-    def record(rec: dict[str, Any]) -> None:
-        history.append(dict(rec))
-        if on_epoch is not None:
-            on_epoch(rec)
+        def read() -> dict[str, Any]:
+            if not (ckpt / "progress.json").exists():
+                raise DataError(ckpt, expected="a checkpoint to resume from", found="none")
+            state = read_progress(ckpt / "progress.json")
+            if state["model"] != model_name:
+                raise ConfigError(
+                    f"the checkpoint is of model {state['model']!r}, not {model_name!r}"
+                )
+            _check_resume_data(state, data, fit_on, out)
+            return state
 
-    log.info(
-        "%s on %s: %d ratings, %d users, %d items",
-        model_name,
-        fit_on,
-        len(train_r),
-        train_r.n_users,
-        train_r.n_items,
-    )
+        # rank 0 reads the checkpoint (other machines may not see the folder) and hands on
+        # the run's record here, the arrays below
+        state = on_main(distributed, read)
+        model = cls(_resumed_config(cls, state, given, ckpt / "progress.json"), device=device)
+        if main:
+            load_checkpoint(ckpt, model)
+    else:
+        model = cls.from_params(params, device=device)  # a bad parameter fails before the claim
+        on_main(distributed, lambda: claim_dir(out, overwrite=overwrite, verb="train"))
+        state = {"history": [], "best_epoch": None, "best_value": None, "bad": 0}
+    state["fit_on"], state["fingerprint"] = fit_on, fingerprint
+    ranked: Any = model  # (autorec: a model that supports_distributed)
+    if distributed is not None:
+        ranked.distributed = distributed
+        if resume:  # rank 0's weights, optimiser state and epochs on every rank
+            arrays = distributed.broadcast_arrays(ranked.training_state() if main else None)
+            if not main:
+                ranked.load_training_state(arrays)
+
+    def record(rec: dict[str, Any]) -> bool:
+        state["history"].append(dict(rec))
+        stop = False
+        if main:
+            if on_epoch is not None:
+                on_epoch(rec)
+            write_history(out / "history.jsonl", state["history"])
+            if checkpointed:
+                write_checkpoint(ckpt, model, model_name, state, None)
+            stop = bool(after_epoch(rec)) if after_epoch is not None else False
+        return stop if distributed is None else distributed.agree(stop)
+
+    if main:
+        log.info(
+            "%s on %s: %d ratings, %d users, %d items",
+            model_name,
+            fit_on,
+            len(train_r),
+            train_r.n_users,
+            train_r.n_items,
+        )
     model.items = data.items.drop(S.ITEM_IDX, strict=False)
-    model.fit(train_r, valid_r, callback=record)
+    try:
+        model.fit(train_r, valid_r, callback=record)
+    finally:
+        if distributed is not None:
+            ranked.distributed = None  # the process group is the caller's, not the model's
+    if not main:
+        return model
+    history = state["history"]
     model.save(out)
     write_history(out / "history.jsonl", history)
     learning_curve(out / "learning_curve.png", history, model_name)
-    trained_on = {"path": str(data.path), "fit_on": fit_on, "fingerprint": data.fingerprint(fit_on)}
+    trained_on = {"path": str(data.path), "fit_on": fit_on, "fingerprint": fingerprint}
     write_json(out / "data_meta.json", {**data.meta, **trained_on})
     mark_complete(out, "train")
     return model

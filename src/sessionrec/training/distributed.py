@@ -13,7 +13,9 @@ What the ranks share:
   flat all-reduce per step, as PyTorch's ``DistributedDataParallel`` does with its buckets.
   Window models (sasrec, repeatnet) weigh each rank's mean loss by its labelled positions, so
   the combined gradient is the mean over the union of the ranks' batches: two ranks at batch
-  B/2 take the step one process takes at batch B when they hold the same windows.
+  B/2 take the step one process takes at batch B when they hold the same windows. AutoRec's
+  ranks know the observed count of every rank's rows of a step (each holds the whole rating
+  matrix), divide their part of the masked squared error by it and sum plainly.
 * **Row-sparse gradients** (GRU4Rec's item tables with sampled negatives): a step touches a
   few thousand of the catalogue's rows. ``rows="gather"`` (default) all-gathers the touched
   rows' indices and gradients and every rank sums them; ``rows="dense"`` writes them into a
@@ -285,6 +287,28 @@ def rank_seed(seed: int, dist: Distributed | None) -> int:
                .view(np.uint64)[0] % 2**63)  # fmt: skip
 
 
+def on_main(distributed: Distributed | None, fn: Callable[[], T]) -> T:
+    """``fn()`` on rank 0 (or in one process) and its result on every rank (reading a
+    checkpoint, claiming the output folder); when it raises, every rank raises (rank 0 its
+    own error, the others a ``ConfigError`` quoting it), so no rank waits on the others for
+    ever."""
+    if distributed is None:
+        return fn()
+    result: T | None = None
+    error: Exception | None = None
+    if distributed.is_main:
+        try:
+            result = fn()
+        except Exception as exc:
+            error = exc
+    message = distributed.broadcast_object(None if error is None else str(error))
+    if error is not None:
+        raise error
+    if message is not None:
+        raise ConfigError(f"rank 0: {message}")
+    return distributed.broadcast_object(result)  # type: ignore[return-value]
+
+
 def init_distributed(
     device: str | torch.device = "auto",
     *,
@@ -335,4 +359,11 @@ def shutdown_distributed() -> None:
         dist.destroy_process_group()
 
 
-__all__ = ["ROWS", "Distributed", "init_distributed", "rank_seed", "shutdown_distributed"]
+__all__ = [
+    "ROWS",
+    "Distributed",
+    "init_distributed",
+    "on_main",
+    "rank_seed",
+    "shutdown_distributed",
+]
