@@ -22,7 +22,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sessionrec.errors import DataError, UnknownNameError
+from sessionrec.errors import ConfigError, DataError, UnknownNameError
 
 if TYPE_CHECKING:
     import torch
@@ -223,6 +223,7 @@ __all__ = [
     "TASKS",
     "ModelSpec",
     "Parameter",
+    "check_distributable",
     "create",
     "folder_task",
     "is_rating",
@@ -232,3 +233,17 @@ __all__ = [
     "spec",
     "task_of",
 ]
+
+
+def _distributable(name: str) -> bool:
+    return bool(getattr(model_class(name, spec(name).task), "supports_distributed", False))
+
+
+def check_distributable(model_name: str) -> None:
+    """Refuse, naming the models that do, a model that does not train as one rank of a
+    process group."""
+    if not _distributable(model_name):
+        raise ConfigError(
+            f"{model_name} does not train distributed; these do: "
+            + ", ".join(n for n in names() if _distributable(n))
+        )

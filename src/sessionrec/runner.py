@@ -24,11 +24,14 @@ from sessionrec._io import claim_dir, mark_complete, write_json
 from sessionrec._threads import calm_threads
 from sessionrec.errors import ConfigError, DataError
 from sessionrec.models import model_class
-from sessionrec.models.base import SessionModel, make_config
+from sessionrec.models._resume import EPOCH_KEYS, check_resume_data, resumed_config
+from sessionrec.models.base import SessionModel
 from sessionrec.prepare.data import PreparedData, SessionData
+from sessionrec.registry import check_distributable
 from sessionrec.training.curve import learning_curve, write_history
 from sessionrec.training.distributed import Distributed, on_main
 from sessionrec.training.trainer import (
+    CHECKPOINT,
     EpochMonitor,
     load_checkpoint,
     read_progress,
@@ -39,10 +42,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT = "checkpoint"
 FIT_ON = ("train", "train+valid")
 #: The config fields that count epochs: the one parameter a resumed run may change.
-EPOCH_KEYS = ("n_epochs", "epochs")
 #: The valid metrics computed after each epoch (``_evaluator``).
 #: valid metrics per epoch: any cutoff K (recall@20 and mrr@20 are always recorded too)
 VALID_METRICS = ("recall", "mrr", "ndcg")
@@ -194,13 +195,13 @@ def train(
                 raise ConfigError(
                     f"the checkpoint is of model {state['model']!r}, not {model_name!r}"
                 )
-            _check_resume_data(state, data, fit_on, out)
+            check_resume_data(state, data, fit_on, out)
             return state
 
         # under distributed training rank 0 reads the checkpoint (other machines may not
         # see the folder) and hands it on
         state = on_main(distributed, read)
-        model = cls(_resumed_config(cls, state, given, ckpt / "progress.json"), device=device)
+        model = cls(resumed_config(cls, state, given, ckpt / "progress.json"), device=device)
     else:
         model = cls.from_params(params, device=device)  # a bad parameter fails before the claim
         on_main(distributed, lambda: claim_dir(out, overwrite=overwrite, verb="train"))
@@ -310,21 +311,6 @@ def train(
     return model
 
 
-def _distributable(name: str) -> bool:
-    spec = registry.spec(name)
-    return bool(getattr(registry.model_class(name, spec.task), "supports_distributed", False))
-
-
-def check_distributable(model_name: str) -> None:
-    """Refuse, naming the models that do, a model that does not train as one rank of a
-    process group."""
-    if not _distributable(model_name):
-        raise ConfigError(
-            f"{model_name} does not train distributed; these do: "
-            + ", ".join(n for n in registry.names() if _distributable(n))
-        )
-
-
 def _still_improving(
     history: list[dict[str, Any]], metric_key: str, model: Any, stopped_early: bool
 ) -> list[str]:
@@ -379,55 +365,6 @@ def _check_stopping(patience: int | None, valid_metric: str, has_valid: bool, fi
     if not has_valid:
         why = "fit_on is train+valid" if fit_on != "train" else "the valid part is empty"
         raise ConfigError(f"patience {patience} needs valid metrics, and there are none: {why}")
-
-
-def _check_resume_data(state: dict[str, Any], data: PreparedData, fit_on: str, out: Path) -> None:
-    """A checkpoint continues on the data it was trained on, and only there."""
-    was = state.get("fit_on")
-    if was is not None and was != fit_on:
-        raise ConfigError(f"the checkpoint in {out} was fit on {was}, not {fit_on}")
-    saved = state.get("fingerprint")
-    if saved is None:
-        log.warning("the checkpoint in %s records no data fingerprint (older sessionrec)", out)
-        return
-    ours = data.fingerprint(fit_on)
-    if saved != ours:
-        raise DataError(
-            out / CHECKPOINT,
-            expected=f"a checkpoint of {fit_on} of {data.path} (fingerprint {ours[:12]})",
-            found=f"one trained on other data (fingerprint {saved[:12]}); --resume continues "
-            "on the same data only",
-        )
-
-
-def _resumed_config(cls: Any, state: dict[str, Any], given: dict[str, Any], where: Path) -> Any:
-    """The checkpoint's config, with the number of epochs raised where ``given`` says so;
-    any other parameter given differently is refused (a resumed run is the same run)."""
-    import dataclasses
-
-    from sessionrec.models.base import ALIASES, PRESET_KEY
-
-    if PRESET_KEY in given:
-        raise ConfigError("--resume continues the checkpoint's parameters: drop the preset")
-    fields = {f.name for f in dataclasses.fields(cls.Config)}
-    given = {(ALIASES[k] if k in ALIASES and k not in fields else k): v for k, v in given.items()}
-    try:
-        saved: Any = make_config(cls.Config, state["config"], warn=False)
-    except ConfigError as exc:
-        raise DataError(where, expected="the run's parameters", found=str(exc)) from None
-    asked: Any = make_config(cls.Config, {**dataclasses.asdict(saved), **given})
-    changed = [k for k in given if getattr(asked, k) != getattr(saved, k) and k not in EPOCH_KEYS]
-    if changed:
-        raise ConfigError(
-            "--resume continues the checkpoint's run with its parameters; only the number of "
-            "epochs may change, not "
-            + ", ".join(f"{k} ({getattr(saved, k)!r} → {getattr(asked, k)!r})" for k in changed)
-        )
-    done = len(state.get("history", []))
-    for k in EPOCH_KEYS:
-        if k in given and getattr(asked, k) < done:
-            raise ConfigError(f"{k}={getattr(asked, k)} is below the {done} epochs already done")
-    return asked
 
 
 def _evaluator(

@@ -41,10 +41,17 @@ def load_rating_model(path: str | Path, device: str | torch.device = "cpu") -> R
     return cast(RatingModel, registry.load_model(path, device, task=registry.RATING))
 
 
+def check_distributable(model_name: str) -> None:
+    """``registry.check_distributable``: refuse a model that does not train as one rank of a
+    process group, naming the models that do (next-item and rating alike)."""
+    registry.check_distributable(model_name)
+
+
 __all__ = [
     "RATING_MODELS",
     "RatingModel",
     "Ratings",
+    "check_distributable",
     "create_rating_model",
     "crossval",
     "fcp",

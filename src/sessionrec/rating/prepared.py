@@ -112,17 +112,22 @@ def train_rating(
     returns the same model (docs/distributed.md). ``after_epoch`` gets each record once it
     is written and checkpointed; True stops after that epoch (on every rank).
     """
+    from sessionrec.models._resume import check_resume_data, resumed_config
     from sessionrec.rating import rating_model_class
-    from sessionrec.runner import CHECKPOINT, _check_resume_data, _resumed_config
     from sessionrec.training.curve import learning_curve, write_history
-    from sessionrec.training.trainer import load_checkpoint, read_progress, write_checkpoint
+    from sessionrec.training.trainer import (
+        CHECKPOINT,
+        load_checkpoint,
+        read_progress,
+        write_checkpoint,
+    )
 
     cls = rating_model_class(model_name)
     checkpointed = hasattr(cls, "training_state")
     if resume:
         check_resumable(model_name)
     if distributed is not None:
-        from sessionrec.runner import check_distributable
+        from sessionrec.rating import check_distributable
 
         check_distributable(model_name)
         device = str(distributed.device)
@@ -148,13 +153,13 @@ def train_rating(
                 raise ConfigError(
                     f"the checkpoint is of model {state['model']!r}, not {model_name!r}"
                 )
-            _check_resume_data(state, data, fit_on, out)
+            check_resume_data(state, data, fit_on, out)
             return state
 
         # rank 0 reads the checkpoint (other machines may not see the folder) and hands on
         # the run's record here, the arrays below
         state = on_main(distributed, read)
-        model = cls(_resumed_config(cls, state, given, ckpt / "progress.json"), device=device)
+        model = cls(resumed_config(cls, state, given, ckpt / "progress.json"), device=device)
         if main:
             load_checkpoint(ckpt, model)
     else:

@@ -47,6 +47,9 @@ from sessionrec.training.finite import check_arrays, check_loss
 
 log = logging.getLogger(__name__)
 
+#: the folder, inside a model folder, that holds the training state after each epoch
+CHECKPOINT = "checkpoint"
+
 #: Called during an epoch with (events done, events in the epoch, running mean loss).
 ProgressHook = Callable[[int, int, float], None]
 #: Called after each epoch with its record; returning True stops training.
