@@ -83,12 +83,15 @@ def child_ours(args: argparse.Namespace) -> None:
 
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             model.fit(train, callback=lambda r: records.append(r) and None)
+        events = prof.key_averages()
         products = sum(
-            e.self_cpu_time_total
-            for e in prof.key_averages()
-            if e.key in ("aten::mm", "aten::addmm")
+            e.self_cpu_time_total for e in events if e.key in ("aten::mm", "aten::addmm")
         )
-        print(json.dumps({"products_seconds": products / 1e6}))
+        top = sorted(events, key=lambda e: -e.self_cpu_time_total)[:14]
+        print(json.dumps({
+            "products_seconds": products / 1e6,
+            "top_ops": [[e.key, e.self_cpu_time_total / 1e6, e.count] for e in top],
+        }))  # fmt: skip
         return
     model.fit(train, callback=lambda r: records.append(r) and None)
     print(json.dumps({"epoch_seconds": records[0]["seconds"], "loss": records[0]["train_loss"]}))
@@ -180,9 +183,9 @@ def main() -> None:
         row["ratio"] = row["official"] / row["sessionrec"]
         if not args.no_profile:
             row["products_official"] = run_official(args, ps, profile=True)["products_seconds"]
-            row["products_sessionrec"] = run_ours(args, param_file, profile=True)[
-                "products_seconds"
-            ]
+            profiled = run_ours(args, param_file, profile=True)
+            row["products_sessionrec"] = profiled["products_seconds"]
+            row["top_ops_sessionrec"] = profiled["top_ops"]
         results["files"][stem] = row
         print(stem, json.dumps({k: v for k, v in row.items() if k != "runs"}), flush=True)
         if args.json:
