@@ -352,11 +352,18 @@ def init_distributed(
 
 
 def shutdown_distributed() -> None:
-    """Leave the process group (after training)."""
+    """Leave the process group (after training), all ranks together: a rank that tears its
+    connections down while another still uses them makes gloo abort that other process
+    ("terminate called without an active exception"), so the ranks meet at a barrier first."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+        try:
+            dist.barrier()
+        except RuntimeError as exc:  # a rank is gone already: leave anyway
+            log.warning("leaving the process group without the other ranks: %s", exc)
+        finally:
+            dist.destroy_process_group()
 
 
 __all__ = [
