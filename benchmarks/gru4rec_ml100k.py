@@ -238,10 +238,14 @@ def run_official(
     official: Path, data: Any, params: dict[str, Any], seed: int, work: Path, threads: int
 ) -> dict[str, Any]:
     official_files(data, work)
-    ps = ",".join(
+    return _run_official_ps(official, param_string(params), seed, work, threads)
+
+
+def param_string(params: dict[str, Any]) -> str:
+    """The official ``run.py -ps`` string of ``params`` (lists as ``a/b``)."""
+    return ",".join(
         f"{k}={'/'.join(map(str, v)) if isinstance(v, list) else v}" for k, v in params.items()
     )
-    return _run_official_ps(official, ps, seed, work, threads)
 
 
 def _run_official_ps(
@@ -507,10 +511,7 @@ def run_param_files(args: Any, data: Any, report: Any) -> None:
             raw = {**read_param_file(path), "n_epochs": args.epochs_f}
             entry = f.setdefault(path.stem, {"params": raw, "official": [], "ours": []})
             if "f" in args.parts:
-                ps = ",".join(
-                    f"{k}={'/'.join(map(str, v)) if isinstance(v, list) else v}"
-                    for k, v in raw.items()
-                )
+                ps = param_string(raw)
                 entry["official"].append(
                     reuse(
                         "f official",

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gru4rec_ml100k import SHIM, official_files, prepared
+from gru4rec_ml100k import SHIM, official_files, param_string, prepared
 
 PROFILE_SHIM = """
 import os, runpy, sys, torch
@@ -133,10 +133,7 @@ def official_string(param_file: Path) -> str:
     """The official ``-ps`` string of a parameter file, one epoch."""
     from sessionrec.models.gru4rec_official import read_param_file
 
-    params = {**read_param_file(param_file), "n_epochs": 1}
-    return ",".join(
-        f"{k}={'/'.join(map(str, v)) if isinstance(v, list) else v}" for k, v in params.items()
-    )
+    return param_string({**read_param_file(param_file), "n_epochs": 1})
 
 
 def main() -> None:

@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any, Literal
 from sessionrec import registry
 from sessionrec._io import claim_dir, mark_complete, write_json
 from sessionrec._threads import calm_threads
-from sessionrec.errors import ConfigError, DataError
+from sessionrec.errors import ConfigError
 from sessionrec.models import model_class
-from sessionrec.models._resume import EPOCH_KEYS, check_resume_data, resumed_config
+from sessionrec.models._resume import EPOCH_KEYS, read_resume_state, resumed_config
 from sessionrec.models.base import SessionModel
 from sessionrec.prepare.data import PreparedData, SessionData
 from sessionrec.registry import check_distributable
@@ -34,7 +34,6 @@ from sessionrec.training.trainer import (
     CHECKPOINT,
     EpochMonitor,
     load_checkpoint,
-    read_progress,
 )
 
 if TYPE_CHECKING:
@@ -186,21 +185,9 @@ def train(
     if distributed is not None:
         device = str(distributed.device)
     if resume:
-
-        def read() -> dict[str, Any]:
-            if not (ckpt / "progress.json").exists():
-                raise DataError(ckpt, expected="a checkpoint to resume from", found="none")
-            state = read_progress(ckpt / "progress.json")
-            if state["model"] != model_name:
-                raise ConfigError(
-                    f"the checkpoint is of model {state['model']!r}, not {model_name!r}"
-                )
-            check_resume_data(state, data, fit_on, out)
-            return state
-
         # under distributed training rank 0 reads the checkpoint (other machines may not
         # see the folder) and hands it on
-        state = on_main(distributed, read)
+        state = on_main(distributed, lambda: read_resume_state(ckpt, model_name, data, fit_on, out))
         model = cls(resumed_config(cls, state, given, ckpt / "progress.json"), device=device)
     else:
         model = cls.from_params(params, device=device)  # a bad parameter fails before the claim

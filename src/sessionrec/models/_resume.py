@@ -11,12 +11,26 @@ from typing import Any
 from sessionrec.errors import ConfigError, DataError
 from sessionrec.models.base import make_config
 from sessionrec.prepare.data import PreparedData
-from sessionrec.training.trainer import CHECKPOINT
+from sessionrec.training.trainer import CHECKPOINT, read_progress
 
 log = logging.getLogger(__name__)
 
 #: the parameters that count epochs: the only ones a resumed run may change (to extend it)
 EPOCH_KEYS = ("n_epochs", "epochs")
+
+
+def read_resume_state(
+    ckpt: Path, model_name: str, data: PreparedData, fit_on: str, out: Path
+) -> dict[str, Any]:
+    """The run's record in the checkpoint folder ``ckpt``, checked to continue ``model_name``
+    on ``fit_on`` of ``data``."""
+    if not (ckpt / "progress.json").exists():
+        raise DataError(ckpt, expected="a checkpoint to resume from", found="none")
+    state = read_progress(ckpt / "progress.json")
+    if state["model"] != model_name:
+        raise ConfigError(f"the checkpoint is of model {state['model']!r}, not {model_name!r}")
+    check_resume_data(state, data, fit_on, out)
+    return state
 
 
 def check_resume_data(state: dict[str, Any], data: PreparedData, fit_on: str, out: Path) -> None:
@@ -68,4 +82,4 @@ def resumed_config(cls: Any, state: dict[str, Any], given: dict[str, Any], where
     return asked
 
 
-__all__ = ["EPOCH_KEYS", "check_resume_data", "resumed_config"]
+__all__ = ["EPOCH_KEYS", "check_resume_data", "read_resume_state", "resumed_config"]

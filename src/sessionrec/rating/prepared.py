@@ -112,13 +112,12 @@ def train_rating(
     returns the same model (docs/distributed.md). ``after_epoch`` gets each record once it
     is written and checkpointed; True stops after that epoch (on every rank).
     """
-    from sessionrec.models._resume import check_resume_data, resumed_config
+    from sessionrec.models._resume import read_resume_state, resumed_config
     from sessionrec.rating import rating_model_class
     from sessionrec.training.curve import learning_curve, write_history
     from sessionrec.training.trainer import (
         CHECKPOINT,
         load_checkpoint,
-        read_progress,
         write_checkpoint,
     )
 
@@ -144,21 +143,9 @@ def train_rating(
         valid_r = None
     fingerprint = data.fingerprint(fit_on)
     if resume:
-
-        def read() -> dict[str, Any]:
-            if not (ckpt / "progress.json").exists():
-                raise DataError(ckpt, expected="a checkpoint to resume from", found="none")
-            state = read_progress(ckpt / "progress.json")
-            if state["model"] != model_name:
-                raise ConfigError(
-                    f"the checkpoint is of model {state['model']!r}, not {model_name!r}"
-                )
-            check_resume_data(state, data, fit_on, out)
-            return state
-
         # rank 0 reads the checkpoint (other machines may not see the folder) and hands on
         # the run's record here, the arrays below
-        state = on_main(distributed, read)
+        state = on_main(distributed, lambda: read_resume_state(ckpt, model_name, data, fit_on, out))
         model = cls(resumed_config(cls, state, given, ckpt / "progress.json"), device=device)
         if main:
             load_checkpoint(ckpt, model)
