@@ -39,36 +39,14 @@ from typing import Any
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gru4rec_ml100k import Enough, synthetic_yoochoose
+
 SETTINGS: dict[str, Any] = {
     "loss": "cross-entropy", "constrained_embedding": True, "layers": [480], "batch_size": 48,
     "n_sample": 2048, "sample_alpha": 0.2, "logq": 1.0, "dropout_p_hidden": 0.2,
     "learning_rate": 0.07, "momentum": 0.0, "n_epochs": 1, "elu_param": 0.0,
 }  # fmt: skip
-
-
-class _Enough(Exception):
-    pass
-
-
-def synthetic(n_events: int, n_items: int, seed: int = 0) -> Any:
-    """Zipf(1) popularity, session lengths 2 + geometric (mean 3.5), sessions in time order."""
-    from sessionrec.prepare.data import SessionData
-
-    rng = np.random.default_rng(seed)
-    n_sessions = int(n_events / 3.5)
-    lengths = 1 + rng.geometric(1 / 2.5, size=n_sessions)
-    offsets = np.r_[0, np.cumsum(lengths)].astype(np.int64)
-    cdf = np.cumsum(1.0 / np.arange(1, n_items + 1))
-    cdf /= cdf[-1]
-    items = np.searchsorted(cdf, rng.random(int(offsets[-1]))).astype(np.int64)
-    return SessionData(
-        items=items,
-        offsets=offsets,
-        session_ids=np.arange(n_sessions, dtype=np.int64),
-        timestamps=np.repeat(np.arange(n_sessions, dtype=np.int64) * 1_000_000, lengths),
-        target=np.ones(int(offsets[-1]), dtype=bool),
-        n_items=n_items,
-    )
 
 
 def child(args: argparse.Namespace, threads: int, rows: str | None, batch: int) -> dict[str, Any]:
@@ -82,7 +60,7 @@ def child(args: argparse.Namespace, threads: int, rows: str | None, batch: int) 
         from sessionrec.training.distributed import init_distributed
 
         ddp = init_distributed("cpu", rows=rows)
-    data = synthetic(args.events, args.items)
+    data = synthetic_yoochoose(args.events, args.items, seed=0)
     model = GRU4Rec.from_params({**SETTINGS, "batch_size": batch})
     model.distributed = ddp
     marks: list[tuple[float, float, int, float, int, int]] = []
@@ -91,10 +69,10 @@ def child(args: argparse.Namespace, threads: int, rows: str | None, batch: int) 
         comm = (ddp.comm_seconds, ddp.comm_bytes, ddp.comm_calls) if ddp else (0.0, 0, 0)
         marks.append((time.perf_counter(), time.process_time(), done, *comm))
         if done >= args.steps * batch:
-            raise _Enough
+            raise Enough
 
     model.progress_hook = hook
-    with contextlib.suppress(_Enough):
+    with contextlib.suppress(Enough):
         model.fit(data)
     first, last = marks[0], marks[-1]  # the model reports every 200 mini-batches
     wall = last[0] - first[0]

@@ -323,8 +323,8 @@ def synthetic_yoochoose(n_events: int, n_items: int, seed: int) -> Any:
     )
 
 
-class _Enough(Exception):
-    pass
+class Enough(Exception):
+    """Raised by a progress hook to end a timed run after enough steps."""
 
 
 def run_scale(n_events: int, n_items: int, steps: int, params: dict[str, Any]) -> dict[str, Any]:
@@ -347,11 +347,11 @@ def run_scale(n_events: int, n_items: int, steps: int, params: dict[str, Any]) -
     def hook(done: int, total: int, loss: float) -> None:
         marks.append((time.perf_counter(), done))
         if done >= steps * params["batch_size"]:
-            raise _Enough
+            raise Enough
 
     model.progress_hook = hook
     t0 = time.perf_counter()
-    with contextlib.suppress(_Enough):
+    with contextlib.suppress(Enough):
         model.fit(data)
     (t_first, d_first), (t_last, d_last) = marks[0], marks[-1]
     eps = (d_last - d_first) / (t_last - t_first)

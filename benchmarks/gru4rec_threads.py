@@ -28,6 +28,9 @@ from typing import Any
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gru4rec_ml100k import Enough, synthetic_yoochoose
+
 SETTINGS: dict[str, dict[str, Any]] = {
     "demo": {"loss": "cross-entropy", "layers": [100], "batch_size": 64, "n_sample": 2048,
              "learning_rate": 0.05, "n_epochs": 1},
@@ -38,31 +41,6 @@ SETTINGS: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 
 
-class _Enough(Exception):
-    pass
-
-
-def synthetic(n_events: int, n_items: int, seed: int = 0) -> Any:
-    """Zipf(1) popularity, session lengths 2 + geometric (mean 3.5), sessions in time order."""
-    from sessionrec.prepare.data import SessionData
-
-    rng = np.random.default_rng(seed)
-    n_sessions = int(n_events / 3.5)
-    lengths = 1 + rng.geometric(1 / 2.5, size=n_sessions)
-    offsets = np.r_[0, np.cumsum(lengths)].astype(np.int64)
-    cdf = np.cumsum(1.0 / np.arange(1, n_items + 1))
-    cdf /= cdf[-1]
-    items = np.searchsorted(cdf, rng.random(int(offsets[-1]))).astype(np.int64)
-    return SessionData(
-        items=items,
-        offsets=offsets,
-        session_ids=np.arange(n_sessions, dtype=np.int64),
-        timestamps=np.repeat(np.arange(n_sessions, dtype=np.int64) * 1_000_000, lengths),
-        target=np.ones(int(offsets[-1]), dtype=bool),
-        n_items=n_items,
-    )
-
-
 def child(setting: str, threads: int, steps: int) -> dict[str, Any]:
     import torch
 
@@ -70,17 +48,17 @@ def child(setting: str, threads: int, steps: int) -> dict[str, Any]:
 
     torch.set_num_threads(threads)
     params = SETTINGS[setting]
-    data = synthetic(400_000, 20_000)
+    data = synthetic_yoochoose(400_000, 20_000, seed=0)
     model = GRU4Rec.from_params(params)
     marks: list[tuple[float, float, int]] = []
 
     def hook(done: int, total: int, loss: float) -> None:
         marks.append((time.perf_counter(), time.process_time(), done))
         if done >= steps * params["batch_size"]:
-            raise _Enough
+            raise Enough
 
     model.progress_hook = hook
-    with contextlib.suppress(_Enough):
+    with contextlib.suppress(Enough):
         model.fit(data)
     first, last = marks[0], marks[-1]  # the model reports every 200 mini-batches
     wall = last[0] - first[0]

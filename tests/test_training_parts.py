@@ -185,3 +185,60 @@ def test_fused_bpr_max_matches_autograd(elu: float, bpreg: float) -> None:
     (3 * fused).backward()
     (3 * ref).backward()
     torch.testing.assert_close(a.grad, b.grad)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    counts=st.lists(st.integers(0, 1000), min_size=1, max_size=300).filter(lambda c: sum(c) > 0),
+    alpha=st.sampled_from([0.0, 0.4, 1.0]),
+    seed=st.integers(0, 2**31),
+)
+def test_sampler_draws_are_the_inverse_cdf(counts: list[int], alpha: float, seed: int) -> None:
+    """The guide-table lookup returns what a binary search of the CDF returns, draw for draw
+    (zero-probability items included: never drawn unless alpha is 0)."""
+    sampler = NegativeSampler(np.array(counts), alpha, n_sample=10, seed=seed)
+    u = np.random.default_rng(seed).random(70_000)  # more than one lookup chunk
+    expected = np.searchsorted(sampler._cdf, u, side="right")
+    assert np.array_equal(sampler.draw(70_000), expected)
+    if alpha > 0:
+        assert not np.isin(expected, np.flatnonzero(np.array(counts) == 0)).any()
+
+
+def test_sampler_lookup_holds_at_cdf_steps_and_bucket_edges() -> None:
+    counts = np.array([5, 0, 1, 1, 0, 300, 2, 0, 0, 7])
+    sampler = NegativeSampler(counts, 1.0, n_sample=4, seed=0)
+    edges = np.arange(sampler._buckets) / sampler._buckets
+    u = np.concatenate([sampler._cdf[:-1], edges])
+    u = np.concatenate([u, np.nextafter(u, 0.0), np.nextafter(u, 1.0)])
+    u = u[(u >= 0) & (u < 1)]
+
+    class Fixed:
+        def random(self, n: int) -> np.ndarray:
+            assert n == len(u)
+            return u
+
+    sampler._rng = Fixed()  # type: ignore[assignment]
+    assert np.array_equal(sampler.draw(len(u)), np.searchsorted(sampler._cdf, u, side="right"))
+
+
+def test_adagrad_state_round_trips_bit_for_bit_and_reads_older_checkpoints() -> None:
+    """The accumulator holds acc + eps (one pass fewer a step): its state saves as held, so a
+    resumed run repeats an uninterrupted one exactly, and an older checkpoint's plain "acc"
+    is read with eps added."""
+    gen = torch.Generator().manual_seed(0)
+    params = {"w": torch.randn(5, 3, generator=gen)}
+    opt = AdagradNesterov(params, lr=0.1, momentum=0.5, eps=1e-6)
+    for _ in range(3):
+        opt.step_dense(["w"], [torch.randn(5, 3, generator=gen)])
+        opt.step_rows("w", torch.tensor([4, 1]), torch.randn(2, 3, generator=gen))
+    saved = {k: v.clone() for k, v in opt.state_dict().items()}
+    assert "w/acc_eps" in saved and "w/acc" not in saved
+    again = AdagradNesterov({"w": params["w"].clone()}, lr=0.1, momentum=0.5, eps=1e-6)
+    again.load_state_dict(saved)
+    assert torch.equal(again.state["w"]["acc"], opt.state["w"]["acc"])
+    assert torch.equal(again.state["w"]["vel"], opt.state["w"]["vel"])
+    older = {("w/acc" if k == "w/acc_eps" else k): v for k, v in saved.items()}
+    older["w/acc"] = older["w/acc"] - 1e-6
+    third = AdagradNesterov({"w": params["w"].clone()}, lr=0.1, momentum=0.5, eps=1e-6)
+    third.load_state_dict(older)
+    torch.testing.assert_close(third.state["w"]["acc"], opt.state["w"]["acc"])

@@ -278,9 +278,11 @@ def _gru_backward(
     """
     hidden = h.shape[1]
     r, z, n = c.rz[:, :hidden], c.rz[:, hidden:], c.n
-    da = torch.rsub(z, 1.0).mul_(dh).mul_(torch.mul(n, n).neg_().add_(1.0))
-    dz = torch.sub(h, n).mul_(dh).mul_(z).mul_(torch.rsub(z, 1.0))
-    dr = torch.mul(da, c.gh[:, 2 * hidden :]).mul_(r).mul_(torch.rsub(r, 1.0))
+    one = h.new_ones(())  # a Python float operand costs a tensor conversion per op
+    slopes = torch.addcmul(c.rz, c.rz, c.rz, value=-1.0)  # σ' = σ (1 − σ) of both gates
+    da = torch.sub(one, z).mul_(dh).mul_(torch.addcmul(one, n, n, value=-1.0))
+    dz = torch.sub(h, n).mul_(dh).mul_(slopes[:, hidden:])
+    dr = torch.mul(da, c.gh[:, 2 * hidden :]).mul_(slopes[:, :hidden])
     dgi = torch.cat([dr, dz, da], dim=1)
     dgh = torch.cat([dr, dz, da * r], dim=1)
     return dgi, dgh
@@ -546,7 +548,7 @@ class GRU4Rec(SessionModel):
         if ddp is not None:
             # Every rank starts from rank 0's weights and optimiser state, and trains on every
             # world_size-th session in the order of their start times (its own slots).
-            ddp.broadcast_([*self.params.values(), *self._opt.state_dict().values()])
+            ddp.broadcast_([*self.params.values(), *self._opt.state_tensors()])
             offsets, starts, all_items = _shard_sessions(train, ddp.rank, ddp.world_size)
         sched = session_parallel_schedule(offsets, starts, cfg.batch_size)
         items = np.r_[all_items, 0]  # index -1 (idle slot) reads the dummy item 0

@@ -41,6 +41,10 @@ class RowOptimizer:
         """Update ``params[name][rows]`` with ``grad`` (len(rows), ...); rows are unique."""
         raise NotImplementedError
 
+    def state_tensors(self) -> list[torch.Tensor]:
+        """The live state tensors (to broadcast in place; ``state_dict`` may give copies)."""
+        return [v for st in self.state.values() for v in st.values()]
+
     def state_dict(self) -> dict[str, torch.Tensor]:
         out = {f"{n}/{k}": v for n, st in self.state.items() for k, v in st.items()}
         out["__steps__"] = torch.tensor([self.steps], dtype=torch.int64)
@@ -71,30 +75,49 @@ class AdagradNesterov(RowOptimizer):
         self.momentum = float(momentum)
         self.nesterov = bool(nesterov)
         self.eps = float(eps)
+        # The accumulator starts at eps and so holds acc + eps: rsqrt reads it as it is (one
+        # pass fewer per step). ``state_dict`` gives and takes acc itself.
         for name, p in params.items():
-            st = {"acc": torch.zeros_like(p)}
+            st = {"acc": torch.full_like(p, self.eps)}
             if self.momentum > 0:
                 st["vel"] = torch.zeros_like(p)
             self.state[name] = st
+        # the momentum as 0-d tensors: a Python float operand costs a tensor conversion a call
+        device = next(iter(params.values())).device if params else None
+        self._m = torch.tensor(self.momentum, device=device)
+        self._m1 = torch.tensor(self.momentum - 1.0, device=device)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        # saved as held ("acc_eps"), so that a resumed run repeats an uninterrupted one bit
+        # for bit; a checkpoint's "acc" (written before the accumulator held eps) is read too
+        return {
+            (f"{k[: -len('/acc')]}/acc_eps" if k.endswith("/acc") else k): v
+            for k, v in super().state_dict().items()
+        }
+
+    def load_state_dict(self, arrays: dict[str, torch.Tensor]) -> None:
+        older = [k for k in arrays if k.endswith("/acc")]
+        super().load_state_dict(
+            {(f"{k[: -len('/acc_eps')]}/acc" if k.endswith("/acc_eps") else k): v
+             for k, v in arrays.items()}
+        )  # fmt: skip
+        for key in older:
+            self.state[key[: -len("/acc")]]["acc"].add_(self.eps)
 
     def step_dense(self, names: list[str], grads: list[torch.Tensor]) -> None:
-        if not names:
-            return
-        params = [self.params[n] for n in names]
-        acc = [self.state[n]["acc"] for n in names]
-        torch._foreach_addcmul_(acc, grads, grads)
-        # g / sqrt(acc + eps) as g · rsqrt(acc + eps): fused into the updates (addcmul)
-        inv = torch._foreach_add(acc, self.eps)
-        torch._foreach_rsqrt_(inv)
-        if self.momentum > 0:
-            vel = [self.state[n]["vel"] for n in names]
-            torch._foreach_mul_(vel, self.momentum)
-            torch._foreach_addcmul_(vel, grads, inv, value=-self.lr)
-            if not self.nesterov:
-                torch._foreach_add_(params, vel)
-                return
-            torch._foreach_add_(params, vel, alpha=self.momentum)
-        torch._foreach_addcmul_(params, grads, inv, value=-self.lr)
+        # a loop of in-place ops with Scalar arguments: ``_foreach`` ops with a Python float
+        # convert it to a tensor per list entry on CPU
+        for name, g in zip(names, grads, strict=True):
+            p, st = self.params[name], self.state[name]
+            acc = st["acc"].addcmul_(g, g)
+            inv = torch.rsqrt(acc)  # g / sqrt(acc + eps) as g · rsqrt: fused into addcmul
+            if self.momentum > 0:
+                vel = st["vel"].mul_(self._m).addcmul_(g, inv, value=-self.lr)
+                if not self.nesterov:
+                    p.add_(vel)
+                    continue
+                p.add_(vel, alpha=self.momentum)
+            p.addcmul_(g, inv, value=-self.lr)
 
     def step_rows(self, name: str, rows: torch.Tensor, grad: torch.Tensor) -> None:
         # The state is written back by adding each row's change (``index_add_``): on CPU
@@ -102,15 +125,15 @@ class AdagradNesterov(RowOptimizer):
         p = self.params[name]
         st = self.state[name]
         st["acc"].index_add_(0, rows, grad * grad)
-        inv = st["acc"].index_select(0, rows).add_(self.eps).rsqrt_()
+        inv = st["acc"].index_select(0, rows).rsqrt_()
         if self.momentum > 0:
             vel = st["vel"].index_select(0, rows)
             # the change of the velocity: (momentum − 1) v − lr g / sqrt(acc + eps)
-            change = vel.mul(self.momentum - 1.0).addcmul_(grad, inv, value=-self.lr)
+            change = torch.mul(vel, self._m1).addcmul_(grad, inv, value=-self.lr)
             st["vel"].index_add_(0, rows, change)
             vel.add_(change)
             if self.nesterov:
-                vel = vel.mul_(self.momentum).addcmul_(grad, inv, value=-self.lr)
+                vel = vel.mul_(self._m).addcmul_(grad, inv, value=-self.lr)
             p.index_add_(0, rows, vel)
         else:
             p.index_add_(0, rows, inv.mul_(grad), alpha=-self.lr)
