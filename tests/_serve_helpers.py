@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -10,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pytest
 from _helpers import session_data
 
 from sessionrec.models import create
@@ -78,6 +81,58 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+class RedisServer:
+    """Debian's ``redis-server`` on a free loopback port, started and stopped by the test;
+    skips the test when it is not installed (CI installs it: .ci/run). ``durable``: an
+    append-only file fsynced at every write in ``work``, so that what it acknowledged survives
+    its restart; otherwise no persistence."""
+
+    def __init__(self, work: Path, *, durable: bool = True) -> None:
+        exe = shutil.which("redis-server")
+        if exe is None:
+            pytest.skip("no redis-server (Debian: apt-get install -y redis-server; .ci/run does)")
+        self.exe, self.work, self.port, self.durable = exe, work, free_port(), durable
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        import redis
+
+        persistence = (
+            ["--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.work)]
+            if self.durable
+            else ["--appendonly", "no"]
+        )
+        self.proc = subprocess.Popen(
+            [self.exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *persistence],
+            cwd=self.work,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=self.port)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    self.stop()
+                    pytest.fail("redis-server did not start")
+                time.sleep(0.05)
+            finally:
+                client.close()
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            self.proc = None
 
 
 @contextlib.contextmanager

@@ -6,8 +6,6 @@ when it is not installed (CI installs it: .ci/run).
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +16,7 @@ import pytest
 pytest.importorskip("fastapi", reason='needs the serve extra: pip install -e ".[serve]"')
 pytest.importorskip("redis", reason='needs the redis client: pip install -e ".[redis]"')
 
-from _serve_helpers import GRU_PARAMS, free_port, model_folder
+from _serve_helpers import GRU_PARAMS, RedisServer, model_folder
 from fastapi.testclient import TestClient
 
 from sessionrec.models import load_model
@@ -28,36 +26,12 @@ from sessionrec.serving.state import RedisStore
 
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    exe = shutil.which("redis-server")
-    if exe is None:
-        pytest.skip("no redis-server (Debian: apt-get install -y redis-server; .ci/run does)")
-    port = free_port()
-    work = tmp_path_factory.mktemp("redis")
-    proc = subprocess.Popen(
-        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        cwd=work,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    import redis
-
-    client = redis.Redis(port=port)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                pytest.fail("redis-server did not start")
-            time.sleep(0.05)
+    server = RedisServer(tmp_path_factory.mktemp("redis"), durable=False)
+    server.start()
     try:
-        yield f"redis://127.0.0.1:{port}/0"
+        yield server.url
     finally:
-        client.close()
-        proc.terminate()
-        proc.wait(timeout=10)
+        server.stop()
 
 
 @pytest.fixture(scope="module")

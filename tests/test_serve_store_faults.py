@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +21,7 @@ import pytest
 pytest.importorskip("fastapi", reason='needs the serve extra: pip install -e ".[serve]"')
 
 from _helpers import run_cli
-from _serve_helpers import free_port, model_folder
+from _serve_helpers import RedisServer, free_port, model_folder
 from fastapi.testclient import TestClient
 
 from sessionrec.serving import ServeConfig, build_app
@@ -254,51 +253,6 @@ def test_event_ids_of_an_older_store_file_are_kept(tmp_path: Path) -> None:
 
 
 # -- Redis: a real server, stopped and started again -------------------------------------------
-class RedisServer:
-    """``redis-server`` on a fixed port with an append-only file fsynced at every write, so
-    that what it acknowledged survives its restart (what the test checks is the service)."""
-
-    def __init__(self, work: Path) -> None:
-        exe = shutil.which("redis-server")
-        if exe is None:
-            pytest.skip("no redis-server (Debian: apt-get install -y redis-server; .ci/run does)")
-        self.exe, self.work, self.port = exe, work, free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        import redis
-
-        self.proc = subprocess.Popen(
-            [self.exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.work)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        client = redis.Redis(port=self.port)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    self.stop()
-                    pytest.fail("redis-server did not start")
-                time.sleep(0.05)
-            finally:
-                client.close()
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-            self.proc = None
-
-
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     pytest.importorskip("redis", reason='needs the redis client: pip install -e ".[redis]"')
