@@ -76,7 +76,7 @@ class AdagradNesterov(RowOptimizer):
         self.nesterov = bool(nesterov)
         self.eps = float(eps)
         # The accumulator starts at eps and so holds acc + eps: rsqrt reads it as it is (one
-        # pass fewer per step). ``state_dict`` gives and takes acc itself.
+        # pass fewer per step). ``state_dict`` saves it so, as "acc_eps".
         for name, p in params.items():
             st = {"acc": torch.full_like(p, self.eps)}
             if self.momentum > 0:
