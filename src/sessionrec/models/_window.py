@@ -29,7 +29,12 @@ from torch import nn
 from sessionrec.models.base import EpochCallback, SessionModel
 from sessionrec.prepare.data import SessionData
 from sessionrec.training.distributed import Distributed, rank_seed
-from sessionrec.training.trainer import EpochSteps, fit_epochs
+from sessionrec.training.trainer import (
+    EpochSteps,
+    fit_epochs,
+    load_optimizer_arrays,
+    optimizer_arrays,
+)
 
 
 class WindowModel(SessionModel):
@@ -83,9 +88,7 @@ class WindowModel(SessionModel):
         """Weights, the optimiser's state and the number of finished epochs."""
         assert self.net is not None, "fit the model first"
         out = {f"param/{k}": v.detach() for k, v in self.net.state_dict().items()}
-        if self._opt is not None:
-            for i, st in self._opt.state_dict()["state"].items():
-                out.update({f"opt/{i}/{k}": torch.as_tensor(v) for k, v in st.items()})
+        out.update(optimizer_arrays(self._opt))
         out["epochs_done"] = torch.tensor([self.epochs_done], dtype=torch.int64)
         return out
 
@@ -94,15 +97,7 @@ class WindowModel(SessionModel):
         self.load_state_arrays({k[6:]: v for k, v in arrays.items() if k.startswith("param/")})
         assert self.net is not None
         self._opt = self._make_optimizer(self.net)
-        state: dict[int, dict[str, torch.Tensor]] = {}
-        for key, v in arrays.items():
-            if key.startswith("opt/"):
-                _, i, name = key.split("/")
-                state.setdefault(int(i), {})[name] = v
-        if state:
-            sd = self._opt.state_dict()
-            sd["state"] = state
-            self._opt.load_state_dict(sd)
+        load_optimizer_arrays(self._opt, arrays)
         self.epochs_done = int(arrays["epochs_done"][0])
         self._resume = True
 

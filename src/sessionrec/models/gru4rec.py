@@ -658,6 +658,7 @@ class GRU4Rec(SessionModel):
             out = torch.cat([out[:n], out[n:] * self.config.sample_alpha])
         return out
 
+    @torch.no_grad()
     def _train_step(
         self,
         inp: torch.Tensor,
@@ -682,18 +683,6 @@ class GRU4Rec(SessionModel):
         tests/test_gru4rec.py checks every input mode, loss and dropout placement against
         autograd through ``_forward``.
         """
-        with torch.no_grad():
-            return self._train_step_no_grad(inp, tgt, samples, hidden, gen, log_pop)
-
-    def _train_step_no_grad(
-        self,
-        inp: torch.Tensor,
-        tgt: torch.Tensor,
-        samples: torch.Tensor | None,
-        hidden: list[torch.Tensor],
-        gen: MaskSource,
-        log_pop: torch.Tensor,
-    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         cfg = self.config
         p = self.params
         opt = self._opt

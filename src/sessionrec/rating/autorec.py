@@ -25,7 +25,12 @@ from sessionrec.models.base import EpochCallback
 from sessionrec.rating.base import RatingModel, known_mask
 from sessionrec.rating.data import Ratings
 from sessionrec.training.distributed import Distributed, rank_seed
-from sessionrec.training.trainer import EpochSteps, fit_epochs
+from sessionrec.training.trainer import (
+    EpochSteps,
+    fit_epochs,
+    load_optimizer_arrays,
+    optimizer_arrays,
+)
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "selu": nn.SELU,
@@ -303,9 +308,7 @@ class AutoRec(RatingModel):
         """Weights, the optimiser's state, the generator's state and the finished epochs."""
         assert self.net is not None, "fit the model first"
         out = {f"param/{k}": v.detach() for k, v in self._arrays().items()}
-        if self._opt is not None:
-            for i, st in self._opt.state_dict()["state"].items():
-                out.update({f"opt/{i}/{k}": torch.as_tensor(v) for k, v in st.items()})
+        out.update(optimizer_arrays(self._opt))
         if self._gen is not None:
             out["generator"] = self._gen.get_state()
         out["epochs_done"] = torch.tensor([self.epochs_done], dtype=torch.int64)
@@ -318,15 +321,7 @@ class AutoRec(RatingModel):
         self.net = _AutoEncoder(int(net["net.enc.0.weight"].shape[1]), self.config).to(self.device)
         self.net.load_state_dict({k[4:]: v for k, v in net.items() if k.startswith("net.")})
         self._opt = self._new_optimizer(self.net)
-        state: dict[int, dict[str, torch.Tensor]] = {}
-        for key, v in arrays.items():
-            if key.startswith("opt/"):
-                _, i, name = key.split("/")
-                state.setdefault(int(i), {})[name] = v
-        if state:
-            sd = self._opt.state_dict()
-            sd["state"] = state
-            self._opt.load_state_dict(sd)
+        load_optimizer_arrays(self._opt, arrays)
         self._gen = torch.Generator()
         if "generator" in arrays:
             self._gen.set_state(arrays["generator"].to(torch.uint8).cpu().contiguous())

@@ -290,6 +290,32 @@ class EpochMonitor:
 PROGRESS = "progress.json"
 
 
+def optimizer_arrays(opt: torch.optim.Optimizer | None) -> dict[str, torch.Tensor]:
+    """A torch optimiser's per-parameter state as a checkpoint's flat arrays
+    ``opt/<parameter index>/<name>`` (none before the optimiser exists)."""
+    if opt is None:
+        return {}
+    return {
+        f"opt/{i}/{k}": torch.as_tensor(v)
+        for i, st in opt.state_dict()["state"].items()
+        for k, v in st.items()
+    }
+
+
+def load_optimizer_arrays(opt: torch.optim.Optimizer, arrays: dict[str, torch.Tensor]) -> None:
+    """Give ``opt`` the state that ``optimizer_arrays`` wrote into ``arrays`` (other keys are
+    left alone; no ``opt/`` key leaves ``opt`` as it is)."""
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, v in arrays.items():
+        if key.startswith("opt/"):
+            _, i, name = key.split("/")
+            state.setdefault(int(i), {})[name] = v
+    if state:
+        sd = opt.state_dict()
+        sd["state"] = state
+        opt.load_state_dict(sd)
+
+
 def write_checkpoint(
     path: Path,
     model: Any,
