@@ -75,13 +75,13 @@ class SVD(RatingModel):
                 order = torch.from_numpy(rng.permutation(len(r)))
                 sq = 0.0
                 for rows in order.split(c.batch_size):
-                    u, i = users[rows], items[rows]
-                    pu, qi = P[u], Q[i]
+                    u, i = users.index_select(0, rows), items.index_select(0, rows)
+                    pu, qi = P.index_select(0, u), Q.index_select(0, i)
                     pred = mu + (pu * qi).sum(1)
                     if c.biased:
-                        bu_u, bi_i = bu[u], bi[i]
+                        bu_u, bi_i = bu.index_select(0, u), bi.index_select(0, i)
                         pred += bu_u + bi_i
-                    err = r[rows] - pred
+                    err = r.index_select(0, rows) - pred
                     sq += float(err @ err)
                     if c.biased:
                         bu.index_add_(0, u, lr * (err - reg * bu_u))

@@ -85,27 +85,30 @@ class SVDpp(SVD):
                 order = torch.from_numpy(rng.permutation(len(r)))
                 sq = 0.0
                 for rows in order.split(c.batch_size):
-                    u, i = users[rows], items[rows]
+                    u, i = users.index_select(0, rows), items.index_select(0, rows)
                     # Each distinct user of the batch once: its implicit sum, then the summed
                     # steps of its ratings to its y_j (the same sums as rating by rating).
                     uniq, inv = torch.unique(u, return_inverse=True)
-                    n_u = degree[uniq]
+                    n_u = degree.index_select(0, uniq)
                     owner = torch.repeat_interleave(torch.arange(len(uniq)), n_u)
-                    first = torch.repeat_interleave(start[uniq], n_u)
+                    first = torch.repeat_interleave(start.index_select(0, uniq), n_u)
                     within = torch.arange(len(owner)) - torch.repeat_interleave(
                         n_u.cumsum(0) - n_u, n_u
                     )
-                    js = rated_items[first + within]  # (pairs,) the items j ∈ N(u) per user
-                    y_js = Y[js]
+                    # (pairs,) the items j ∈ N(u) per user (``index_select``: torch's
+                    # advanced indexing of rows took 2.5 times as long on CPU)
+                    js = rated_items.index_select(0, first + within)
+                    y_js = Y.index_select(0, js)
                     implicit_u = torch.zeros(len(uniq), f, dtype=torch.float64)
                     implicit_u.index_add_(0, owner, y_js)
-                    implicit = (implicit_u * inv_sqrt[uniq, None])[inv]  # (B, F)
-                    pu, qi = P[u], Q[i]
+                    implicit_u.mul_(inv_sqrt.index_select(0, uniq).unsqueeze(1))
+                    implicit = implicit_u.index_select(0, inv)  # (B, F)
+                    pu, qi = P.index_select(0, u), Q.index_select(0, i)
                     pred = mu + (qi * (pu + implicit)).sum(1)
                     if c.biased:
-                        bu_u, bi_i = bu[u], bi[i]
+                        bu_u, bi_i = bu.index_select(0, u), bi.index_select(0, i)
                         pred += bu_u + bi_i
-                    err = r[rows] - pred
+                    err = r.index_select(0, rows) - pred
                     sq += float(err @ err)
                     e = err[:, None]
                     if c.biased:
@@ -114,9 +117,13 @@ class SVDpp(SVD):
                     P.index_add_(0, u, lr * (e * qi - reg * pu))
                     Q.index_add_(0, i, lr * (e * (pu + implicit) - reg * qi))
                     step_u = torch.zeros(len(uniq), f, dtype=torch.float64)
-                    step_u.index_add_(0, inv, e * qi * inv_sqrt[u, None])
+                    step_u.index_add_(0, inv, e * qi * inv_sqrt.index_select(0, u).unsqueeze(1))
                     times = torch.bincount(inv, minlength=len(uniq)).double()  # ratings per user
-                    Y.index_add_(0, js, lr * (step_u[owner] - reg * times[owner, None] * y_js))
+                    per_pair = (
+                        step_u.index_select(0, owner)
+                        - reg * times.index_select(0, owner).unsqueeze(1) * y_js
+                    )
+                    Y.index_add_(0, js, lr * per_pair)
                 self._implicit_stale = True  # y moved: valid RMSE recomputes the sums
                 if self._epoch_done(callback, epoch, sq / len(r), started, len(r), valid):
                     break
