@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sessionrec.training.batching import session_parallel_schedule
-from sessionrec.training.losses import bpr_max, bpr_max_elu, cross_entropy, top1_max
+from sessionrec.training.losses import bpr_max, cross_entropy, top1_max
 from sessionrec.training.optim import AdagradNesterov, Adam
 from sessionrec.training.sampling import NegativeSampler, sampling_probabilities
 
@@ -169,22 +169,6 @@ def test_adam_matches_torch() -> None:
         ref.grad = torch.tensor(g)
         topt.step()
     torch.testing.assert_close(mine, ref.detach())
-
-
-@pytest.mark.parametrize("elu", [0.0, 0.5])
-@pytest.mark.parametrize("bpreg", [0.0, 1.95])
-def test_fused_bpr_max_matches_autograd(elu: float, bpreg: float) -> None:
-    gen = torch.Generator().manual_seed(0)
-    z = torch.randn(5, 9, generator=gen, dtype=torch.float64) * 2
-    pos = torch.tensor([0, 1, 2, 3, 8])
-    a = z.clone().requires_grad_()
-    b = z.clone().requires_grad_()
-    fused = bpr_max_elu(a, pos, bpreg, elu)
-    ref = bpr_max(torch.nn.functional.elu(b, alpha=elu) if elu else b, pos, bpreg)
-    torch.testing.assert_close(fused, ref)
-    (3 * fused).backward()
-    (3 * ref).backward()
-    torch.testing.assert_close(a.grad, b.grad)
 
 
 @settings(max_examples=40, deadline=None)

@@ -10,8 +10,6 @@ The losses return the mean over rows.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 
@@ -57,59 +55,6 @@ def bpr_max(scores: torch.Tensor, pos: torch.Tensor, bpreg: float) -> torch.Tens
     hit = (weights * torch.sigmoid(r_pos - scores)).sum(1)
     reg = (weights * scores.square()).sum(1)
     return (-torch.log(hit + 1e-24) + bpreg * reg).mean()
-
-
-class _BPRMax(torch.autograd.Function):
-    """BPR-max over ELU scores with a closed-form backward.
-
-    With ``w`` the softmax over the negatives, ``σ_j = sigmoid(r_pos - s_j)``,
-    ``hit = Σ w_j σ_j`` and ``reg = Σ w_j s_j²``, the row loss is ``-log hit + λ reg`` and
-
-        dL/ds_j   = w_j (1 - σ_j² / hit + λ (s_j² + 2 s_j - reg))     (negatives)
-        dL/dr_pos = -(hit - Σ w_j σ_j²) / hit
-
-    One pass instead of the dozens of small kernels autograd records: the loss is the largest
-    elementwise work of a GRU4Rec step.
-    """
-
-    @staticmethod
-    def forward(
-        ctx: Any, z: torch.Tensor, pos: torch.Tensor, bpreg: float, elu: float
-    ) -> torch.Tensor:
-        s = F.elu(z, alpha=elu) if elu > 0 else z
-        pos1 = pos.unsqueeze(1)
-        w = torch.softmax(s.scatter(1, pos1, float("-inf")), dim=1)
-        sig = torch.sigmoid(s.gather(1, pos1) - s)
-        hit = (w * sig).sum(1, keepdim=True)
-        reg = (w * s.square()).sum(1, keepdim=True)
-        ctx.save_for_backward(z, s, pos1, w, sig, hit, reg)
-        ctx.bpreg, ctx.elu = bpreg, elu
-        return (bpreg * reg - torch.log(hit + 1e-24)).mean()
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        z, s, pos1, w, sig, hit, reg = ctx.saved_tensors
-        lam = ctx.bpreg
-        hit = hit + 1e-24
-        sig2 = sig.square_()  # sig is not needed any more: reuse its memory
-        wsig2 = w * sig2
-        # λ (s² + 2 s − reg) + 1 − σ²/hit, times w
-        d = (s + 2.0).mul_(s).sub_(reg).mul_(lam).add_(1.0) if lam else torch.ones_like(s)
-        d.mul_(w).sub_(wsig2 / hit)
-        d_pos = (wsig2.sum(1, keepdim=True) - hit) / hit
-        d.scatter_(1, pos1, d_pos)
-        d.mul_(grad / s.shape[0])
-        if ctx.elu > 0:
-            # ELU'(z) = 1 for z > 0, else elu(z) + alpha
-            d = torch.where(z > 0, d, d * (s + ctx.elu))
-        return d, None, None, None
-
-
-def bpr_max_elu(z: torch.Tensor, pos: torch.Tensor, bpreg: float, elu: float) -> torch.Tensor:
-    """``bpr_max(elu(z, elu), pos, bpreg)`` (``elu`` 0 = linear) with a fused backward."""
-    out = _BPRMax.apply(z, pos, bpreg, elu)
-    assert isinstance(out, torch.Tensor)
-    return out
 
 
 #: log2(e): the losses take their exponentials as ``exp2(x log2 e)``; torch's CPU ``exp2``
