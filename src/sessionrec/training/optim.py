@@ -82,10 +82,20 @@ class AdagradNesterov(RowOptimizer):
             if self.momentum > 0:
                 st["vel"] = torch.zeros_like(p)
             self.state[name] = st
-        # the momentum as 0-d tensors: a Python float operand costs a tensor conversion a call
-        device = next(iter(params.values())).device if params else None
-        self._m = torch.tensor(self.momentum, device=device)
-        self._m1 = torch.tensor(self.momentum - 1.0, device=device)
+        self._device = next(iter(params.values())).device if params else None
+        self._consts: tuple[float, torch.Tensor, torch.Tensor] | None = None
+
+    def _momentum_tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """momentum and momentum − 1 as 0-d tensors (a Python float operand costs a tensor
+        conversion per call), made again if ``momentum`` was changed."""
+        if self._consts is None or self._consts[0] != self.momentum:
+            m = self.momentum
+            self._consts = (
+                m,
+                torch.tensor(m, device=self._device),
+                torch.tensor(m - 1.0, device=self._device),
+            )
+        return self._consts[1], self._consts[2]
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         # saved as held ("acc_eps"), so that a resumed run repeats an uninterrupted one bit
@@ -112,7 +122,7 @@ class AdagradNesterov(RowOptimizer):
             acc = st["acc"].addcmul_(g, g)
             inv = torch.rsqrt(acc)  # g / sqrt(acc + eps) as g · rsqrt: fused into addcmul
             if self.momentum > 0:
-                vel = st["vel"].mul_(self._m).addcmul_(g, inv, value=-self.lr)
+                vel = st["vel"].mul_(self._momentum_tensors()[0]).addcmul_(g, inv, value=-self.lr)
                 if not self.nesterov:
                     p.add_(vel)
                     continue
@@ -127,13 +137,14 @@ class AdagradNesterov(RowOptimizer):
         st["acc"].index_add_(0, rows, grad * grad)
         inv = st["acc"].index_select(0, rows).rsqrt_()
         if self.momentum > 0:
+            m, m1 = self._momentum_tensors()
             vel = st["vel"].index_select(0, rows)
             # the change of the velocity: (momentum − 1) v − lr g / sqrt(acc + eps)
-            change = torch.mul(vel, self._m1).addcmul_(grad, inv, value=-self.lr)
+            change = torch.mul(vel, m1).addcmul_(grad, inv, value=-self.lr)
             st["vel"].index_add_(0, rows, change)
             vel.add_(change)
             if self.nesterov:
-                vel = vel.mul_(self._m).addcmul_(grad, inv, value=-self.lr)
+                vel = vel.mul_(m).addcmul_(grad, inv, value=-self.lr)
             p.index_add_(0, rows, vel)
         else:
             p.index_add_(0, rows, inv.mul_(grad), alpha=-self.lr)
